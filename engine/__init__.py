@@ -1,0 +1,1 @@
+"""Plugboard's engine: the desired state of VMs and their devices, canDo commands and the REST API."""

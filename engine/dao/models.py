@@ -1,0 +1,205 @@
+"""The engine's tables as SQLAlchemy 2.0 typed models. Constraint names follow one convention so that
+alembic revisions are reviewable and portable between SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Integer, MetaData, String, Text,
+                        UniqueConstraint, Index, CheckConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Value sets, declared once; commands and schemas import these.
+VM_STATUSES = ("down", "powering_up", "up", "paused", "powering_down", "unknown")
+PLUG_STATES = ("stable", "plugging", "unplugging")
+MACHINES = ("pc", "q35")
+GRAPHICS = ("none", "vnc", "spice")
+NIC_MODELS = ("pv", "virtio", "rtl8139", "e1000", "e1000e")
+HOST_STATUSES = ("up", "unreachable", "maintenance")
+HOSTDEV_STATUSES = ("available", "claimed", "allocated", "unavailable", "removed")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return "IN (" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Cluster(Base):
+    __tablename__ = "clusters"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    compat_version: Mapped[str] = mapped_column(String(16), default="4.7")
+    description: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Host(Base):
+    __tablename__ = "hosts"
+    __table_args__ = (CheckConstraint(f"status {_in(HOST_STATUSES)}", name="status"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="RESTRICT"))
+    # The agent's JSON-RPC endpoint, e.g. http://127.0.0.1:54321/jsonrpc or https://host:54321/jsonrpc
+    url: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="up")
+    # What Host.getCapabilities last said: networks, bridges, versions, hooks, whitelists.
+    capabilities: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The last agent journal sequence number the monitor has consumed.
+    last_event_seq: Mapped[int] = mapped_column(Integer, default=0)
+    last_refresh: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    cluster: Mapped[Cluster] = relationship()
+
+
+class Vm(Base):
+    __tablename__ = "vms"
+    __table_args__ = (
+        CheckConstraint(f"status {_in(VM_STATUSES)}", name="status"),
+        CheckConstraint(f"machine {_in(MACHINES)}", name="machine"),
+        CheckConstraint(f"graphics {_in(GRAPHICS)}", name="graphics"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    project_id: Mapped[str] = mapped_column(String(64), default="default", index=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="RESTRICT"))
+    os_type: Mapped[str] = mapped_column(String(32), default="other_linux")
+    status: Mapped[str] = mapped_column(String(16), default="down")
+    run_on_host: Mapped[str | None] = mapped_column(ForeignKey("hosts.id", ondelete="SET NULL"), default=None)
+    memory_mb: Mapped[int] = mapped_column(Integer, default=256)
+    vcpus: Mapped[int] = mapped_column(Integer, default=1)
+    machine: Mapped[str] = mapped_column(String(8), default="pc")
+    graphics: Mapped[str] = mapped_column(String(8), default="none")
+    flavor: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Direct kernel boot and other VM-level settings sent to the agent: kernel, initrd, cmdline, serialLog.
+    boot: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    custom_properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    cluster: Mapped[Cluster] = relationship()
+    host: Mapped[Host | None] = relationship()
+    devices: Mapped[list["VmDevice"]] = relationship(back_populates="vm", cascade="all, delete-orphan",
+                                                     passive_deletes=True)
+
+
+class VmDevice(Base):
+    """One row per device of a VM, of any type. `is_plugged` is the desired state; `plug_state` says
+    whether a transition is in flight (compare-and-set guarded, see dao.devices)."""
+
+    __tablename__ = "vm_devices"
+    __table_args__ = (
+        UniqueConstraint("vm_id", "alias"),
+        CheckConstraint(f"plug_state {_in(PLUG_STATES)}", name="plug_state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    vm_id: Mapped[str] = mapped_column(ForeignKey("vms.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(16))      # interface, hostdev, controller, redirdev
+    device: Mapped[str] = mapped_column(String(16))    # bridge, usb, pci, ehci, spicevmc, ...
+    is_plugged: Mapped[bool] = mapped_column(Boolean, default=True)
+    plug_state: Mapped[str] = mapped_column(String(16), default="stable")
+    plug_started_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The guest address as libvirt reported it (VDSM dict); cleared on unplug.
+    address: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    alias: Mapped[str] = mapped_column(String(80))
+    spec_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    is_managed: Mapped[bool] = mapped_column(Boolean, default=True)
+    boot_order: Mapped[int | None] = mapped_column(Integer, default=None)
+    custom_properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    vm: Mapped[Vm] = relationship(back_populates="devices")
+    nic: Mapped["VmNic | None"] = relationship(back_populates="device", cascade="all, delete-orphan",
+                                               passive_deletes=True, uselist=False)
+
+
+class VmNic(Base):
+    """NIC-specific columns of an interface device (same id as its vm_devices row)."""
+
+    __tablename__ = "vm_nics"
+    __table_args__ = (
+        UniqueConstraint("vm_id", "name"),
+        CheckConstraint(f"model {_in(NIC_MODELS)}", name="model"),
+    )
+
+    id: Mapped[str] = mapped_column(ForeignKey("vm_devices.id", ondelete="CASCADE"), primary_key=True)
+    vm_id: Mapped[str] = mapped_column(ForeignKey("vms.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str] = mapped_column(String(17), index=True)
+    network: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(16), default="pv")
+    linked: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    device: Mapped[VmDevice] = relationship(back_populates="nic")
+
+
+class HostDevice(Base):
+    __tablename__ = "host_devices"
+    __table_args__ = (
+        UniqueConstraint("host_id", "name"),
+        CheckConstraint(f"status {_in(HOSTDEV_STATUSES)}", name="status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))           # libvirt node-device name
+    capability: Mapped[str] = mapped_column(String(16))      # usb_device, pci
+    vendor_id: Mapped[str] = mapped_column(String(8))
+    product_id: Mapped[str] = mapped_column(String(8))
+    vendor_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    product_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    bus: Mapped[int | None] = mapped_column(Integer, default=None)
+    device: Mapped[int | None] = mapped_column(Integer, default=None)
+    port_path: Mapped[str | None] = mapped_column(String(64), default=None)
+    serial: Mapped[str | None] = mapped_column(String(128), default=None)
+    pci_address: Mapped[str | None] = mapped_column(String(16), default=None)
+    iommu_group: Mapped[int | None] = mapped_column(Integer, default=None)
+    driver: Mapped[str | None] = mapped_column(String(64), default=None)
+    parent: Mapped[str | None] = mapped_column(String(128), default=None)
+    allowed: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="available")
+    vm_id: Mapped[str | None] = mapped_column(ForeignKey("vms.id", ondelete="SET NULL"), default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_vm_id_id", "vm_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[datetime] = mapped_column(default=utcnow)
+    severity: Mapped[str] = mapped_column(String(8), default="info")   # info, warning, error
+    code: Mapped[str] = mapped_column(String(64))                      # e.g. NIC_PLUGGED, NIC_PLUG_FAILED
+    message: Mapped[str] = mapped_column(Text)
+    vm_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    device_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    host_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    host_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    host_message: Mapped[str | None] = mapped_column(Text, default=None)
+    vars: Mapped[dict[str, Any]] = mapped_column(default=dict)
