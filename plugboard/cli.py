@@ -1,0 +1,92 @@
+"""`plugboard engine serve | agent serve | db upgrade | up`. The engine and the agent never import each
+other; this module only wires each one up from its own config, importing it lazily."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+
+def _agent_serve(args: argparse.Namespace) -> int:
+    from vdsm_plugin import config, server, verbs
+    from vdsm_plugin.agent import Agent
+
+    cfg = config.load(args.config, listen=args.listen, libvirt_uri=args.libvirt_uri,
+                      state_dir=args.state_dir, hooks_dir=args.hooks_dir)
+    agent = Agent.start(cfg)
+    srv = server.serve(agent, verbs.METHODS)
+    scheme = "https" if cfg.tls else "http"
+    logging.getLogger("plugboard").info("agent listening on %s://%s:%d/jsonrpc (libvirt %s)", scheme,
+                                        cfg.listen_host, srv.server_address[1], cfg.libvirt_uri)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.server_close()
+        agent.close()
+    return 0
+
+
+def _engine_serve(args: argparse.Namespace) -> int:
+    from plugboard import engine_main
+    return engine_main.serve(args)
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from plugboard import engine_main
+    return engine_main.db_upgrade(args)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from plugboard import demo
+    return demo.up(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="plugboard", description="Hot- and cold-plug devices of KVM VMs.")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="area", required=True)
+
+    agent = sub.add_parser("agent", help="the host agent").add_subparsers(dest="action", required=True)
+    serve = agent.add_parser("serve", help="serve the agent's JSON-RPC verbs")
+    serve.add_argument("--config", type=Path, help="agent TOML file")
+    serve.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:54321)")
+    serve.add_argument("--libvirt-uri", help="default qemu:///system")
+    serve.add_argument("--state-dir", help="where the event journal lives")
+    serve.add_argument("--hooks-dir", help="hook scripts, one folder per hook point")
+    serve.set_defaults(func=_agent_serve)
+
+    engine = sub.add_parser("engine", help="the engine").add_subparsers(dest="action", required=True)
+    eserve = engine.add_parser("serve", help="serve the REST API, the web UI and the monitor")
+    eserve.add_argument("--config", type=Path, help="engine TOML file")
+    eserve.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8080)")
+    eserve.add_argument("--db-url", help="SQLAlchemy URL (default SQLite in the state dir)")
+    eserve.set_defaults(func=_engine_serve)
+
+    db = sub.add_parser("db", help="the engine's database").add_subparsers(dest="action", required=True)
+    up = db.add_parser("upgrade", help="apply migrations up to the newest revision")
+    up.add_argument("--config", type=Path)
+    up.add_argument("--db-url")
+    up.set_defaults(func=_db_upgrade)
+
+    demo = sub.add_parser("up", help="bring up agent, engine and a demo VM on this machine")
+    demo.add_argument("--state-dir", type=Path, default=Path("var/run"), help="logs, pids, databases")
+    demo.add_argument("--engine-port", type=int, default=8080)
+    demo.add_argument("--agent-port", type=int, default=54321)
+    demo.set_defaults(func=_up)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

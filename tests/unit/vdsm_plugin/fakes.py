@@ -1,0 +1,115 @@
+"""A fake hypervisor for the unit tier: one in-memory domain per VM that can fire, delay, drop or fail
+the removal events, orders the real hypervisor cannot produce on demand."""
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from lxml import etree
+
+from vdsm_plugin.virt import ERR_NO_DOMAIN, Hypervisor, LibvirtFailure
+
+DOMAIN = """<domain type='qemu'><name>{name}</name><uuid>{uuid}</uuid><memory unit='KiB'>262144</memory>
+<vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type></os><devices>
+<controller type='usb' index='0' model='piix3-uhci'><alias name='usb'/></controller>
+<controller type='pci' index='0' model='pci-root'><alias name='pci.0'/></controller>
+</devices></domain>"""
+
+
+class FakeHypervisor:
+    AFFECT_LIVE = Hypervisor.AFFECT_LIVE
+    AFFECT_CONFIG = Hypervisor.AFFECT_CONFIG
+
+    def __init__(self) -> None:
+        self.doms: dict[str, etree._Element] = {}
+        self.running: dict[str, bool] = {}
+        self.removal = "event"   # event | late | none | failed | refuse
+        self.late_after = 0.2
+        self.attach_error: LibvirtFailure | None = None
+        self.calls: list[tuple[str, str]] = []
+        self.nodedevs: list[str] = []
+        self._slot = 3
+        self.on_removed: Callable[[str, str], None] = lambda *_: None
+        self.on_removal_failed: Callable[[str, str], None] = lambda *_: None
+
+    # wiring done by Agent.start in real life
+    def subscribe(self, on_removed, on_removal_failed, on_lifecycle) -> None:
+        self.on_removed, self.on_removal_failed = on_removed, on_removal_failed
+
+    def add_vm(self, vm_id: str, name: str = "vm", running: bool = True) -> None:
+        self.doms[vm_id] = etree.fromstring(DOMAIN.format(name=name, uuid=vm_id))
+        self.running[vm_id] = running
+
+    def _dom(self, vm_id: str) -> etree._Element:
+        if vm_id not in self.doms:
+            raise LibvirtFailure(ERR_NO_DOMAIN, f"Domain not found: no domain with matching uuid '{vm_id}'")
+        return self.doms[vm_id]
+
+    def exists(self, vm_id: str) -> bool:
+        return vm_id in self.doms
+
+    def list_ids(self) -> list[str]:
+        return list(self.doms)
+
+    def name(self, vm_id: str) -> str:
+        return self._dom(vm_id).findtext("name")
+
+    def state(self, vm_id: str) -> str:
+        self._dom(vm_id)
+        return "up" if self.running[vm_id] else "down"
+
+    def is_persistent(self, vm_id: str) -> bool:
+        return True
+
+    def xml(self, vm_id: str, *, inactive: bool = False) -> str:
+        return etree.tostring(self._dom(vm_id), encoding="unicode")
+
+    def affect_flags(self, vm_id: str) -> int:
+        return self.AFFECT_CONFIG | (self.AFFECT_LIVE if self.running[vm_id] else 0)
+
+    def nodedev_xmls(self, caps: list[str]) -> list[str]:
+        return list(self.nodedevs)
+
+    def attach(self, vm_id: str, device_xml: str, flags: int) -> None:
+        self.calls.append(("attach", device_xml))
+        if self.attach_error:
+            raise self.attach_error
+        el = etree.fromstring(device_xml)
+        if el.find("address") is None and el.tag == "interface":
+            self._slot += 1
+            etree.SubElement(el, "address", type="pci", domain="0x0000", bus="0x00",
+                             slot=f"0x{self._slot:02x}", function="0x0")
+        self._dom(vm_id).find("devices").append(el)
+
+    def _find(self, vm_id: str, device_xml: str) -> etree._Element:
+        alias = etree.fromstring(device_xml).find("alias").get("name")
+        for el in self._dom(vm_id).find("devices"):
+            a = el.find("alias")
+            if a is not None and a.get("name") == alias:
+                return el
+        raise LibvirtFailure(99, "device not found")
+
+    def detach(self, vm_id: str, device_xml: str, flags: int) -> None:
+        self.calls.append(("detach", device_xml))
+        el = self._find(vm_id, device_xml)
+        alias = el.find("alias").get("name")
+        if not flags & self.AFFECT_LIVE:
+            el.getparent().remove(el)
+            return
+        if self.removal == "refuse":
+            raise LibvirtFailure(1, "internal error: unable to execute QEMU command 'device_del'")
+        if self.removal == "event":      # the event arrives before detachDeviceFlags returns
+            el.getparent().remove(el)
+            self.on_removed(vm_id, alias)
+        elif self.removal == "late":
+            def later() -> None:
+                el.getparent().remove(el)
+                self.on_removed(vm_id, alias)
+            threading.Timer(self.late_after, later).start()
+        elif self.removal == "failed":
+            threading.Timer(0.05, lambda: self.on_removal_failed(vm_id, alias)).start()
+        # "none": the guest never answers
+
+    def update_device(self, vm_id: str, device_xml: str, flags: int) -> None:
+        el = self._find(vm_id, device_xml)
+        el.getparent().replace(el, etree.fromstring(device_xml))

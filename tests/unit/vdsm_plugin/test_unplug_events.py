@@ -1,0 +1,107 @@
+"""Unplug outcomes for the event orders a real guest produces only sometimes."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from vdsm_plugin.errors import AgentError
+from vdsm_plugin.verbs import nic as nic_verbs
+
+NIC = {"type": "interface", "device": "bridge", "network": "pbbr0", "alias": "ua-n1",
+       "macAddr": "56:6f:1a:00:00:01", "nicModel": "pv"}
+
+
+def _plug(agent, vm_id):
+    return nic_verbs.hotplug_nic(agent, vm_id, dict(NIC))
+
+
+def test_event_before_detach_returns_is_removed(fake_agent, vm_id):
+    _plug(fake_agent, vm_id)
+    fake_agent.hv.removal = "event"
+    res = nic_verbs.hotunplug_nic(fake_agent, vm_id, {"alias": "ua-n1"})
+    assert res["status"] == "removed" and res["alias"] == "ua-n1"
+    events, _ = fake_agent.journal.read(after=0)
+    assert [e["kind"] for e in events] == ["device_removed"]
+
+
+def test_no_event_answers_pending_and_never_resends(fake_agent, vm_id):
+    _plug(fake_agent, vm_id)
+    fake_agent.hv.removal = "none"
+    res = nic_verbs.hotunplug_nic(fake_agent, vm_id, {"alias": "ua-n1"})
+    assert res == {"status": "pending", "alias": "ua-n1"}
+    with pytest.raises(AgentError) as e:
+        nic_verbs.hotunplug_nic(fake_agent, vm_id, {"alias": "ua-n1"})
+    assert e.value.name == "operationInFlight"
+    assert [c for c, _ in fake_agent.hv.calls].count("detach") == 1
+
+
+def test_late_event_lands_in_journal(fake_agent, vm_id):
+    _plug(fake_agent, vm_id)
+    fake_agent.hv.removal = "late"
+    fake_agent.hv.late_after = 0.8    # after the 0.5 s wait
+    assert nic_verbs.hotunplug_nic(fake_agent, vm_id, {"alias": "ua-n1"})["status"] == "pending"
+    events, _ = fake_agent.journal.read(after=0, timeout=3)
+    assert events and events[0]["kind"] == "device_removed" and events[0]["alias"] == "ua-n1"
+
+
+def test_removal_failed_is_a_coded_error(fake_agent, vm_id):
+    _plug(fake_agent, vm_id)
+    fake_agent.hv.removal = "failed"
+    with pytest.raises(AgentError) as e:
+        nic_verbs.hotunplug_nic(fake_agent, vm_id, {"alias": "ua-n1"})
+    assert e.value.code == 50
+    events, _ = fake_agent.journal.read(after=0, timeout=1)
+    assert events[0]["kind"] == "device_removal_failed"
+    # Nothing is left in flight: a new attempt is sent.
+    fake_agent.hv.removal = "event"
+    assert nic_verbs.hotunplug_nic(fake_agent, vm_id, {"alias": "ua-n1"})["status"] == "removed"
+
+
+def test_libvirt_refusal_leaves_nothing_in_flight(fake_agent, vm_id):
+    _plug(fake_agent, vm_id)
+    fake_agent.hv.removal = "refuse"
+    with pytest.raises(AgentError) as e:
+        nic_verbs.hotunplug_nic(fake_agent, vm_id, {"alias": "ua-n1"})
+    assert e.value.code == 50 and e.value.data["libvirtCode"] == 1
+    assert fake_agent.removals.pending(vm_id) == []
+
+
+def test_unplug_by_mac(fake_agent, vm_id):
+    _plug(fake_agent, vm_id)
+    res = nic_verbs.hotunplug_nic(fake_agent, vm_id, {"macAddr": "56:6F:1A:00:00:01"})
+    assert res["status"] == "removed" and res["alias"] == "ua-n1"
+
+
+def test_unknown_device_and_vm(fake_agent, vm_id):
+    with pytest.raises(AgentError) as e:
+        nic_verbs.hotunplug_nic(fake_agent, vm_id, {"alias": "ua-missing"})
+    assert e.value.name == "deviceNotFound"
+    with pytest.raises(AgentError) as e:
+        nic_verbs.hotplug_nic(fake_agent, "00000000-0000-0000-0000-000000000000", dict(NIC))
+    assert e.value.code == 1
+
+
+def test_stopped_vm_detach_is_config_only_and_immediate(fake_agent, vm_id):
+    fake_agent.hv.running[vm_id] = False
+    _plug(fake_agent, vm_id)
+    fake_agent.hv.removal = "none"       # would hang a live unplug; a config change does not wait
+    start = time.monotonic()
+    assert nic_verbs.hotunplug_nic(fake_agent, vm_id, {"alias": "ua-n1"})["status"] == "removed"
+    assert time.monotonic() - start < 0.4
+
+
+def test_plug_failure_is_code_49_and_leaves_no_device(fake_agent, vm_id):
+    from vdsm_plugin.virt import LibvirtFailure
+    fake_agent.hv.attach_error = LibvirtFailure(1, "No more available PCI slots")
+    with pytest.raises(AgentError) as e:
+        _plug(fake_agent, vm_id)
+    assert e.value.code == 49 and "PCI slots" in str(e.value)
+    assert "ua-n1" not in fake_agent.hv.xml(vm_id)
+
+
+def test_duplicate_alias_refused(fake_agent, vm_id):
+    _plug(fake_agent, vm_id)
+    with pytest.raises(AgentError) as e:
+        _plug(fake_agent, vm_id)
+    assert e.value.code == 49 and "alias" in str(e.value)

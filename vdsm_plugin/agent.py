@@ -1,0 +1,74 @@
+"""Everything a verb needs on this host, built once at start and handed to each verb as its context."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from vdsm_plugin.config import AgentConfig
+from vdsm_plugin.errors import AgentError
+from vdsm_plugin.hooks import HookRunner
+from vdsm_plugin.journal import Journal
+from vdsm_plugin.removals import Removals
+from vdsm_plugin.virt import Hypervisor
+from vdsm_plugin.whitelist import Whitelist
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VmLocks:
+    """Device operations on one VM run one at a time (concurrent plugs used to collide on aliases and
+    slots); operations on different VMs run in parallel."""
+
+    timeout: float
+    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextlib.contextmanager
+    def hold(self, vm_id: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(vm_id, threading.Lock())
+        if not lock.acquire(timeout=self.timeout):
+            raise AgentError("operationInFlight", f"VM {vm_id} is busy with another device operation",
+                             vmId=vm_id)
+        try:
+            yield
+        finally:
+            lock.release()
+
+
+@dataclass
+class Agent:
+    config: AgentConfig
+    hv: Hypervisor
+    journal: Journal
+    hooks: HookRunner
+    whitelist: Whitelist
+    removals: Removals
+    locks: VmLocks
+    # Held while a host device is resolved and attached, so two VMs can never get one device.
+    hostdev_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def start(cls, config: AgentConfig) -> "Agent":
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        journal = Journal(config.journal_path)
+        removals = Removals(journal)
+        hv = Hypervisor(config.libvirt_uri, config.nodedev_uri)
+        agent = cls(config=config, hv=hv, journal=journal,
+                    hooks=HookRunner(config.hooks_dir, timeout=config.hook_timeout),
+                    whitelist=Whitelist.from_config(config.whitelist),
+                    removals=removals, locks=VmLocks(config.lock_timeout))
+        hv.subscribe(removals.on_removed, removals.on_removal_failed, agent._on_lifecycle)
+        return agent
+
+    def _on_lifecycle(self, vm_id: str, event: str) -> None:
+        if event in ("stopped", "crashed", "undefined"):
+            self.removals.forget_vm(vm_id)
+        self.journal.append("vm_lifecycle", vm_id=vm_id, data={"event": event})
+
+    def close(self) -> None:
+        self.hv.close()

@@ -1,0 +1,56 @@
+"""Checks every incoming call against schema/verbs.yaml before a verb runs, so that a bad call changes
+nothing and its error names the offending field."""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from jsonschema import Draft7Validator
+from jsonschema.exceptions import ValidationError
+
+from vdsm_plugin import contract
+from vdsm_plugin.errors import AgentError
+
+
+@functools.cache
+def _validator(verb: str, part: str) -> Draft7Validator:
+    schema = dict(contract.verbs()[verb][part])
+    schema["definitions"] = contract.definitions()
+    return Draft7Validator(schema)
+
+
+def _field(error: ValidationError) -> str:
+    path = "/".join(str(p) for p in error.absolute_path)
+    # "required" errors sit on the parent object: name the missing property itself.
+    if error.validator == "required" and error.message.startswith("'"):
+        missing = error.message.split("'")[1]
+        path = f"{path}/{missing}" if path else missing
+    return path or "(params)"
+
+
+def _deepest(errors: list[ValidationError]) -> ValidationError:
+    """For oneOf/anyOf failures jsonschema reports the branch errors as context; the deepest one is
+    usually the field a caller got wrong."""
+    best = errors[0]
+    stack = list(errors)
+    while stack:
+        e = stack.pop()
+        if len(e.absolute_path) > len(best.absolute_path):
+            best = e
+        stack.extend(e.context or [])
+    return best
+
+
+def check_params(verb: str, params: dict[str, Any]) -> None:
+    errors = sorted(_validator(verb, "params").iter_errors(params), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    worst = _deepest(errors)
+    field = _field(worst)
+    raise AgentError("invalidParams", f"{verb}: {field}: {worst.message}", field=field, verb=verb)
+
+
+def result_errors(verb: str, result: Any) -> list[str]:
+    """Used by the tests to check that each verb answers what the contract says."""
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in _validator(verb, "result").iter_errors(result)]

@@ -1,0 +1,120 @@
+"""The plug and unplug machinery every device verb shares: per-VM lock, hooks, libvirt with the right
+flags, reading back what libvirt assigned, and waiting for the guest to release a device."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from vdsm_plugin import domxml
+from vdsm_plugin.agent import Agent
+from vdsm_plugin.errors import AgentError
+from vdsm_plugin.virt import ERR_NO_DOMAIN, Hypervisor, LibvirtFailure
+
+log = logging.getLogger(__name__)
+
+
+def vm_key(vm_id: str) -> str:
+    return vm_id.lower()
+
+
+def live_dom(agent: Agent, vm_id: str):
+    """The domain's current XML (live when running), or noVM."""
+    try:
+        return domxml.parse(agent.hv.xml(vm_id))
+    except LibvirtFailure as e:
+        if e.code == ERR_NO_DOMAIN:
+            raise AgentError("noVM", f"no VM with id {vm_id} on this host", vmId=vm_id) from e
+        raise
+
+
+def hook_env(vm_id: str, *props: dict[str, str] | None) -> dict[str, str]:
+    env = {"vmId": vm_id}
+    for p in props:
+        env.update(p or {})
+    return env
+
+
+def run_after_hook(agent: Agent, point: str, xml: str, env: dict[str, str]) -> None:
+    """After-hooks report; they cannot undo what is done, so their failures are only logged."""
+    try:
+        agent.hooks.run(point, xml, env)
+    except AgentError as e:
+        log.warning("%s hook failed after the fact: %s", point, e)
+
+
+def reported(agent: Agent, vm_id: str, alias: str) -> dict[str, Any]:
+    for dev in domxml.read_devices(live_dom(agent, vm_id)):
+        if dev.get("alias") == alias:
+            return dev
+    raise AgentError("deviceNotFound", f"{alias} is not in the domain after the operation", alias=alias)
+
+
+def plug(agent: Agent, vm_id: str, dev: dict[str, Any], *, hook_kind: str, error: str,
+         resolved: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Attach `dev` (a schema device dict) to the VM: live and persistent when running, persistent
+    only when stopped. Nothing is left behind when a hook or libvirt refuses."""
+    vm_id = vm_key(vm_id)
+    alias = dev["alias"]
+    with agent.locks.hold(vm_id):
+        dom = live_dom(agent, vm_id)
+        if domxml.find_device(dom, alias) is not None:
+            raise AgentError(error, f"the VM already has a device with alias {alias}", alias=alias)
+        env = hook_env(vm_id, dev.get("customProperties"))
+        xml = domxml.tostring(domxml.build_device(dev, resolved))
+        xml = agent.hooks.run(f"before_{hook_kind}_hotplug", xml, env).xml
+        flags = agent.hv.affect_flags(vm_id)
+        try:
+            agent.hv.attach(vm_id, xml, flags)
+        except LibvirtFailure as e:
+            run_after_hook(agent, f"after_{hook_kind}_hotplug_fail", xml, env)
+            raise AgentError(error, e.message, libvirtCode=e.code, alias=alias) from e
+        result = reported(agent, vm_id, alias)
+        run_after_hook(agent, f"after_{hook_kind}_hotplug", xml, env)
+        return result
+
+
+def unplug(agent: Agent, vm_id: str, ref: dict[str, Any], *, hook_kind: str, error: str) -> dict[str, Any]:
+    """Detach a device and wait for the guest to release it: `removed` (with the time it took),
+    `pending` (the guest has not answered yet; the event will land in the journal) or a coded error
+    when the guest refused (DEVICE_REMOVAL_FAILED) or libvirt did."""
+    vm_id = vm_key(vm_id)
+    with agent.locks.hold(vm_id):
+        dom = live_dom(agent, vm_id)
+        el = domxml.find_device(dom, ref["alias"]) if ref.get("alias") else None
+        if el is None and ref.get("macAddr"):
+            el = domxml.find_nic_by_mac(dom, ref["macAddr"])
+        if el is None:
+            raise AgentError("deviceNotFound", f"no device {ref.get('alias') or ref.get('macAddr')} on VM {vm_id}",
+                             alias=ref.get("alias"))
+        alias = domxml.device_alias(el) or ref.get("alias")
+        env = hook_env(vm_id, ref.get("customProperties"))
+        xml = agent.hooks.run(f"before_{hook_kind}_hotunplug", domxml.tostring(el), env).xml
+        flags = agent.hv.affect_flags(vm_id)
+        if not flags & Hypervisor.AFFECT_LIVE:
+            _detach(agent, vm_id, xml, flags, error, alias)
+            run_after_hook(agent, f"after_{hook_kind}_hotunplug", xml, env)
+            return {"status": "removed", "alias": alias, "elapsed": 0.0}
+        # Register before detaching: the event can arrive before detachDeviceFlags returns.
+        removal = agent.removals.expect(vm_id, alias)
+        start = time.monotonic()
+        try:
+            _detach(agent, vm_id, xml, flags, error, alias)
+        except AgentError:
+            agent.removals.abandon(removal)
+            raise
+        outcome = removal.wait(max(0.0, agent.config.unplug_timeout - (time.monotonic() - start)))
+        if outcome == "removed":
+            run_after_hook(agent, f"after_{hook_kind}_hotunplug", xml, env)
+            return {"status": "removed", "alias": alias, "elapsed": round(time.monotonic() - start, 3)}
+        if outcome == "failed":
+            raise AgentError(error, "the guest refused to release the device (DEVICE_REMOVAL_FAILED)",
+                             alias=alias)
+        return {"status": "pending", "alias": alias}
+
+
+def _detach(agent: Agent, vm_id: str, xml: str, flags: int, error: str, alias: str) -> None:
+    try:
+        agent.hv.detach(vm_id, xml, flags)
+    except LibvirtFailure as e:
+        raise AgentError(error, e.message, libvirtCode=e.code, alias=alias) from e

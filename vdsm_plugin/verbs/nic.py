@@ -1,0 +1,40 @@
+"""VM.hotplugNic / VM.hotunplugNic (VDSM's verbs, codes 49 and 50) and VM.updateNic (link state)."""
+from __future__ import annotations
+
+from typing import Any
+
+from vdsm_plugin import domxml
+from vdsm_plugin.agent import Agent
+from vdsm_plugin.errors import AgentError
+from vdsm_plugin.verbs import devices
+from vdsm_plugin.virt import LibvirtFailure
+
+
+def hotplug_nic(agent: Agent, vmId: str, nic: dict[str, Any]) -> dict[str, Any]:
+    return devices.plug(agent, vmId, nic, hook_kind="nic", error="hotplugNic")
+
+
+def hotunplug_nic(agent: Agent, vmId: str, nic: dict[str, Any]) -> dict[str, Any]:
+    return devices.unplug(agent, vmId, nic, hook_kind="nic", error="hotunplugNic")
+
+
+def update_nic(agent: Agent, vmId: str, nic: dict[str, Any]) -> dict[str, Any]:
+    """Only the link state changes live; anything else needs an unplug and a plug."""
+    vm_id = devices.vm_key(vmId)
+    with agent.locks.hold(vm_id):
+        el = domxml.find_device(devices.live_dom(agent, vm_id), nic["alias"])
+        if el is None or el.tag != "interface":
+            raise AgentError("deviceNotFound", f"no NIC {nic['alias']} on VM {vm_id}", alias=nic["alias"])
+        domxml.set_link_state(el, nic["linkActive"])
+        try:
+            agent.hv.update_device(vm_id, domxml.tostring(el), agent.hv.affect_flags(vm_id))
+        except LibvirtFailure as e:
+            raise AgentError("unexpected", e.message, libvirtCode=e.code) from e
+        return devices.reported(agent, vm_id, nic["alias"])
+
+
+METHODS = {
+    "VM.hotplugNic": hotplug_nic,
+    "VM.hotunplugNic": hotunplug_nic,
+    "VM.updateNic": update_nic,
+}

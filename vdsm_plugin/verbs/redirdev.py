@@ -1,0 +1,21 @@
+"""VM.hotplugRedirdev / VM.hotunplugRedirdev: SPICE (spicevmc) and TCP USB redirection."""
+from __future__ import annotations
+
+from typing import Any
+
+from vdsm_plugin.agent import Agent
+from vdsm_plugin.verbs import devices
+
+
+def hotplug_redirdev(agent: Agent, vmId: str, redirdev: dict[str, Any]) -> dict[str, Any]:
+    return devices.plug(agent, vmId, redirdev, hook_kind="device", error="redirdevPlugFailed")
+
+
+def hotunplug_redirdev(agent: Agent, vmId: str, redirdev: dict[str, Any]) -> dict[str, Any]:
+    return devices.unplug(agent, vmId, redirdev, hook_kind="device", error="redirdevUnplugFailed")
+
+
+METHODS = {
+    "VM.hotplugRedirdev": hotplug_redirdev,
+    "VM.hotunplugRedirdev": hotunplug_redirdev,
+}

@@ -1,0 +1,159 @@
+"""VM.create / VM.define / VM.start / VM.destroy / VM.list / VM.getDevices."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from vdsm_plugin import domxml
+from vdsm_plugin.agent import Agent
+from vdsm_plugin.errors import AgentError
+from vdsm_plugin.verbs import devices, hostdev as hostdev_verbs
+from vdsm_plugin.virt import ERR_NO_DOMAIN, LibvirtFailure
+
+log = logging.getLogger(__name__)
+
+
+def vm_info(agent: Agent, vm_id: str) -> dict[str, Any]:
+    dom = devices.live_dom(agent, vm_id)
+    return {"vmId": vm_id, "name": agent.hv.name(vm_id), "status": agent.hv.state(vm_id),
+            "persistent": agent.hv.is_persistent(vm_id), "devices": domxml.read_devices(dom)}
+
+
+def _resolve_hostdevs(agent: Agent, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Concrete host devices for the VM's hostdevs, by alias. A USB device that is gone is left for
+    the before_vm_start startup-policy hook to drop or refuse, so it is built from its request."""
+    resolved: dict[str, dict[str, Any]] = {}
+    for dev in params.get("devices", []):
+        if dev["type"] != "hostdev":
+            continue
+        try:
+            resolved[dev["alias"]] = hostdev_verbs.resolved_source(hostdev_verbs.resolve(agent, dev))
+        except AgentError as e:
+            src = dev["source"]
+            if e.name != "hostdevMissing" or dev["device"] != "usb" or "vendor" not in src and "bus" not in src:
+                raise
+            resolved[dev["alias"]] = {"vendorId": src.get("vendor"), "productId": src.get("product"),
+                                      "bus": src.get("bus"), "device": src.get("device")}
+    return resolved
+
+
+def _check_controllers(params: dict[str, Any]) -> None:
+    seen: set[int] = set()
+    for dev in params.get("devices", []):
+        if dev["type"] == "controller":
+            if dev["index"] in seen:
+                raise AgentError("controllerIndexInUse", f"two USB controllers with index {dev['index']}",
+                                 index=dev["index"])
+            seen.add(dev["index"])
+
+
+def _build(agent: Agent, vm_id: str, params: dict[str, Any]) -> str:
+    if agent.hv.exists(vm_id):
+        raise AgentError("exist", f"VM {vm_id} is already defined on this host", vmId=vm_id)
+    _check_controllers(params)
+    resolved = _resolve_hostdevs(agent, params)
+    # Host devices are built from the concrete device resolved on this host, the rest from the request.
+    rest = [d for d in params.get("devices", []) if d["type"] != "hostdev"]
+    dom = domxml.parse(domxml.build_domain(vm_id, {**params, "devices": rest}))
+    for dev in params.get("devices", []):
+        if dev["type"] == "hostdev":
+            dom.find("devices").append(domxml.build_device(dev, resolved[dev["alias"]]))
+    return domxml.tostring(dom)
+
+
+def _usb_inventory(agent: Agent) -> str:
+    return json.dumps([{k: d.get(k) for k in ("name", "vendorId", "productId", "bus", "device", "portPath")}
+                       for d in hostdev_verbs.inventory(agent, ["usb_device"])])
+
+
+def _before_start(agent: Agent, vm_id: str, xml: str, custom: dict[str, str] | None) -> str:
+    """Run before_vm_start hooks; report each host device a hook dropped as an event."""
+    before = {d["alias"] for d in domxml.read_devices(domxml.parse(xml)) if d["type"] == "hostdev"}
+    result = agent.hooks.run("before_vm_start", xml, devices.hook_env(vm_id, custom),
+                             extra_files={"_hook_usb_inventory": _usb_inventory(agent)})
+    after = {d["alias"] for d in domxml.read_devices(domxml.parse(result.xml)) if d["type"] == "hostdev"}
+    for alias in sorted(before - after):
+        agent.journal.append("hostdev_dropped", vm_id=vm_id, alias=alias,
+                             data={"reason": "host device not present; startup policy optional"})
+    return result.xml
+
+
+def _start(agent: Agent, vm_id: str, xml: str, custom: dict[str, str] | None, *, created: bool) -> None:
+    xml = _before_start(agent, vm_id, xml, custom)
+    try:
+        agent.hv.define(xml)
+        agent.hv.start(vm_id)
+    except LibvirtFailure as e:
+        if created and agent.hv.exists(vm_id):
+            agent.hv.destroy(vm_id, undefine=True)  # a failed create leaves nothing behind
+        raise AgentError("createErr", e.message, libvirtCode=e.code, vmId=vm_id) from e
+    devices.run_after_hook(agent, "after_vm_start", xml, devices.hook_env(vm_id, custom))
+
+
+def create(agent: Agent, vmId: str, params: dict[str, Any]) -> dict[str, Any]:
+    vm_id = devices.vm_key(vmId)
+    with agent.locks.hold(vm_id):
+        _start(agent, vm_id, _build(agent, vm_id, params), params.get("customProperties"), created=True)
+        return vm_info(agent, vm_id)
+
+
+def define(agent: Agent, vmId: str, params: dict[str, Any]) -> dict[str, Any]:
+    vm_id = devices.vm_key(vmId)
+    with agent.locks.hold(vm_id):
+        try:
+            agent.hv.define(_build(agent, vm_id, params))
+        except LibvirtFailure as e:
+            raise AgentError("createErr", e.message, libvirtCode=e.code, vmId=vm_id) from e
+        return vm_info(agent, vm_id)
+
+
+def start(agent: Agent, vmId: str) -> dict[str, Any]:
+    vm_id = devices.vm_key(vmId)
+    with agent.locks.hold(vm_id):
+        dom = domxml.parse(agent.hv.xml(vm_id, inactive=True)) if agent.hv.exists(vm_id) else None
+        if dom is None:
+            raise AgentError("noVM", f"no VM with id {vm_id} on this host", vmId=vm_id)
+        if agent.hv.state(vm_id) != "down":
+            return vm_info(agent, vm_id)
+        custom = domxml.get_metadata(dom, "customProperties") or {}
+        _start(agent, vm_id, domxml.tostring(dom), custom, created=False)
+        return vm_info(agent, vm_id)
+
+
+def destroy(agent: Agent, vmId: str, undefine: bool = True) -> dict[str, Any]:
+    vm_id = devices.vm_key(vmId)
+    try:
+        xml = agent.hv.xml(vm_id)
+        agent.hv.destroy(vm_id, undefine=undefine)
+    except LibvirtFailure as e:
+        if e.code == ERR_NO_DOMAIN:
+            raise AgentError("noVM", f"no VM with id {vm_id} on this host", vmId=vm_id) from e
+        raise AgentError("unexpected", e.message, libvirtCode=e.code) from e
+    agent.removals.forget_vm(vm_id)
+    devices.run_after_hook(agent, "after_vm_destroy", xml, devices.hook_env(vm_id))
+    return {"vmId": vm_id, "status": "down"}
+
+
+def list_vms(agent: Agent) -> dict[str, Any]:
+    vms = []
+    for vm_id in agent.hv.list_ids():
+        try:
+            vms.append(vm_info(agent, vm_id))
+        except (AgentError, LibvirtFailure):
+            continue  # undefined while listing
+    return {"vms": vms}
+
+
+def get_devices(agent: Agent, vmId: str) -> dict[str, Any]:
+    return vm_info(agent, devices.vm_key(vmId))
+
+
+METHODS = {
+    "VM.create": create,
+    "VM.define": define,
+    "VM.start": start,
+    "VM.destroy": destroy,
+    "VM.list": list_vms,
+    "VM.getDevices": get_devices,
+}

@@ -1,0 +1,238 @@
+"""The only module of the agent that imports libvirt: a connection with its event loop, and the few
+calls the verbs need. libvirt errors become `LibvirtFailure` (code + message) so the verbs can map them
+to the agent's own coded errors without touching libvirt."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+import libvirt
+
+log = logging.getLogger(__name__)
+
+_event_loop_lock = threading.Lock()
+_event_loop_started = False
+
+# Callbacks receive (vm_uuid, alias) for device events and (vm_uuid, event_name) for lifecycle.
+DeviceCallback = Callable[[str, str], None]
+LifecycleCallback = Callable[[str, str], None]
+
+_LIFECYCLE = {
+    libvirt.VIR_DOMAIN_EVENT_DEFINED: "defined",
+    libvirt.VIR_DOMAIN_EVENT_UNDEFINED: "undefined",
+    libvirt.VIR_DOMAIN_EVENT_STARTED: "started",
+    libvirt.VIR_DOMAIN_EVENT_SUSPENDED: "suspended",
+    libvirt.VIR_DOMAIN_EVENT_RESUMED: "resumed",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED: "stopped",
+    libvirt.VIR_DOMAIN_EVENT_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
+}
+
+_STATES = {
+    libvirt.VIR_DOMAIN_RUNNING: "up",
+    libvirt.VIR_DOMAIN_BLOCKED: "up",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "powering_down",
+    libvirt.VIR_DOMAIN_SHUTOFF: "down",
+    libvirt.VIR_DOMAIN_CRASHED: "down",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "paused",
+}
+
+# libvirt error codes the verbs care about, by meaning.
+ERR_NO_DOMAIN = libvirt.VIR_ERR_NO_DOMAIN
+ERR_OPERATION_INVALID = libvirt.VIR_ERR_OPERATION_INVALID   # 55: domain is not running
+ERR_OPERATION_UNSUPPORTED = libvirt.VIR_ERR_OPERATION_UNSUPPORTED  # 84: cannot be hot plugged
+ERR_DEVICE_MISSING = libvirt.VIR_ERR_DEVICE_MISSING  # 99
+
+
+@dataclass
+class LibvirtFailure(Exception):
+    code: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"libvirt error {self.code}: {self.message}"
+
+
+def _failure(e: libvirt.libvirtError) -> LibvirtFailure:
+    return LibvirtFailure(e.get_error_code() or 0, e.get_error_message() or str(e))
+
+
+def _start_event_loop() -> None:
+    """libvirt delivers events only through a registered loop that some thread keeps running."""
+    global _event_loop_started
+    with _event_loop_lock:
+        if _event_loop_started:
+            return
+        libvirt.registerErrorHandler(lambda *_: None, None)
+        libvirt.virEventRegisterDefaultImpl()
+
+        def loop() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=loop, name="libvirt-events", daemon=True).start()
+        _event_loop_started = True
+
+
+class Hypervisor:
+    """A libvirt connection for the agent. Thread-safe: libvirt's connection objects are."""
+
+    AFFECT_LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
+    AFFECT_CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+
+    def __init__(self, uri: str = "qemu:///system", nodedev_uri: str | None = None) -> None:
+        _start_event_loop()
+        self.uri = uri
+        try:
+            self._conn = libvirt.open(uri)
+            self._nodedev_conn = libvirt.open(nodedev_uri) if nodedev_uri and nodedev_uri != uri else self._conn
+        except libvirt.libvirtError as e:
+            raise _failure(e) from e
+        self._callback_ids: list[int] = []
+
+    def close(self) -> None:
+        for cb in self._callback_ids:
+            try:
+                self._conn.domainEventDeregisterAny(cb)
+            except libvirt.libvirtError:
+                pass
+        self._callback_ids.clear()
+        for conn in {self._conn, self._nodedev_conn}:
+            try:
+                conn.close()
+            except libvirt.libvirtError:
+                pass
+
+    # -- events -----------------------------------------------------------------------------------
+    def subscribe(self, on_removed: DeviceCallback, on_removal_failed: DeviceCallback,
+                  on_lifecycle: LifecycleCallback) -> None:
+        c = self._conn
+        self._callback_ids += [
+            c.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED,
+                                     lambda _c, dom, alias, _o: on_removed(dom.UUIDString(), alias), None),
+            c.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED,
+                                     lambda _c, dom, alias, _o: on_removal_failed(dom.UUIDString(), alias), None),
+            c.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                     lambda _c, dom, ev, _d, _o: on_lifecycle(dom.UUIDString(), _LIFECYCLE.get(ev, str(ev))),
+                                     None),
+        ]
+
+    # -- host -------------------------------------------------------------------------------------
+    def versions(self) -> tuple[str, str]:
+        def fmt(v: int) -> str:
+            return f"{v // 1000000}.{v // 1000 % 1000}.{v % 1000}"
+        return fmt(self._conn.getLibVersion()), fmt(self._conn.getVersion())
+
+    def hostname(self) -> str:
+        return self._conn.getHostname()
+
+    def capabilities_xml(self) -> str:
+        return self._conn.getCapabilities()
+
+    def active_networks(self) -> list[str]:
+        return sorted(n.name() for n in self._conn.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE))
+
+    def nodedev_xmls(self, caps: list[str]) -> list[str]:
+        flags = 0
+        if "usb_device" in caps:
+            flags |= libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_USB_DEV
+        if "pci" in caps:
+            flags |= libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV
+        try:
+            return [d.XMLDesc(0) for d in self._nodedev_conn.listAllDevices(flags)]
+        except libvirt.libvirtError as e:
+            raise _failure(e) from e
+
+    # -- domains ----------------------------------------------------------------------------------
+    def _dom(self, vm_id: str) -> libvirt.virDomain:
+        try:
+            return self._conn.lookupByUUIDString(vm_id)
+        except libvirt.libvirtError as e:
+            raise _failure(e) from e
+
+    def exists(self, vm_id: str) -> bool:
+        try:
+            self._conn.lookupByUUIDString(vm_id)
+            return True
+        except libvirt.libvirtError:
+            return False
+
+    def list_ids(self) -> list[str]:
+        return [d.UUIDString() for d in self._conn.listAllDomains(0)]
+
+    def name(self, vm_id: str) -> str:
+        return self._dom(vm_id).name()
+
+    def state(self, vm_id: str) -> str:
+        try:
+            st, _reason = self._dom(vm_id).state()
+        except libvirt.libvirtError as e:
+            raise _failure(e) from e
+        return _STATES.get(st, "unknown")
+
+    def is_persistent(self, vm_id: str) -> bool:
+        return bool(self._dom(vm_id).isPersistent())
+
+    def xml(self, vm_id: str, *, inactive: bool = False) -> str:
+        flags = libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0
+        try:
+            return self._dom(vm_id).XMLDesc(flags)
+        except libvirt.libvirtError as e:
+            raise _failure(e) from e
+
+    def define(self, xml: str) -> None:
+        try:
+            self._conn.defineXML(xml)
+        except libvirt.libvirtError as e:
+            raise _failure(e) from e
+
+    def start(self, vm_id: str) -> None:
+        try:
+            self._dom(vm_id).create()
+        except libvirt.libvirtError as e:
+            raise _failure(e) from e
+
+    def destroy(self, vm_id: str, *, undefine: bool) -> None:
+        dom = self._dom(vm_id)
+        try:
+            if dom.isActive():
+                dom.destroy()
+            if undefine and dom.isPersistent():
+                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+        except libvirt.libvirtError as e:
+            raise _failure(e) from e
+
+    def attach(self, vm_id: str, device_xml: str, flags: int) -> None:
+        try:
+            self._dom(vm_id).attachDeviceFlags(device_xml, flags)
+        except libvirt.libvirtError as e:
+            raise _failure(e) from e
+
+    def detach(self, vm_id: str, device_xml: str, flags: int) -> None:
+        try:
+            self._dom(vm_id).detachDeviceFlags(device_xml, flags)
+        except libvirt.libvirtError as e:
+            raise _failure(e) from e
+
+    def detach_alias(self, vm_id: str, alias: str, flags: int) -> None:
+        try:
+            self._dom(vm_id).detachDeviceAlias(alias, flags)
+        except libvirt.libvirtError as e:
+            raise _failure(e) from e
+
+    def update_device(self, vm_id: str, device_xml: str, flags: int) -> None:
+        try:
+            self._dom(vm_id).updateDeviceFlags(device_xml, flags)
+        except libvirt.libvirtError as e:
+            raise _failure(e) from e
+
+    def affect_flags(self, vm_id: str) -> int:
+        """Running VM: live and persistent definition; stopped VM: the persistent one only."""
+        dom = self._dom(vm_id)
+        flags = self.AFFECT_CONFIG if dom.isPersistent() else 0
+        if dom.isActive():
+            flags |= self.AFFECT_LIVE
+        return flags
