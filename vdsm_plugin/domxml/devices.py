@@ -1,0 +1,64 @@
+"""The device registry: schema `type` -> the module that builds and reads that element."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree
+
+from vdsm_plugin.domxml import common, controller, hostdev, nic, redirdev
+from vdsm_plugin.domxml.base import as_element, children, invalid
+
+Builder = Callable[[Mapping[str, Any], "Mapping[str, Any] | None"], etree._Element]
+
+
+@dataclass(frozen=True)
+class DeviceType:
+    build: Builder
+    read: Callable[[etree._Element], dict[str, Any]]
+    reported: Callable[[etree._Element], bool] = lambda el: True
+
+
+# schema `type` == libvirt element name
+REGISTRY: dict[str, DeviceType] = {
+    nic.TAG: DeviceType(nic.build, nic.read),
+    hostdev.TAG: DeviceType(hostdev.build, hostdev.read),
+    redirdev.TAG: DeviceType(redirdev.build, redirdev.read),
+    controller.TAG: DeviceType(controller.build, controller.read, controller.reported),
+}
+
+
+def build_device(dev: Mapping[str, Any], resolved_source: Mapping[str, Any] | None = None) -> etree._Element:
+    """The device element for a schema device dict (nic, hostdev, redirdev, controller)."""
+    kind = REGISTRY.get(dev.get("type"))  # type: ignore[arg-type]
+    if kind is None:
+        raise invalid(f"unknown device type {dev.get('type')!r}", field="type")
+    return kind.build(dev, resolved_source)
+
+
+def device_to_dict(el: etree._Element) -> dict[str, Any]:
+    """A device element as a schema `reportedDevice` dict. Elements without a reader of their own get
+    the common keys only (device = their `type` attribute, or the tag)."""
+    kind = REGISTRY.get(el.tag)
+    return kind.read(el) if kind else common.base_dict(el, el.get("type") or el.tag)
+
+
+def read_devices(dom: etree._Element | str | bytes) -> list[dict[str, Any]]:
+    """Every interface, hostdev, redirdev and USB controller of a domain, in document order."""
+    root = as_element(dom)
+    devices = root.find("devices")
+    if devices is None:
+        return []
+    return [device_to_dict(el) for el in children(devices)
+            if el.tag in REGISTRY and REGISTRY[el.tag].reported(el)]
+
+
+def find_device(dom: etree._Element, alias: str) -> etree._Element | None:
+    """The device with this alias, of any type."""
+    found = as_element(dom).xpath("devices/*[alias/@name = $alias]", alias=alias)
+    return found[0] if found else None
+
+
+def find_nic_by_mac(dom: etree._Element, mac: str) -> etree._Element | None:
+    return nic.find_by_mac(as_element(dom), mac)

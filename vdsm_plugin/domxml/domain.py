@@ -1,0 +1,127 @@
+"""A whole `<domain>` from the schema's `vmParams`.
+
+Choices (see notes/host-lab.md):
+- `type='qemu'` (TCG) and no `<cpu>` element: KVM is not usable on these hosts and host-passthrough
+  is never wanted; QEMU's default CPU model is used.
+- `<features><acpi/><apic/>`: `pc` needs ACPI for PCI hot-plug.
+- q35 gets an explicit `pcie-root` (index 0) and `pciePorts` (default 4) `pcie-root-port`s, without
+  indexes (libvirt numbers them), so hot-plugged PCI devices have slots. libvirt may place the
+  domain's own cold-plugged PCI devices on these ports too. `pciePorts` is ignored for `pc`.
+- No USB controller is added: like libvirt, when `devices` has none at index 0 libvirt adds its
+  default one (piix3-uhci for pc, qemu-xhci for q35) at index 0.
+- No `<os><boot dev>`: libvirt refuses it together with per-device `<boot order>`.
+- Serial port 0 goes to `serialLog` when given (a pty otherwise); console 0 is that same serial port.
+- Graphics listen on 127.0.0.1 only. osType and customProperties live in the plugboard metadata.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lxml import etree
+
+from vdsm_plugin.domxml import controller, metadata, redirdev
+from vdsm_plugin.domxml.base import invalid, make
+from vdsm_plugin.domxml.devices import build_device
+from vdsm_plugin.errors import AgentError
+
+DOMAIN_TYPE = "qemu"
+ARCH = "x86_64"
+OS_TYPE = "hvm"
+MEMORY_UNIT = "MiB"
+FEATURES = ("acpi", "apic")
+LIFECYCLE = {"on_poweroff": "destroy", "on_reboot": "restart", "on_crash": "destroy"}
+CLOCK_OFFSET = "utc"
+OS_FILES = ("kernel", "initrd", "cmdline")  # vmParams key == element under <os>
+
+PCIE_ROOT = {"type": "pci", "index": 0, "model": "pcie-root"}
+PCIE_ROOT_PORT = {"type": "pci", "model": "pcie-root-port"}
+DEFAULT_PCIE_PORTS = 4
+MACHINES_WITH_PCIE = ("q35",)
+
+LISTEN = "127.0.0.1"
+# graphics -> (<graphics> attributes, <video><model type>); "none" has neither
+GRAPHICS: dict[str, tuple[dict[str, str], str] | None] = {
+    "none": None,
+    "vnc": ({"type": "vnc", "port": "-1", "autoport": "yes", "listen": LISTEN}, "vga"),
+    "spice": ({"type": "spice", "autoport": "yes", "listen": LISTEN}, "qxl"),
+}
+DEFAULT_GRAPHICS = "none"
+# devices that need a particular graphics type
+NEEDS_GRAPHICS = {(redirdev.TAG, "spicevmc"): "spice"}
+
+SERIAL_PORT = "0"
+
+
+def _serial_and_console(log: str | None) -> list[etree._Element]:
+    kind = "file" if log else "pty"
+
+    def source() -> etree._Element | None:
+        return make("source", {"path": log}) if log else None
+
+    return [
+        make("serial", {"type": kind}, source(), make("target", {"port": SERIAL_PORT})),
+        make("console", {"type": kind}, source(), make("target", {"type": "serial", "port": SERIAL_PORT})),
+    ]
+
+
+def _graphics(kind: str) -> list[etree._Element]:
+    spec = GRAPHICS.get(kind)
+    if spec is None:
+        return []
+    attrs, video = spec
+    return [make("graphics", attrs), make("video", None, make("model", {"type": video}))]
+
+
+def _check_devices(devices: list[Mapping[str, Any]], graphics: str) -> None:
+    aliases = [d.get("alias") for d in devices if d.get("alias")]
+    dup = sorted({a for a in aliases if aliases.count(a) > 1})
+    if dup:
+        raise invalid(f"device aliases used more than once: {', '.join(dup)}", field="devices")
+    for dev in devices:
+        needed = NEEDS_GRAPHICS.get((dev.get("type"), dev.get("device")))
+        if needed and graphics != needed:
+            raise invalid(f"{dev.get('alias')}: a {dev['device']} {dev['type']} needs {needed} graphics, "
+                          f"not {graphics}", field="devices", alias=dev.get("alias"))
+    indexes = [d.get("index") for d in devices
+               if d.get("type") == controller.TAG and d.get("device") == controller.USB]
+    taken = sorted({i for i in indexes if indexes.count(i) > 1})
+    if taken:
+        raise AgentError("controllerIndexInUse", f"USB controller index used more than once: {taken}",
+                         index=taken[0])
+
+
+def build_domain(vm_id: str, params: Mapping[str, Any],
+                 resolved: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """The domain XML for `VM.create`/`VM.define`. `resolved` maps a hostdev's alias to the host
+    device the caller resolved for it (see hostdev.build)."""
+    machine = params["machine"]
+    graphics = params.get("graphics") or DEFAULT_GRAPHICS
+    devices = list(params.get("devices") or [])
+    _check_devices(devices, graphics)
+    resolved = resolved or {}
+
+    os_el = make("os", None, make("type", {"arch": ARCH, "machine": machine}, text=OS_TYPE),
+                 *(make(key, text=params[key]) for key in OS_FILES if params.get(key)))
+    dev_els: list[etree._Element] = []
+    if machine in MACHINES_WITH_PCIE:
+        ports = params.get("pciePorts", DEFAULT_PCIE_PORTS)
+        dev_els += [make("controller", PCIE_ROOT)] + [make("controller", PCIE_ROOT_PORT) for _ in range(ports)]
+    dev_els += [build_device(dev, resolved.get(dev.get("alias", ""))) for dev in devices]
+    dev_els += _serial_and_console(params.get("serialLog"))
+    dev_els += _graphics(graphics)
+
+    dom = make("domain", {"type": DOMAIN_TYPE},
+               make("name", text=params["name"]),
+               make("uuid", text=vm_id),
+               make("memory", {"unit": MEMORY_UNIT}, text=str(params["memSize"])),
+               make("vcpu", text=str(params["vcpus"])),
+               os_el,
+               make("features", None, *(make(f) for f in FEATURES)),
+               make("clock", {"offset": CLOCK_OFFSET}),
+               *(make(tag, text=action) for tag, action in LIFECYCLE.items()),
+               make("devices", None, *dev_els))
+    for key in metadata.KEYS:
+        if params.get(key):
+            metadata.set_metadata(dom, key, params[key])
+    return etree.tostring(dom, encoding="unicode", pretty_print=True)
