@@ -1,0 +1,130 @@
+"""Engines, session factories and schema management for the engine's database.
+
+SQLite (development, tests) and PostgreSQL through psycopg 3 (production) are supported. The schema is
+owned by the alembic revisions in ``db/migrations``; :func:`create_all` is a shortcut for tests.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.dao.models import Base
+
+#: The alembic environment (env.py, versions/), found relative to this file so any cwd works.
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "db" / "migrations"
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+SqliteBegin = Literal["deferred", "immediate"]
+
+
+def normalize_url(url: str) -> str:
+    """Accept the usual spellings of a PostgreSQL URL and route them to the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def is_sqlite(url_or_engine: str | Engine) -> bool:
+    if isinstance(url_or_engine, Engine):
+        return url_or_engine.dialect.name == "sqlite"
+    return make_url(normalize_url(url_or_engine)).get_backend_name() == "sqlite"
+
+
+def make_engine(url: str, *, echo: bool = False, sqlite_begin: SqliteBegin = "deferred",
+                sqlite_foreign_keys: bool = True, **kwargs: Any) -> Engine:
+    """Create the engine for `url`.
+
+    SQLite connections get WAL journaling, ``foreign_keys=ON`` (so ON DELETE CASCADE works) and a busy
+    timeout of 5 s, set on every new DBAPI connection. The driver's own implicit BEGIN is replaced by an
+    explicit one emitted by SQLAlchemy, so that savepoints work and so that ``sqlite_begin="immediate"``
+    can take the write lock at the start of every transaction. With the default ("deferred"), a
+    transaction that reads and then writes may fail with "database is locked" when another writer
+    committed in between; a compare-and-set issued as the first statement of a transaction waits for
+    the lock instead. PostgreSQL URLs (``postgresql+psycopg://...``) get pre-ping on checkout.
+    """
+    url = normalize_url(url)
+    if is_sqlite(url):
+        if sqlite_begin not in ("deferred", "immediate"):
+            raise ValueError(f"sqlite_begin must be 'deferred' or 'immediate', not {sqlite_begin!r}")
+        engine = create_engine(url, echo=echo, **kwargs)
+        _configure_sqlite(engine, begin=sqlite_begin, foreign_keys=sqlite_foreign_keys)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, echo=echo, **kwargs)
+
+
+def _configure_sqlite(engine: Engine, *, begin: SqliteBegin, foreign_keys: bool) -> None:
+    memory = engine.url.database in (None, "", ":memory:")
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy emit BEGIN itself (see "begin" below) instead of the sqlite3 module.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            if not memory:
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        finally:
+            cur.close()
+
+    statement = "BEGIN IMMEDIATE" if begin == "immediate" else "BEGIN"
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(statement)
+
+
+def make_sessions(engine: Engine) -> sessionmaker[Session]:
+    """The session factory every caller uses: ``with sessions.begin() as s: ...``. Objects stay
+    readable after commit (expire_on_commit=False) so that commands can return what they wrote."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def alembic_config(url: str | None = None) -> Any:
+    """An alembic Config pointing at db/migrations, usable from any working directory."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        # ConfigParser interpolation: a literal % in a password must be doubled.
+        cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the database at `url` to `revision` (default: the newest) with the alembic revisions.
+
+    On SQLite, foreign keys are off while migrating: batch operations rebuild tables, which would
+    otherwise cascade or fail on referencing rows."""
+    from alembic import command
+
+    engine = make_engine(url, sqlite_foreign_keys=False)
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config(url)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+def create_all(engine: Engine) -> None:
+    """Create every table of the models directly (tests, throw-away databases)."""
+    Base.metadata.create_all(engine)
+
+
+def drop_all(engine: Engine) -> None:
+    """Drop every table in the database, including ones the models do not know (alembic_version,
+    leftovers of other revisions)."""
+    reflected = MetaData()
+    reflected.reflect(bind=engine)
+    reflected.drop_all(engine)
