@@ -224,13 +224,13 @@ class HookRunner:
         for name, value in (env or {}).items():
             if not isinstance(name, str) or not _ENV_NAME.match(name):
                 raise AgentError("invalidParams", f"{name!r} cannot be passed to hooks: an environment "
-                                 "variable name must match [A-Za-z_][A-Za-z0-9_]*", name=str(name))
+                                 "variable name must match [A-Za-z_][A-Za-z0-9_]*", variable=str(name))
             if name in _RESERVED_NAMES or name.startswith(_RESERVED_PREFIXES):
                 raise AgentError("invalidParams", f"{name!r} cannot be passed to hooks: the name is "
-                                 "reserved", name=name)
+                                 "reserved", variable=name)
             if not isinstance(value, str) or "\0" in value:
                 raise AgentError("invalidParams", f"the value of {name!r} must be a string without NUL "
-                                 "characters", name=name)
+                                 "characters", variable=name)
             child[name] = value
         for name in extra_files or {}:
             if not isinstance(name, str) or not _ENV_NAME.match(name) or name in ("PATH", DOMXML_VAR):
