@@ -281,7 +281,11 @@ def _check_safe(point: str, script: Path) -> None:
     have changed."""
     trusted = {0, os.geteuid()}
     for p in (script.parent, script):
-        st = os.stat(p)
+        try:
+            st = os.stat(p)
+        except OSError as e:
+            raise AgentError("hookFailed", f"cannot check {p}: {e}", script=script.name, point=point,
+                             path=str(p)) from e
         if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise AgentError("hookFailed", f"{p} is writable by group or others; refusing to run it",
                              script=script.name, point=point, path=str(p))
