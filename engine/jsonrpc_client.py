@@ -1,0 +1,206 @@
+"""The HostClient Protocol over JSON-RPC 2.0 on HTTP(S) POST: jsonrpcclient builds the requests and
+parses the answers, a requests.Session per agent keeps the connection alive and carries the TLS
+settings (CA bundle, client certificate for mutual TLS).
+
+Failures become exactly two engine errors:
+- HostUnreachable: no usable answer (connection refused, DNS, timeout, TLS, HTTP error, not JSON-RPC);
+- HostCallFailed: the agent answered a coded JSON-RPC error (schema/errors.yaml). The agent's code is in
+  `host_code`, its message (with the detail) in `host_message`, and the error's name from
+  `data.name` (e.g. "hotplugNic") in `host_error_name`; the whole `data` dict in `host_data`.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+import jsonrpcclient
+import requests
+
+from engine.config import EngineConfig, TlsSettings
+from engine.dao.models import Host
+from engine.errors import HostCallFailed, HostUnreachable
+
+log = logging.getLogger(__name__)
+
+# A long-poll (Host.getEvents with a `timeout` param) may legitimately take that long: the read
+# timeout is raised to the poll's timeout plus this margin.
+LONG_POLL_MARGIN = 5.0
+_ids = itertools.count(1)
+_ids_lock = threading.Lock()
+
+
+def _next_id() -> int:
+    with _ids_lock:
+        return next(_ids)
+
+
+class JsonRpcHostClient:
+    """One agent at `url` (e.g. http://127.0.0.1:54321/jsonrpc). Safe to share between threads."""
+
+    def __init__(self, name: str, url: str, *, timeout: float = 30, connect_timeout: float = 5,
+                 tls: TlsSettings | None = None) -> None:
+        self.name = name
+        self.url = url
+        self.timeout = float(timeout)
+        self.connect_timeout = float(connect_timeout)
+        self.tls = tls or TlsSettings()
+        self._session = requests.Session()
+        # Only the agent is spoken to: never pick proxies or a .netrc up from the environment.
+        self._session.trust_env = False
+        self._session.headers.update({"Content-Type": "application/json", "Accept": "application/json"})
+        if not self.tls.verify:
+            self._session.verify = False
+        elif self.tls.ca_file is not None:
+            self._session.verify = str(self.tls.ca_file)
+        if self.tls.cert_file is not None:
+            self._session.cert = (str(self.tls.cert_file), str(self.tls.key_file)) if self.tls.key_file \
+                else str(self.tls.cert_file)
+
+    def __repr__(self) -> str:
+        return f"JsonRpcHostClient({self.name!r}, {self.url!r})"
+
+    def _unreachable(self, reason: str) -> HostUnreachable:
+        return HostUnreachable(f"host {self.name} ({self.url}) is unreachable: {reason}", host=self.name)
+
+    def read_timeout(self, verb: str, params: dict[str, Any] | None, timeout: float | None) -> float:
+        """The read timeout of one call: the override, else the client's; a long-poll gets its own
+        wait plus a margin so that an idle poll is not mistaken for a dead host."""
+        read = self.timeout if timeout is None else float(timeout)
+        poll = (params or {}).get("timeout") if verb == "Host.getEvents" else None
+        if isinstance(poll, (int, float)) and not isinstance(poll, bool):
+            read = max(read, float(poll) + LONG_POLL_MARGIN)
+        return read
+
+    def call(self, verb: str, params: dict[str, Any] | None = None, *,
+             timeout: float | None = None) -> dict[str, Any]:
+        request = jsonrpcclient.request(verb, params or {}, id=_next_id())
+        read = self.read_timeout(verb, params, timeout)
+        started = time.monotonic()
+        try:
+            response = self._session.post(self.url, data=json.dumps(request),
+                                          timeout=(self.connect_timeout, read), allow_redirects=False)
+        except requests.exceptions.SSLError as e:
+            raise self._unreachable(f"TLS error: {_root_cause(e)}") from e
+        except requests.exceptions.ConnectTimeout as e:
+            raise self._unreachable(f"connection timed out after {self.connect_timeout:g} s") from e
+        except requests.exceptions.ReadTimeout as e:
+            raise self._unreachable(f"no answer to {verb} within {read:g} s") from e
+        except requests.exceptions.ConnectionError as e:
+            raise self._unreachable(f"connection failed: {_root_cause(e)}") from e
+        except requests.exceptions.RequestException as e:
+            raise self._unreachable(f"{type(e).__name__}: {e}") from e
+        elapsed = time.monotonic() - started
+
+        if response.status_code != 200:
+            snippet = response.text[:200].strip()
+            raise self._unreachable(f"HTTP {response.status_code} {response.reason or ''}".rstrip()
+                                    + (f": {snippet}" if snippet else ""))
+        try:
+            body = response.json()
+        except ValueError as e:
+            raise self._unreachable(f"the answer to {verb} is not JSON: {response.text[:200]!r}") from e
+        try:
+            parsed = jsonrpcclient.parse(body)
+        except (KeyError, TypeError, AttributeError) as e:
+            raise self._unreachable(f"the answer to {verb} is not a JSON-RPC response: {str(body)[:200]}") from e
+        if not isinstance(parsed, (jsonrpcclient.Ok, jsonrpcclient.Error)) or parsed.id != request["id"]:
+            raise self._unreachable(f"the answer to {verb} does not match the request (id {request['id']})")
+
+        if isinstance(parsed, jsonrpcclient.Error):
+            log.info("%s on %s failed in %.3f s: %s %s", verb, self.name, elapsed, parsed.code, parsed.message)
+            raise self._call_failed(verb, parsed)
+        log.debug("%s on %s answered in %.3f s", verb, self.name, elapsed)
+        result = parsed.result
+        if result is None:
+            return {}
+        if not isinstance(result, dict):
+            raise self._unreachable(f"the result of {verb} is not an object: {str(result)[:200]}")
+        return result
+
+    def _call_failed(self, verb: str, error: jsonrpcclient.Error) -> HostCallFailed:
+        data = error.data if isinstance(error.data, dict) else {}
+        name = data.get("name")
+        detail = data.get("detail")
+        host_message = str(error.message)
+        if detail and str(detail) not in host_message:
+            host_message = f"{host_message}: {detail}"
+        label = f"{name}, code {error.code}" if name else f"code {error.code}"
+        err = HostCallFailed(f"{verb} failed on host {self.name}: {host_message} ({label})",
+                             host=self.name, host_code=error.code, host_message=host_message)
+        err.host_error_name = name  # type: ignore[attr-defined]
+        err.host_data = data  # type: ignore[attr-defined]
+        err.verb = verb  # type: ignore[attr-defined]
+        return err
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> "JsonRpcHostClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost reason of a requests/urllib3 error, without the wrapper noise."""
+    seen = exc
+    while True:
+        nxt = seen.__cause__ or seen.__context__
+        if nxt is None and seen.args and isinstance(seen.args[0], BaseException):
+            nxt = seen.args[0]
+        if nxt is None or nxt is seen:
+            break
+        seen = nxt
+        reason = getattr(seen, "reason", None)
+        if isinstance(reason, BaseException):
+            seen = reason
+    return str(seen) or type(seen).__name__
+
+
+class CachingClientFactory:
+    """A HostClientFactory that keeps one client per host (by id and url): a host whose url changed
+    gets a new client and the old one is closed."""
+
+    def __init__(self, *, timeout: float = 30, connect_timeout: float = 5,
+                 tls: TlsSettings | None = None) -> None:
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.tls = tls
+        self._clients: dict[str, JsonRpcHostClient] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, host: Host) -> JsonRpcHostClient:
+        key = host.id or host.url
+        with self._lock:
+            client = self._clients.get(key)
+            if client is not None and client.url == host.url and client.name == host.name:
+                return client
+            if client is not None:
+                client.close()
+            client = self._clients[key] = JsonRpcHostClient(
+                host.name, host.url, timeout=self.timeout, connect_timeout=self.connect_timeout, tls=self.tls)
+            return client
+
+    def forget(self, host: Host | str) -> None:
+        key = host if isinstance(host, str) else (host.id or host.url)
+        with self._lock:
+            client = self._clients.pop(key, None)
+        if client is not None:
+            client.close()
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+
+def client_factory(settings: EngineConfig) -> CachingClientFactory:
+    """The engine's HostClientFactory, built from its configuration (host timeouts and TLS)."""
+    return CachingClientFactory(timeout=settings.host_timeout, connect_timeout=settings.host_connect_timeout,
+                                tls=settings.tls)
