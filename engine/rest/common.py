@@ -1,0 +1,40 @@
+"""What every resource module needs: the app's sessions and host clients, running a command, and the
+404 for an id that names nothing."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.errors import NotFound, Reason
+
+NOT_FOUND_REASONS = {"vm": "VM_NOT_FOUND", "nic": "NIC_NOT_FOUND", "host": "HOST_NOT_FOUND",
+                     "cluster": "CLUSTER_NOT_FOUND", "os": "OS_NOT_FOUND"}
+
+
+def sessions() -> sessionmaker[Session]:
+    return current_app.config["sessions"]
+
+
+def hosts() -> Any:
+    return current_app.config["hosts"]
+
+
+def run(command: Any, **params: Any) -> Any:
+    """Run one command module: build its Params and execute it with the app's sessions and hosts."""
+    return command.execute(sessions(), hosts(), command.Params(**params))
+
+
+def not_found(kind: str, ident: str) -> NotFound:
+    label = {"vm": "VM", "nic": "NIC", "os": "OS type"}.get(kind, kind)
+    return NotFound(f"{label} {ident} does not exist.",
+                    reasons=[Reason(NOT_FOUND_REASONS[kind], f"{label} {ident} does not exist.", {"id": ident})])
+
+
+def status_for(outcome: Any) -> int:
+    if getattr(outcome, "created", False):
+        return 201
+    if getattr(outcome, "pending", False):
+        return 202
+    return 200

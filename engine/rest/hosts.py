@@ -1,0 +1,61 @@
+"""/api/hosts: list, register (add_host asks the agent for its capabilities), get, refresh."""
+from __future__ import annotations
+
+from flask import url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from engine.commands import add_host, refresh_host
+from engine.dao import hosts as hosts_dao
+from engine.rest.common import not_found, run, sessions, status_for
+from engine.rest.schemas import EmptySchema, HostCreateSchema, HostSchema
+from engine.rest.views import host_view
+
+
+def read(host_id: str) -> dict:
+    with sessions()() as s:
+        host = hosts_dao.get(s, host_id)
+        if host is None:
+            raise not_found("host", host_id)
+        return host_view(host)
+
+
+def make_blueprint() -> Blueprint:
+    blp = Blueprint("hosts", __name__, url_prefix="/api/hosts",
+                    description="Hosts: the agents the engine runs VMs on.")
+
+    @blp.route("")
+    class Hosts(MethodView):
+        @blp.response(200, HostSchema(many=True))
+        def get(self):
+            """List hosts"""
+            with sessions()() as s:
+                return [host_view(h) for h in hosts_dao.list(s)]
+
+        @blp.arguments(HostCreateSchema)
+        @blp.response(201, HostSchema, headers={"Location": {"schema": {"type": "string"}}})
+        def post(self, data):
+            """Register a host
+
+            The engine asks the agent for its capabilities; an unreachable agent is a 503 and nothing
+            is stored."""
+            outcome = run(add_host, name=data["name"], url=data["url"], cluster_id=data.get("cluster_id"))
+            return read(outcome.id), 201, {"Location": url_for("hosts.HostById", host_id=outcome.id)}
+
+    @blp.route("/<string:host_id>")
+    class HostById(MethodView):
+        @blp.response(200, HostSchema)
+        def get(self, host_id):
+            """Get a host"""
+            return read(host_id)
+
+    @blp.route("/<string:host_id>/refresh")
+    class HostRefresh(MethodView):
+        @blp.arguments(EmptySchema, required=False)
+        @blp.response(200, HostSchema)
+        def post(self, _data, host_id):
+            """Refresh a host's capabilities"""
+            outcome = run(refresh_host, host_id=host_id)
+            return read(outcome.id or host_id), status_for(outcome)
+
+    return blp

@@ -1,0 +1,219 @@
+"""marshmallow schemas of the REST API: request bodies and query strings (syntax only; meaning is the
+commands' job) and the views the API answers with. Unknown fields are refused everywhere."""
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, fields, validate
+
+from engine.dao.models import GRAPHICS, HOST_STATUSES, MACHINES, NIC_MODELS, PLUG_STATES, VM_STATUSES
+
+MAC_RE = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
+NAME = validate.Length(min=1, max=64)
+ID = validate.Length(min=1, max=36)
+
+
+class JsonBoolean(fields.Boolean):
+    """A JSON true or false; no strings or numbers standing for one."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+        ordered = True
+
+
+# ---------------------------------------------------------------------------------------------
+# requests
+
+
+class ClusterCreateSchema(StrictSchema):
+    name = fields.String(required=True, validate=NAME)
+    compat_version = fields.String(validate=validate.Regexp(r"^\d+\.\d+$", error="Must look like 4.7."),
+                                   metadata={"description": "Compatibility version; default 4.7."})
+    description = fields.String(validate=validate.Length(max=255))
+
+
+class HostCreateSchema(StrictSchema):
+    name = fields.String(required=True, validate=NAME)
+    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False,
+                     metadata={"description": "The agent's JSON-RPC endpoint, e.g. http://host:54321/jsonrpc"})
+    cluster_id = fields.String(allow_none=True, validate=ID,
+                               metadata={"description": "Default cluster when omitted."})
+
+
+class BootSchema(StrictSchema):
+    kernel = fields.String(validate=validate.Length(min=1, max=4096))
+    initrd = fields.String(validate=validate.Length(min=1, max=4096))
+    cmdline = fields.String(validate=validate.Length(max=4096))
+    serialLog = fields.String(validate=validate.Length(min=1, max=4096))
+
+
+class VmQuerySchema(StrictSchema):
+    project_id = fields.String(validate=NAME)
+
+
+class VmCreateSchema(StrictSchema):
+    name = fields.String(required=True, validate=NAME)
+    cluster_id = fields.String(allow_none=True, validate=ID,
+                               metadata={"description": "Default cluster when omitted."})
+    os_type = fields.String(validate=validate.Length(min=1, max=32),
+                            metadata={"description": "An id of GET /api/osinfo; default other_linux."})
+    memory_mb = fields.Integer(strict=True, validate=validate.Range(min=16, max=4 * 1024 * 1024))
+    vcpus = fields.Integer(strict=True, validate=validate.Range(min=1, max=512))
+    machine = fields.String(validate=validate.OneOf(MACHINES))
+    graphics = fields.String(validate=validate.OneOf(GRAPHICS))
+    project_id = fields.String(validate=NAME)
+    boot = fields.Nested(BootSchema)
+    custom_properties = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=64)),
+                                    values=fields.String(validate=validate.Length(max=4096)))
+
+
+class VmStartSchema(StrictSchema):
+    host_id = fields.String(allow_none=True, validate=ID,
+                            metadata={"description": "Run on this host; the scheduler picks one when omitted."})
+
+
+class EmptySchema(StrictSchema):
+    """Actions that take no parameters accept an empty body or `{}`."""
+
+
+class NicCreateSchema(StrictSchema):
+    name = fields.String(required=True, validate=NAME)
+    network = fields.String(required=True, validate=NAME)
+    model = fields.String(validate=validate.OneOf(NIC_MODELS), metadata={"description": "Default pv."})
+    mac = fields.String(allow_none=True, validate=validate.Regexp(MAC_RE, error="Not a MAC address."),
+                        metadata={"description": "Taken from the MAC pool when omitted."})
+    linked = JsonBoolean(metadata={"description": "Default true."})
+    active = JsonBoolean(load_default=True,
+                            metadata={"description": "Plug the NIC (now if the VM is up, else at its next "
+                                                     "start). Default true."})
+
+
+class NicUpdateSchema(StrictSchema):
+    """Every field is optional (PUT and PATCH alike change only what is sent). Changes other than
+    `linked` are refused while the VM runs with the NIC plugged: deactivate it first."""
+
+    name = fields.String(validate=NAME)
+    network = fields.String(validate=NAME)
+    model = fields.String(validate=validate.OneOf(NIC_MODELS))
+    mac = fields.String(validate=validate.Regexp(MAC_RE, error="Not a MAC address."))
+    linked = JsonBoolean()
+
+
+class EventQuerySchema(StrictSchema):
+    vm_id = fields.String(validate=ID)
+    code = fields.String(validate=validate.Length(min=1, max=64), metadata={"description": "e.g. NIC_PLUGGED"})
+    after = fields.Integer(validate=validate.Range(min=0), load_default=0,
+                           metadata={"description": "Only events whose id is greater."})
+    limit = fields.Integer(validate=validate.Range(min=1, max=1000), load_default=100)
+
+
+# ---------------------------------------------------------------------------------------------
+# views
+
+
+class ClusterSchema(StrictSchema):
+    id = fields.String()
+    name = fields.String()
+    compat_version = fields.String()
+    description = fields.String()
+    created_at = fields.DateTime()
+
+
+class HostSchema(StrictSchema):
+    id = fields.String()
+    name = fields.String()
+    cluster_id = fields.String()
+    url = fields.String()
+    status = fields.String(metadata={"enum": list(HOST_STATUSES)})
+    capabilities = fields.Dict()
+    last_refresh = fields.DateTime(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class VmSchema(StrictSchema):
+    id = fields.String()
+    name = fields.String()
+    project_id = fields.String()
+    cluster_id = fields.String()
+    os_type = fields.String()
+    status = fields.String(metadata={"enum": list(VM_STATUSES)})
+    run_on_host = fields.String(allow_none=True)
+    memory_mb = fields.Integer()
+    vcpus = fields.Integer()
+    machine = fields.String()
+    graphics = fields.String()
+    flavor = fields.String(allow_none=True)
+    boot = fields.Dict()
+    custom_properties = fields.Dict()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class NicSchema(StrictSchema):
+    id = fields.String()
+    vm_id = fields.String()
+    name = fields.String()
+    mac = fields.String()
+    network = fields.String()
+    model = fields.String()
+    linked = fields.Boolean()
+    plugged = fields.Boolean(metadata={"description": "Activated: the desired state."})
+    plug_state = fields.String(metadata={"enum": list(PLUG_STATES),
+                                         "description": "plugging/unplugging while a host call is in flight."})
+    address = fields.Dict(allow_none=True, metadata={"description": "Guest address while plugged."})
+    alias = fields.String()
+    last_error = fields.Dict(allow_none=True)
+
+
+class EventSchema(StrictSchema):
+    id = fields.Integer()
+    time = fields.DateTime()
+    severity = fields.String()
+    code = fields.String()
+    message = fields.String()
+    vm_id = fields.String(allow_none=True)
+    device_id = fields.String(allow_none=True)
+    host_id = fields.String(allow_none=True)
+    host_code = fields.Integer(allow_none=True)
+    host_message = fields.String(allow_none=True)
+    vars = fields.Dict()
+
+
+class OsInfoSchema(StrictSchema):
+    id = fields.String()
+    name = fields.String()
+    family = fields.String(allow_none=True)
+    supports = fields.Dict(keys=fields.String(), values=fields.Raw(),
+                           metadata={"description": "Each feature and whether this OS supports it."})
+    details = fields.Dict(metadata={"description": "The table's other facts about this OS."})
+
+
+class ReasonSchema(StrictSchema):
+    code = fields.String()
+    message = fields.String()
+    vars = fields.Dict()
+
+
+class HostFaultSchema(StrictSchema):
+    name = fields.String(allow_none=True)
+    code = fields.Integer(allow_none=True)
+    message = fields.String(allow_none=True)
+
+
+class FaultBodySchema(StrictSchema):
+    code = fields.String()
+    status = fields.Integer()
+    message = fields.String()
+    reasons = fields.List(fields.Nested(ReasonSchema))
+    host = fields.Nested(HostFaultSchema)
+
+
+class FaultSchema(StrictSchema):
+    """Every error answer of the API."""
+
+    fault = fields.Nested(FaultBodySchema)

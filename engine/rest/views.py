@@ -1,0 +1,59 @@
+"""Rows as the plain dicts the API answers with. Called inside the request's read session, so that
+relationships are loaded while it is open; the response schemas then dump the dicts."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from engine.dao.models import AuditEvent, Cluster, Host, Vm, VmNic
+
+
+def cluster_view(c: Cluster) -> dict[str, Any]:
+    return {"id": c.id, "name": c.name, "compat_version": c.compat_version, "description": c.description,
+            "created_at": c.created_at}
+
+
+def host_view(h: Host) -> dict[str, Any]:
+    return {"id": h.id, "name": h.name, "cluster_id": h.cluster_id, "url": h.url, "status": h.status,
+            "capabilities": h.capabilities or {}, "last_refresh": h.last_refresh, "created_at": h.created_at}
+
+
+def vm_view(v: Vm) -> dict[str, Any]:
+    return {"id": v.id, "name": v.name, "project_id": v.project_id, "cluster_id": v.cluster_id,
+            "os_type": v.os_type, "status": v.status, "run_on_host": v.run_on_host, "memory_mb": v.memory_mb,
+            "vcpus": v.vcpus, "machine": v.machine, "graphics": v.graphics, "flavor": v.flavor,
+            "boot": v.boot or {}, "custom_properties": v.custom_properties or {},
+            "created_at": v.created_at, "updated_at": v.updated_at}
+
+
+def nic_view(n: VmNic) -> dict[str, Any]:
+    d = n.device
+    return {"id": n.id, "vm_id": n.vm_id, "name": n.name, "mac": n.mac, "network": n.network,
+            "model": n.model, "linked": n.linked, "plugged": d.is_plugged, "plug_state": d.plug_state,
+            # The address belongs to a plugged device only; unplug clears it, but never show a stale one.
+            "address": d.address if d.is_plugged else None,
+            "alias": d.alias, "last_error": d.last_error}
+
+
+def event_view(e: AuditEvent) -> dict[str, Any]:
+    return {"id": e.id, "time": e.time, "severity": e.severity, "code": e.code, "message": e.message,
+            "vm_id": e.vm_id, "device_id": e.device_id, "host_id": e.host_id, "host_code": e.host_code,
+            "host_message": e.host_message, "vars": e.vars or {}}
+
+
+_IDENTITY = ("id", "name", "family")
+
+
+def os_view(entry: Any) -> dict[str, Any]:
+    """One entry of engine.osinfo's table: its identity, the features it supports (every boolean fact)
+    and the rest of its facts."""
+    if dataclasses.is_dataclass(entry):
+        facts = dataclasses.asdict(entry)
+    elif isinstance(entry, dict):
+        facts = dict(entry)
+    else:
+        facts = {k: v for k, v in vars(entry).items() if not k.startswith("_")}
+    supports = {k: v for k, v in facts.items() if isinstance(v, bool) and k not in _IDENTITY}
+    details = {k: v for k, v in facts.items() if k not in _IDENTITY and k not in supports}
+    return {"id": facts.get("id"), "name": facts.get("name", facts.get("id")), "family": facts.get("family"),
+            "supports": supports, "details": details}

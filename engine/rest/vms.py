@@ -1,0 +1,75 @@
+"""/api/vms: list, create, get, delete, start, stop."""
+from __future__ import annotations
+
+from flask import url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from engine.commands import add_vm, remove_vm, run_vm, stop_vm
+from engine.dao import vms as vms_dao
+from engine.rest.common import not_found, run, sessions, status_for
+from engine.rest.schemas import EmptySchema, VmCreateSchema, VmQuerySchema, VmSchema, VmStartSchema
+from engine.rest.views import vm_view
+
+
+def read(vm_id: str) -> dict:
+    with sessions()() as s:
+        vm = vms_dao.get(s, vm_id)
+        if vm is None:
+            raise not_found("vm", vm_id)
+        return vm_view(vm)
+
+
+def make_blueprint() -> Blueprint:
+    blp = Blueprint("vms", __name__, url_prefix="/api/vms", description="Virtual machines.")
+
+    @blp.route("")
+    class Vms(MethodView):
+        @blp.arguments(VmQuerySchema, location="query", unknown="raise")
+        @blp.response(200, VmSchema(many=True))
+        def get(self, query):
+            """List VMs (optionally of one project)"""
+            with sessions()() as s:
+                return [vm_view(v) for v in vms_dao.list(s, project_id=query.get("project_id"))]
+
+        @blp.arguments(VmCreateSchema)
+        @blp.response(201, VmSchema, headers={"Location": {"schema": {"type": "string"}}})
+        def post(self, data):
+            """Create a VM (down, with no devices)"""
+            outcome = run(add_vm, **data)
+            return read(outcome.id), 201, {"Location": url_for("vms.VmById", vm_id=outcome.id)}
+
+    @blp.route("/<string:vm_id>")
+    class VmById(MethodView):
+        @blp.response(200, VmSchema)
+        def get(self, vm_id):
+            """Get a VM"""
+            return read(vm_id)
+
+        @blp.response(204)
+        def delete(self, vm_id):
+            """Remove a VM (only when down)"""
+            run(remove_vm, vm_id=vm_id)
+            return None
+
+    @blp.route("/<string:vm_id>/start")
+    class VmStart(MethodView):
+        @blp.arguments(VmStartSchema, required=False)
+        @blp.response(200, VmSchema)
+        @blp.alt_response(202, schema=VmSchema, description="Accepted; the VM is still powering up.")
+        def post(self, data, vm_id):
+            """Start a VM with its activated devices"""
+            outcome = run(run_vm, vm_id=vm_id, host_id=data.get("host_id"))
+            return read(vm_id), status_for(outcome)
+
+    @blp.route("/<string:vm_id>/stop")
+    class VmStop(MethodView):
+        @blp.arguments(EmptySchema, required=False)
+        @blp.response(200, VmSchema)
+        @blp.alt_response(202, schema=VmSchema, description="Accepted; the VM is still powering down.")
+        def post(self, _data, vm_id):
+            """Stop (destroy) a running VM"""
+            outcome = run(stop_vm, vm_id=vm_id)
+            return read(vm_id), status_for(outcome)
+
+    return blp
