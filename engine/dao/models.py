@@ -26,6 +26,7 @@ GRAPHICS = ("none", "vnc", "spice")
 NIC_MODELS = ("pv", "virtio", "rtl8139", "e1000", "e1000e")
 HOST_STATUSES = ("up", "unreachable", "maintenance")
 HOSTDEV_STATUSES = ("available", "claimed", "allocated", "unavailable", "removed")
+AUDIT_SEVERITIES = ("info", "warning", "error")
 
 
 def new_id() -> str:
@@ -124,14 +125,15 @@ class VmDevice(Base):
     is_plugged: Mapped[bool] = mapped_column(Boolean, default=True)
     plug_state: Mapped[str] = mapped_column(String(16), default="stable")
     plug_started_at: Mapped[datetime | None] = mapped_column(default=None)
-    # The guest address as libvirt reported it (VDSM dict); cleared on unplug.
-    address: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # The guest address as libvirt reported it (VDSM dict); cleared on unplug. Nullable JSON columns
+    # store Python None as SQL NULL (none_as_null), so "IS NULL" finds them.
+    address: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     alias: Mapped[str] = mapped_column(String(80))
     spec_params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     is_managed: Mapped[bool] = mapped_column(Boolean, default=True)
     boot_order: Mapped[int | None] = mapped_column(Integer, default=None)
     custom_properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     vm: Mapped[Vm] = relationship(back_populates="devices")
@@ -184,13 +186,17 @@ class HostDevice(Base):
     parent: Mapped[str | None] = mapped_column(String(128), default=None)
     allowed: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default="available")
-    vm_id: Mapped[str | None] = mapped_column(ForeignKey("vms.id", ondelete="SET NULL"), default=None)
+    vm_id: Mapped[str | None] = mapped_column(ForeignKey("vms.id", ondelete="SET NULL"), default=None,
+                                              index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_vm_id_id", "vm_id", "id"),)
+    __table_args__ = (
+        Index("ix_audit_events_vm_id_id", "vm_id", "id"),
+        CheckConstraint(f"severity {_in(AUDIT_SEVERITIES)}", name="severity"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     time: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,35 @@
+"""Helpers shared by the compare-and-set queries."""
+from __future__ import annotations
+
+from typing import Any, Final
+
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
+
+
+class _Keep:
+    """Sentinel: leave this column as it is."""
+
+    _instance: "_Keep | None" = None
+
+    def __new__(cls) -> "_Keep":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+KEEP: Final = _Keep()
+
+
+def expire_if_loaded(s: Session, model: type, pk: Any) -> None:
+    """A compare-and-set is a bulk UPDATE that bypasses the identity map: expire the object if the
+    session holds it, so that its next access reads the row as it now is."""
+    obj = s.identity_map.get(identity_key(model, pk))
+    if obj is not None:
+        s.expire(obj)

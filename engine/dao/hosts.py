@@ -1,0 +1,65 @@
+"""Queries on hosts. Functions take the session first and never commit."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from engine.dao._cas import expire_if_loaded
+from engine.dao.models import HOST_STATUSES, Host, utcnow
+
+__all__ = ["get", "get_by_name", "list", "update_capabilities", "set_status", "advance_event_seq"]
+
+
+def get(s: Session, host_id: str) -> Host | None:
+    return s.get(Host, host_id)
+
+
+def get_by_name(s: Session, name: str) -> Host | None:
+    return s.scalars(select(Host).where(Host.name == name)).one_or_none()
+
+
+def update_capabilities(s: Session, host_id: str, capabilities: dict[str, Any], *,
+                        status: str | None = "up") -> bool:
+    """Store what Host.getCapabilities answered, stamp last_refresh and (by default) mark the host up.
+    True when the host exists."""
+    values: dict[str, Any] = {"capabilities": capabilities, "last_refresh": utcnow()}
+    if status is not None:
+        values["status"] = _checked(status)
+    result = s.execute(update(Host).where(Host.id == host_id).values(**values)
+                       .execution_options(synchronize_session=False))
+    expire_if_loaded(s, Host, host_id)
+    return result.rowcount == 1
+
+
+def set_status(s: Session, host_id: str, status: str) -> bool:
+    result = s.execute(update(Host).where(Host.id == host_id).values(status=_checked(status))
+                       .execution_options(synchronize_session=False))
+    expire_if_loaded(s, Host, host_id)
+    return result.rowcount == 1
+
+
+def advance_event_seq(s: Session, host_id: str, seq: int) -> bool:
+    """Move the host's consumed-journal mark forward to `seq`, never backwards (compare-and-set on
+    last_event_seq < seq). False when the mark is already at or past `seq`."""
+    result = s.execute(update(Host).where(Host.id == host_id, Host.last_event_seq < seq)
+                       .values(last_event_seq=seq).execution_options(synchronize_session=False))
+    expire_if_loaded(s, Host, host_id)
+    return result.rowcount == 1
+
+
+def _checked(status: str) -> str:
+    if status not in HOST_STATUSES:
+        raise ValueError(f"unknown host status {status!r}")
+    return status
+
+
+def list(s: Session, cluster_id: str | None = None, status: str | None = None) -> Sequence[Host]:  # noqa: A001
+    stmt = select(Host)
+    if cluster_id is not None:
+        stmt = stmt.where(Host.cluster_id == cluster_id)
+    if status is not None:
+        stmt = stmt.where(Host.status == status)
+    return s.scalars(stmt.order_by(Host.name)).all()

@@ -1,0 +1,70 @@
+"""Queries on VM NICs (vm_nics joined to their vm_devices row). Functions take the session first
+and never commit."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
+
+from engine.dao import devices
+from engine.dao.models import VmDevice, VmNic
+
+__all__ = ["normalize_mac", "add", "get", "get_by_name", "list_for_vm", "mac_in_use", "name_in_use"]
+
+INTERFACE = "interface"
+
+
+def normalize_mac(mac: str) -> str:
+    """MACs are stored lower-case with colons."""
+    return mac.strip().lower().replace("-", ":")
+
+
+def add(s: Session, vm_id: str, *, name: str, mac: str, network: str, model: str = "pv",
+        linked: bool = True, is_plugged: bool = True, device: str = "bridge", **device_columns: Any) -> VmNic:
+    """Create the interface device (alias ua-<id>) and its NIC row; flushed, `.device` loaded."""
+    row = devices.add(s, vm_id, type=INTERFACE, device=device, is_plugged=is_plugged, **device_columns)
+    nic = VmNic(id=row.id, vm_id=vm_id, name=name, mac=normalize_mac(mac), network=network, model=model,
+                linked=linked)
+    nic.device = row
+    s.add(nic)
+    s.flush()
+    return nic
+
+
+def get(s: Session, vm_id: str, nic_id: str) -> VmNic | None:
+    """The NIC `nic_id` of VM `vm_id` (None when missing or belonging to another VM)."""
+    return s.scalars(select(VmNic).options(joinedload(VmNic.device))
+                     .where(VmNic.id == nic_id, VmNic.vm_id == vm_id)).one_or_none()
+
+
+def get_by_name(s: Session, vm_id: str, name: str) -> VmNic | None:
+    return s.scalars(select(VmNic).options(joinedload(VmNic.device))
+                     .where(VmNic.vm_id == vm_id, VmNic.name == name)).one_or_none()
+
+
+def list_for_vm(s: Session, vm_id: str, plugged: bool | None = None) -> Sequence[VmNic]:
+    stmt = (select(VmNic).join(VmNic.device).options(joinedload(VmNic.device))
+            .where(VmNic.vm_id == vm_id))
+    if plugged is not None:
+        stmt = stmt.where(VmDevice.is_plugged.is_(plugged))
+    return s.scalars(stmt.order_by(VmNic.name)).all()
+
+
+def name_in_use(s: Session, vm_id: str, name: str, exclude_nic_id: str | None = None) -> bool:
+    stmt = select(VmNic.id).where(VmNic.vm_id == vm_id, VmNic.name == name)
+    if exclude_nic_id is not None:
+        stmt = stmt.where(VmNic.id != exclude_nic_id)
+    return s.scalars(stmt.limit(1)).first() is not None
+
+
+def mac_in_use(s: Session, mac: str, exclude_nic_id: str | None = None, plugged_only: bool = True) -> bool:
+    """Whether another NIC (of any VM) has `mac`. With `plugged_only`, only NICs whose device is
+    plugged (desired state) count, as oVirt allows an unplugged NIC to share a MAC."""
+    stmt = select(VmNic.id).where(VmNic.mac == normalize_mac(mac))
+    if exclude_nic_id is not None:
+        stmt = stmt.where(VmNic.id != exclude_nic_id)
+    if plugged_only:
+        stmt = stmt.join(VmNic.device).where(VmDevice.is_plugged.is_(True))
+    return s.scalars(stmt.limit(1)).first() is not None

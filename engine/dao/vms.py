@@ -1,0 +1,66 @@
+"""Queries on VMs. Functions take the session first and never commit."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from engine.dao._cas import KEEP, expire_if_loaded
+from engine.dao import host_devices
+from engine.dao.models import VM_STATUSES, Vm
+
+__all__ = ["KEEP", "get", "get_by_name", "list", "list_on_host", "set_status_cas", "delete"]
+
+
+def get(s: Session, vm_id: str) -> Vm | None:
+    return s.get(Vm, vm_id)
+
+
+def get_by_name(s: Session, name: str) -> Vm | None:
+    return s.scalars(select(Vm).where(Vm.name == name)).one_or_none()
+
+
+def list_on_host(s: Session, host_id: str, statuses: tuple[str, ...] | None = None) -> Sequence[Vm]:
+    """VMs whose run_on_host is `host_id`, optionally only in `statuses`."""
+    stmt = select(Vm).where(Vm.run_on_host == host_id)
+    if statuses is not None:
+        stmt = stmt.where(Vm.status.in_(statuses))
+    return s.scalars(stmt.order_by(Vm.name)).all()
+
+
+def set_status_cas(s: Session, vm_id: str, expected: tuple[str, ...], new: str, *,
+                   run_on_host: Any = KEEP) -> bool:
+    """Compare-and-set the VM's status: one UPDATE ... WHERE id=:id AND status IN :expected.
+    `run_on_host` (a host id or None) is written in the same statement unless KEEP.
+    True when the row changed; False when the VM is missing or not in an expected status."""
+    if new not in VM_STATUSES:
+        raise ValueError(f"unknown VM status {new!r}")
+    values: dict[str, Any] = {"status": new}
+    if run_on_host is not KEEP:
+        values["run_on_host"] = run_on_host
+    result = s.execute(
+        update(Vm).where(Vm.id == vm_id, Vm.status.in_(tuple(expected))).values(**values)
+        .execution_options(synchronize_session=False))
+    expire_if_loaded(s, Vm, vm_id)
+    return result.rowcount == 1
+
+
+def delete(s: Session, vm_id: str) -> bool:
+    """Delete the VM; the database cascades to its devices and NICs (and releases host devices).
+    True when a row was deleted."""
+    obj = s.get(Vm, vm_id)
+    if obj is None:
+        return False
+    host_devices.release_for_vm(s, vm_id)
+    s.delete(obj)
+    s.flush()
+    return True
+
+
+def list(s: Session, project_id: str | None = None) -> Sequence[Vm]:  # noqa: A001
+    stmt = select(Vm)
+    if project_id is not None:
+        stmt = stmt.where(Vm.project_id == project_id)
+    return s.scalars(stmt.order_by(Vm.name)).all()

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+
+import pytest
+from sqlalchemy import inspect, text
+
+from engine.dao import db
+
+
+def test_sqlite_connections_get_wal_foreign_keys_and_busy_timeout(tmp_path):
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'e.db'}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_savepoints_work(tmp_path, sessions, make_cluster):
+    from engine.dao.models import Cluster
+
+    with sessions.begin() as s:
+        s.add(Cluster(name="kept"))
+        try:
+            with s.begin_nested():
+                s.add(Cluster(name="rolled-back"))
+                s.flush()
+                raise RuntimeError
+        except RuntimeError:
+            pass
+    with sessions() as s:
+        from engine.dao import clusters
+        assert [c.name for c in clusters.list(s)] == ["kept"]
+
+
+@pytest.mark.parametrize("url,expected", [
+    ("postgresql://u:p@h/db", "postgresql+psycopg://u:p@h/db"),
+    ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
+    ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+    ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+])
+def test_normalize_url(url, expected):
+    assert db.normalize_url(url) == expected
+
+
+def test_postgresql_url_uses_psycopg_without_connecting():
+    engine = db.make_engine("postgresql://nobody@127.0.0.1:1/none")
+    assert engine.dialect.driver == "psycopg"
+    engine.dispose()
+
+
+def test_bad_sqlite_begin_mode_is_refused(tmp_path):
+    with pytest.raises(ValueError):
+        db.make_engine(f"sqlite:///{tmp_path / 'e.db'}", sqlite_begin="exclusive")  # type: ignore[arg-type]
+
+
+def test_upgrade_works_from_any_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    try:
+        assert "vm_nics" in inspect(engine).get_table_names()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+    finally:
+        engine.dispose()
+
+
+def test_fixture_database_is_empty_and_complete(engine_):
+    names = set(inspect(engine_).get_table_names())
+    assert {"clusters", "hosts", "vms", "vm_devices", "vm_nics", "host_devices", "audit_events"} <= names
+
+
+def test_unreachable_configured_database_fails_not_skips():
+    """The conftest helper fails the test when PLUGBOARD_TEST_DB_URL points nowhere."""
+    from tests.unit.engine.conftest import connect_or_fail
+
+    engine = db.make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 2})
+    try:
+        with pytest.raises(pytest.fail.Exception, match="unreachable"):
+            connect_or_fail(engine)
+    finally:
+        engine.dispose()
