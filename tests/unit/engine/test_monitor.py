@@ -1,0 +1,513 @@
+"""The monitor against the real dao (fixtures of conftest.py) and a scripted host of its own: a journal
+of events it hands out after a sequence number, and the live devices of each VM."""
+from __future__ import annotations
+
+import copy
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+import pytest
+
+from engine import monitor as monitor_mod
+from engine.dao import audit
+from engine.dao.models import Host, Vm, VmDevice
+from engine.errors import HostCallFailed, HostUnreachable
+from engine.monitor import Monitor
+
+PCI = {"type": "pci", "domain": "0x0000", "bus": "0x00", "slot": "0x05", "function": "0x0"}
+PCI2 = {"type": "pci", "domain": "0x0000", "bus": "0x00", "slot": "0x07", "function": "0x0"}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def ago(seconds: float) -> datetime:
+    return utcnow() - timedelta(seconds=seconds)
+
+
+class ScriptedHost:
+    """A HostClient: a journal (`emit`) and live devices per VM (`domains`)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.events: list[dict[str, Any]] = []
+        self.seq = 0
+        self.domains: dict[str, dict[str, Any]] = {}
+        self.unreachable = False
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.on_call: Callable[[str, dict[str, Any]], None] | None = None
+
+    def emit(self, kind: str, vm_id: str | None = None, alias: str | None = None, *,
+             at: float | None = None, **data: Any) -> int:
+        self.seq += 1
+        self.events.append({"seq": self.seq, "time": time.time() if at is None else at, "kind": kind,
+                            "vmId": vm_id, "alias": alias, "data": data})
+        return self.seq
+
+    def run(self, vm_id: str, *devices: dict[str, Any], status: str = "up") -> None:
+        self.domains[vm_id] = {"status": status, "devices": list(devices)}
+
+    def call(self, verb: str, params: dict[str, Any] | None = None, *, timeout: float | None = None) -> dict[str, Any]:
+        params = params or {}
+        self.calls.append((verb, copy.deepcopy(params)))
+        if self.on_call:
+            self.on_call(verb, params)
+        if self.unreachable:
+            raise HostUnreachable(f"host {self.name} (http://test) is unreachable: connection refused",
+                                  host=self.name)
+        if verb == "Host.getEvents":
+            found = [e for e in self.events if e["seq"] > params["after"]][:params.get("limit", 1000)]
+            return {"events": copy.deepcopy(found), "last": self.seq}
+        if verb == "VM.getDevices":
+            dom = self.domains.get(params["vmId"])
+            if dom is None:
+                raise HostCallFailed("VM.getDevices failed", host=self.name, host_code=1,
+                                     host_message="Virtual machine does not exist")
+            return {"vmId": params["vmId"], "name": "vm", "status": dom["status"],
+                    "devices": copy.deepcopy(dom["devices"])}
+        raise AssertionError(f"unexpected verb {verb}")
+
+
+class ScriptedHosts:
+    def __init__(self) -> None:
+        self.by_name: dict[str, ScriptedHost] = {}
+
+    def __call__(self, host: Host) -> ScriptedHost:
+        return self.by_name.setdefault(host.name, ScriptedHost(host.name))
+
+
+def nic_dev(alias: str, address: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"type": "interface", "device": "bridge", "alias": alias, "address": address or PCI,
+            "macAddr": "02:00:00:00:00:01", "network": "ovirtmgmt", "nicModel": "virtio"}
+
+
+@pytest.fixture
+def fakes() -> ScriptedHosts:
+    return ScriptedHosts()
+
+
+@pytest.fixture
+def monitor(sessions, fakes) -> Monitor:
+    return Monitor(sessions, fakes, poll_timeout=0.1, in_flight_grace=30, stale_after=120, retry_delay=0.05)
+
+
+@pytest.fixture
+def host(make_host) -> Host:
+    return make_host("h1")
+
+
+@pytest.fixture
+def agent(fakes, host) -> ScriptedHost:
+    return fakes(host)
+
+
+@pytest.fixture
+def vm(make_vm, host) -> Vm:
+    return make_vm("vm1", host=host, status="up")
+
+
+@pytest.fixture
+def read(sessions):
+    def read(model, key):
+        with sessions.begin() as s:
+            return s.get(model, key)
+    return read
+
+
+@pytest.fixture
+def audits(sessions):
+    def audits(code: str | None = None) -> list:
+        with sessions.begin() as s:
+            return list(audit.list(s, code=code, limit=1000))
+    return audits
+
+
+def unplugging_nic(make_nic, vm, started: float = 1, **kw):
+    kw.setdefault("address", PCI)
+    return make_nic(vm, is_plugged=True, plug_state="unplugging", plug_started_at=ago(started), **kw)
+
+
+# ---- events ---------------------------------------------------------------------------------------
+
+def test_device_removed_finishes_the_unplug(monitor, agent, host, vm, make_nic, read, audits):
+    nic = unplugging_nic(make_nic, vm)
+    agent.emit("device_removed", vm.id, nic.device.alias, elapsed=0.2)
+    assert monitor.run_once(host) == 1
+    dev = read(VmDevice, nic.id)
+    assert (dev.is_plugged, dev.plug_state, dev.address, dev.plug_started_at) == (False, "stable", None, None)
+    [event] = audits("NIC_UNPLUGGED")
+    assert (event.vm_id, event.device_id, event.host_id) == (vm.id, nic.id, host.id)
+    assert nic.name in event.message
+    assert read(Host, host.id).last_event_seq == 1
+    assert agent.calls[-1] == ("Host.getEvents", {"after": 0, "timeout": 0.1, "limit": 500})
+
+
+def test_device_removal_failed_puts_it_back(monitor, agent, host, vm, make_nic, read, audits):
+    nic = unplugging_nic(make_nic, vm)
+    agent.emit("device_removal_failed", vm.id, nic.device.alias)
+    assert monitor.run_once(host) == 1
+    dev = read(VmDevice, nic.id)
+    assert (dev.is_plugged, dev.plug_state, dev.address) == (True, "stable", PCI)
+    assert dev.last_error["event"] == "device_removal_failed"
+    [event] = audits("NIC_UNPLUG_FAILED")
+    assert event.severity == "error" and event.device_id == nic.id
+
+
+def test_device_event_on_a_stable_row_changes_nothing(monitor, agent, host, vm, make_nic, read, audits):
+    nic = make_nic(vm, is_plugged=True, address=PCI)
+    agent.emit("device_removed", vm.id, nic.device.alias)
+    assert monitor.run_once(host) == 1
+    dev = read(VmDevice, nic.id)
+    assert (dev.is_plugged, dev.address) == (True, PCI)
+    assert audits() == []
+    assert read(Host, host.id).last_event_seq == 1
+
+
+def test_device_event_older_than_the_transition_is_ignored(monitor, agent, host, vm, make_nic, read):
+    nic = unplugging_nic(make_nic, vm, started=5)
+    agent.emit("device_removed", vm.id, nic.device.alias, at=time.time() - 60)
+    monitor.run_once(host)
+    assert read(VmDevice, nic.id).plug_state == "unplugging"
+
+
+def test_device_event_of_a_vm_on_another_host_is_ignored(monitor, agent, host, make_host, make_vm, make_nic, read):
+    elsewhere = make_vm("vm2", host=make_host("h2"), status="up")
+    nic = unplugging_nic(make_nic, elsewhere)
+    agent.emit("device_removed", elsewhere.id, nic.device.alias)
+    agent.emit("device_removed", "00000000-0000-0000-0000-000000000000", "ua-x")
+    assert monitor.run_once(host) == 2
+    assert read(VmDevice, nic.id).plug_state == "unplugging"
+    assert read(Host, host.id).last_event_seq == 2
+
+
+@pytest.mark.parametrize("what", ["stopped", "crashed", "shutdown"])
+def test_vm_lifecycle_down(monitor, agent, host, vm, make_nic, read, audits, what):
+    pending = unplugging_nic(make_nic, vm)
+    plugged = make_nic(vm, is_plugged=True, address=PCI2)
+    agent.emit("vm_lifecycle", vm.id, event=what)
+    assert monitor.run_once(host) == 1
+    row = read(Vm, vm.id)
+    assert (row.status, row.run_on_host) == ("down", None)
+    [event] = audits("VM_STOPPED")
+    assert event.vars["event"] == what and event.vm_id == vm.id
+    dev = read(VmDevice, pending.id)
+    assert (dev.is_plugged, dev.plug_state, dev.address) == (False, "stable", None)
+    kept = read(VmDevice, plugged.id)
+    assert (kept.is_plugged, kept.address) == (True, PCI2)   # addresses kept for the next run
+
+
+def test_vm_lifecycle_pause_resume_and_others(monitor, agent, host, vm, read):
+    agent.emit("vm_lifecycle", vm.id, event="suspended")
+    monitor.run_once(host)
+    assert read(Vm, vm.id).status == "paused"
+    agent.emit("vm_lifecycle", vm.id, event="resumed")
+    agent.emit("vm_lifecycle", vm.id, event="started")
+    agent.emit("hostdev_added", None, None, name="usb_1_2")
+    assert monitor.run_once(host) == 3
+    assert read(Vm, vm.id).status == "up"
+    assert read(Host, host.id).last_event_seq == 4
+
+
+def test_events_apply_in_sequence_order(monitor, agent, host, vm, make_nic, read):
+    nic = unplugging_nic(make_nic, vm)
+    agent.emit("device_removal_failed", vm.id, nic.device.alias)
+    agent.emit("device_removed", vm.id, nic.device.alias)
+    agent.events.reverse()
+    monitor.run_once(host)
+    # removal_failed (seq 1) finished the transition; the removal (seq 2) found a stable row
+    assert read(VmDevice, nic.id).is_plugged is True
+
+
+def test_last_event_seq_survives_a_restart(sessions, fakes, agent, host, vm, make_nic, read, audits):
+    nic = unplugging_nic(make_nic, vm)
+    agent.emit("device_removed", vm.id, nic.device.alias)
+    Monitor(sessions, fakes, poll_timeout=0.1).run_once(host)
+    agent.emit("vm_lifecycle", vm.id, event="stopped")
+    # a new engine process: it asks for what follows the stored mark, and nothing is applied twice
+    again = Monitor(sessions, fakes, poll_timeout=0.1)
+    assert again.run_once(read(Host, host.id)) == 1
+    assert agent.calls[-1][1]["after"] == 1
+    assert len(audits("NIC_UNPLUGGED")) == 1
+    assert read(Host, host.id).last_event_seq == 2
+    assert again.run_once(host) == 0
+
+
+def test_reapplying_events_is_idempotent(sessions, monitor, agent, host, vm, make_nic, read, audits):
+    gone = unplugging_nic(make_nic, vm)
+    back = unplugging_nic(make_nic, vm)
+    agent.emit("device_removed", vm.id, gone.device.alias)
+    agent.emit("device_removal_failed", vm.id, back.device.alias)
+    monitor.run_once(host)
+    first = [(a.code, a.device_id) for a in audits()]
+    with sessions.begin() as s:          # as if the mark had been lost
+        s.get(Host, host.id).last_event_seq = 0
+    assert monitor.run_once(host) == 2
+    assert [(a.code, a.device_id) for a in audits()] == first
+    assert read(VmDevice, gone.id).is_plugged is False
+    assert read(VmDevice, back.id).is_plugged is True
+
+
+def test_changes_and_mark_commit_together(monitor, agent, host, vm, make_nic, read, audits, monkeypatch):
+    first = unplugging_nic(make_nic, vm)
+    second = unplugging_nic(make_nic, vm)
+    agent.emit("device_removed", vm.id, first.device.alias)
+    agent.emit("device_removed", vm.id, second.device.alias)
+    real = audit.record
+    calls = []
+
+    def failing(s, code, *a, **kw):
+        calls.append(code)
+        if len(calls) == 2:
+            raise RuntimeError("database went away")
+        return real(s, code, *a, **kw)
+
+    monkeypatch.setattr(monitor_mod.audit, "record", failing)
+    with pytest.raises(RuntimeError):
+        monitor.run_once(host)
+    assert read(VmDevice, first.id).plug_state == "unplugging"     # rolled back with the rest
+    assert read(Host, host.id).last_event_seq == 0
+    monkeypatch.setattr(monitor_mod.audit, "record", real)
+    assert monitor.run_once(host) == 2
+    assert read(VmDevice, first.id).plug_state == read(VmDevice, second.id).plug_state == "stable"
+    assert read(Host, host.id).last_event_seq == 2
+
+
+def test_malformed_event_is_skipped(monitor, agent, host, vm, make_nic, read):
+    nic = unplugging_nic(make_nic, vm)
+    agent.emit("device_removed", vm.id, None)
+    agent.events[-1].pop("alias")
+    agent.emit("device_removed", vm.id, nic.device.alias)
+    assert monitor.run_once(host) == 2
+    assert read(VmDevice, nic.id).is_plugged is False
+
+
+def test_journal_restart_rereads_from_the_start(sessions, monitor, agent, host, vm, read):
+    with sessions.begin() as s:
+        s.get(Host, host.id).last_event_seq = 40
+    agent.run(vm.id)
+    agent.emit("vm_lifecycle", vm.id, event="suspended")
+    assert monitor.run_once(host) == 0
+    assert read(Host, host.id).last_event_seq == 0
+    assert monitor.run_once(host) == 1
+    assert read(Vm, vm.id).status == "paused"
+
+
+def test_unreachable_host_is_marked_once_and_comes_back(monitor, agent, host, read, audits):
+    agent.unreachable = True
+    assert monitor.run_once(host) == 0
+    assert monitor.run_once(read(Host, host.id)) == 0
+    assert read(Host, host.id).status == "unreachable"
+    [event] = audits("HOST_UNREACHABLE")
+    assert event.host_id == host.id and "unreachable" in event.message
+    agent.unreachable = False
+    monitor.run_once(read(Host, host.id))
+    assert read(Host, host.id).status == "up"
+    agent.unreachable = True
+    monitor.run_once(read(Host, host.id))
+    assert len(audits("HOST_UNREACHABLE")) == 2      # a second outage is a second event
+
+
+def test_host_in_maintenance_stays_there(monitor, agent, make_host, fakes, read):
+    h = make_host("h9", status="maintenance")
+    fakes(h).unreachable = True
+    monitor.run_once(h)
+    assert read(Host, h.id).status == "maintenance"
+
+
+# ---- reconciliation -------------------------------------------------------------------------------
+
+def test_unplugging_and_gone_becomes_unplugged(monitor, agent, vm, make_nic, read, audits):
+    nic = unplugging_nic(make_nic, vm, started=600)
+    agent.run(vm.id)
+    assert monitor.reconcile_vm(vm) == 1
+    dev = read(VmDevice, nic.id)
+    assert (dev.is_plugged, dev.plug_state, dev.address) == (False, "stable", None)
+    assert [a.device_id for a in audits("NIC_UNPLUGGED")] == [nic.id]
+
+
+def test_young_in_flight_rows_are_left_to_their_command(monitor, agent, vm, make_nic, read):
+    unplugging = unplugging_nic(make_nic, vm, started=1)
+    plugging = make_nic(vm, is_plugged=False, plug_state="plugging", plug_started_at=ago(1))
+    agent.run(vm.id)
+    assert monitor.reconcile_vm(vm) == 0
+    assert read(VmDevice, unplugging.id).plug_state == "unplugging"
+    assert read(VmDevice, plugging.id).plug_state == "plugging"
+    # at engine start no command can be running: they are finished at once
+    assert monitor.reconcile_vm(vm, startup=True) == 2
+    assert read(VmDevice, unplugging.id).is_plugged is False
+    assert read(VmDevice, plugging.id).is_plugged is False
+
+
+def test_unplugging_still_present(monitor, agent, vm, make_nic, read, audits):
+    fresh = unplugging_nic(make_nic, vm, started=60)
+    stale = unplugging_nic(make_nic, vm, started=600, address=None)
+    agent.run(vm.id, nic_dev(fresh.device.alias), nic_dev(stale.device.alias, PCI2))
+    assert monitor.reconcile_vm(vm) == 1
+    assert read(VmDevice, fresh.id).plug_state == "unplugging"      # the guest may still release it
+    dev = read(VmDevice, stale.id)
+    assert (dev.is_plugged, dev.plug_state, dev.address) == (True, "stable", PCI2)
+    assert "did not release" in dev.last_error["message"]
+    [event] = audits("NIC_UNPLUG_FAILED")
+    assert event.device_id == stale.id
+
+
+def test_plugging_and_present_becomes_plugged(monitor, agent, vm, make_nic, read, audits):
+    nic = make_nic(vm, is_plugged=False, plug_state="plugging", plug_started_at=ago(600))
+    agent.run(vm.id, nic_dev(nic.device.alias, PCI2))
+    assert monitor.reconcile_vm(vm) == 1
+    dev = read(VmDevice, nic.id)
+    assert (dev.is_plugged, dev.plug_state, dev.address) == (True, "stable", PCI2)
+    assert [a.device_id for a in audits("NIC_PLUGGED")] == [nic.id]
+
+
+def test_plugging_and_gone_becomes_unplugged(monitor, agent, vm, make_nic, read, audits):
+    nic = make_nic(vm, is_plugged=False, plug_state="plugging", plug_started_at=ago(600))
+    agent.run(vm.id)
+    assert monitor.reconcile_vm(vm) == 1
+    dev = read(VmDevice, nic.id)
+    assert (dev.is_plugged, dev.plug_state) == (False, "stable")
+    assert dev.last_error["message"].startswith("the plug did not complete")
+    assert [a.device_id for a in audits("NIC_PLUG_FAILED")] == [nic.id]
+
+
+def test_stable_rows_follow_the_host(monitor, agent, vm, make_nic, read, audits):
+    lost = make_nic(vm, is_plugged=True, address=PCI)
+    found = make_nic(vm, is_plugged=False)
+    moved = make_nic(vm, is_plugged=True, address=PCI)
+    fine = make_nic(vm, is_plugged=True, address=PCI2)
+    off = make_nic(vm, is_plugged=False)
+    agent.run(vm.id, nic_dev(found.device.alias, {**PCI, "slot": "0x09"}),
+              nic_dev(moved.device.alias, {**PCI, "slot": "0x0a"}), nic_dev(fine.device.alias, PCI2),
+              {"type": "controller", "device": "usb", "alias": "usb", "address": None})
+    assert monitor.reconcile_vm(vm) == 3
+    assert (read(VmDevice, lost.id).is_plugged, read(VmDevice, lost.id).address) == (False, None)
+    assert (read(VmDevice, found.id).is_plugged, read(VmDevice, found.id).address["slot"]) == (True, "0x09")
+    assert read(VmDevice, moved.id).address["slot"] == "0x0a"
+    assert read(VmDevice, fine.id).address == PCI2
+    assert read(VmDevice, off.id).is_plugged is False
+    repaired = audits("NIC_STATE_REPAIRED")
+    assert sorted((a.device_id, a.vars["plugged"]) for a in repaired) == sorted([(lost.id, False), (found.id, True)])
+    assert monitor.reconcile_vm(vm) == 0                 # nothing left to repair
+
+
+def test_row_changed_while_asking_is_left_alone(sessions, monitor, agent, vm, make_nic, read):
+    nic = make_nic(vm, is_plugged=False)
+    agent.run(vm.id)
+
+    def plug_meanwhile(verb, params):
+        with sessions.begin() as s:
+            s.get(VmDevice, nic.id).is_plugged = True
+
+    agent.on_call = plug_meanwhile
+    assert monitor.reconcile_vm(vm) == 0
+    assert read(VmDevice, nic.id).is_plugged is True
+
+
+def test_vm_unknown_to_the_host_goes_down(monitor, agent, vm, make_nic, read, audits):
+    nic = unplugging_nic(make_nic, vm, started=1)
+    assert monitor.reconcile_vm(vm) == 1
+    row = read(Vm, vm.id)
+    assert (row.status, row.run_on_host) == ("down", None)
+    [event] = audits("VM_STOPPED")
+    assert "does not know it" in event.message
+    assert read(VmDevice, nic.id).plug_state == "stable"
+
+
+def test_vm_down_on_the_host_goes_down(monitor, agent, vm, read):
+    agent.run(vm.id, status="down")
+    assert monitor.reconcile_vm(vm) == 1
+    assert read(Vm, vm.id).status == "down"
+
+
+def test_reconcile_unreachable_host(monitor, agent, host, vm, make_nic, read, audits):
+    nic = make_nic(vm, is_plugged=True, address=PCI)
+    agent.unreachable = True
+    assert monitor.reconcile_vm(vm) == 0
+    assert read(Host, host.id).status == "unreachable"
+    assert read(VmDevice, nic.id).is_plugged is True
+    assert read(Vm, vm.id).status == "up"
+    assert len(audits("HOST_UNREACHABLE")) == 1
+
+
+def test_reconcile_host_asks_only_for_its_running_vms(monitor, agent, host, vm, make_vm, make_host, fakes, make_nic, read):
+    stopped = make_vm("vm-down", host=host, status="down")
+    other = make_vm("vm-other", host=make_host("h2"), status="up")
+    lost = make_nic(vm, is_plugged=True, address=PCI)
+    agent.run(vm.id)
+    assert monitor.reconcile_host(host) == 1
+    asked = [p["vmId"] for verb, p in agent.calls if verb == "VM.getDevices"]
+    assert asked == [vm.id]
+    assert read(VmDevice, lost.id).is_plugged is False
+    assert read(Vm, stopped.id).status == "down" and read(Vm, other.id).status == "up"
+    assert fakes.by_name.get("h2") is None or fakes.by_name["h2"].calls == []
+
+
+def test_reconcile_all_settles_transitions_of_stopped_vms(monitor, agent, host, vm, make_vm, make_host, fakes,
+                                                          make_nic, read):
+    down = make_vm("vm-down", status="down")
+    pending_unplug = unplugging_nic(make_nic, down, started=1)
+    pending_plug = make_nic(down, is_plugged=False, plug_state="plugging", plug_started_at=ago(1))
+    lost = make_nic(vm, is_plugged=True, address=PCI)
+    agent.run(vm.id)
+    maint = make_host("h-maint", status="maintenance")
+    make_vm("vm-maint", host=maint, status="up")
+    assert monitor.reconcile_all() == 3
+    assert read(VmDevice, lost.id).is_plugged is False
+    assert (read(VmDevice, pending_unplug.id).plug_state, read(VmDevice, pending_unplug.id).is_plugged) == ("stable", False)
+    assert (read(VmDevice, pending_plug.id).plug_state, read(VmDevice, pending_plug.id).is_plugged) == ("stable", False)
+    assert fakes.by_name.get("h-maint") is None
+
+
+def test_periodic_reconcile_respects_the_grace(monitor, agent, make_vm, make_nic, read):
+    down = make_vm("vm-down", status="down")
+    young = unplugging_nic(make_nic, down, started=1)
+    old = unplugging_nic(make_nic, down, started=600)
+    assert monitor.reconcile_all(startup=False) == 1
+    assert read(VmDevice, young.id).plug_state == "unplugging"
+    assert read(VmDevice, old.id).plug_state == "stable"
+
+
+def test_other_device_kinds_get_their_own_audit_codes(sessions, monitor, agent, vm, read, audits):
+    with sessions.begin() as s:
+        dev = VmDevice(id="d0000000-0000-0000-0000-000000000001", vm_id=vm.id, type="hostdev", device="usb",
+                       is_plugged=True, plug_state="stable", alias="ua-d0000000-0000-0000-0000-000000000001",
+                       address={"type": "usb", "bus": "0", "port": "1"})
+        s.add(dev)
+    agent.run(vm.id)
+    assert monitor.reconcile_vm(vm) == 1
+    assert [a.device_id for a in audits("HOSTDEV_STATE_REPAIRED")] == [dev.id]
+
+
+# ---- threads --------------------------------------------------------------------------------------
+
+def wait_for(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_start_polls_every_host_and_stop_ends_it(sessions, fakes, agent, host, vm, make_nic, make_host, read):
+    nic = unplugging_nic(make_nic, vm)
+    other = make_host("h2")
+    fakes(other).unreachable = True
+    mon = Monitor(sessions, fakes, poll_timeout=0.05, reconcile_interval=0.2, retry_delay=0.05)
+    mon.start()
+    try:
+        assert mon.running
+        agent.emit("device_removed", vm.id, nic.device.alias)
+        assert wait_for(lambda: read(VmDevice, nic.id).plug_state == "stable")
+        assert wait_for(lambda: read(Host, other.id).status == "unreachable")
+        agent.run(vm.id)     # the periodic reconciliation asks for the VM's devices
+        assert wait_for(lambda: any(verb == "VM.getDevices" for verb, _ in agent.calls))
+    finally:
+        mon.stop(timeout=5)
+    assert not mon.running
+    assert all(not t.is_alive() for t in mon._pollers.values())
+    polls = len(agent.calls)
+    time.sleep(0.2)
+    assert len(agent.calls) == polls
