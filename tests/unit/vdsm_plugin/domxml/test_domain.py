@@ -1,0 +1,130 @@
+"""Whole domains from vmParams: golden files, libvirt's schema, and the choices build_domain makes."""
+from __future__ import annotations
+
+import pytest
+from lxml import etree
+
+from tests.unit.vdsm_plugin.domxml.cases import DEVICES, VM_ID, VM_MINIMAL, VM_PC, VM_Q35, VM_Q35_RESOLVED
+from tests.unit.vdsm_plugin.domxml.golden import assert_golden
+from vdsm_plugin import domxml
+from vdsm_plugin.errors import AgentError
+
+
+def test_pc_domain_matches_golden():
+    assert_golden("domain_pc.xml", domxml.build_domain(VM_ID, VM_PC))
+
+
+def test_q35_domain_matches_golden():
+    assert_golden("domain_q35.xml", domxml.build_domain(VM_ID, VM_Q35, resolved=VM_Q35_RESOLVED))
+
+
+def test_minimal_domain_matches_golden():
+    assert_golden("domain_minimal.xml", domxml.build_domain(VM_ID, VM_MINIMAL))
+
+
+@pytest.mark.parametrize("params, resolved", [(VM_PC, None), (VM_Q35, VM_Q35_RESOLVED), (VM_MINIMAL, None)])
+def test_domains_are_valid_for_libvirt(params, resolved, libvirt_rng):
+    dom = etree.fromstring(domxml.build_domain(VM_ID, params, resolved=resolved))
+    assert libvirt_rng.validate(dom), libvirt_rng.error_log
+
+
+def _dom(**params):
+    return domxml.parse(domxml.build_domain(VM_ID, {**VM_MINIMAL, **params}))
+
+
+def test_tcg_and_no_host_cpu():
+    dom = _dom()
+    assert dom.get("type") == "qemu"
+    assert dom.find("cpu") is None
+
+
+def test_q35_gets_pcie_root_and_four_root_ports_by_default():
+    params = {k: v for k, v in VM_MINIMAL.items() if k != "pciePorts"}
+    dom = domxml.parse(domxml.build_domain(VM_ID, params))
+    pci = dom.findall("devices/controller[@type='pci']")
+    assert [(c.get("model"), c.get("index")) for c in pci] == [("pcie-root", "0")] + [("pcie-root-port", None)] * 4
+
+
+def test_pc_has_no_pci_controllers_even_with_pcie_ports():
+    dom = _dom(machine="pc", pciePorts=6)
+    assert dom.findall("devices/controller") == []
+    assert dom.find("os/type").get("machine") == "pc"
+
+
+def test_no_usb_controller_is_added():
+    """libvirt adds its default one (piix3-uhci / qemu-xhci) at index 0 itself."""
+    assert domxml.used_indexes(_dom(), "usb") == set()
+    assert domxml.used_indexes(domxml.parse(domxml.build_domain(VM_ID, VM_Q35, resolved=VM_Q35_RESOLVED))) == {2}
+
+
+def test_serial_is_a_pty_without_serial_log():
+    dom = _dom()
+    assert dom.find("devices/serial").get("type") == "pty"
+    assert dom.find("devices/console").get("type") == "pty"
+    assert dom.find("devices/serial/source") is None
+
+
+def test_serial_log_feeds_serial_and_console():
+    dom = _dom(serialLog="/tmp/x.log")
+    for tag in ("serial", "console"):
+        assert dom.find(f"devices/{tag}").get("type") == "file"
+        assert dom.find(f"devices/{tag}/source").get("path") == "/tmp/x.log"
+
+
+@pytest.mark.parametrize("graphics, video", [("vnc", "vga"), ("spice", "qxl")])
+def test_graphics_listen_locally(graphics, video):
+    dom = _dom(graphics=graphics)
+    g = dom.find("devices/graphics")
+    assert (g.get("type"), g.get("listen"), g.get("autoport")) == (graphics, "127.0.0.1", "yes")
+    assert dom.find("devices/video/model").get("type") == video
+
+
+def test_graphics_none_has_no_graphics_nor_video():
+    dom = _dom(graphics="none")
+    assert dom.find("devices/graphics") is None and dom.find("devices/video") is None
+
+
+def test_no_kernel_means_no_direct_boot_and_no_boot_dev():
+    dom = _dom()
+    assert [c.tag for c in dom.find("os")] == ["type"]
+
+
+def test_metadata_keeps_os_type_and_custom_properties():
+    dom = domxml.parse(domxml.build_domain(VM_ID, VM_PC))
+    assert domxml.get_metadata(dom, "osType") == "other_linux"
+    assert domxml.get_metadata(dom, "customProperties") == {"sap_agent": "true", "viodiskcache": "writeback"}
+    assert _dom().find("metadata") is None
+
+
+def test_devices_are_built_by_build_device():
+    dom = domxml.parse(domxml.build_domain(VM_ID, VM_Q35, resolved=VM_Q35_RESOLVED))
+    usb = domxml.find_device(dom, "ua-usb1")
+    assert usb.find("source/address").attrib == {"bus": "1", "device": "3"}
+    assert [d["alias"] for d in domxml.read_devices(dom)] == [d["alias"] for d in VM_Q35["devices"]]
+
+
+def test_duplicate_aliases_are_refused():
+    nic = DEVICES["nic_user"][0]
+    with pytest.raises(AgentError) as e:
+        domxml.build_domain(VM_ID, {**VM_MINIMAL, "devices": [nic, nic]})
+    assert e.value.name == "invalidParams"
+
+
+def test_spicevmc_needs_spice_graphics():
+    with pytest.raises(AgentError) as e:
+        domxml.build_domain(VM_ID, {**VM_MINIMAL, "graphics": "vnc", "devices": [DEVICES["redirdev_spicevmc"][0]]})
+    assert e.value.name == "invalidParams"
+
+
+def test_two_usb_controllers_on_one_index_are_refused():
+    ctl = DEVICES["controller_usb_xhci"][0]
+    with pytest.raises(AgentError) as e:
+        domxml.build_domain(VM_ID, {**VM_MINIMAL, "devices": [ctl, {**ctl, "alias": "ua-other"}]})
+    assert e.value.name == "controllerIndexInUse"
+
+
+def test_unresolved_hostdev_is_refused():
+    dev = DEVICES["hostdev_pci"][0]  # names its source by node device only
+    with pytest.raises(AgentError) as e:
+        domxml.build_domain(VM_ID, {**VM_MINIMAL, "devices": [dev]})
+    assert e.value.name == "invalidParams"
