@@ -1,0 +1,94 @@
+"""Add a host (its agent's JSON-RPC URL) to a cluster: the engine asks the agent for its capabilities
+(Host.getCapabilities) and stores them. A host that cannot be reached is not added: the command
+answers the host's fault."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from engine.commands import common
+from engine.commands import reasons as R
+from engine.commands.outcome import Outcome
+from engine.dao import audit, clusters, hosts as hosts_dao
+from engine.dao.models import Cluster, Host, new_id, utcnow
+from engine.errors import Conflict, HostCallFailed, HostUnreachable, Reason, ValidationFailed
+from engine.hostclient import HostClientFactory
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Params:
+    name: str
+    url: str
+    cluster_id: str | None = None        # None: the default cluster
+
+
+def check_url(url: str) -> list[Reason]:
+    try:
+        parts = urlsplit(url or "")
+    except ValueError:
+        return [R.url_invalid(url)]
+    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 255:
+        return [R.url_invalid(url)]
+    return []
+
+
+def validate(params: Params, *, cluster: Cluster | None, name_in_use: bool) -> list[Reason]:
+    found: list[Reason] = []
+    if not NAME_RE.match(params.name or ""):
+        found.append(R.name_invalid("host", params.name, "1-64 letters, digits, '_', '.', '-'"))
+    elif name_in_use:
+        found.append(R.name_in_use("host", params.name))
+    found += check_url(params.url)
+    if cluster is None:
+        found.append(R.cluster_not_found(params.cluster_id or "Default"))
+    return found
+
+
+def _load(s, params: Params) -> list[Reason]:
+    cluster = clusters.ensure_default(s) if params.cluster_id is None else clusters.get(s, params.cluster_id)
+    taken = bool(params.name) and hosts_dao.get_by_name(s, params.name) is not None
+    return validate(params, cluster=cluster, name_in_use=taken), cluster
+
+
+def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
+    try:
+        with sessions.begin() as s:
+            found, cluster = _load(s, params)
+            if found:
+                raise common.refusal(found, f"Cannot add host {params.name}.")
+            cluster_id = cluster.id
+    except (ValidationFailed, Conflict) as err:
+        common.audit_refusal(sessions, "HOST_ADD_FAILED", f"Cannot add host {params.name}", err)
+        raise
+
+    host = Host(id=new_id(), name=params.name, url=params.url, cluster_id=cluster_id, status="up")
+    try:
+        caps = hosts(host).call("Host.getCapabilities", {})
+    except (HostUnreachable, HostCallFailed) as err:
+        unreachable = isinstance(err, HostUnreachable)
+        with sessions.begin() as s:
+            audit.record(s, "HOST_UNREACHABLE" if unreachable else "HOST_ADD_FAILED",
+                         f"Cannot add host {params.name} ({params.url}): "
+                         + (err.message if unreachable else f"host answered {err.host_code} {err.host_message}"),
+                         severity="error", host_code=err.host_code, host_message=err.host_message,
+                         host=params.name, url=params.url)
+        raise
+
+    try:
+        with sessions.begin() as s:
+            found, cluster = _load(s, params)     # again: the name may have been taken meanwhile
+            if found:
+                raise common.refusal(found, f"Cannot add host {params.name}.")
+            host.capabilities = caps
+            host.last_refresh = utcnow()
+            s.add(host)
+            s.flush()
+            audit.record(s, "HOST_ADDED", f"Host {host.name} added to cluster {cluster.name}", host_id=host.id,
+                         host=host.name, cluster=cluster.name)
+            return Outcome(id=host.id, created=True)
+    except (ValidationFailed, Conflict) as err:
+        common.audit_refusal(sessions, "HOST_ADD_FAILED", f"Cannot add host {params.name}", err)
+        raise

@@ -1,0 +1,97 @@
+"""Add a NIC to a VM -- and, when it is added active to a running VM, plug it.
+
+Adding is a database step; activating on a running VM goes through the plug state machine
+(see plug_unplug_nic). Policy when that plug fails: the NIC is kept, deactivated (is_plugged False)
+with the host's error in last_error and a NIC_PLUG_FAILED audit event, and the command answers the
+host's fault (the NIC is then listed, unplugged, and can be activated again).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.commands import common
+from engine.commands import reasons as R
+from engine.commands.outcome import Outcome
+from engine.dao import audit, clusters, nics, vms
+from engine.dao.models import NIC_MODELS, Cluster, Host, Vm
+from engine.errors import Conflict, NotFound, Reason, ValidationFailed
+from engine.hostclient import HostClientFactory
+from engine.macpool import MacPool
+
+NAME_MAX = 64
+
+
+@dataclass(frozen=True)
+class Params:
+    vm_id: str
+    name: str
+    network: str
+    model: str = "pv"
+    mac: str | None = None          # None: the next free address of the MAC pool
+    linked: bool = True
+    active: bool = True             # plugged; on a running VM this hot-plugs it
+
+
+def validate(params: Params, *, vm: Vm, cluster: Cluster | None, host: Host | None,
+             name_in_use: bool, mac_in_use: bool) -> list[Reason]:
+    """canDo of AddNic. `host`: the host a running VM is on; `name_in_use`: another NIC of the VM has
+    the name; `mac_in_use`: a plugged NIC already has the requested MAC."""
+    found: list[Reason] = []
+    if not params.name or len(params.name) > NAME_MAX:
+        found.append(R.name_invalid("NIC", params.name, f"1 to {NAME_MAX} characters"))
+    elif name_in_use:
+        found.append(R.name_in_use("NIC", params.name))
+    found += common.check_network_name(params.network)
+    if params.model not in NIC_MODELS:
+        found.append(R.nic_model_unsupported(params.model, NIC_MODELS))
+    if params.mac is not None:
+        bad_mac = common.check_mac_format(params.mac)
+        found += bad_mac
+        if not bad_mac and params.active and mac_in_use:
+            found.append(R.mac_in_use(params.mac))
+    if params.active:
+        if vm.status not in common.PLUG_STATUSES:
+            found.append(R.vm_status_illegal(vm.name, vm.status, common.PLUG_STATUSES, "add an active NIC"))
+        elif vm.status == common.UP:
+            found += common.check_live_nic_hotplug(vm, cluster, host, params.network)
+    return found
+
+
+def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,
+            mac_pool: MacPool | None = None) -> Outcome:
+    pool = mac_pool or MacPool()
+    try:
+        with sessions.begin() as s:
+            vm = vms.get(s, params.vm_id)
+            if vm is None:
+                raise NotFound(f"VM {params.vm_id} does not exist.")
+            live = params.active and vm.status == common.UP
+            cluster = clusters.get(s, vm.cluster_id)
+            host = common.load_host(s, vm) if live else None
+            name_taken = bool(params.name) and nics.name_in_use(s, vm.id, params.name)
+            mac_taken = params.mac is not None and not common.check_mac_format(params.mac) \
+                and nics.mac_in_use(s, params.mac)
+            found = validate(params, vm=vm, cluster=cluster, host=host, name_in_use=name_taken,
+                             mac_in_use=mac_taken)
+            if found:
+                raise common.refusal(found, f"Cannot add NIC {params.name} to VM {vm.name}.")
+            mac = nics.normalize_mac(params.mac) if params.mac else pool.allocate(s)
+            nic = nics.add(s, vm.id, name=params.name, mac=mac, network=params.network, model=params.model,
+                           linked=params.linked, is_plugged=params.active and not live)
+            device = nic.device
+            audit.record(s, "NIC_ADDED", f"NIC {nic.name} ({mac}, network {nic.network}) added to VM {vm.name}"
+                         + (", deactivated" if not params.active else ""),
+                         vm_id=vm.id, device_id=nic.id, nic=nic.name, mac=mac, active=params.active)
+            if not live:
+                return Outcome(id=nic.id, created=True)
+            assert host is not None
+            payload = common.nic_params(device, nic, with_address=False)
+            before = common.begin(s, device, "plugging", "plug NIC")
+            call = common.LiveCall(vm_id=vm.id, vm_name=vm.name, device_id=nic.id, nic_name=nic.name,
+                                   host=host, before=before)
+    except (ValidationFailed, Conflict) as err:
+        common.audit_refusal(sessions, "NIC_ADD_FAILED", f"Cannot add NIC {params.name}", err, vm_id=params.vm_id)
+        raise
+    outcome = common.plug_live(sessions, hosts, call, payload)
+    outcome.created = True
+    return outcome

@@ -1,0 +1,11 @@
+"""What a command answers: the id of the entity it acted on and how (REST maps it to 200/201/202)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Outcome:
+    id: str
+    pending: bool = False     # the host accepted but has not finished (e.g. the guest has not released a NIC)
+    created: bool = False     # a new entity was created

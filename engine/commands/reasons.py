@@ -1,0 +1,161 @@
+"""The canDo reasons, declared once: a stable code, a readable message and the variables that explain it.
+
+Codes are part of the API (REST faults list them); messages are for people and may change.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from engine.errors import Reason
+
+VM_STATUS_ILLEGAL = "VM_STATUS_ILLEGAL"
+OS_NIC_HOTPLUG_UNSUPPORTED = "OS_NIC_HOTPLUG_UNSUPPORTED"
+CLUSTER_VERSION_HOTPLUG_UNSUPPORTED = "CLUSTER_VERSION_HOTPLUG_UNSUPPORTED"
+NETWORK_NOT_ON_HOST = "NETWORK_NOT_ON_HOST"
+MAC_IN_USE = "MAC_IN_USE"
+MAC_INVALID = "MAC_INVALID"
+NIC_MODEL_UNSUPPORTED = "NIC_MODEL_UNSUPPORTED"
+NETWORK_NAME_INVALID = "NETWORK_NAME_INVALID"
+DEVICE_IN_FLIGHT = "DEVICE_IN_FLIGHT"
+NIC_PLUGGED_ON_RUNNING_VM = "NIC_PLUGGED_ON_RUNNING_VM"
+NIC_ALREADY_PLUGGED = "NIC_ALREADY_PLUGGED"
+NIC_ALREADY_UNPLUGGED = "NIC_ALREADY_UNPLUGGED"
+NAME_IN_USE = "NAME_IN_USE"
+NAME_INVALID = "NAME_INVALID"
+NOTHING_TO_UPDATE = "NOTHING_TO_UPDATE"
+VM_NOT_DOWN = "VM_NOT_DOWN"
+VM_NOT_RUNNING = "VM_NOT_RUNNING"
+NO_HOST_AVAILABLE = "NO_HOST_AVAILABLE"
+HOST_NOT_FOUND = "HOST_NOT_FOUND"
+HOST_NOT_UP = "HOST_NOT_UP"
+HOST_NOT_IN_CLUSTER = "HOST_NOT_IN_CLUSTER"
+CLUSTER_NOT_FOUND = "CLUSTER_NOT_FOUND"
+OS_TYPE_UNKNOWN = "OS_TYPE_UNKNOWN"
+COMPAT_VERSION_INVALID = "COMPAT_VERSION_INVALID"
+FIELD_INVALID = "FIELD_INVALID"
+URL_INVALID = "URL_INVALID"
+
+
+def reason(code: str, message: str, **vars: Any) -> Reason:
+    return Reason(code=code, message=message, vars=vars)
+
+
+def vm_status_illegal(vm_name: str, status: str, allowed: tuple[str, ...], action: str) -> Reason:
+    return reason(VM_STATUS_ILLEGAL,
+                  f"Cannot {action}: VM {vm_name} is {status}; allowed when {' or '.join(allowed)}.",
+                  vm=vm_name, status=status, allowed=list(allowed))
+
+
+def os_nic_hotplug_unsupported(vm_name: str, os_type: str) -> Reason:
+    return reason(OS_NIC_HOTPLUG_UNSUPPORTED,
+                  f"The guest OS {os_type} of VM {vm_name} does not support NIC hot plug; stop the VM first.",
+                  vm=vm_name, os_type=os_type)
+
+
+def cluster_version_unsupported(cluster_name: str, version: str, minimum: str) -> Reason:
+    return reason(CLUSTER_VERSION_HOTPLUG_UNSUPPORTED,
+                  f"Cluster {cluster_name} has compatibility version {version}; NIC hot plug needs {minimum} "
+                  f"or later.", cluster=cluster_name, version=version, minimum=minimum)
+
+
+def network_not_on_host(network: str, host_name: str) -> Reason:
+    return reason(NETWORK_NOT_ON_HOST, f"Network {network} is not available on host {host_name}.",
+                  network=network, host=host_name)
+
+
+def mac_in_use(mac: str) -> Reason:
+    return reason(MAC_IN_USE, f"MAC address {mac} is already used by a plugged NIC.", mac=mac)
+
+
+def mac_invalid(mac: str) -> Reason:
+    return reason(MAC_INVALID, f"{mac!r} is not a unicast MAC address (xx:xx:xx:xx:xx:xx).", mac=mac)
+
+
+def nic_model_unsupported(model: str, allowed: tuple[str, ...]) -> Reason:
+    return reason(NIC_MODEL_UNSUPPORTED, f"NIC model {model!r} is not one of {', '.join(allowed)}.",
+                  model=model, allowed=list(allowed))
+
+
+def network_name_invalid(network: str) -> Reason:
+    return reason(NETWORK_NAME_INVALID, f"{network!r} is not a valid network name "
+                  "(1-64 letters, digits, '_', '.', ':', '-').", network=network)
+
+
+def device_in_flight(device_id: str, plug_state: str) -> Reason:
+    return reason(DEVICE_IN_FLIGHT, f"Device {device_id} is {plug_state}; wait for that operation to finish.",
+                  device_id=device_id, plug_state=plug_state)
+
+
+def nic_plugged_on_running_vm(nic_name: str, vm_name: str, action: str) -> Reason:
+    return reason(NIC_PLUGGED_ON_RUNNING_VM,
+                  f"Cannot {action} NIC {nic_name}: it is plugged and VM {vm_name} is running; deactivate it "
+                  f"first.", nic=nic_name, vm=vm_name)
+
+
+def nic_already_plugged(nic_name: str) -> Reason:
+    return reason(NIC_ALREADY_PLUGGED, f"NIC {nic_name} is already plugged.", nic=nic_name)
+
+
+def nic_already_unplugged(nic_name: str) -> Reason:
+    return reason(NIC_ALREADY_UNPLUGGED, f"NIC {nic_name} is already unplugged.", nic=nic_name)
+
+
+def name_in_use(kind: str, name: str) -> Reason:
+    return reason(NAME_IN_USE, f"A {kind} named {name} already exists.", kind=kind, name=name)
+
+
+def name_invalid(kind: str, name: str, rule: str) -> Reason:
+    return reason(NAME_INVALID, f"{name!r} is not a valid {kind} name ({rule}).", kind=kind, name=name)
+
+
+def nothing_to_update() -> Reason:
+    return reason(NOTHING_TO_UPDATE, "The request changes nothing.")
+
+
+def vm_not_down(vm_name: str, status: str, action: str) -> Reason:
+    return reason(VM_NOT_DOWN, f"Cannot {action}: VM {vm_name} is {status}; it must be down.",
+                  vm=vm_name, status=status)
+
+
+def vm_not_running(vm_name: str, status: str) -> Reason:
+    return reason(VM_NOT_RUNNING, f"VM {vm_name} is {status}, not running.", vm=vm_name, status=status)
+
+
+def no_host_available(cluster_name: str, networks: list[str]) -> Reason:
+    needs = f" with networks {', '.join(networks)}" if networks else ""
+    return reason(NO_HOST_AVAILABLE, f"No host of cluster {cluster_name} is up{needs}.",
+                  cluster=cluster_name, networks=networks)
+
+
+def host_not_found(host_id: str | None) -> Reason:
+    return reason(HOST_NOT_FOUND, f"Host {host_id} does not exist.", host_id=host_id)
+
+
+def host_not_up(host_name: str, status: str) -> Reason:
+    return reason(HOST_NOT_UP, f"Host {host_name} is {status}.", host=host_name, status=status)
+
+
+def host_not_in_cluster(host_name: str, cluster_name: str) -> Reason:
+    return reason(HOST_NOT_IN_CLUSTER, f"Host {host_name} is not in cluster {cluster_name}.",
+                  host=host_name, cluster=cluster_name)
+
+
+def cluster_not_found(cluster_id: str) -> Reason:
+    return reason(CLUSTER_NOT_FOUND, f"Cluster {cluster_id} does not exist.", cluster_id=cluster_id)
+
+
+def os_type_unknown(os_type: str) -> Reason:
+    return reason(OS_TYPE_UNKNOWN, f"Unknown OS type {os_type!r}.", os_type=os_type)
+
+
+def compat_version_invalid(version: str) -> Reason:
+    return reason(COMPAT_VERSION_INVALID, f"{version!r} is not a compatibility version (MAJOR.MINOR).",
+                  version=version)
+
+
+def field_invalid(field: str, value: Any, rule: str) -> Reason:
+    return reason(FIELD_INVALID, f"{field}={value!r}: {rule}.", field=field, value=value)
+
+
+def url_invalid(url: str) -> Reason:
+    return reason(URL_INVALID, f"{url!r} is not an http:// or https:// URL.", url=url)

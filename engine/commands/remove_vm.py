@@ -1,0 +1,44 @@
+"""Remove a VM and its devices: only when it is down."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.commands import common
+from engine.commands import reasons as R
+from engine.commands.outcome import Outcome
+from engine.dao import audit, vms
+from engine.dao.models import Vm
+from engine.errors import Conflict, NotFound, Reason, ValidationFailed
+from engine.hostclient import HostClientFactory
+
+
+@dataclass(frozen=True)
+class Params:
+    vm_id: str
+
+
+def validate(params: Params, *, vm: Vm) -> list[Reason]:
+    return [] if vm.status == common.DOWN else [R.vm_not_down(vm.name, vm.status, "remove the VM")]
+
+
+def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
+    try:
+        with sessions.begin() as s:
+            vm = vms.get(s, params.vm_id)
+            if vm is None:
+                raise NotFound(f"VM {params.vm_id} does not exist.")
+            found = validate(params, vm=vm)
+            if found:
+                raise common.refusal(found, f"Cannot remove VM {vm.name}.")
+            name = vm.name
+            # Guard against a start that began meanwhile: only a VM still down goes.
+            if not vms.set_status_cas(s, vm.id, (common.DOWN,), common.DOWN):
+                raise Conflict(f"Cannot remove VM {name}: its status changed meanwhile.",
+                               reasons=[R.vm_not_down(name, "changing", "remove the VM")])
+            vms.delete(s, vm.id)
+            audit.record(s, "VM_REMOVED", f"VM {name} removed", vm_id=params.vm_id, vm=name)
+            return Outcome(id=params.vm_id)
+    except (ValidationFailed, Conflict) as err:
+        common.audit_refusal(sessions, "VM_REMOVE_FAILED", f"Cannot remove VM {params.vm_id}", err,
+                             vm_id=params.vm_id)
+        raise

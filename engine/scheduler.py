@@ -1,0 +1,44 @@
+"""Where a VM runs: an up host of the VM's cluster that has every network the VM's plugged NICs use.
+Among those, the host running the fewest VMs wins (ties broken by name, so the choice is stable)."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from engine.dao import hosts as hosts_dao
+from engine.dao import vms as vms_dao
+from engine.dao.models import Host
+
+ACTIVE_VM_STATUSES = ("up", "paused", "powering_up", "powering_down", "unknown")
+
+
+def has_networks(capabilities: Mapping[str, Any] | None, networks: Iterable[str]) -> bool:
+    """Whether every network is a bridge or a libvirt network the host reported."""
+    caps = capabilities or {}
+    known = set(caps.get("bridges") or ()) | set(caps.get("networks") or ())
+    return all(n in known for n in networks)
+
+
+def candidates(hosts: Iterable[Host], *, cluster_id: str, networks: Iterable[str] = ()) -> list[Host]:
+    """Pure filter: up hosts of the cluster that have the networks."""
+    wanted = list(networks)
+    return [h for h in hosts
+            if h.cluster_id == cluster_id and h.status == "up" and has_networks(h.capabilities, wanted)]
+
+
+def pick(hosts: Iterable[Host], load: Mapping[str, int], *, cluster_id: str,
+         networks: Iterable[str] = ()) -> Host | None:
+    """Pure choice: the least loaded candidate (`load`: running VMs per host id)."""
+    found = candidates(hosts, cluster_id=cluster_id, networks=networks)
+    if not found:
+        return None
+    return min(found, key=lambda h: (load.get(h.id, 0), h.name))
+
+
+def select_host(s: Session, *, cluster_id: str, networks: Iterable[str] = ()) -> Host | None:
+    """An up host of `cluster_id` for a VM whose plugged NICs use `networks`, or None."""
+    hosts = hosts_dao.list(s, cluster_id=cluster_id, status="up")
+    load = {h.id: len(vms_dao.list_on_host(s, h.id, ACTIVE_VM_STATUSES)) for h in hosts}
+    return pick(hosts, load, cluster_id=cluster_id, networks=networks)
