@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from flask import Flask, request
-from flask_smorest import Api, Blueprint
+from flask_smorest import Api
 from werkzeug.exceptions import UnsupportedMediaType
 
 from engine.rest import clusters, events, faults, hosts, nics, osinfo, vms
+from engine.rest.common import Blueprint
 from engine.rest.schemas import FaultSchema
 
 # One entry per resource, in the order they appear in the OpenAPI document.
@@ -27,7 +28,6 @@ DEFAULTS: dict[str, Any] = {
     "OPENAPI_VERSION": "3.0.3",
     "OPENAPI_URL_PREFIX": "/api",
     "OPENAPI_JSON_PATH": "openapi.json",
-    "JSON_SORT_KEYS": False,
     # Bodies are small JSON documents; anything bigger is refused before it is read.
     "MAX_CONTENT_LENGTH": 1024 * 1024,
 }
@@ -64,7 +64,7 @@ def create_app(config: dict[str, Any]) -> Flask:
     app = Flask("engine.rest")
     app.config.update(DEFAULTS)
     app.config.update(config)
-    app.json.sort_keys = app.config["JSON_SORT_KEYS"]
+    app.json.sort_keys = False  # keep the schemas' field order
     app.before_request(_require_json)
     api = PlugboardApi(app, spec_kwargs={"info": {"description": "Hot- and cold-plug devices of KVM VMs."}})
     for make_blueprint in BLUEPRINTS:

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from engine.commands import add_cluster
 from engine.dao import clusters as clusters_dao
-from engine.rest.common import not_found, run, sessions
+from engine.rest.common import Blueprint, not_found, run, sessions
 from engine.rest.schemas import ClusterCreateSchema, ClusterSchema
 from engine.rest.views import cluster_view
 

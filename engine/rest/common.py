@@ -1,13 +1,27 @@
-"""What every resource module needs: the app's sessions and host clients, running a command, and the
-404 for an id that names nothing."""
+"""What every resource module needs: the Blueprint class, the app's sessions and host clients, running
+a command, and the 404 for an id that names nothing."""
 from __future__ import annotations
 
 from typing import Any
 
+import flask_smorest
 from flask import current_app
+from flask_smorest.arguments import ArgumentsMixin
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.errors import NotFound, Reason
+
+
+class _Parser(type(ArgumentsMixin.ARGUMENTS_PARSER)):
+    # Syntax errors in a request are a 400 (the fault handler answers BAD_REQUEST), not webargs' 422.
+    DEFAULT_VALIDATION_STATUS = 400
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint whose request parsing fails with 400, as the OpenAPI document says."""
+
+    ARGUMENTS_PARSER = _Parser()
+
 
 NOT_FOUND_REASONS = {"vm": "VM_NOT_FOUND", "nic": "NIC_NOT_FOUND", "host": "HOST_NOT_FOUND",
                      "cluster": "CLUSTER_NOT_FOUND", "os": "OS_NOT_FOUND"}

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from engine.dao import audit as audit_dao
-from engine.rest.common import sessions
+from engine.rest.common import Blueprint, sessions
 from engine.rest.schemas import EventQuerySchema, EventSchema
 from engine.rest.views import event_view
 

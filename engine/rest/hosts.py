@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from engine.commands import add_host, refresh_host
 from engine.dao import hosts as hosts_dao
-from engine.rest.common import not_found, run, sessions, status_for
+from engine.rest.common import Blueprint, not_found, run, sessions, status_for
 from engine.rest.schemas import EmptySchema, HostCreateSchema, HostSchema
 from engine.rest.views import host_view
 

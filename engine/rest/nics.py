@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from engine.commands import add_nic, plug_unplug_nic, remove_nic, update_nic
 from engine.dao import nics as nics_dao
 from engine.dao import vms as vms_dao
-from engine.rest.common import not_found, run, sessions, status_for
+from engine.rest.common import Blueprint, not_found, run, sessions, status_for
 from engine.rest.schemas import EmptySchema, NicCreateSchema, NicSchema, NicUpdateSchema
 from engine.rest.views import nic_view
 

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from engine import osinfo
-from engine.rest.common import not_found
+from engine.rest.common import Blueprint, not_found
 from engine.rest.schemas import OsInfoSchema
 from engine.rest.views import os_view
 

@@ -23,7 +23,6 @@ class JsonBoolean(fields.Boolean):
 class StrictSchema(Schema):
     class Meta:
         unknown = RAISE
-        ordered = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -50,6 +49,8 @@ class BootSchema(StrictSchema):
     initrd = fields.String(validate=validate.Length(min=1, max=4096))
     cmdline = fields.String(validate=validate.Length(max=4096))
     serialLog = fields.String(validate=validate.Length(min=1, max=4096))
+    pciePorts = fields.Integer(strict=True, validate=validate.Range(min=0, max=30),
+                               metadata={"description": "Spare pcie-root-ports for hot-plug on q35."})
 
 
 class VmQuerySchema(StrictSchema):

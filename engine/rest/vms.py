@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from engine.commands import add_vm, remove_vm, run_vm, stop_vm
 from engine.dao import vms as vms_dao
-from engine.rest.common import not_found, run, sessions, status_for
+from engine.rest.common import Blueprint, not_found, run, sessions, status_for
 from engine.rest.schemas import EmptySchema, VmCreateSchema, VmQuerySchema, VmSchema, VmStartSchema
 from engine.rest.views import vm_view
 

@@ -1,0 +1,54 @@
+"""GET /api/openapi.json documents every path and method of the API."""
+from __future__ import annotations
+
+import json
+
+EXPECTED = {
+    "/api/clusters": {"get", "post"},
+    "/api/clusters/{cluster_id}": {"get"},
+    "/api/hosts": {"get", "post"},
+    "/api/hosts/{host_id}": {"get"},
+    "/api/hosts/{host_id}/refresh": {"post"},
+    "/api/vms": {"get", "post"},
+    "/api/vms/{vm_id}": {"get", "delete"},
+    "/api/vms/{vm_id}/start": {"post"},
+    "/api/vms/{vm_id}/stop": {"post"},
+    "/api/vms/{vm_id}/nics": {"get", "post"},
+    "/api/vms/{vm_id}/nics/{nic_id}": {"get", "put", "patch", "delete"},
+    "/api/vms/{vm_id}/nics/{nic_id}/activate": {"post"},
+    "/api/vms/{vm_id}/nics/{nic_id}/deactivate": {"post"},
+    "/api/events": {"get"},
+    "/api/osinfo": {"get"},
+    "/api/osinfo/{os_id}": {"get"},
+}
+HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+def test_openapi_document_lists_every_path(client):
+    r = client.get("/api/openapi.json")
+    assert r.status_code == 200
+    doc = json.loads(r.get_data(as_text=True))
+    assert doc["openapi"] == "3.0.3"
+    assert doc["info"]["title"]
+    paths = {path: {m for m in ops if m in HTTP_METHODS} for path, ops in doc["paths"].items()}
+    assert paths == EXPECTED
+
+
+def test_openapi_documents_statuses_and_schemas(client):
+    doc = client.get("/api/openapi.json").get_json()
+    deactivate = doc["paths"]["/api/vms/{vm_id}/nics/{nic_id}/deactivate"]["post"]["responses"]
+    assert {"200", "202", "400"} <= set(deactivate)
+    create = doc["paths"]["/api/vms/{vm_id}/nics"]["post"]
+    assert "201" in create["responses"]
+    assert "Location" in create["responses"]["201"]["headers"]
+    assert "204" in doc["paths"]["/api/vms/{vm_id}"]["delete"]["responses"]
+    nic = doc["components"]["schemas"]["Nic"]["properties"]
+    assert {"plugged", "plug_state", "mac", "network", "model", "linked", "address"} <= set(nic)
+    assert "422" not in json.dumps(doc["paths"])
+
+
+def test_every_documented_route_exists(app):
+    rules = {str(rule) for rule in app.url_map.iter_rules()}
+    for path in EXPECTED:
+        flask_path = path.replace("{", "<string:").replace("}", ">")
+        assert flask_path in rules, path

@@ -1,0 +1,118 @@
+"""/api/vms: create, list, get, delete, start, stop."""
+from __future__ import annotations
+
+from engine.dao import vms as vms_dao
+from tests.unit.engine.rest.conftest import fault_of, reason_codes
+
+
+def test_create_get_list_vm(client):
+    r = client.post("/api/vms", json={"name": "web", "os_type": "rhel_6x64", "memory_mb": 512, "vcpus": 2,
+                                      "machine": "q35", "project_id": "p1",
+                                      "custom_properties": {"mtu": "9000"}})
+    assert r.status_code == 201, r.get_json()
+    vm = r.get_json()
+    assert vm["status"] == "down" and vm["memory_mb"] == 512 and vm["machine"] == "q35"
+    assert vm["custom_properties"] == {"mtu": "9000"}
+    assert r.headers["Location"].endswith(f"/api/vms/{vm['id']}")
+    assert client.get(f"/api/vms/{vm['id']}").get_json() == vm
+    assert [v["id"] for v in client.get("/api/vms").get_json()] == [vm["id"]]
+
+
+def test_list_filters_by_project(client, new_vm):
+    a = new_vm("a", project_id="p1")
+    new_vm("b", project_id="p2")
+    assert [v["id"] for v in client.get("/api/vms?project_id=p1").get_json()] == [a["id"]]
+
+
+def test_delete_vm(client, new_vm, sessions):
+    vm = new_vm()
+    r = client.delete(f"/api/vms/{vm['id']}")
+    assert r.status_code == 204
+    assert r.get_data() == b""
+    assert client.get(f"/api/vms/{vm['id']}").status_code == 404
+    with sessions() as s:
+        assert vms_dao.get(s, vm["id"]) is None
+
+
+def test_start_and_stop(client, registered_host, new_vm, host1):
+    vm = new_vm()
+    r = client.post(f"/api/vms/{vm['id']}/start", json={"host_id": registered_host["id"]})
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["status"] == "up"
+    assert r.get_json()["run_on_host"] == registered_host["id"]
+    assert vm["id"] in host1.domains
+
+    r = client.post(f"/api/vms/{vm['id']}/stop")
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["status"] == "down"
+
+
+def test_start_without_host_id_schedules(client, registered_host, new_vm):
+    vm = new_vm()
+    r = client.post(f"/api/vms/{vm['id']}/start")
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["run_on_host"] == registered_host["id"]
+
+
+def test_delete_running_vm_is_refused(client, running_vm):
+    r = client.delete(f"/api/vms/{running_vm['id']}")
+    assert r.status_code == 409
+    fault = fault_of(r)
+    assert fault["code"] == "ACTION_NOT_ALLOWED"
+    assert fault["reasons"]
+    assert client.get(f"/api/vms/{running_vm['id']}").status_code == 200
+
+
+def test_start_on_unreachable_host_is_503_and_vm_stays_down(client, registered_host, new_vm, host1):
+    vm = new_vm()
+    host1.unreachable = True
+    r = client.post(f"/api/vms/{vm['id']}/start", json={"host_id": registered_host["id"]})
+    assert r.status_code == 503
+    assert fault_of(r)["code"] == "HOST_UNREACHABLE"
+    assert client.get(f"/api/vms/{vm['id']}").get_json()["status"] == "down"
+
+
+def test_start_failing_on_host_is_502(client, registered_host, new_vm, host1):
+    vm = new_vm()
+    host1.fail("VM.create", "createErr")
+    r = client.post(f"/api/vms/{vm['id']}/start", json={"host_id": registered_host["id"]})
+    assert r.status_code == 502
+    fault = fault_of(r)
+    assert fault["code"] == "HOST_ERROR"
+    assert fault["host"]["name"] == "host1"
+    assert isinstance(fault["host"]["code"], int)
+    assert client.get(f"/api/vms/{vm['id']}").get_json()["status"] == "down"
+
+
+def test_unknown_vm_is_404(client):
+    for method, path in [("get", "/api/vms/nope"), ("delete", "/api/vms/nope"), ("post", "/api/vms/nope/start"),
+                         ("post", "/api/vms/nope/stop")]:
+        r = getattr(client, method)(path)
+        assert r.status_code == 404, (method, path)
+        assert fault_of(r)["code"] == "NOT_FOUND"
+
+
+def test_vm_wrong_types_list_every_field(client):
+    r = client.post("/api/vms", json={"name": 5, "memory_mb": "512", "vcpus": 1.5, "machine": "isapc"})
+    assert r.status_code == 400
+    fault = fault_of(r)
+    assert fault["code"] == "BAD_REQUEST"
+    fields = {reason["vars"]["field"] for reason in fault["reasons"]}
+    assert fields == {"name", "memory_mb", "vcpus", "machine"}
+    assert set(reason_codes(fault)) == {"INVALID_FIELD"}
+    for reason in fault["reasons"]:
+        assert reason["vars"]["errors"]
+
+
+def test_vm_missing_name_is_400(client):
+    r = client.post("/api/vms", json={})
+    assert r.status_code == 400
+    assert fault_of(r)["reasons"][0]["vars"] == {"field": "name", "errors": ["Missing data for required field."],
+                                                 "location": "body"}
+
+
+def test_start_with_unknown_field_is_400(client, new_vm):
+    vm = new_vm()
+    r = client.post(f"/api/vms/{vm['id']}/start", json={"host": "h"})
+    assert r.status_code == 400
+    assert fault_of(r)["reasons"][0]["vars"]["field"] == "host"
