@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -27,9 +28,14 @@ class _Keep:
 KEEP: Final = _Keep()
 
 
-def expire_if_loaded(s: Session, model: type, pk: Any) -> None:
-    """A compare-and-set is a bulk UPDATE that bypasses the identity map: expire the object if the
-    session holds it, so that its next access reads the row as it now is."""
+def reload_if_loaded(s: Session, model: type, pk: Any) -> None:
+    """A compare-and-set is a bulk UPDATE that bypasses the identity map: when the session holds the
+    object, reload it so that it shows the row as it now is (and stays readable after commit, as
+    sessions do not expire on commit)."""
     obj = s.identity_map.get(identity_key(model, pk))
-    if obj is not None:
+    if obj is None:
+        return
+    try:
+        s.refresh(obj)
+    except InvalidRequestError:     # the row is gone (deleted by another transaction)
         s.expire(obj)

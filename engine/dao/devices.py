@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from engine.dao._cas import KEEP, expire_if_loaded
+from engine.dao._cas import KEEP, reload_if_loaded
 from engine.dao.models import VmDevice, new_id, utcnow
 
 __all__ = ["KEEP", "TRANSITION_STATES", "alias_for", "add", "get", "get_by_alias", "list_for_vm",
@@ -78,7 +78,7 @@ def begin_transition(s: Session, dev_id: str, to_state: str) -> bool:
         update(VmDevice).where(VmDevice.id == dev_id, VmDevice.plug_state == "stable")
         .values(plug_state=to_state, plug_started_at=utcnow(), last_error=None)
         .execution_options(synchronize_session=False))
-    expire_if_loaded(s, VmDevice, dev_id)
+    reload_if_loaded(s, VmDevice, dev_id)
     return result.rowcount == 1
 
 
@@ -99,7 +99,7 @@ def finish_transition(s: Session, dev_id: str, *, from_state: str, is_plugged: b
     result = s.execute(
         update(VmDevice).where(VmDevice.id == dev_id, VmDevice.plug_state == from_state)
         .values(**values).execution_options(synchronize_session=False))
-    expire_if_loaded(s, VmDevice, dev_id)
+    reload_if_loaded(s, VmDevice, dev_id)
     return result.rowcount == 1
 
 
@@ -113,7 +113,7 @@ def set_plugged(s: Session, dev_id: str, is_plugged: bool, *,
     result = s.execute(
         update(VmDevice).where(VmDevice.id == dev_id, VmDevice.plug_state == "stable")
         .values(**values).execution_options(synchronize_session=False))
-    expire_if_loaded(s, VmDevice, dev_id)
+    reload_if_loaded(s, VmDevice, dev_id)
     return result.rowcount == 1
 
 
@@ -121,5 +121,5 @@ def set_address(s: Session, dev_id: str, address: dict[str, Any] | None) -> bool
     """Store the guest address libvirt reported (e.g. after VM.create). True when the row exists."""
     result = s.execute(update(VmDevice).where(VmDevice.id == dev_id).values(address=address)
                        .execution_options(synchronize_session=False))
-    expire_if_loaded(s, VmDevice, dev_id)
+    reload_if_loaded(s, VmDevice, dev_id)
     return result.rowcount == 1

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from engine.dao._cas import expire_if_loaded
+from engine.dao._cas import reload_if_loaded
 from engine.dao.models import HostDevice
 
 __all__ = ["InventoryChange", "from_agent", "upsert_inventory", "get", "get_by_name", "list_for_host",
@@ -113,7 +113,7 @@ def list_for_vm(s: Session, vm_id: str) -> Sequence[HostDevice]:
 def _cas(s: Session, dev_id: str, where: Sequence[Any], values: dict[str, Any]) -> bool:
     result = s.execute(update(HostDevice).where(HostDevice.id == dev_id, *where).values(**values)
                        .execution_options(synchronize_session=False))
-    expire_if_loaded(s, HostDevice, dev_id)
+    reload_if_loaded(s, HostDevice, dev_id)
     return result.rowcount == 1
 
 
@@ -140,5 +140,5 @@ def release_for_vm(s: Session, vm_id: str) -> int:
     result = s.execute(update(HostDevice).where(HostDevice.vm_id == vm_id, HostDevice.status.in_(HELD))
                        .values(status="available", vm_id=None).execution_options(synchronize_session=False))
     for dev_id in held:
-        expire_if_loaded(s, HostDevice, dev_id)
+        reload_if_loaded(s, HostDevice, dev_id)
     return result.rowcount

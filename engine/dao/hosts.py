@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from engine.dao._cas import expire_if_loaded
+from engine.dao._cas import reload_if_loaded
 from engine.dao.models import HOST_STATUSES, Host, utcnow
 
 __all__ = ["get", "get_by_name", "list", "update_capabilities", "set_status", "advance_event_seq"]
@@ -30,14 +30,14 @@ def update_capabilities(s: Session, host_id: str, capabilities: dict[str, Any], 
         values["status"] = _checked(status)
     result = s.execute(update(Host).where(Host.id == host_id).values(**values)
                        .execution_options(synchronize_session=False))
-    expire_if_loaded(s, Host, host_id)
+    reload_if_loaded(s, Host, host_id)
     return result.rowcount == 1
 
 
 def set_status(s: Session, host_id: str, status: str) -> bool:
     result = s.execute(update(Host).where(Host.id == host_id).values(status=_checked(status))
                        .execution_options(synchronize_session=False))
-    expire_if_loaded(s, Host, host_id)
+    reload_if_loaded(s, Host, host_id)
     return result.rowcount == 1
 
 
@@ -46,7 +46,7 @@ def advance_event_seq(s: Session, host_id: str, seq: int) -> bool:
     last_event_seq < seq). False when the mark is already at or past `seq`."""
     result = s.execute(update(Host).where(Host.id == host_id, Host.last_event_seq < seq)
                        .values(last_event_seq=seq).execution_options(synchronize_session=False))
-    expire_if_loaded(s, Host, host_id)
+    reload_if_loaded(s, Host, host_id)
     return result.rowcount == 1
 
 

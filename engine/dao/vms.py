@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from engine.dao._cas import KEEP, expire_if_loaded
+from engine.dao._cas import KEEP, reload_if_loaded
 from engine.dao import host_devices
 from engine.dao.models import VM_STATUSES, Vm
 
@@ -43,7 +43,7 @@ def set_status_cas(s: Session, vm_id: str, expected: tuple[str, ...], new: str, 
     result = s.execute(
         update(Vm).where(Vm.id == vm_id, Vm.status.in_(tuple(expected))).values(**values)
         .execution_options(synchronize_session=False))
-    expire_if_loaded(s, Vm, vm_id)
+    reload_if_loaded(s, Vm, vm_id)
     return result.rowcount == 1
 
 
