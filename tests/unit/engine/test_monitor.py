@@ -511,3 +511,61 @@ def test_start_polls_every_host_and_stop_ends_it(sessions, fakes, agent, host, v
     polls = len(agent.calls)
     time.sleep(0.2)
     assert len(agent.calls) == polls
+
+
+# ---- with the shared contract-checking fake, and over real HTTP -----------------------------------
+
+def test_with_the_contract_checking_fake_host(sessions, host, vm, make_nic, read):
+    from tests.unit.engine.fakehost import FakeHosts
+
+    hosts = FakeHosts()
+    fake = hosts[host.name]
+    nic = unplugging_nic(make_nic, vm)
+    kept = make_nic(vm, is_plugged=True, address=PCI2)
+    dom = fake.add_domain(vm.id)
+    dom.devices.append(nic_dev(nic.device.alias))
+    dom.devices.append(nic_dev(kept.device.alias, PCI2))
+    mon = Monitor(sessions, hosts, poll_timeout=0.1)
+    fake.finish_unplug(vm.id, nic.device.alias)
+    assert mon.run_once(host) == 1                       # params valid against schema/verbs.yaml
+    assert read(VmDevice, nic.id).is_plugged is False
+    assert mon.reconcile_vm(vm) == 0
+    assert fake.sent("VM.getDevices") == [{"vmId": vm.id}]
+    assert read(VmDevice, kept.id).is_plugged is True
+
+
+def test_over_json_rpc(sessions, make_host, make_vm, make_nic, read):
+    from engine.config import EngineConfig
+    from engine.jsonrpc_client import client_factory
+    from tests.unit.engine.test_jsonrpc_client import CannedServer, _serve
+
+    server = _serve(CannedServer())
+    try:
+        h = make_host("h-http", url=server.url)
+        v = make_vm("vm-http", host=h, status="up")
+        nic = unplugging_nic(make_nic, v)
+        server.canned["Host.getEvents"] = ("result", {"last": 7, "events": [
+            {"seq": 7, "time": time.time(), "kind": "device_removed", "vmId": v.id,
+             "alias": nic.device.alias, "data": {"elapsed": 0.1}}]})
+        server.canned["VM.getDevices"] = ("error", {"code": 1, "message": "Virtual machine does not exist",
+                                                    "data": {"name": "noVM"}})
+        factory = client_factory(EngineConfig(host_timeout=2, host_connect_timeout=1))
+        mon = Monitor(sessions, factory, poll_timeout=0.1)
+        assert mon.run_once(h) == 1
+        assert read(VmDevice, nic.id).is_plugged is False
+        assert read(Host, h.id).last_event_seq == 7
+        assert mon.reconcile_vm(v) == 1
+        assert read(Vm, v.id).status == "down"
+        factory.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_from_config(sessions, fakes):
+    from engine.config import EngineConfig
+
+    mon = Monitor.from_config(sessions, fakes, EngineConfig(poll_timeout=20, reconcile_interval=30, stale_after=400,
+                                                            host_timeout=10, unplug_wait=15))
+    assert (mon.poll_timeout, mon.reconcile_interval, mon.stale_after) == (20, 30, 400)
+    assert mon.in_flight_grace >= 10 + 15     # longer than any command's host call
