@@ -190,6 +190,8 @@ def handle(exc: BaseException) -> Response:
         original = getattr(exc, "original_exception", None) or exc
         log.error("unhandled error on %s %s", request.method, request.path,
                   exc_info=(type(original), original, original.__traceback__))
+    elif isinstance(exc, EngineError) and fault.status >= 500:
+        log.warning("%s %s -> %s %s: %s", request.method, request.path, fault.status, fault.code, fault.message)
     elif isinstance(exc, EngineError):
         log.info("%s %s -> %s %s: %s", request.method, request.path, fault.status, fault.code, fault.message)
     return respond(fault)

@@ -9,6 +9,7 @@ from engine.dao.models import GRAPHICS, HOST_STATUSES, MACHINES, NIC_MODELS, PLU
 MAC_RE = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
 NAME = validate.Length(min=1, max=64)
 ID = validate.Length(min=1, max=36)
+MAX_ID = 2**63 - 1  # the largest integer key every supported database stores
 
 
 class JsonBoolean(fields.Boolean):
@@ -108,7 +109,7 @@ class NicUpdateSchema(StrictSchema):
 class EventQuerySchema(StrictSchema):
     vm_id = fields.String(validate=ID)
     code = fields.String(validate=validate.Length(min=1, max=64), metadata={"description": "e.g. NIC_PLUGGED"})
-    after = fields.Integer(validate=validate.Range(min=0), load_default=0,
+    after = fields.Integer(validate=validate.Range(min=0, max=MAX_ID), load_default=0,
                            metadata={"description": "Only events whose id is greater."})
     limit = fields.Integer(validate=validate.Range(min=1, max=1000), load_default=100)
 
@@ -188,10 +189,13 @@ class EventSchema(StrictSchema):
 class OsInfoSchema(StrictSchema):
     id = fields.String()
     name = fields.String()
-    family = fields.String(allow_none=True)
-    supports = fields.Dict(keys=fields.String(), values=fields.Raw(),
-                           metadata={"description": "Each feature and whether this OS supports it."})
-    details = fields.Dict(metadata={"description": "The table's other facts about this OS."})
+    family = fields.String()
+    arch = fields.String(allow_none=True)
+    supports = fields.Dict(keys=fields.String(), values=fields.Boolean(),
+                           metadata={"description": "Each feature and whether this guest OS supports it."})
+    min_cluster_version = fields.Dict(keys=fields.String(), values=fields.String(),
+                                      metadata={"description": "The cluster compatibility version each "
+                                                               "feature also needs, e.g. nic_hotplug: 3.1."})
 
 
 class ReasonSchema(StrictSchema):

@@ -2,9 +2,9 @@
 relationships are loaded while it is open; the response schemas then dump the dicts."""
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
+from engine import osinfo
 from engine.dao.models import AuditEvent, Cluster, Host, Vm, VmNic
 
 
@@ -41,19 +41,9 @@ def event_view(e: AuditEvent) -> dict[str, Any]:
             "host_message": e.host_message, "vars": e.vars or {}}
 
 
-_IDENTITY = ("id", "name", "family")
-
-
 def os_view(entry: Any) -> dict[str, Any]:
-    """One entry of engine.osinfo's table: its identity, the features it supports (every boolean fact)
-    and the rest of its facts."""
-    if dataclasses.is_dataclass(entry):
-        facts = dataclasses.asdict(entry)
-    elif isinstance(entry, dict):
-        facts = dict(entry)
-    else:
-        facts = {k: v for k, v in vars(entry).items() if not k.startswith("_")}
-    supports = {k: v for k, v in facts.items() if isinstance(v, bool) and k not in _IDENTITY}
-    details = {k: v for k, v in facts.items() if k not in _IDENTITY and k not in supports}
-    return {"id": facts.get("id"), "name": facts.get("name", facts.get("id")), "family": facts.get("family"),
-            "supports": supports, "details": details}
+    """One entry of engine.osinfo's table, with every feature of the table and whether it supports it."""
+    return {"id": entry.id, "name": entry.name, "family": entry.family, "arch": getattr(entry, "arch", None),
+            "supports": {feature: bool(getattr(entry, feature, False)) for feature in osinfo.FEATURES},
+            "min_cluster_version": {feature: ".".join(str(p) for p in version)
+                                    for feature, version in osinfo.FEATURE_MIN_CLUSTER_VERSION.items()}}

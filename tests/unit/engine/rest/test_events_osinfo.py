@@ -24,7 +24,7 @@ def test_events_list_and_filters(client, new_vm):
 
 
 def test_events_bad_query_is_400(client):
-    for query in ("limit=0", "limit=x", "after=-1", "colour=red"):
+    for query in ("limit=0", "limit=x", "after=-1", f"after={10**30}", "colour=red"):
         r = client.get(f"/api/events?{query}")
         assert r.status_code == 400, query
         reason = fault_of(r)["reasons"][0]
@@ -37,6 +37,7 @@ def test_osinfo_table(client):
     assert table["windows_7x64"]["supports"]["nic_hotplug"] is True
     assert table["windows_xp"]["supports"]["nic_hotplug"] is False
     assert table["rhel_6"]["name"] and table["rhel_6"]["family"] == "linux"
+    assert table["rhel_6"]["min_cluster_version"]["nic_hotplug"] == "3.1"
 
 
 def test_osinfo_get(client):
