@@ -88,12 +88,9 @@ def _field_reasons(messages: Any, prefix: str = "") -> list[Reason]:
 
 
 def _invalid_field(path: str, errors: list[str]) -> Reason:
-    name = path
-    if path == "_schema" or path.endswith("._schema"):
-        message = "; ".join(errors)
-    else:
-        message = f"{name}: " + "; ".join(errors)
-    return Reason("INVALID_FIELD", message, {"field": name, "errors": list(errors)})
+    whole = path == "_schema" or path.endswith("._schema")
+    message = "; ".join(errors) if whole else f"{path}: " + "; ".join(errors)
+    return Reason("INVALID_FIELD", message, {"field": path, "errors": list(errors)})
 
 
 def _validation_fault(messages: Any) -> Fault:

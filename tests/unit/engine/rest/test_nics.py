@@ -160,6 +160,17 @@ def test_hotplug_failure_is_502_with_host_code(client, running_vm, add_nic, host
     assert after["last_error"]
 
 
+def test_add_nic_whose_hotplug_fails_answers_the_host_fault_and_keeps_it(client, running_vm, host1):
+    host1.fail("VM.hotplugNic", 49)
+    r = client.post(f"/api/vms/{running_vm['id']}/nics", json={"name": "eth1", "network": "ovirtmgmt"})
+    assert r.status_code == 502
+    assert fault_of(r)["host"]["code"] == 49
+    [nic] = client.get(f"/api/vms/{running_vm['id']}/nics").get_json()
+    assert nic["name"] == "eth1"
+    assert nic["plugged"] is False and nic["plug_state"] == "stable" and nic["address"] is None
+    assert nic["last_error"]
+
+
 def test_hotunplug_failure_is_502_and_nic_stays_plugged(client, running_vm, add_nic, host1):
     nic = add_nic(running_vm)
     host1.fail("VM.hotunplugNic", 50)
