@@ -25,7 +25,7 @@ def hosts(fake: FakeHost) -> FakeHosts:
 
 @pytest.fixture
 def host(make_host, fake: FakeHost) -> Host:
-    return make_host(fake.name, capabilities=fake.call("Host.getCapabilities"))
+    return make_host(fake.name, capabilities=dict(fake.capabilities))
 
 
 @pytest.fixture
