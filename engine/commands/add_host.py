@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from sqlalchemy.orm import Session
+
 from engine.commands import common
 from engine.commands import reasons as R
 from engine.commands.outcome import Outcome
@@ -47,7 +49,7 @@ def validate(params: Params, *, cluster: Cluster | None, name_in_use: bool) -> l
     return found
 
 
-def _load(s, params: Params) -> list[Reason]:
+def _load(s: Session, params: Params) -> tuple[list[Reason], Cluster | None]:
     cluster = clusters.ensure_default(s) if params.cluster_id is None else clusters.get(s, params.cluster_id)
     taken = bool(params.name) and hosts_dao.get_by_name(s, params.name) is not None
     return validate(params, cluster=cluster, name_in_use=taken), cluster

@@ -9,13 +9,16 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import osinfo
+from engine import osinfo, scheduler
 from engine.commands import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, devices, hosts as hosts_dao
 from engine.dao.models import Cluster, Host, Vm, VmDevice, VmNic
 from engine.errors import Conflict, EngineError, HostCallFailed, HostUnreachable, Reason, ValidationFailed
 from engine.hostclient import HostClientFactory
+
+# The agent's "device not found" (schema/errors.yaml deviceNotFound).
+DEVICE_NOT_FOUND = 304
 
 DOWN = "down"
 UP = "up"
@@ -77,8 +80,7 @@ def check_network_name(network: str) -> list[Reason]:
 
 def host_has_network(capabilities: dict[str, Any] | None, network: str) -> bool:
     """Whether the host reported `network` as a Linux bridge or a libvirt network (lists or maps)."""
-    caps = capabilities or {}
-    return any(network in (caps.get(key) or ()) for key in ("bridges", "networks"))
+    return scheduler.has_networks(capabilities, [network])
 
 
 def check_live_nic_hotplug(vm: Vm, cluster: Cluster | None, host: Host | None, network: str | None) -> list[Reason]:
@@ -262,9 +264,6 @@ def unplug_live(sessions: Sessions, hosts: HostClientFactory, call: LiveCall, re
                      host_id=call.host.id, nic=call.nic_name, elapsed=(result or {}).get("elapsed"))
     return Outcome(id=call.device_id)
 
-
-# The agent's "device not found" (schema/errors.yaml deviceNotFound).
-DEVICE_NOT_FOUND = 304
 
 
 def load_host(s: Session, vm: Vm) -> Host | None:

@@ -22,7 +22,6 @@ NIC_ALREADY_PLUGGED = "NIC_ALREADY_PLUGGED"
 NIC_ALREADY_UNPLUGGED = "NIC_ALREADY_UNPLUGGED"
 NAME_IN_USE = "NAME_IN_USE"
 NAME_INVALID = "NAME_INVALID"
-NOTHING_TO_UPDATE = "NOTHING_TO_UPDATE"
 VM_NOT_DOWN = "VM_NOT_DOWN"
 VM_NOT_RUNNING = "VM_NOT_RUNNING"
 NO_HOST_AVAILABLE = "NO_HOST_AVAILABLE"
@@ -106,10 +105,6 @@ def name_in_use(kind: str, name: str) -> Reason:
 
 def name_invalid(kind: str, name: str, rule: str) -> Reason:
     return reason(NAME_INVALID, f"{name!r} is not a valid {kind} name ({rule}).", kind=kind, name=name)
-
-
-def nothing_to_update() -> Reason:
-    return reason(NOTHING_TO_UPDATE, "The request changes nothing.")
 
 
 def vm_not_down(vm_name: str, status: str, action: str) -> Reason:

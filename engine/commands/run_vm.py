@@ -120,13 +120,11 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
                          host_message=err.host_message, host=host.name)
         raise
 
-    stored: dict[str, Any] = {}
     with sessions.begin() as s:
         for reported in (result or {}).get("devices") or []:
             dev_id = by_alias.get(reported.get("alias") or "")
             if dev_id is not None and reported.get("address"):
                 devices.set_address(s, dev_id, reported["address"])
-                stored[dev_id] = reported["address"]
         vms.set_status_cas(s, params.vm_id, ("powering_up",), common.UP, run_on_host=host.id)
         audit.record(s, "VM_STARTED", f"VM {vm_name} started on host {host.name}", vm_id=params.vm_id,
                      host_id=host.id, host=host.name, devices=len(create["params"]["devices"]))

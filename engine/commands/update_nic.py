@@ -6,7 +6,7 @@ of a VM that is down, is a database change applied at the next plug or start.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from engine.commands import common

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from engine.dao import audit, devices, nics, vms
-from engine.dao.models import Cluster, Host, Vm, VmDevice, VmNic
+from engine.dao.models import Host, Vm, VmDevice, VmNic
 from tests.unit.engine.fakehost import FakeHost, FakeHosts
 
 NETWORKS = ("ovirtmgmt", "br0")
