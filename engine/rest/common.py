@@ -35,9 +35,11 @@ def hosts() -> Any:
     return current_app.config["hosts"]
 
 
-def run(command: Any, **params: Any) -> Any:
-    """Run one command module: build its Params and execute it with the app's sessions and hosts."""
-    return command.execute(sessions(), hosts(), command.Params(**params))
+def run(command: Any, _options: dict[str, Any] | None = None, **params: Any) -> Any:
+    """Run one command module: build its Params and execute it with the app's sessions and hosts
+    (plus any settings the command takes, such as the MAC pool)."""
+    options = {k: v for k, v in (_options or {}).items() if v is not None}
+    return command.execute(sessions(), hosts(), command.Params(**params), **options)
 
 
 def not_found(kind: str, ident: str) -> NotFound:

@@ -2,7 +2,7 @@
 hot-unplug when the VM runs, the plugged flag alone when it is down)."""
 from __future__ import annotations
 
-from flask import url_for
+from flask import current_app, url_for
 from flask.views import MethodView
 
 from engine.commands import add_nic, plug_unplug_nic, remove_nic, update_nic
@@ -45,7 +45,7 @@ def make_blueprint() -> Blueprint:
             With `active` (the default) the NIC is plugged: at once when the VM runs, at its next start
             otherwise. If the host refuses the hot-plug, the answer is the host's fault and the NIC
             stays, deactivated, with its last_error."""
-            outcome = run(add_nic, vm_id=vm_id, **data)
+            outcome = run(add_nic, vm_id=vm_id, _options={"mac_pool": current_app.config.get("mac_pool")}, **data)
             headers = {"Location": url_for("nics.NicById", vm_id=vm_id, nic_id=outcome.id)}
             return read(vm_id, outcome.id), 201, headers
 

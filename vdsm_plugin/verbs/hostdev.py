@@ -9,48 +9,26 @@ from vdsm_plugin import domxml, hostdevs
 from vdsm_plugin.agent import Agent
 from vdsm_plugin.errors import AgentError
 from vdsm_plugin.verbs import devices
+from vdsm_plugin.virt import LibvirtFailure
 
 CAPS = {"usb": "usb_device", "pci": "pci"}
 
 
-def _hex(v: Any) -> str:
-    return str(v).lower().removeprefix("0x").zfill(4) if v not in (None, "") else ""
-
-
-def _int(v: Any) -> int | None:
-    try:
-        return int(str(v), 0) if v not in (None, "") else None
-    except ValueError:
-        return None
-
-
-def holds(source: dict[str, Any], dev: dict[str, Any]) -> bool:
-    """Does a domain's hostdev <source> (as domxml reports it) designate this inventory device?"""
-    if dev["capability"] == "pci":
-        if not dev.get("pciAddress") or "slot" not in source:
-            return False
-        addr = "{:04x}:{:02x}:{:02x}.{:x}".format(*(_int(source.get(k)) or 0 for k in ("domain", "bus", "slot", "function")))
-        return addr == dev["pciAddress"].lower()
-    bus, device = _int(source.get("bus")), _int(source.get("device"))
-    if bus is not None and device is not None:
-        return (bus, device) == (dev.get("bus"), dev.get("device"))
-    vendor = _hex(source.get("vendor") or source.get("vendorId"))
-    product = _hex(source.get("product") or source.get("productId"))
-    return bool(vendor) and (vendor, product) == (dev["vendorId"], dev["productId"])
-
-
 def inventory(agent: Agent, caps: list[str]) -> list[dict[str, Any]]:
     """The host's devices, each with whether the whitelist allows it and which VM holds it."""
-    devs = hostdevs.inventory(agent.hv.nodedev_xmls(caps), agent.whitelist)
-    held: list[tuple[str, dict[str, Any]]] = []
+    xmls = agent.hv.nodedev_xmls(caps)
+    held: list[tuple[str, str, dict[str, Any]]] = []
     for vm_id in agent.hv.list_ids():
         try:
             dom = domxml.parse(agent.hv.xml(vm_id))
-        except Exception:  # noqa: BLE001 - a domain vanishing meanwhile holds nothing
-            continue
-        held += [(vm_id, d.get("source") or {}) for d in domxml.read_devices(dom) if d["type"] == "hostdev"]
+        except LibvirtFailure:
+            continue  # undefined meanwhile: it holds nothing
+        held += [(vm_id, d["device"], d.get("source") or {}) for d in domxml.read_devices(dom)
+                 if d["type"] == "hostdev"]
+    devs = hostdevs.inventory(xmls, agent.whitelist)
+    attached = hostdevs.attached_map(held, devs)
     for dev in devs:
-        dev["attachedTo"] = next((vm for vm, src in held if holds(src, dev)), None)
+        dev["attachedTo"] = attached.get(dev["name"])
     return devs
 
 

@@ -38,28 +38,10 @@ def _resolve_hostdevs(agent: Agent, params: dict[str, Any]) -> dict[str, dict[st
     return resolved
 
 
-def _check_controllers(params: dict[str, Any]) -> None:
-    seen: set[int] = set()
-    for dev in params.get("devices", []):
-        if dev["type"] == "controller":
-            if dev["index"] in seen:
-                raise AgentError("controllerIndexInUse", f"two USB controllers with index {dev['index']}",
-                                 index=dev["index"])
-            seen.add(dev["index"])
-
-
 def _build(agent: Agent, vm_id: str, params: dict[str, Any]) -> str:
     if agent.hv.exists(vm_id):
         raise AgentError("exist", f"VM {vm_id} is already defined on this host", vmId=vm_id)
-    _check_controllers(params)
-    resolved = _resolve_hostdevs(agent, params)
-    # Host devices are built from the concrete device resolved on this host, the rest from the request.
-    rest = [d for d in params.get("devices", []) if d["type"] != "hostdev"]
-    dom = domxml.parse(domxml.build_domain(vm_id, {**params, "devices": rest}))
-    for dev in params.get("devices", []):
-        if dev["type"] == "hostdev":
-            dom.find("devices").append(domxml.build_device(dev, resolved[dev["alias"]]))
-    return domxml.tostring(dom)
+    return domxml.build_domain(vm_id, params, _resolve_hostdevs(agent, params))
 
 
 def _usb_inventory(agent: Agent) -> str:

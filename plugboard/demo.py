@@ -1,0 +1,121 @@
+"""`plugboard up`: agent and engine as background processes on this machine, this machine registered
+as a host, and a demo VM (the tiny guest of scripts/build-guest.sh) running with one NIC. Safe to run
+again: what is already up is reused."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_VM, DEMO_NIC, BRIDGE = "demo", "nic1", "pbbr0"
+
+
+class UpError(SystemExit):
+    pass
+
+
+def _alive(pidfile: Path) -> bool:
+    try:
+        os.kill(int(pidfile.read_text()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _spawn(name: str, argv: list[str], state: Path, env: dict[str, str] | None = None) -> None:
+    pidfile = state / f"{name}.pid"
+    if _alive(pidfile):
+        return
+    log = open(state / f"{name}.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "plugboard.cli", *argv], stdout=log, stderr=log,
+                            stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True,
+                            env={**os.environ, **(env or {})})
+    pidfile.write_text(str(proc.pid))
+
+
+def _wait(what: str, probe, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if probe():
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    raise UpError(f"{what} did not come up within {timeout:.0f} s; last lines of {log}:\n{tail}")
+
+
+def _api(method: str, url: str, **kw: Any) -> Any:
+    r = requests.request(method, url, timeout=60, **kw)
+    if r.status_code >= 400:
+        raise UpError(f"{method} {url} -> {r.status_code}: {r.text}")
+    return r.json() if r.content else None
+
+
+def up(args: argparse.Namespace) -> int:
+    state = (ROOT / args.state_dir).resolve() if not args.state_dir.is_absolute() else args.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    guest = Path(os.environ.get("PLUGBOARD_GUEST_DIR", ROOT / "var" / "guest"))
+    if not (guest / "vmlinuz").exists():
+        raise UpError(f"no guest kernel in {guest}: run scripts/setup-host.sh (make setup) first")
+    agent_url = f"http://127.0.0.1:{args.agent_port}/jsonrpc"
+    api = f"http://127.0.0.1:{args.engine_port}/api"
+
+    _spawn("agent", ["agent", "serve", "--listen", f"127.0.0.1:{args.agent_port}",
+                     "--state-dir", str(state / "agent")], state)
+    _wait("the agent", lambda: requests.post(agent_url, json={"jsonrpc": "2.0", "method": "Host.ping", "id": 1},
+                                             timeout=2).ok, state / "agent.log")
+    _spawn("engine", ["engine", "serve", "--listen", f"127.0.0.1:{args.engine_port}"], state,
+           {"PLUGBOARD_STATE_DIR": str(state / "engine"),
+            "PLUGBOARD_DB_URL": f"sqlite:///{state / 'engine' / 'engine.db'}"})
+    _wait("the engine", lambda: requests.get(f"{api}/osinfo", timeout=2).ok, state / "engine.log")
+
+    hosts = {h["name"]: h for h in _api("GET", f"{api}/hosts")}
+    host = hosts.get("localhost") or _api("POST", f"{api}/hosts", json={"name": "localhost", "url": agent_url})
+    vms = {v["name"]: v for v in _api("GET", f"{api}/vms")}
+    vm = vms.get(DEMO_VM) or _api("POST", f"{api}/vms", json={
+        "name": DEMO_VM, "os_type": "debian_12", "memory_mb": 256, "vcpus": 1, "machine": "pc",
+        "boot": {"kernel": str(guest / "vmlinuz"), "initrd": str(guest / "initrd.gz"),
+                 "cmdline": "console=ttyS0 quiet panic=-1 rdinit=/init",
+                 "serialLog": str(state / "demo-console.log")}})
+    nics = {n["name"]: n for n in _api("GET", f"{api}/vms/{vm['id']}/nics")}
+    nic = nics.get(DEMO_NIC) or _api("POST", f"{api}/vms/{vm['id']}/nics",
+                                     json={"name": DEMO_NIC, "network": BRIDGE, "active": True})
+    if vm["status"] != "up":
+        vm = _api("POST", f"{api}/vms/{vm['id']}/start", json={"host_id": host["id"]})
+
+    nic_url = f"{api}/vms/{vm['id']}/nics/{nic['id']}"
+    print(f"""
+Plugboard is up.
+  engine   {api}   (OpenAPI: {api}/openapi.json)
+  agent    {agent_url}
+  logs     {state}/engine.log, {state}/agent.log, guest console {state}/demo-console.log
+  demo VM  {vm['name']} ({vm['id']}), status {vm['status']}, NIC {nic['name']} {nic['mac']} on {BRIDGE}
+
+Give the guest ~10 s to boot, then try:
+  curl -s {nic_url}
+  curl -s -X POST {nic_url}/deactivate
+  curl -s -X POST {nic_url}/activate
+  curl -s '{api}/events?vm_id={vm['id']}'
+  grep PB-NETS {state}/demo-console.log | tail -1     # what the guest sees
+
+Stop everything with: make stop
+""")
+    return 0
+
+
+def down(state: Path) -> None:
+    for name in ("engine", "agent"):
+        pidfile = state / f"{name}.pid"
+        if _alive(pidfile):
+            os.killpg(int(pidfile.read_text()), signal.SIGTERM)
+        pidfile.unlink(missing_ok=True)

@@ -1,0 +1,64 @@
+"""`plugboard engine serve` and `plugboard db upgrade`: wire the engine's parts from its config."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+log = logging.getLogger("plugboard.engine")
+
+
+def _config(args: argparse.Namespace):
+    from engine import config
+    env = dict(os.environ)
+    if getattr(args, "db_url", None):
+        env["PLUGBOARD_DB_URL"] = args.db_url
+    if getattr(args, "listen", None):
+        env["PLUGBOARD_LISTEN"] = args.listen
+    return config.load(args.config, env=env)
+
+
+def db_upgrade(args: argparse.Namespace) -> int:
+    from engine.dao import db
+    cfg = _config(args)
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    db.upgrade(cfg.db_url)
+    log.info("database at %s is at the newest revision", cfg.db_url)
+    return 0
+
+
+def build(cfg):
+    """The engine's parts: database sessions, host clients, monitor and the REST app."""
+    from engine.dao import db
+    from engine.jsonrpc_client import client_factory
+    from engine.macpool import MacPool
+    from engine.monitor import Monitor
+    from engine.rest.app import create_app
+
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    db.upgrade(cfg.db_url)
+    # IMMEDIATE transactions on SQLite: a read-then-compare-and-set loses cleanly (409), never "locked".
+    sessions = db.make_sessions(db.make_engine(cfg.db_url, sqlite_begin="immediate"))
+    hosts = client_factory(cfg)
+    monitor = Monitor.from_config(sessions, hosts, cfg)
+    app = create_app({"sessions": sessions, "hosts": hosts, "mac_pool": MacPool.from_config(cfg)})
+    return app, monitor
+
+
+def serve(args: argparse.Namespace) -> int:
+    from werkzeug.serving import make_server
+
+    cfg = _config(args)
+    app, monitor = build(cfg)
+    monitor.reconcile_all(startup=True)
+    monitor.start()
+    host, port = cfg.listen_host, cfg.listen_port
+    server = make_server(host, port, app, threaded=True)
+    log.info("engine listening on http://%s:%d/api (database %s)", host, port, cfg.db_url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        monitor.stop(timeout=5)
+    return 0
