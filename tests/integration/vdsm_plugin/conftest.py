@@ -60,8 +60,8 @@ state_dir = "{tmp / 'state'}"
 unplug_timeout = 3
 [whitelist]
 usb_white_list_switch = "on"
-usb_passthrough_whitelist = [{{"vendor": "0x136b", "product": "0x0003"}}, {{"vendor": "0x0781"}}]
-pci_passthrough_whitelist = [{{"vendor_id": "8086", "product_id": "10c9"}}]
+usb_passthrough_whitelist = [{{vendor = "0x136b", product = "0x0003"}}, {{vendor = "0x0781"}}]
+pci_passthrough_whitelist = [{{vendor_id = "8086", product_id = "10c9"}}]
 """)
     agent = Agent.start(config.load(tmp / "agent.toml"))
     srv = server.serve(agent, verbs.METHODS)

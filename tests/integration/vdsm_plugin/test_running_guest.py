@@ -49,12 +49,13 @@ def test_hotplug_nic_is_seen_by_the_guest_and_unplug_removes_it(rpc, vm):
     res = rpc("VM.hotplugNic", vmId=vm["id"], nic=nic("ua-nic1", MAC1))
     assert res["alias"] == "ua-nic1" and res["macAddr"] == MAC1
     assert res["address"]["type"] == "pci" and res["address"]["slot"]
-    wait_for_serial(vm["serial"], rf"PB-NETS:.*{MAC1}", timeout=30)
+    _, seen = wait_for_serial(vm["serial"], rf"PB-NETS:.*{MAC1}", timeout=30)
 
     res = rpc("VM.hotunplugNic", vmId=vm["id"], nic={"alias": "ua-nic1"})
     assert res["status"] == "removed" and res["elapsed"] > 0
     assert "ua-nic1" not in devices_by_alias(rpc, vm["id"])
-    match, _ = wait_for_serial(vm["serial"], rf"PB-NETS: (?!.*{MAC1}).*{MAC0}[^\n]*$", timeout=30)
+    match, _ = wait_for_serial(vm["serial"], rf"PB-NETS: (?!.*{MAC1}).*{MAC0}.*$", timeout=30,
+                               after_offset=seen)
     assert MAC1 not in match.group(0)
 
 

@@ -1,0 +1,43 @@
+"""The engine (REST app, commands, monitor, real database) against a real agent process on the real
+libvirtd. The database is a fresh SQLite file, or PLUGBOARD_TEST_DB_URL's PostgreSQL when set."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.integration.agentproc import AgentProcess
+
+
+@pytest.fixture(scope="module")
+def agent_proc(tmp_path_factory, libvirt_uri):
+    agent = AgentProcess(tmp_path_factory.mktemp("agent"), libvirt_uri)
+    agent.start()
+    yield agent
+    agent.stop()
+
+
+@pytest.fixture(scope="module")
+def engine_parts(tmp_path_factory):
+    from engine import config
+    from engine.dao import db
+    from engine.jsonrpc_client import client_factory
+    from engine.monitor import Monitor
+    from engine.rest.app import create_app
+
+    state = tmp_path_factory.mktemp("engine")
+    url = os.environ.get("PLUGBOARD_TEST_DB_URL") or f"sqlite:///{state}/engine.db"
+    cfg = config.load(None, env={"PLUGBOARD_STATE_DIR": str(state), "PLUGBOARD_DB_URL": url,
+                                 "PLUGBOARD_HOST_TIMEOUT": "20"})
+    if not db.is_sqlite(url):
+        db.drop_all(db.make_engine(url))
+    db.upgrade(url)
+    engine_ = db.make_engine(url, sqlite_begin="immediate")
+    sessions = db.make_sessions(engine_)
+    hosts = client_factory(cfg)
+    app = create_app({"sessions": sessions, "hosts": hosts, "TESTING": True})
+    monitor = Monitor.from_config(sessions, hosts, cfg)
+    yield {"app": app, "client": app.test_client(), "sessions": sessions, "hosts": hosts, "monitor": monitor,
+           "config": cfg}
+    hosts.close()
+    engine_.dispose()
