@@ -46,6 +46,13 @@ def _up(args: argparse.Namespace) -> int:
     return demo.up(args)
 
 
+def _down(args: argparse.Namespace) -> int:
+    from plugboard import demo
+    state = args.state_dir if args.state_dir.is_absolute() else demo.ROOT / args.state_dir
+    demo.down(state, args.engine_port)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="plugboard", description="Hot- and cold-plug devices of KVM VMs.")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -78,6 +85,11 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--engine-port", type=int, default=8080)
     demo.add_argument("--agent-port", type=int, default=54321)
     demo.set_defaults(func=_up)
+
+    down = sub.add_parser("down", help="stop the demo VM, the engine and the agent started by `up`")
+    down.add_argument("--state-dir", type=Path, default=Path("var/run"))
+    down.add_argument("--engine-port", type=int, default=8080)
+    down.set_defaults(func=_down)
     return p
 
 

@@ -113,7 +113,15 @@ Stop everything with: make stop
     return 0
 
 
-def down(state: Path) -> None:
+def down(state: Path, engine_port: int = 8080) -> None:
+    """Stop the demo VM through the engine (so its database agrees), then the engine and the agent."""
+    api = f"http://127.0.0.1:{engine_port}/api"
+    try:
+        for vm in requests.get(f"{api}/vms", timeout=5).json():
+            if vm["name"] == DEMO_VM and vm["status"] != "down":
+                requests.post(f"{api}/vms/{vm['id']}/stop", json={}, timeout=60)
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        pass  # the engine is not running: nothing to tell it
     for name in ("engine", "agent"):
         pidfile = state / f"{name}.pid"
         if _alive(pidfile):

@@ -82,7 +82,18 @@ class AgentServer(ThreadingHTTPServer):
         self.context = context
         self.methods = jsonrpc_methods(verbs)
         if tls is not None:
-            self.socket = tls.wrap_socket(self.socket, server_side=True)
+            # The handshake runs in the request's thread (finish_request), so that a slow or
+            # certificate-less client cannot hold up the accept loop.
+            self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    def finish_request(self, request, client_address) -> None:  # type: ignore[override]
+        if isinstance(request, ssl.SSLSocket):
+            request.settimeout(30)
+            request.do_handshake()
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request, client_address) -> None:  # type: ignore[override]
+        log.info("connection from %s failed", client_address[0], exc_info=True)
 
 
 def tls_context(cert: str, key: str, ca: str | None) -> ssl.SSLContext:
