@@ -7,12 +7,13 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from vdsm_plugin import domxml
 from vdsm_plugin.config import AgentConfig
 from vdsm_plugin.errors import AgentError
 from vdsm_plugin.hooks import HookRunner
 from vdsm_plugin.journal import Journal
 from vdsm_plugin.removals import Removals
-from vdsm_plugin.virt import Hypervisor
+from vdsm_plugin.virt import Hypervisor, LibvirtFailure
 from vdsm_plugin.whitelist import Whitelist
 
 log = logging.getLogger(__name__)
@@ -56,14 +57,21 @@ class Agent:
     def start(cls, config: AgentConfig) -> "Agent":
         config.state_dir.mkdir(parents=True, exist_ok=True)
         journal = Journal(config.journal_path)
-        removals = Removals(journal)
+        removals = Removals(journal, config.inflight_path)
         hv = Hypervisor(config.libvirt_uri, config.nodedev_uri)
         agent = cls(config=config, hv=hv, journal=journal,
                     hooks=HookRunner(config.hooks_dir, timeout=config.hook_timeout),
                     whitelist=Whitelist.from_config(config.whitelist),
                     removals=removals, locks=VmLocks(config.lock_timeout))
         hv.subscribe(removals.on_removed, removals.on_removal_failed, agent._on_lifecycle)
+        removals.recover(agent._device_present)
         return agent
+
+    def _device_present(self, vm_id: str, alias: str) -> bool | None:
+        try:
+            return domxml.find_device(domxml.parse(self.hv.xml(vm_id)), alias) is not None
+        except LibvirtFailure:
+            return None
 
     def _on_lifecycle(self, vm_id: str, event: str) -> None:
         if event in ("stopped", "crashed", "undefined"):

@@ -37,6 +37,10 @@ class AgentConfig:
         return self.state_dir / "events.db"
 
     @property
+    def inflight_path(self) -> Path:
+        return self.state_dir / "unplugs-in-flight.json"
+
+    @property
     def tls(self) -> bool:
         return self.tls_cert is not None
 

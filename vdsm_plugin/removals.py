@@ -4,12 +4,19 @@ before the detach is sent, so an event that arrives before the call returns is n
 still in flight is never sent a second time."""
 from __future__ import annotations
 
+import json
+import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 from vdsm_plugin.errors import AgentError
 from vdsm_plugin.journal import Journal
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -26,10 +33,34 @@ class Removal:
 
 
 class Removals:
-    def __init__(self, journal: Journal) -> None:
+    """`path`, when given, keeps the detaches in flight on disk: after a restart the agent still never
+    re-sends them, and one whose device left while the agent was down is reported (see recover)."""
+
+    def __init__(self, journal: Journal, path: Path | None = None) -> None:
         self._journal = journal
+        self._path = path
         self._lock = threading.Lock()
         self._inflight: dict[tuple[str, str], Removal] = {}
+        if path is not None and path.exists():
+            for vm_id, alias in json.loads(path.read_text() or "[]"):
+                self._inflight[(vm_id, alias)] = Removal(vm_id, alias)
+
+    def _save(self) -> None:
+        """Called with the lock held; written atomically so a crash leaves the old or the new list."""
+        if self._path is None:
+            return
+        tmp = self._path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(sorted(self._inflight)))
+        os.replace(tmp, self._path)
+
+    def recover(self, present: Callable[[str, str], bool | None]) -> None:
+        """After a restart: a device that left while nobody listened gets its device_removed event.
+        `present(vm_id, alias)` says whether the live domain still has it (None: the VM is gone)."""
+        for vm_id, alias in list(self._inflight):
+            if not present(vm_id, alias):
+                log.info("unplug of %s on %s completed while the agent was down", alias, vm_id)
+                self._finish(vm_id, alias, "removed")
+                self._journal.append("device_removed", vm_id=vm_id, alias=alias, data={"recovered": True})
 
     def expect(self, vm_id: str, alias: str) -> Removal:
         key = (vm_id, alias)
@@ -38,6 +69,7 @@ class Removals:
                 raise AgentError("operationInFlight", f"a detach of {alias} is already in flight; "
                                  "its outcome will arrive as an event", alias=alias)
             removal = self._inflight[key] = Removal(vm_id, alias)
+            self._save()
             return removal
 
     def abandon(self, removal: Removal) -> None:
@@ -45,6 +77,7 @@ class Removals:
         with self._lock:
             if self._inflight.get((removal.vm_id, removal.alias)) is removal:
                 del self._inflight[(removal.vm_id, removal.alias)]
+                self._save()
 
     def pending(self, vm_id: str) -> list[str]:
         with self._lock:
@@ -57,10 +90,13 @@ class Removals:
                 removal = self._inflight.pop(key)
                 removal.outcome = "removed"
                 removal.done.set()
+            self._save()
 
     def _finish(self, vm_id: str, alias: str, outcome: str) -> Removal | None:
         with self._lock:
             removal = self._inflight.pop((vm_id, alias), None)
+            if removal:
+                self._save()
         if removal:
             removal.outcome = outcome
             removal.done.set()

@@ -105,3 +105,27 @@ def test_duplicate_alias_refused(fake_agent, vm_id):
     with pytest.raises(AgentError) as e:
         _plug(fake_agent, vm_id)
     assert e.value.code == 49 and "alias" in str(e.value)
+
+
+def test_unplugs_in_flight_survive_a_restart(tmp_path, fake_agent, vm_id):
+    """A pending detach is still not re-sent by the next agent process, and one that completed while
+    no agent listened is reported at start."""
+    from vdsm_plugin.journal import Journal
+    from vdsm_plugin.removals import Removals
+
+    path = tmp_path / "inflight.json"
+    journal = Journal(tmp_path / "j.db")
+    first = Removals(journal, path)
+    first.expect(vm_id, "ua-a")
+    first.expect(vm_id, "ua-b")
+
+    second = Removals(journal, path)            # the restarted agent
+    with pytest.raises(AgentError) as e:
+        second.expect(vm_id, "ua-a")
+    assert e.value.name == "operationInFlight"
+    second.recover(lambda vm, alias: alias == "ua-a")   # ua-b left while the agent was down
+    events, _ = journal.read(after=0)
+    assert [(ev["kind"], ev["alias"], ev["data"]) for ev in events] == [("device_removed", "ua-b", {"recovered": True})]
+    assert second.pending(vm_id) == ["ua-a"]
+    second.on_removed(vm_id, "ua-a")
+    assert Removals(journal, path).pending(vm_id) == []
