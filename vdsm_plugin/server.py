@@ -48,6 +48,9 @@ def jsonrpc_methods(verbs: dict[str, Verb]) -> dict[str, Callable[..., Any]]:
 class _Handler(BaseHTTPRequestHandler):
     server: "AgentServer"
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, a keep-alive client waits ~40 ms for
+    # the delayed ACK before it sees the body.
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt: str, *args: Any) -> None:
         log.debug("%s " + fmt, self.client_address[0], *args)

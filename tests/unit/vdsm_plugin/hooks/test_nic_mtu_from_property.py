@@ -11,7 +11,7 @@ import vdsm_plugin.hooks
 from vdsm_plugin.errors import AgentError
 from vdsm_plugin.hooks import HookRunner
 
-SHIPPED = Path(vdsm_plugin.hooks.__file__).resolve().parent
+SHIPPED = Path(vdsm_plugin.hooks.__file__).resolve().parent / "examples"
 SCRIPT = SHIPPED / "before_nic_hotplug" / "50_nic_mtu_from_property"
 NIC = (Path(__file__).parent / "fixtures" / "nic.xml").read_text(encoding="utf-8")
 
