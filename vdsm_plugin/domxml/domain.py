@@ -4,9 +4,11 @@ Choices (see notes/host-lab.md):
 - `type='qemu'` (TCG) and no `<cpu>` element: KVM is not usable on these hosts and host-passthrough
   is never wanted; QEMU's default CPU model is used.
 - `<features><acpi/><apic/>`: `pc` needs ACPI for PCI hot-plug.
-- q35 gets an explicit `pcie-root` (index 0) and `pciePorts` (default 4) `pcie-root-port`s, without
-  indexes (libvirt numbers them), so hot-plugged PCI devices have slots. libvirt may place the
-  domain's own cold-plugged PCI devices on these ports too. `pciePorts` is ignored for `pc`.
+- q35 gets an explicit `pcie-root` (index 0) and enough `pcie-root-port`s (without indexes: libvirt
+  numbers them) that `pciePorts` (default 4) of them stay free for hot-plug. libvirt puts every PCIe
+  device that has no address on the first free port, so the ports the domain's own devices will take
+  are added on top (see `root_port_consumers`). With `pciePorts=0` no port is added and libvirt does
+  what it does by default (its own ports plus one spare). `pciePorts` is ignored for `pc`.
 - No USB controller is added: like libvirt, when `devices` has none at index 0 libvirt adds its
   default one (piix3-uhci for pc, qemu-xhci for q35) at index 0.
 - No `<os><boot dev>`: libvirt refuses it together with per-device `<boot order>`.
@@ -21,7 +23,7 @@ from typing import Any
 from lxml import etree
 
 from vdsm_plugin.domxml import controller, metadata, redirdev
-from vdsm_plugin.domxml.base import invalid, make
+from vdsm_plugin.domxml.base import invalid, make, to_int
 from vdsm_plugin.domxml.devices import build_device
 from vdsm_plugin.errors import AgentError
 
@@ -38,6 +40,9 @@ PCIE_ROOT = {"type": "pci", "index": 0, "model": "pcie-root"}
 PCIE_ROOT_PORT = {"type": "pci", "model": "pcie-root-port"}
 DEFAULT_PCIE_PORTS = 4
 MACHINES_WITH_PCIE = ("q35",)
+# Devices libvirt always adds behind a root port of their own on q35 (the virtio memballoon).
+LIBVIRT_PCIE_DEFAULTS = 1
+NO_USB = "none"   # a USB controller model that is no device
 
 LISTEN = "127.0.0.1"
 # graphics -> (<graphics> attributes, <video><model type>); "none" has neither
@@ -73,6 +78,31 @@ def _graphics(kind: str) -> list[etree._Element]:
     return [make("graphics", attrs), make("video", None, make("model", {"type": video}))]
 
 
+def _takes_root_port(dev: Mapping[str, Any]) -> bool:
+    addr = dev.get("address") or {}
+    if addr and to_int(str(addr.get("bus", ""))) == 0:
+        return False  # placed on pcie-root itself; an address on bus N > 0 is root port N
+    kind = (dev.get("type"), dev.get("device"))
+    if kind == (controller.TAG, controller.USB):
+        return dev.get("model") != NO_USB
+    return dev.get("type") == "interface" or kind == ("hostdev", "pci")
+
+
+def root_port_consumers(devices: list[Mapping[str, Any]]) -> int:
+    """How many pcie-root-ports the domain's own devices take on q35: each NIC, PCI host device and
+    USB controller (unless its guest address is on bus 0), libvirt's default USB controller (when `devices` has
+    none at index 0) and the memballoon. Erring high only leaves more ports free."""
+    usb0 = any(d.get("type") == controller.TAG and d.get("device") == controller.USB and d.get("index") == 0
+               for d in devices)
+    return sum(map(_takes_root_port, devices)) + LIBVIRT_PCIE_DEFAULTS + (0 if usb0 else 1)
+
+
+def _pcie_controllers(params: Mapping[str, Any], devices: list[Mapping[str, Any]]) -> list[etree._Element]:
+    free = params.get("pciePorts", DEFAULT_PCIE_PORTS)
+    ports = free + root_port_consumers(devices) if free else 0
+    return [make("controller", PCIE_ROOT)] + [make("controller", PCIE_ROOT_PORT) for _ in range(ports)]
+
+
 def _check_devices(devices: list[Mapping[str, Any]], graphics: str) -> None:
     aliases = [d.get("alias") for d in devices if d.get("alias")]
     dup = sorted({a for a in aliases if aliases.count(a) > 1})
@@ -105,8 +135,7 @@ def build_domain(vm_id: str, params: Mapping[str, Any],
                  *(make(key, text=params[key]) for key in OS_FILES if params.get(key)))
     dev_els: list[etree._Element] = []
     if machine in MACHINES_WITH_PCIE:
-        ports = params.get("pciePorts", DEFAULT_PCIE_PORTS)
-        dev_els += [make("controller", PCIE_ROOT)] + [make("controller", PCIE_ROOT_PORT) for _ in range(ports)]
+        dev_els += _pcie_controllers(params, devices)
     dev_els += [build_device(dev, resolved.get(dev.get("alias", ""))) for dev in devices]
     dev_els += _serial_and_console(params.get("serialLog"))
     dev_els += _graphics(graphics)

@@ -39,7 +39,7 @@ DEVICES: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {
                               None),
     "redirdev_spicevmc": ({"type": "redirdev", "device": "spicevmc", "alias": "ua-redir1"}, None),
     "redirdev_tcp": ({"type": "redirdev", "device": "tcp", "alias": "ua-redir2", "host": "192.0.2.10",
-                      "port": 4000, "address": {"type": "usb", "bus": "0", "port": "3"}}, None),
+                      "port": 4000, "address": {"type": "usb", "bus": "0", "port": "2"}}, None),
     "controller_usb": ({"type": "controller", "device": "usb", "model": "ich9-ehci1", "index": 1,
                         "alias": "ua-ctl1", "ports": 6,
                         "address": {"type": "pci", "domain": "0x0000", "bus": "0x00", "slot": "0x1d",

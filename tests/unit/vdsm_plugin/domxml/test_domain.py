@@ -38,11 +38,42 @@ def test_tcg_and_no_host_cpu():
     assert dom.find("cpu") is None
 
 
-def test_q35_gets_pcie_root_and_four_root_ports_by_default():
-    params = {k: v for k, v in VM_MINIMAL.items() if k != "pciePorts"}
-    dom = domxml.parse(domxml.build_domain(VM_ID, params))
+def _root_ports(dom):
     pci = dom.findall("devices/controller[@type='pci']")
-    assert [(c.get("model"), c.get("index")) for c in pci] == [("pcie-root", "0")] + [("pcie-root-port", None)] * 4
+    assert (pci[0].get("model"), pci[0].get("index")) == ("pcie-root", "0")
+    assert all(c.get("model") == "pcie-root-port" and c.get("index") is None for c in pci[1:])
+    return len(pci) - 1
+
+
+def test_q35_keeps_four_root_ports_free_by_default():
+    """4 free + libvirt's default USB controller + the memballoon (checked against libvirt 9.0)."""
+    params = {k: v for k, v in VM_MINIMAL.items() if k != "pciePorts"}
+    assert _root_ports(domxml.parse(domxml.build_domain(VM_ID, params))) == 4 + 2
+
+
+def test_q35_with_no_pcie_ports_leaves_ports_to_libvirt():
+    assert _root_ports(_dom(pciePorts=0)) == 0
+
+
+def test_q35_adds_the_ports_its_devices_take():
+    # xhci at index 2 + NIC take a port each, the PCI hostdev names root port 4, spicevmc/usb take none;
+    # libvirt's default xhci (no index 0 given) and the memballoon one each
+    dom = domxml.parse(domxml.build_domain(VM_ID, VM_Q35, resolved=VM_Q35_RESOLVED))
+    assert _root_ports(dom) == 4 + 3 + 2
+
+
+@pytest.mark.parametrize("devices, expected", [
+    ([], 2),
+    ([DEVICES["controller_usb_xhci"][0]], 3),
+    ([{**DEVICES["controller_usb_xhci"][0], "index": 0}], 2),
+    ([{**DEVICES["controller_usb_xhci"][0], "index": 0, "model": "none"}], 1),
+    ([DEVICES["nic_bridge"][0]], 2),  # its address is on bus 0
+    ([DEVICES["nic_user"][0], DEVICES["nic_sriov"][0], DEVICES["hostdev_pci_unmanaged"][0]], 5),
+    ([DEVICES["hostdev_usb_resolved"][0], DEVICES["redirdev_tcp"][0], DEVICES["redirdev_spicevmc"][0]], 2),
+])
+def test_root_port_consumers(devices, expected):
+    from vdsm_plugin.domxml.domain import root_port_consumers
+    assert root_port_consumers(devices) == expected
 
 
 def test_pc_has_no_pci_controllers_even_with_pcie_ports():
