@@ -18,6 +18,8 @@ USB = "usb"
 # schema key -> <controller> attribute (integers are read back as int)
 ATTRS = {"index": "index", "model": "model", "ports": "ports"}
 INT_KEYS = ("index", "ports")
+# Only these models take a `ports` count (libvirt refuses it on the others when the VM starts).
+MODELS_WITH_PORTS = ("qemu-xhci", "nec-xhci")
 
 
 def build(dev: Mapping[str, Any], resolved_source: Mapping[str, Any] | None = None) -> etree._Element:
@@ -25,6 +27,9 @@ def build(dev: Mapping[str, Any], resolved_source: Mapping[str, Any] | None = No
         raise invalid(f"only USB controllers are supported, not {dev.get('device')!r}", field="device")
     if dev.get("index") is None:
         raise invalid("a controller needs an index", field="index")
+    if dev.get("ports") is not None and dev.get("model") not in MODELS_WITH_PORTS:
+        raise invalid(f"a {dev.get('model')} controller has a fixed number of ports; only "
+                      f"{', '.join(MODELS_WITH_PORTS)} take `ports`", field="ports")
     return make(TAG, {"type": USB, **{attr: dev.get(key) for key, attr in ATTRS.items()}}, *common.tail(dev))
 
 

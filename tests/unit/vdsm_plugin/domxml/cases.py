@@ -41,11 +41,11 @@ DEVICES: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {
     "redirdev_tcp": ({"type": "redirdev", "device": "tcp", "alias": "ua-redir2", "host": "192.0.2.10",
                       "port": 4000, "address": {"type": "usb", "bus": "0", "port": "2"}}, None),
     "controller_usb": ({"type": "controller", "device": "usb", "model": "ich9-ehci1", "index": 1,
-                        "alias": "ua-ctl1", "ports": 6,
+                        "alias": "ua-ctl1",
                         "address": {"type": "pci", "domain": "0x0000", "bus": "0x00", "slot": "0x1d",
                                     "function": "0x7"}}, None),
     "controller_usb_xhci": ({"type": "controller", "device": "usb", "model": "qemu-xhci", "index": 2,
-                             "alias": "ua-ctl2"}, None),
+                             "alias": "ua-ctl2", "ports": 8}, None),
 }
 
 VM_ID = "6f1c2a3e-7b1d-4c55-9a0e-2d4b7c9e1f00"

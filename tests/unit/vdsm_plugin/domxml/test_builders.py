@@ -75,6 +75,8 @@ def _nic(**kw):
      "startupPolicy"),
     ({"type": "hostdev", "device": "scsi", "alias": "ua-s", "source": {}}, "device"),
     ({"type": "redirdev", "device": "tcp", "alias": "ua-r", "host": "h"}, "host"),
+    ({"type": "controller", "device": "usb", "index": 1, "alias": "ua-c", "model": "ich9-ehci1", "ports": 4},
+     "ports"),
     ({"type": "controller", "device": "sata", "index": 0, "alias": "ua-c", "model": "ahci"}, "device"),
     ({"type": "disk", "device": "disk", "alias": "ua-d"}, "type"),
 ])
