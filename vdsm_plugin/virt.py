@@ -3,8 +3,10 @@ calls the verbs need. libvirt errors become `LibvirtFailure` (code + message) so
 to the agent's own coded errors without touching libvirt."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Callable
 
@@ -60,6 +62,15 @@ def _failure(e: libvirt.libvirtError) -> LibvirtFailure:
     return LibvirtFailure(e.get_error_code() or 0, e.get_error_message() or str(e))
 
 
+@contextlib.contextmanager
+def _libvirt_call() -> Iterator[None]:
+    """Every libvirt error leaves this module as a LibvirtFailure."""
+    try:
+        yield
+    except libvirt.libvirtError as e:
+        raise _failure(e) from e
+
+
 def _start_event_loop() -> None:
     """libvirt delivers events only through a registered loop that some thread keeps running."""
     global _event_loop_started
@@ -86,11 +97,9 @@ class Hypervisor:
     def __init__(self, uri: str = "qemu:///system", nodedev_uri: str | None = None) -> None:
         _start_event_loop()
         self.uri = uri
-        try:
+        with _libvirt_call():
             self._conn = libvirt.open(uri)
             self._nodedev_conn = libvirt.open(nodedev_uri) if nodedev_uri and nodedev_uri != uri else self._conn
-        except libvirt.libvirtError as e:
-            raise _failure(e) from e
         self._callback_ids: list[int] = []
 
     def close(self) -> None:
@@ -141,17 +150,13 @@ class Hypervisor:
             flags |= libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_USB_DEV
         if "pci" in caps:
             flags |= libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV
-        try:
+        with _libvirt_call():
             return [d.XMLDesc(0) for d in self._nodedev_conn.listAllDevices(flags)]
-        except libvirt.libvirtError as e:
-            raise _failure(e) from e
 
     # -- domains ----------------------------------------------------------------------------------
     def _dom(self, vm_id: str) -> libvirt.virDomain:
-        try:
+        with _libvirt_call():
             return self._conn.lookupByUUIDString(vm_id)
-        except libvirt.libvirtError as e:
-            raise _failure(e) from e
 
     def exists(self, vm_id: str) -> bool:
         try:
@@ -161,78 +166,60 @@ class Hypervisor:
             return False
 
     def list_ids(self) -> list[str]:
-        return [d.UUIDString() for d in self._conn.listAllDomains(0)]
+        with _libvirt_call():
+            return [d.UUIDString() for d in self._conn.listAllDomains(0)]
 
     def name(self, vm_id: str) -> str:
-        return self._dom(vm_id).name()
+        with _libvirt_call():
+            return self._dom(vm_id).name()
 
     def state(self, vm_id: str) -> str:
-        try:
+        with _libvirt_call():
             st, _reason = self._dom(vm_id).state()
-        except libvirt.libvirtError as e:
-            raise _failure(e) from e
         return _STATES.get(st, "unknown")
 
     def is_persistent(self, vm_id: str) -> bool:
-        return bool(self._dom(vm_id).isPersistent())
+        with _libvirt_call():
+            return bool(self._dom(vm_id).isPersistent())
 
     def xml(self, vm_id: str, *, inactive: bool = False) -> str:
         flags = libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0
-        try:
+        with _libvirt_call():
             return self._dom(vm_id).XMLDesc(flags)
-        except libvirt.libvirtError as e:
-            raise _failure(e) from e
 
     def define(self, xml: str) -> None:
-        try:
+        with _libvirt_call():
             self._conn.defineXML(xml)
-        except libvirt.libvirtError as e:
-            raise _failure(e) from e
 
     def start(self, vm_id: str) -> None:
-        try:
+        with _libvirt_call():
             self._dom(vm_id).create()
-        except libvirt.libvirtError as e:
-            raise _failure(e) from e
 
     def destroy(self, vm_id: str, *, undefine: bool) -> None:
         dom = self._dom(vm_id)
-        try:
+        with _libvirt_call():
             if dom.isActive():
                 dom.destroy()
             if undefine and dom.isPersistent():
                 dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
-        except libvirt.libvirtError as e:
-            raise _failure(e) from e
 
     def attach(self, vm_id: str, device_xml: str, flags: int) -> None:
-        try:
+        with _libvirt_call():
             self._dom(vm_id).attachDeviceFlags(device_xml, flags)
-        except libvirt.libvirtError as e:
-            raise _failure(e) from e
 
     def detach(self, vm_id: str, device_xml: str, flags: int) -> None:
-        try:
+        with _libvirt_call():
             self._dom(vm_id).detachDeviceFlags(device_xml, flags)
-        except libvirt.libvirtError as e:
-            raise _failure(e) from e
-
-    def detach_alias(self, vm_id: str, alias: str, flags: int) -> None:
-        try:
-            self._dom(vm_id).detachDeviceAlias(alias, flags)
-        except libvirt.libvirtError as e:
-            raise _failure(e) from e
 
     def update_device(self, vm_id: str, device_xml: str, flags: int) -> None:
-        try:
+        with _libvirt_call():
             self._dom(vm_id).updateDeviceFlags(device_xml, flags)
-        except libvirt.libvirtError as e:
-            raise _failure(e) from e
 
     def affect_flags(self, vm_id: str) -> int:
         """Running VM: live and persistent definition; stopped VM: the persistent one only."""
         dom = self._dom(vm_id)
-        flags = self.AFFECT_CONFIG if dom.isPersistent() else 0
-        if dom.isActive():
-            flags |= self.AFFECT_LIVE
+        with _libvirt_call():
+            flags = self.AFFECT_CONFIG if dom.isPersistent() else 0
+            if dom.isActive():
+                flags |= self.AFFECT_LIVE
         return flags

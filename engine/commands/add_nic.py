@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from engine.commands import common
 from engine.commands import reasons as R
 from engine.commands.outcome import Outcome
-from engine.dao import audit, clusters, nics, vms
+from engine.dao import audit, clusters, nics
 from engine.dao.models import NIC_MODELS, Cluster, Host, Vm
-from engine.errors import Conflict, NotFound, Reason, ValidationFailed
+from engine.errors import Conflict, Reason, ValidationFailed
 from engine.hostclient import HostClientFactory
 from engine.macpool import MacPool
 
@@ -62,9 +62,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
     pool = mac_pool or MacPool()
     try:
         with sessions.begin() as s:
-            vm = vms.get(s, params.vm_id)
-            if vm is None:
-                raise NotFound(f"VM {params.vm_id} does not exist.")
+            vm = common.load_vm(s, params.vm_id)
             live = params.active and vm.status == common.UP
             cluster = clusters.get(s, vm.cluster_id)
             host = common.load_host(s, vm) if live else None

@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine import osinfo, scheduler
 from engine.commands import reasons as R
 from engine.commands.outcome import Outcome
-from engine.dao import audit, devices, hosts as hosts_dao
+from engine.dao import audit, devices, hosts as hosts_dao, nics as nics_dao, vms as vms_dao
 from engine.dao.models import Cluster, Host, Vm, VmDevice, VmNic
-from engine.errors import Conflict, EngineError, HostCallFailed, HostUnreachable, Reason, ValidationFailed
+from engine.errors import (Conflict, EngineError, HostCallFailed, HostUnreachable, NotFound, Reason,
+                           ValidationFailed)
 from engine.hostclient import HostClientFactory
 
 # The agent's "device not found" (schema/errors.yaml deviceNotFound).
@@ -264,6 +265,20 @@ def unplug_live(sessions: Sessions, hosts: HostClientFactory, call: LiveCall, re
                      host_id=call.host.id, nic=call.nic_name, elapsed=(result or {}).get("elapsed"))
     return Outcome(id=call.device_id)
 
+
+
+def load_vm(s: Session, vm_id: str) -> Vm:
+    vm = vms_dao.get(s, vm_id)
+    if vm is None:
+        raise NotFound(f"VM {vm_id} does not exist.")
+    return vm
+
+
+def load_nic(s: Session, vm: Vm, nic_id: str) -> VmNic:
+    nic = nics_dao.get(s, vm.id, nic_id)
+    if nic is None:
+        raise NotFound(f"NIC {nic_id} of VM {vm.name} does not exist.")
+    return nic
 
 
 def load_host(s: Session, vm: Vm) -> Host | None:

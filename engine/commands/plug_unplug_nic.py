@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from engine.commands import common
 from engine.commands import reasons as R
 from engine.commands.outcome import Outcome
-from engine.dao import audit, clusters, devices, nics, vms
+from engine.dao import audit, clusters, devices, nics
 from engine.dao.models import Cluster, Host, Vm, VmDevice, VmNic
-from engine.errors import Conflict, NotFound, Reason, ValidationFailed
+from engine.errors import Conflict, Reason, ValidationFailed
 from engine.hostclient import HostClientFactory
 
 
@@ -51,12 +51,8 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
     failed_code = "NIC_PLUG_FAILED" if params.plug else "NIC_UNPLUG_FAILED"
     try:
         with sessions.begin() as s:
-            vm = vms.get(s, params.vm_id)
-            if vm is None:
-                raise NotFound(f"VM {params.vm_id} does not exist.")
-            nic = nics.get(s, params.vm_id, params.nic_id)
-            if nic is None:
-                raise NotFound(f"NIC {params.nic_id} of VM {vm.name} does not exist.")
+            vm = common.load_vm(s, params.vm_id)
+            nic = common.load_nic(s, vm, params.nic_id)
             device = nic.device
             cluster = clusters.get(s, vm.cluster_id)
             host = common.load_host(s, vm) if vm.status == common.UP else None

@@ -8,9 +8,9 @@ from sqlalchemy import delete
 from engine.commands import common
 from engine.commands import reasons as R
 from engine.commands.outcome import Outcome
-from engine.dao import audit, nics, vms
+from engine.dao import audit
 from engine.dao.models import Vm, VmDevice, VmNic
-from engine.errors import Conflict, NotFound, Reason, ValidationFailed
+from engine.errors import Conflict, Reason, ValidationFailed
 from engine.hostclient import HostClientFactory
 
 
@@ -32,12 +32,8 @@ def validate(params: Params, *, vm: Vm, nic: VmNic, device: VmDevice) -> list[Re
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
     try:
         with sessions.begin() as s:
-            vm = vms.get(s, params.vm_id)
-            if vm is None:
-                raise NotFound(f"VM {params.vm_id} does not exist.")
-            nic = nics.get(s, params.vm_id, params.nic_id)
-            if nic is None:
-                raise NotFound(f"NIC {params.nic_id} of VM {vm.name} does not exist.")
+            vm = common.load_vm(s, params.vm_id)
+            nic = common.load_nic(s, vm, params.nic_id)
             found = validate(params, vm=vm, nic=nic, device=nic.device)
             if found:
                 raise common.refusal(found, f"Cannot remove NIC {nic.name} of VM {vm.name}.")

@@ -8,7 +8,7 @@ from engine.commands import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, vms
 from engine.dao.models import Vm
-from engine.errors import Conflict, NotFound, Reason, ValidationFailed
+from engine.errors import Conflict, Reason, ValidationFailed
 from engine.hostclient import HostClientFactory
 
 
@@ -24,9 +24,7 @@ def validate(params: Params, *, vm: Vm) -> list[Reason]:
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
     try:
         with sessions.begin() as s:
-            vm = vms.get(s, params.vm_id)
-            if vm is None:
-                raise NotFound(f"VM {params.vm_id} does not exist.")
+            vm = common.load_vm(s, params.vm_id)
             found = validate(params, vm=vm)
             if found:
                 raise common.refusal(found, f"Cannot remove VM {vm.name}.")

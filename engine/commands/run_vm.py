@@ -15,7 +15,7 @@ from engine.commands import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, clusters, devices, hosts as hosts_dao, nics, vms
 from engine.dao.models import Cluster, Host, Vm, VmDevice, VmNic
-from engine.errors import Conflict, HostCallFailed, HostUnreachable, NotFound, Reason, ValidationFailed
+from engine.errors import Conflict, HostCallFailed, HostUnreachable, Reason, ValidationFailed
 from engine.hostclient import HostClientFactory
 
 BOOT_KEYS = ("kernel", "initrd", "cmdline", "serialLog", "pciePorts")
@@ -81,9 +81,7 @@ def vm_params(vm: Vm, plugged: list[tuple[VmDevice, VmNic | None]]) -> dict[str,
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
     try:
         with sessions.begin() as s:
-            vm = vms.get(s, params.vm_id)
-            if vm is None:
-                raise NotFound(f"VM {params.vm_id} does not exist.")
+            vm = common.load_vm(s, params.vm_id)
             cluster = clusters.get(s, vm.cluster_id)
             plugged_devices = list(devices.list_for_vm(s, vm.id, plugged=True))
             nic_by_id = {n.id: n for n in nics.list_for_vm(s, vm.id, plugged=True)}

@@ -9,7 +9,7 @@ from engine.commands import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, devices, vms
 from engine.dao.models import Host, Vm
-from engine.errors import Conflict, HostCallFailed, HostUnreachable, NotFound, Reason, ValidationFailed
+from engine.errors import Conflict, HostCallFailed, HostUnreachable, Reason, ValidationFailed
 from engine.hostclient import HostClientFactory
 
 STOPPABLE = ("up", "paused", "powering_up", "unknown")
@@ -41,9 +41,7 @@ def _mark_down(s, vm_id: str) -> None:
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
     try:
         with sessions.begin() as s:
-            vm = vms.get(s, params.vm_id)
-            if vm is None:
-                raise NotFound(f"VM {params.vm_id} does not exist.")
+            vm = common.load_vm(s, params.vm_id)
             found = validate(params, vm=vm)
             if found:
                 raise common.refusal(found, f"Cannot stop VM {vm.name}.")

@@ -13,9 +13,9 @@ from engine.commands import common
 from engine.commands import reasons as R
 from engine.commands.add_nic import NAME_MAX
 from engine.commands.outcome import Outcome
-from engine.dao import audit, nics, vms
+from engine.dao import audit, nics
 from engine.dao.models import NIC_MODELS, Host, Vm, VmDevice, VmNic
-from engine.errors import Conflict, HostCallFailed, HostUnreachable, NotFound, Reason, ValidationFailed
+from engine.errors import Conflict, HostCallFailed, HostUnreachable, Reason, ValidationFailed
 from engine.hostclient import HostClientFactory
 
 FIELDS = ("name", "network", "model", "mac", "linked")
@@ -80,12 +80,8 @@ def validate(params: Params, *, vm: Vm, nic: VmNic, device: VmDevice, name_in_us
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
     try:
         with sessions.begin() as s:
-            vm = vms.get(s, params.vm_id)
-            if vm is None:
-                raise NotFound(f"VM {params.vm_id} does not exist.")
-            nic = nics.get(s, params.vm_id, params.nic_id)
-            if nic is None:
-                raise NotFound(f"NIC {params.nic_id} of VM {vm.name} does not exist.")
+            vm = common.load_vm(s, params.vm_id)
+            nic = common.load_nic(s, vm, params.nic_id)
             device = nic.device
             wanted = changes(params, nic)
             name_taken = "name" in wanted and nics.name_in_use(s, vm.id, wanted["name"], exclude_nic_id=nic.id)
