@@ -63,7 +63,7 @@ class Agent:
                     hooks=HookRunner(config.hooks_dir, timeout=config.hook_timeout),
                     whitelist=Whitelist.from_config(config.whitelist),
                     removals=removals, locks=VmLocks(config.lock_timeout))
-        hv.subscribe(removals.on_removed, removals.on_removal_failed, agent._on_lifecycle)
+        hv.subscribe(removals.on_removed, removals.on_removal_failed, agent._on_lifecycle, agent._on_nodedev)
         removals.recover(agent._device_present)
         return agent
 
@@ -77,6 +77,12 @@ class Agent:
         if event in ("stopped", "crashed", "undefined"):
             self.removals.forget_vm(vm_id)
         self.journal.append("vm_lifecycle", vm_id=vm_id, data={"event": event})
+
+    def _on_nodedev(self, name: str, event: str) -> None:
+        """A host device appeared or vanished (a USB stick plugged in or pulled out)."""
+        if name.startswith(("usb_", "pci_")):
+            kind = "hostdev_added" if event == "created" else "hostdev_removed"
+            self.journal.append(kind, data={"name": name})
 
     def close(self) -> None:
         self.hv.close()

@@ -17,9 +17,16 @@ log = logging.getLogger(__name__)
 _event_loop_lock = threading.Lock()
 _event_loop_started = False
 
-# Callbacks receive (vm_uuid, alias) for device events and (vm_uuid, event_name) for lifecycle.
+# Callbacks receive (vm_uuid, alias) for device events, (vm_uuid, event_name) for VM lifecycle and
+# (node-device name, "created" | "deleted") for host devices appearing and vanishing.
 DeviceCallback = Callable[[str, str], None]
 LifecycleCallback = Callable[[str, str], None]
+NodeDeviceCallback = Callable[[str, str], None]
+
+_NODEDEV = {
+    libvirt.VIR_NODE_DEVICE_EVENT_CREATED: "created",
+    libvirt.VIR_NODE_DEVICE_EVENT_DELETED: "deleted",
+}
 
 _LIFECYCLE = {
     libvirt.VIR_DOMAIN_EVENT_DEFINED: "defined",
@@ -101,6 +108,7 @@ class Hypervisor:
             self._conn = libvirt.open(uri)
             self._nodedev_conn = libvirt.open(nodedev_uri) if nodedev_uri and nodedev_uri != uri else self._conn
         self._callback_ids: list[int] = []
+        self._nodedev_callback: tuple[libvirt.virConnect, int] | None = None
 
     def close(self) -> None:
         for cb in self._callback_ids:
@@ -109,6 +117,13 @@ class Hypervisor:
             except libvirt.libvirtError:
                 pass
         self._callback_ids.clear()
+        if self._nodedev_callback:
+            conn, cb = self._nodedev_callback
+            try:
+                conn.nodeDeviceEventDeregisterAny(cb)
+            except libvirt.libvirtError:
+                pass
+            self._nodedev_callback = None
         for conn in {self._conn, self._nodedev_conn}:
             try:
                 conn.close()
@@ -117,7 +132,7 @@ class Hypervisor:
 
     # -- events -----------------------------------------------------------------------------------
     def subscribe(self, on_removed: DeviceCallback, on_removal_failed: DeviceCallback,
-                  on_lifecycle: LifecycleCallback) -> None:
+                  on_lifecycle: LifecycleCallback, on_nodedev: NodeDeviceCallback | None = None) -> None:
         c = self._conn
         self._callback_ids += [
             c.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED,
@@ -128,6 +143,13 @@ class Hypervisor:
                                      lambda _c, dom, ev, _d, _o: on_lifecycle(dom.UUIDString(), _LIFECYCLE.get(ev, str(ev))),
                                      None),
         ]
+        if on_nodedev is not None:
+            def nodedev_event(_c, dev, event, _detail, _o) -> None:
+                if event in _NODEDEV:
+                    on_nodedev(dev.name(), _NODEDEV[event])
+            with _libvirt_call():
+                self._nodedev_callback = (self._nodedev_conn, self._nodedev_conn.nodeDeviceEventRegisterAny(
+                    None, libvirt.VIR_NODE_DEVICE_EVENT_ID_LIFECYCLE, nodedev_event, None))
 
     # -- host -------------------------------------------------------------------------------------
     def versions(self) -> tuple[str, str]:

@@ -33,7 +33,7 @@ class FakeHypervisor:
         self.on_removal_failed: Callable[[str, str], None] = lambda *_: None
 
     # wiring done by Agent.start in real life
-    def subscribe(self, on_removed, on_removal_failed, on_lifecycle) -> None:
+    def subscribe(self, on_removed, on_removal_failed, on_lifecycle, on_nodedev=None) -> None:
         self.on_removed, self.on_removal_failed = on_removed, on_removal_failed
 
     def add_vm(self, vm_id: str, name: str = "vm", running: bool = True) -> None:

@@ -129,3 +129,12 @@ def test_unplugs_in_flight_survive_a_restart(tmp_path, fake_agent, vm_id):
     assert second.pending(vm_id) == ["ua-a"]
     second.on_removed(vm_id, "ua-a")
     assert Removals(journal, path).pending(vm_id) == []
+
+
+def test_host_devices_appearing_and_vanishing_are_journaled(fake_agent):
+    fake_agent._on_nodedev("usb_1_4_2", "created")
+    fake_agent._on_nodedev("net_eth0_52_54_00_12_34_56", "created")   # not a passthrough candidate
+    fake_agent._on_nodedev("usb_1_4_2", "deleted")
+    events, _ = fake_agent.journal.read(after=0)
+    assert [(e["kind"], e["data"]["name"]) for e in events] == [("hostdev_added", "usb_1_4_2"),
+                                                                ("hostdev_removed", "usb_1_4_2")]
