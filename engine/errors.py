@@ -77,7 +77,14 @@ class HostCallFailed(EngineError):
 
 
 class HostUnreachable(EngineError):
-    """The host agent could not be reached (connection refused, timeout, TLS failure)."""
+    """The host agent could not be reached (connection refused, timeout, TLS failure).
+
+    `outcome_unknown` is True when the request may have reached the agent (no answer in time, the
+    connection dropped after sending): the host may have acted, so only the host's truth settles it."""
 
     status = 503
     code = "HOST_UNREACHABLE"
+
+    def __init__(self, message: str, *, outcome_unknown: bool = False, **kw) -> None:
+        super().__init__(message, **kw)
+        self.outcome_unknown = outcome_unknown

@@ -19,6 +19,7 @@ from typing import Any
 
 import jsonrpcclient
 import requests
+import urllib3
 
 from engine.config import EngineConfig, TlsSettings
 from engine.dao.models import Host
@@ -63,8 +64,10 @@ class JsonRpcHostClient:
     def __repr__(self) -> str:
         return f"JsonRpcHostClient({self.name!r}, {self.url!r})"
 
-    def _unreachable(self, reason: str) -> HostUnreachable:
-        return HostUnreachable(f"host {self.name} ({self.url}) is unreachable: {reason}", host=self.name)
+    def _unreachable(self, reason: str, *, sent: bool = False) -> HostUnreachable:
+        """`sent`: the request may have reached the agent, so what it did is unknown."""
+        return HostUnreachable(f"host {self.name} ({self.url}) is unreachable: {reason}", host=self.name,
+                               outcome_unknown=sent)
 
     def read_timeout(self, verb: str, params: dict[str, Any] | None, timeout: float | None) -> float:
         """The read timeout of one call: the override, else the client's; a long-poll gets its own
@@ -88,9 +91,12 @@ class JsonRpcHostClient:
         except requests.exceptions.ConnectTimeout as e:
             raise self._unreachable(f"connection timed out after {self.connect_timeout:g} s") from e
         except requests.exceptions.ReadTimeout as e:
-            raise self._unreachable(f"no answer to {verb} within {read:g} s") from e
+            raise self._unreachable(f"no answer to {verb} within {read:g} s", sent=True) from e
         except requests.exceptions.ConnectionError as e:
-            raise self._unreachable(f"connection failed: {_root_cause(e)}") from e
+            # Refused or unresolvable: nothing was sent. Dropped later: the agent may have acted.
+            never_sent = _caused_by(e, (ConnectionRefusedError, urllib3.exceptions.NewConnectionError,
+                                        urllib3.exceptions.NameResolutionError))
+            raise self._unreachable(f"connection failed: {_root_cause(e)}", sent=not never_sent) from e
         except requests.exceptions.RequestException as e:
             raise self._unreachable(f"{type(e).__name__}: {e}") from e
         elapsed = time.monotonic() - started
@@ -98,17 +104,19 @@ class JsonRpcHostClient:
         if response.status_code != 200:
             snippet = response.text[:200].strip()
             raise self._unreachable(f"HTTP {response.status_code} {response.reason or ''}".rstrip()
-                                    + (f": {snippet}" if snippet else ""))
+                                    + (f": {snippet}" if snippet else ""), sent=True)
         try:
             body = response.json()
         except ValueError as e:
-            raise self._unreachable(f"the answer to {verb} is not JSON: {response.text[:200]!r}") from e
+            raise self._unreachable(f"the answer to {verb} is not JSON: {response.text[:200]!r}", sent=True) from e
         try:
             parsed = jsonrpcclient.parse(body)
         except (KeyError, TypeError, AttributeError) as e:
-            raise self._unreachable(f"the answer to {verb} is not a JSON-RPC response: {str(body)[:200]}") from e
+            raise self._unreachable(f"the answer to {verb} is not a JSON-RPC response: {str(body)[:200]}",
+                                    sent=True) from e
         if not isinstance(parsed, (jsonrpcclient.Ok, jsonrpcclient.Error)) or parsed.id != request["id"]:
-            raise self._unreachable(f"the answer to {verb} does not match the request (id {request['id']})")
+            raise self._unreachable(f"the answer to {verb} does not match the request (id {request['id']})",
+                                    sent=True)
 
         if isinstance(parsed, jsonrpcclient.Error):
             log.info("%s on %s failed in %.3f s: %s %s", verb, self.name, elapsed, parsed.code, parsed.message)
@@ -144,6 +152,22 @@ class JsonRpcHostClient:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """Is any exception in the chain (causes, contexts, urllib3 reasons) one of `kinds`?"""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, kinds):
+            return True
+        stack += [e.__cause__, e.__context__, getattr(e, "reason", None) if isinstance(getattr(e, "reason", None), BaseException) else None]
+        stack += [a for a in e.args if isinstance(a, BaseException)]
+    return False
 
 
 def _root_cause(exc: BaseException) -> str:

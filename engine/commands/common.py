@@ -178,11 +178,16 @@ def begin(s: Session, device: VmDevice, to_state: str, action: str) -> Before:
 
 
 def rollback_unreachable(sessions: Sessions, call: LiveCall, from_state: str, err: HostUnreachable) -> None:
-    """The host was never reached: put the device back exactly as it was and say so."""
+    """The host was never reached: put the device back exactly as it was. The request may have
+    reached it but no answer came (err.outcome_unknown): the host may have acted, so the device stays
+    in flight and the monitor's reconciliation settles it from the host's live devices."""
     with sessions.begin() as s:
-        devices.finish_transition(s, call.device_id, from_state=from_state, is_plugged=call.before.is_plugged,
-                                  address=devices.KEEP, error=call.before.last_error)
-        audit.record(s, "HOST_UNREACHABLE", f"Host {call.host.name} could not be reached: {err.message}",
+        if not err.outcome_unknown:
+            devices.finish_transition(s, call.device_id, from_state=from_state, is_plugged=call.before.is_plugged,
+                                      address=devices.KEEP, error=call.before.last_error)
+        note = (f"; whether it acted is unknown, NIC {call.nic_name} stays {from_state} until the host answers"
+                if err.outcome_unknown else "")
+        audit.record(s, "HOST_UNREACHABLE", f"Host {call.host.name} could not be reached: {err.message}{note}",
                      severity="error", vm_id=call.vm_id, device_id=call.device_id, host_id=call.host.id,
                      host=call.host.name)
 

@@ -130,6 +130,7 @@ class FakeHost:
         self.hostdevs: list[dict[str, Any]] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.unreachable = False
+        self.unanswered = False     # acts on the call, then the answer is lost (a read timeout)
         self.pending_unplug = False
         self.events: list[dict[str, Any]] = []
         self._seq = 0
@@ -200,7 +201,11 @@ class FakeHost:
                     if planned[0][2] <= 0:
                         planned.pop(0)
                 raise self._error(code, message)
-            return handler(params)
+            result = handler(params)
+            if self.unanswered:
+                raise HostUnreachable(f"Host {self.name} is unreachable: no answer to {verb} in time",
+                                      host=self.name, outcome_unknown=True)
+            return result
 
     # ---- helpers ----------------------------------------------------------------------------------
 

@@ -173,21 +173,24 @@ def test_connection_refused():
     assert e.value.host == "h2"
     assert e.value.message.startswith(f"host h2 ({url}) is unreachable: connection failed")
     assert e.value.status == 503
+    assert e.value.outcome_unknown is False      # nothing reached the agent
 
 
 def test_unknown_host_name():
     with JsonRpcHostClient("h3", "http://no-such-host.invalid:54321/jsonrpc", timeout=2, connect_timeout=1) as c:
-        with pytest.raises(HostUnreachable, match="h3 .* is unreachable: connection failed"):
+        with pytest.raises(HostUnreachable, match="h3 .* is unreachable: connection failed") as e:
             c.call("Host.ping")
+    assert e.value.outcome_unknown is False
 
 
 def test_read_timeout(server):
     server.canned["Host.ping"] = ("sleep", 1.0)
     with JsonRpcHostClient("h1", server.url, timeout=0.2, connect_timeout=1) as c:
         started = time.monotonic()
-        with pytest.raises(HostUnreachable, match=r"no answer to Host.ping within 0.2 s"):
+        with pytest.raises(HostUnreachable, match=r"no answer to Host.ping within 0.2 s") as e:
             c.call("Host.ping")
         assert time.monotonic() - started < 0.9
+    assert e.value.outcome_unknown is True           # the agent may have acted
 
 
 def test_per_call_timeout_override(server):

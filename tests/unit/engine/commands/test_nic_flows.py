@@ -127,6 +127,20 @@ def test_unreachable_host_changes_nothing(sessions, hosts, fake, up_vm, make_nic
     assert db.codes(up_vm.id) == ["HOST_UNREACHABLE"]
 
 
+def test_unanswered_plug_stays_in_flight_for_reconciliation(sessions, hosts, fake, up_vm, make_nic, db):
+    """The request reached the host but no answer came back: the host did plug the NIC, so rolling
+    the row back would be a lie. It stays 'plugging' until the host's truth settles it."""
+    nic = make_nic(up_vm, is_plugged=False)
+    fake.unanswered = True
+    with pytest.raises(HostUnreachable) as err:
+        plug(sessions, hosts, up_vm, nic)
+    assert err.value.outcome_unknown
+    assert db.device_state(nic.id)[:2] == (False, "plugging")
+    assert "stays plugging" in db.events(up_vm.id, code="HOST_UNREACHABLE")[0].message
+    fake.unanswered = False
+    assert f"ua-{nic.id}" in {d["alias"] for d in fake.call("VM.getDevices", {"vmId": up_vm.id})["devices"]}
+
+
 def test_pending_unplug_stays_unplugging(sessions, hosts, fake, up_vm, make_nic, db):
     nic = make_nic(up_vm, is_plugged=False)
     plug(sessions, hosts, up_vm, nic)
