@@ -138,3 +138,10 @@ def test_host_devices_appearing_and_vanishing_are_journaled(fake_agent):
     events, _ = fake_agent.journal.read(after=0)
     assert [(e["kind"], e["data"]["name"]) for e in events] == [("hostdev_added", "usb_1_4_2"),
                                                                 ("hostdev_removed", "usb_1_4_2")]
+
+
+def test_port_mirroring_is_refused_not_ignored(fake_agent, vm_id):
+    with pytest.raises(AgentError) as e:
+        nic_verbs.hotplug_nic(fake_agent, vm_id, {**NIC, "promisc": "pbbr0"})
+    assert e.value.code == 49 and e.value.data["field"] == "nic/promisc"
+    assert fake_agent.hv.calls == []
