@@ -192,6 +192,34 @@ def rollback_unreachable(sessions: Sessions, call: LiveCall, from_state: str, er
                      host=call.host.name)
 
 
+def _host_failed(sessions: Sessions, call: LiveCall, err: HostCallFailed, *, verb: str, from_state: str,
+                 back_to_plugged: bool, code: str, action: str) -> None:
+    """The host refused: the device goes back where it was, with the host's error kept on it."""
+    with sessions.begin() as s:
+        devices.finish_transition(s, call.device_id, from_state=from_state, is_plugged=back_to_plugged,
+                                  address=devices.KEEP, error=host_error(err, verb))
+        audit.record(s, code, f"Failed to {action} VM {call.vm_name}: host {call.host.name} answered "
+                     f"{err.host_code} {err.host_message}", severity="error", vm_id=call.vm_id,
+                     device_id=call.device_id, host_id=call.host.id, host_code=err.host_code,
+                     host_message=err.host_message, nic=call.nic_name)
+
+
+def _finished(sessions: Sessions, call: LiveCall, *, from_state: str, is_plugged: bool,
+              new_address: dict[str, Any] | None, code: str, done_text: str, severity: str = "info",
+              err: HostCallFailed | None = None, **details: Any) -> None:
+    """The host did it: the transition ends. A row someone else settled meanwhile is only audited."""
+    with sessions.begin() as s:
+        done = devices.finish_transition(s, call.device_id, from_state=from_state, is_plugged=is_plugged,
+                                         address=new_address, error=None)
+        audit.record(s, code if done else "NIC_STATE_REPAIRED",
+                     f"NIC {call.nic_name} {done_text}"
+                     + ("" if done else " (the device's state had already been changed meanwhile)"),
+                     severity=severity if done else "warning", vm_id=call.vm_id, device_id=call.device_id,
+                     host_id=call.host.id, nic=call.nic_name,
+                     host_code=err.host_code if err else None, host_message=err.host_message if err else None,
+                     **details)
+
+
 def plug_live(sessions: Sessions, hosts: HostClientFactory, call: LiveCall, nic: dict[str, Any]) -> Outcome:
     """The device is committed as 'plugging': call VM.hotplugNic, then finish the transition."""
     verb = "VM.hotplugNic"
@@ -201,24 +229,12 @@ def plug_live(sessions: Sessions, hosts: HostClientFactory, call: LiveCall, nic:
         rollback_unreachable(sessions, call, "plugging", err)
         raise
     except HostCallFailed as err:
-        with sessions.begin() as s:
-            devices.finish_transition(s, call.device_id, from_state="plugging", is_plugged=False,
-                                      address=devices.KEEP, error=host_error(err, verb))
-            audit.record(s, "NIC_PLUG_FAILED",
-                         f"Failed to plug NIC {call.nic_name} into VM {call.vm_name}: "
-                         f"host {call.host.name} answered {err.host_code} {err.host_message}",
-                         severity="error", vm_id=call.vm_id, device_id=call.device_id, host_id=call.host.id,
-                         host_code=err.host_code, host_message=err.host_message, nic=call.nic_name)
+        _host_failed(sessions, call, err, verb=verb, from_state="plugging", back_to_plugged=False,
+                     code="NIC_PLUG_FAILED", action=f"plug NIC {call.nic_name} into")
         raise
     address = (result or {}).get("address")
-    with sessions.begin() as s:
-        done = devices.finish_transition(s, call.device_id, from_state="plugging", is_plugged=True,
-                                         address=address, error=None)
-        audit.record(s, "NIC_PLUGGED" if done else "NIC_STATE_REPAIRED",
-                     f"NIC {call.nic_name} plugged into VM {call.vm_name} on host {call.host.name}"
-                     + ("" if done else " (the device's state had already been changed meanwhile)"),
-                     severity="info" if done else "warning", vm_id=call.vm_id, device_id=call.device_id,
-                     host_id=call.host.id, nic=call.nic_name, address=address)
+    _finished(sessions, call, from_state="plugging", is_plugged=True, new_address=address, code="NIC_PLUGGED",
+              done_text=f"plugged into VM {call.vm_name} on host {call.host.name}", address=address)
     return Outcome(id=call.device_id)
 
 
@@ -232,26 +248,15 @@ def unplug_live(sessions: Sessions, hosts: HostClientFactory, call: LiveCall, re
         rollback_unreachable(sessions, call, "unplugging", err)
         raise
     except HostCallFailed as err:
-        if err.host_code == DEVICE_NOT_FOUND:
-            # The host has no such device: the goal of the unplug is already reached.
-            with sessions.begin() as s:
-                devices.finish_transition(s, call.device_id, from_state="unplugging", is_plugged=False,
-                                          address=None, error=None)
-                audit.record(s, "NIC_UNPLUGGED",
-                             f"NIC {call.nic_name} unplugged from VM {call.vm_name}: host {call.host.name} "
-                             f"no longer had it", severity="warning", vm_id=call.vm_id, device_id=call.device_id,
-                             host_id=call.host.id, host_code=err.host_code, host_message=err.host_message,
-                             nic=call.nic_name)
-            return Outcome(id=call.device_id)
-        with sessions.begin() as s:
-            devices.finish_transition(s, call.device_id, from_state="unplugging", is_plugged=True,
-                                      address=devices.KEEP, error=host_error(err, verb))
-            audit.record(s, "NIC_UNPLUG_FAILED",
-                         f"Failed to unplug NIC {call.nic_name} from VM {call.vm_name}: "
-                         f"host {call.host.name} answered {err.host_code} {err.host_message}",
-                         severity="error", vm_id=call.vm_id, device_id=call.device_id, host_id=call.host.id,
-                         host_code=err.host_code, host_message=err.host_message, nic=call.nic_name)
-        raise
+        if err.host_code != DEVICE_NOT_FOUND:
+            _host_failed(sessions, call, err, verb=verb, from_state="unplugging", back_to_plugged=True,
+                         code="NIC_UNPLUG_FAILED", action=f"unplug NIC {call.nic_name} from")
+            raise
+        # The host has no such device: the goal of the unplug is already reached.
+        _finished(sessions, call, from_state="unplugging", is_plugged=False, new_address=None, code="NIC_UNPLUGGED",
+                  done_text=f"unplugged from VM {call.vm_name}: host {call.host.name} no longer had it",
+                  severity="warning", err=err)
+        return Outcome(id=call.device_id)
     if (result or {}).get("status") == "pending":
         with sessions.begin() as s:
             audit.record(s, "NIC_UNPLUG_PENDING",
@@ -260,16 +265,10 @@ def unplug_live(sessions: Sessions, hosts: HostClientFactory, call: LiveCall, re
                          severity="info", vm_id=call.vm_id, device_id=call.device_id, host_id=call.host.id,
                          nic=call.nic_name)
         return Outcome(id=call.device_id, pending=True)
-    with sessions.begin() as s:
-        done = devices.finish_transition(s, call.device_id, from_state="unplugging", is_plugged=False,
-                                         address=None, error=None)
-        audit.record(s, "NIC_UNPLUGGED" if done else "NIC_STATE_REPAIRED",
-                     f"NIC {call.nic_name} unplugged from VM {call.vm_name} on host {call.host.name}"
-                     + ("" if done else " (the device's state had already been changed meanwhile)"),
-                     severity="info" if done else "warning", vm_id=call.vm_id, device_id=call.device_id,
-                     host_id=call.host.id, nic=call.nic_name, elapsed=(result or {}).get("elapsed"))
+    _finished(sessions, call, from_state="unplugging", is_plugged=False, new_address=None, code="NIC_UNPLUGGED",
+              done_text=f"unplugged from VM {call.vm_name} on host {call.host.name}",
+              elapsed=(result or {}).get("elapsed"))
     return Outcome(id=call.device_id)
-
 
 
 def load_vm(s: Session, vm_id: str) -> Vm:
