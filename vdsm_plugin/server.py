@@ -2,7 +2,6 @@
 agent errors to JSON-RPC errors happens here and nowhere else."""
 from __future__ import annotations
 
-import json
 import logging
 import ssl
 from http import HTTPStatus
@@ -114,7 +113,3 @@ def serve(agent: Any, verbs: dict[str, Verb]) -> AgentServer:
     cfg = agent.config
     tls = tls_context(str(cfg.tls_cert), str(cfg.tls_key), str(cfg.tls_ca) if cfg.tls_ca else None) if cfg.tls else None
     return AgentServer((cfg.listen_host, cfg.listen_port), agent, verbs, tls)
-
-
-def to_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True)

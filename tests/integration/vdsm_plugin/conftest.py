@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import requests
 
+from vdsm_plugin import validation
+
 INVENTORY = Path(__file__).parent / "nodedevs.xml"
 
 
@@ -39,6 +41,9 @@ class Rpc:
         answer = session.post(self.url, json=body, timeout=120).json()
         if "error" in answer:
             raise RpcError(answer["error"])
+        # Every answer of the real agent must be what schema/verbs.yaml promises.
+        wrong = validation.result_errors(method, answer["result"])
+        assert not wrong, f"{method} answered outside its contract: {wrong}"
         return answer["result"]
 
 
