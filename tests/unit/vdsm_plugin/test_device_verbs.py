@@ -1,4 +1,5 @@
-"""Unplug outcomes for the event orders a real guest produces only sometimes."""
+"""Device verbs over the fake hypervisor: unplug outcomes for the event orders a real guest produces
+only sometimes, plug failures, restarts, host device events."""
 from __future__ import annotations
 
 import time
