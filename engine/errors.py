@@ -44,11 +44,6 @@ class EngineError(Exception):
         return fault
 
 
-class BadRequest(EngineError):
-    status = 400
-    code = "BAD_REQUEST"
-
-
 class NotFound(EngineError):
     status = 404
     code = "NOT_FOUND"

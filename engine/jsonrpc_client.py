@@ -210,13 +210,6 @@ class CachingClientFactory:
                 host.name, host.url, timeout=self.timeout, connect_timeout=self.connect_timeout, tls=self.tls)
             return client
 
-    def forget(self, host: Host | str) -> None:
-        key = host if isinstance(host, str) else (host.id or host.url)
-        with self._lock:
-            client = self._clients.pop(key, None)
-        if client is not None:
-            client.close()
-
     def close(self) -> None:
         with self._lock:
             clients, self._clients = list(self._clients.values()), {}

@@ -49,11 +49,8 @@ _STATES = {
     libvirt.VIR_DOMAIN_PMSUSPENDED: "paused",
 }
 
-# libvirt error codes the verbs care about, by meaning.
+# The libvirt error code the verbs act on: the VM is not on this host.
 ERR_NO_DOMAIN = libvirt.VIR_ERR_NO_DOMAIN
-ERR_OPERATION_INVALID = libvirt.VIR_ERR_OPERATION_INVALID   # 55: domain is not running
-ERR_OPERATION_UNSUPPORTED = libvirt.VIR_ERR_OPERATION_UNSUPPORTED  # 84: cannot be hot plugged
-ERR_DEVICE_MISSING = libvirt.VIR_ERR_DEVICE_MISSING  # 99
 
 
 @dataclass
