@@ -192,6 +192,17 @@ def rollback_unreachable(sessions: Sessions, call: LiveCall, from_state: str, er
                      host=call.host.name)
 
 
+def audit_vm_host_failure(s: Session, err: HostUnreachable | HostCallFailed, *, failed_code: str, action: str,
+                          vm_id: str, vm_name: str, host: Host) -> None:
+    """A VM-level host call (start, stop) failed: HOST_UNREACHABLE, or `failed_code` with the host's answer."""
+    unreachable = isinstance(err, HostUnreachable)
+    audit.record(s, "HOST_UNREACHABLE" if unreachable else failed_code,
+                 f"Failed to {action} VM {vm_name} on host {host.name}: "
+                 + (err.message if unreachable else f"host answered {err.host_code} {err.host_message}"),
+                 severity="error", vm_id=vm_id, host_id=host.id, host_code=err.host_code,
+                 host_message=err.host_message, host=host.name)
+
+
 def _host_failed(sessions: Sessions, call: LiveCall, err: HostCallFailed, *, verb: str, from_state: str,
                  back_to_plugged: bool, code: str, action: str) -> None:
     """The host refused: the device goes back where it was, with the host's error kept on it."""

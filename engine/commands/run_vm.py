@@ -108,14 +108,10 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
     try:
         result = hosts(host).call("VM.create", create)
     except (HostUnreachable, HostCallFailed) as err:
-        unreachable = isinstance(err, HostUnreachable)
         with sessions.begin() as s:
             vms.set_status_cas(s, params.vm_id, ("powering_up",), common.DOWN, run_on_host=None)
-            audit.record(s, "HOST_UNREACHABLE" if unreachable else "VM_START_FAILED",
-                         f"Failed to run VM {vm_name} on host {host.name}: "
-                         + (err.message if unreachable else f"host answered {err.host_code} {err.host_message}"),
-                         severity="error", vm_id=params.vm_id, host_id=host.id, host_code=err.host_code,
-                         host_message=err.host_message, host=host.name)
+            common.audit_vm_host_failure(s, err, failed_code="VM_START_FAILED", action="run",
+                                         vm_id=params.vm_id, vm_name=vm_name, host=host)
         raise
 
     with sessions.begin() as s:

@@ -62,14 +62,10 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
         hosts(host).call("VM.destroy", {"vmId": params.vm_id})
     except (HostUnreachable, HostCallFailed) as err:
         if not (isinstance(err, HostCallFailed) and err.host_code == NO_VM):
-            unreachable = isinstance(err, HostUnreachable)
             with sessions.begin() as s:
                 vms.set_status_cas(s, params.vm_id, ("powering_down",), status)
-                audit.record(s, "HOST_UNREACHABLE" if unreachable else "VM_STOP_FAILED",
-                             f"Failed to stop VM {vm_name} on host {host.name}: "
-                             + (err.message if unreachable else f"host answered {err.host_code} {err.host_message}"),
-                             severity="error", vm_id=params.vm_id, host_id=host.id, host_code=err.host_code,
-                             host_message=err.host_message, host=host.name)
+                common.audit_vm_host_failure(s, err, failed_code="VM_STOP_FAILED", action="stop",
+                                             vm_id=params.vm_id, vm_name=vm_name, host=host)
             raise
     with sessions.begin() as s:
         _mark_down(s, params.vm_id)
