@@ -32,9 +32,11 @@ def inventory(agent: Agent, caps: list[str]) -> list[dict[str, Any]]:
     return devs
 
 
-def resolve(agent: Agent, hostdev: dict[str, Any]) -> dict[str, Any]:
-    """The one host device a request designates, allowed by the whitelist and free."""
-    devs = inventory(agent, [CAPS[hostdev["device"]]])
+def resolve(agent: Agent, hostdev: dict[str, Any], devs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The one host device a request designates, allowed by the whitelist and free. `devs` is an
+    inventory the caller already has (one scan for all the devices of a VM)."""
+    if devs is None:
+        devs = inventory(agent, [CAPS[hostdev["device"]]])
     source = hostdev["source"]
     dev = hostdevs.resolve_usb(source, devs) if hostdev["device"] == "usb" else hostdevs.resolve_pci(source, devs)
     if not dev["allowed"]:

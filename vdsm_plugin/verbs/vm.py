@@ -5,7 +5,7 @@ import json
 import logging
 from typing import Any
 
-from vdsm_plugin import domxml
+from vdsm_plugin import domxml, hostdevs
 from vdsm_plugin.agent import Agent
 from vdsm_plugin.errors import AgentError
 from vdsm_plugin.verbs import devices, hostdev as hostdev_verbs
@@ -21,20 +21,30 @@ def vm_info(agent: Agent, vm_id: str) -> dict[str, Any]:
 
 
 def _resolve_hostdevs(agent: Agent, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Concrete host devices for the VM's hostdevs, by alias. A USB device that is gone is left for
-    the before_vm_start startup-policy hook to drop or refuse, so it is built from its request."""
+    """Concrete host devices for the VM's hostdevs, by alias, from one scan of the host. A USB device
+    that is gone is left for the before_vm_start startup-policy hook to drop or refuse, so it is built
+    from its request. One device asked for twice is refused like a device another VM holds."""
+    wanted = [dev for dev in params.get("devices", []) if dev["type"] == "hostdev"]
+    if not wanted:
+        return {}
+    devs = hostdev_verbs.inventory(agent, list(hostdev_verbs.CAPS.values()))
     resolved: dict[str, dict[str, Any]] = {}
-    for dev in params.get("devices", []):
-        if dev["type"] != "hostdev":
-            continue
+    taken: dict[str, str] = {}
+    for dev in wanted:
         try:
-            resolved[dev["alias"]] = hostdev_verbs.resolved_source(hostdev_verbs.resolve(agent, dev))
+            found = hostdev_verbs.resolve(agent, dev, devs)
         except AgentError as e:
             src = dev["source"]
             if e.name != "hostdevMissing" or dev["device"] != "usb" or "vendor" not in src and "bus" not in src:
                 raise
             resolved[dev["alias"]] = {"vendorId": src.get("vendor"), "productId": src.get("product"),
                                       "bus": src.get("bus"), "device": src.get("device")}
+            continue
+        if found["name"] in taken:
+            raise AgentError("hostdevBusy", f"{found['name']} is asked for by both {taken[found['name']]} "
+                             f"and {dev['alias']}", nodeDev=found["name"])
+        taken[found["name"]] = dev["alias"]
+        resolved[dev["alias"]] = hostdev_verbs.resolved_source(found)
     return resolved
 
 
@@ -45,8 +55,11 @@ def _build(agent: Agent, vm_id: str, params: dict[str, Any]) -> str:
 
 
 def _usb_inventory(agent: Agent) -> str:
+    """What the startup-policy hook needs: which USB devices the host has (not who holds them, so no
+    scan of the other domains)."""
+    devs = hostdevs.inventory(agent.hv.nodedev_xmls(["usb_device"]), agent.whitelist)
     return json.dumps([{k: d.get(k) for k in ("name", "vendorId", "productId", "bus", "device", "portPath")}
-                       for d in hostdev_verbs.inventory(agent, ["usb_device"])])
+                       for d in devs])
 
 
 def _before_start(agent: Agent, vm_id: str, xml: str, custom: dict[str, str] | None) -> str:

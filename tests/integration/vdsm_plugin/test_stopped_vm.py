@@ -129,3 +129,14 @@ def test_required_usb_device_gone_refuses_start(rpc, guest):
             "devices": [{**GONE_USB, "startupPolicy": "mandatory"}]})
     assert e.value.code == 306 and "no longer on the host" in e.value.error["message"]
     assert vm_id not in {v["vmId"] for v in rpc("VM.list")["vms"]}
+
+
+def test_one_host_device_twice_in_one_vm_is_refused(rpc):
+    vm_id = str(uuid.uuid4())
+    key = {"type": "hostdev", "device": "usb", "source": {"portPath": "2-1.4"}}
+    with pytest.raises(RpcError) as e:
+        rpc("VM.define", vmId=vm_id, params={"name": f"pb-twice-{vm_id[:8]}", "memSize": 128, "vcpus": 1,
+                                             "machine": "pc", "devices": [{**key, "alias": "ua-k1"},
+                                                                          {**key, "alias": "ua-k2"}]})
+    assert e.value.code == 315
+    assert vm_id not in {v["vmId"] for v in rpc("VM.list")["vms"]}
