@@ -1,5 +1,5 @@
 """The engine's errors. Each carries a stable machine code and its HTTP status; the REST layer maps
-them to JSON faults in one place (engine/rest/faults.py)."""
+them to JSON faults in one place (engine/faults.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

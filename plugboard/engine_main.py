@@ -33,7 +33,7 @@ def build(cfg):
     from engine.jsonrpc_client import client_factory
     from engine.macpool import MacPool
     from engine.monitor import Monitor
-    from engine.rest.app import create_app
+    from engine.app import create_app
 
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     db.upgrade(cfg.db_url)

@@ -10,6 +10,9 @@ from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Integer, MetaData, 
                         UniqueConstraint, Index, CheckConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from engine.vocab import (AUDIT_SEVERITIES, GRAPHICS, HOST_STATUSES, HOSTDEV_STATUSES,
+                          MACHINES, NIC_MODELS, PLUG_STATES, VM_STATUSES)
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -18,15 +21,11 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-# Value sets, declared once; commands and schemas import these.
-VM_STATUSES = ("down", "powering_up", "up", "paused", "powering_down", "unknown")
-PLUG_STATES = ("stable", "plugging", "unplugging")
-MACHINES = ("pc", "q35")
-GRAPHICS = ("none", "vnc", "spice")
-NIC_MODELS = ("pv", "virtio", "rtl8139", "e1000", "e1000e")
-HOST_STATUSES = ("up", "unreachable", "maintenance")
-HOSTDEV_STATUSES = ("available", "claimed", "allocated", "unavailable", "removed")
-AUDIT_SEVERITIES = ("info", "warning", "error")
+# Value sets are spelled once, in engine.vocab (re-exported here for the dao's callers).
+
+__all__ = ["AUDIT_SEVERITIES", "GRAPHICS", "HOST_STATUSES", "HOSTDEV_STATUSES", "MACHINES", "NIC_MODELS",
+           "PLUG_STATES", "VM_STATUSES", "Base", "Cluster", "Host", "Vm", "VmDevice", "VmNic", "HostDevice",
+           "Flavor", "AuditEvent", "new_id", "utcnow"]
 
 
 def new_id() -> str:
@@ -95,7 +94,12 @@ class Vm(Base):
     vcpus: Mapped[int] = mapped_column(Integer, default=1)
     machine: Mapped[str] = mapped_column(String(8), default="pc")
     graphics: Mapped[str] = mapped_column(String(8), default="none")
-    flavor: Mapped[str | None] = mapped_column(String(64), default=None)
+    flavor: Mapped[str | None] = mapped_column(String(64), default=None)     # a flavor's id
+    # Nova-style server metadata (e.g. usb_controller_requests): kept, shown, never interpreted.
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The host's event-journal position once the VM's current run had started: lifecycle events at or
+    # before it belong to an earlier run and are ignored.
+    run_event_seq: Mapped[int | None] = mapped_column(Integer, default=None)
     # Direct kernel boot and other VM-level settings sent to the agent: kernel, initrd, cmdline, serialLog.
     boot: Mapped[dict[str, Any]] = mapped_column(default=dict)
     custom_properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -134,6 +138,9 @@ class VmDevice(Base):
     boot_order: Mapped[int | None] = mapped_column(Integer, default=None)
     custom_properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
     last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
+    # The host device a hostdev row holds: unique, so one device belongs to one VM at a time.
+    host_device_id: Mapped[str | None] = mapped_column(
+        ForeignKey("host_devices.id", ondelete="SET NULL"), unique=True, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     vm: Mapped[Vm] = relationship(back_populates="devices")
@@ -157,6 +164,9 @@ class VmNic(Base):
     network: Mapped[str] = mapped_column(String(64))
     model: Mapped[str] = mapped_column(String(16), default="pv")
     linked: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The MAC while the NIC is plugged or in flight, else NULL: unique, so two NICs that want to be on
+    # the wire can never hold one MAC, whatever the database's isolation level.
+    claimed_mac: Mapped[str | None] = mapped_column(String(17), unique=True, default=None)
 
     device: Mapped[VmDevice] = relationship(back_populates="nic")
 
@@ -189,6 +199,21 @@ class HostDevice(Base):
     vm_id: Mapped[str | None] = mapped_column(ForeignKey("vms.id", ondelete="SET NULL"), default=None,
                                               index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Flavor(Base):
+    """A VM template (Nova's flavor): size and extra specs (usb_redirection_devices, hw:usb_model, ...)."""
+
+    __tablename__ = "flavors"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    vcpus: Mapped[int] = mapped_column(Integer)
+    disk_gb: Mapped[int] = mapped_column(Integer, default=0)
+    extra_specs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AuditEvent(Base):

@@ -8,9 +8,9 @@ from flask.views import MethodView
 from engine.commands import add_nic, plug_unplug_nic, remove_nic, update_nic
 from engine.dao import nics as nics_dao
 from engine.dao import vms as vms_dao
-from engine.rest.common import Blueprint, not_found, run, sessions, status_for
-from engine.rest.schemas import EmptySchema, NicCreateSchema, NicSchema, NicUpdateSchema
-from engine.rest.views import nic_view
+from engine.api.common import Blueprint, not_found, run, sessions, status_for
+from engine.api.schemas import EmptySchema, NicCreateSchema, NicSchema, NicUpdateSchema
+from engine.api.views import nic_view
 
 
 def read(vm_id: str, nic_id: str) -> dict:

@@ -6,9 +6,9 @@ from flask.views import MethodView
 
 from engine.commands import add_cluster
 from engine.dao import clusters as clusters_dao
-from engine.rest.common import Blueprint, not_found, run, sessions
-from engine.rest.schemas import ClusterCreateSchema, ClusterSchema
-from engine.rest.views import cluster_view
+from engine.api.common import Blueprint, not_found, run, sessions
+from engine.api.schemas import ClusterCreateSchema, ClusterSchema
+from engine.api.views import cluster_view
 
 
 def read(cluster_id: str) -> dict:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from engine.dao import hosts as hosts_dao
-from tests.unit.engine.rest.conftest import fault_of, reason_codes
+from tests.unit.engine.api.conftest import fault_of, reason_codes
 
 
 def test_create_list_get_cluster(client):

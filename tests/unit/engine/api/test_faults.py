@@ -8,9 +8,9 @@ import pytest
 
 from engine.dao import vms as vms_dao
 from engine.errors import HostCallFailed, Reason, ValidationFailed
-from engine.rest import faults
-from engine.rest.app import create_app
-from tests.unit.engine.rest.conftest import fault_of
+from engine import faults
+from engine.app import create_app
+from tests.unit.engine.api.conftest import fault_of
 
 
 def test_malformed_json_is_400(client):
@@ -60,7 +60,7 @@ def test_unexpected_error_is_500_without_details(client, monkeypatch, caplog):
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(vms_dao, "list", explode)
-    with caplog.at_level(logging.ERROR, logger="engine.rest.faults"):
+    with caplog.at_level(logging.ERROR, logger="engine.faults"):
         r = client.get("/api/vms")
     assert r.status_code == 500
     fault = fault_of(r)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.dao import nics as nics_dao
-from tests.unit.engine.rest.conftest import fault_of, reason_codes
+from tests.unit.engine.api.conftest import fault_of, reason_codes
 
 
 @pytest.fixture

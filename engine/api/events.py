@@ -4,9 +4,9 @@ from __future__ import annotations
 from flask.views import MethodView
 
 from engine.dao import audit as audit_dao
-from engine.rest.common import Blueprint, sessions
-from engine.rest.schemas import EventQuerySchema, EventSchema
-from engine.rest.views import event_view
+from engine.api.common import Blueprint, sessions
+from engine.api.schemas import EventQuerySchema, EventSchema
+from engine.api.views import event_view
 
 
 def make_blueprint() -> Blueprint:

@@ -4,9 +4,9 @@ from __future__ import annotations
 from flask.views import MethodView
 
 from engine import osinfo
-from engine.rest.common import Blueprint, not_found
-from engine.rest.schemas import OsInfoSchema
-from engine.rest.views import os_view
+from engine.api.common import Blueprint, not_found
+from engine.api.schemas import OsInfoSchema
+from engine.api.views import os_view
 
 
 def make_blueprint() -> Blueprint:

@@ -6,9 +6,9 @@ from flask.views import MethodView
 
 from engine.commands import add_vm, remove_vm, run_vm, stop_vm
 from engine.dao import vms as vms_dao
-from engine.rest.common import Blueprint, not_found, run, sessions, status_for
-from engine.rest.schemas import EmptySchema, VmCreateSchema, VmQuerySchema, VmSchema, VmStartSchema
-from engine.rest.views import vm_view
+from engine.api.common import Blueprint, not_found, run, sessions, status_for
+from engine.api.schemas import EmptySchema, VmCreateSchema, VmQuerySchema, VmSchema, VmStartSchema
+from engine.api.views import vm_view
 
 
 def read(vm_id: str) -> dict:

@@ -6,9 +6,9 @@ from flask.views import MethodView
 
 from engine.commands import add_host, refresh_host
 from engine.dao import hosts as hosts_dao
-from engine.rest.common import Blueprint, not_found, run, sessions, status_for
-from engine.rest.schemas import EmptySchema, HostCreateSchema, HostSchema
-from engine.rest.views import host_view
+from engine.api.common import Blueprint, not_found, run, sessions, status_for
+from engine.api.schemas import EmptySchema, HostCreateSchema, HostSchema
+from engine.api.views import host_view
 
 
 def read(host_id: str) -> dict:

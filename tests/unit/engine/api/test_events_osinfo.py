@@ -1,7 +1,7 @@
 """/api/events and /api/osinfo."""
 from __future__ import annotations
 
-from tests.unit.engine.rest.conftest import fault_of
+from tests.unit.engine.api.conftest import fault_of
 
 
 def test_events_list_and_filters(client, new_vm):

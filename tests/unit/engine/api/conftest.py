@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from engine.rest.app import create_app
+from engine.app import create_app
 from tests.unit.engine.fakehost import FakeHost, FakeHosts
 
 
