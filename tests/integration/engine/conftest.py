@@ -23,7 +23,7 @@ def engine_parts(tmp_path_factory):
     from engine.dao import db
     from engine.jsonrpc_client import client_factory
     from engine.monitor import Monitor
-    from engine.rest.app import create_app
+    from engine.app import create_app
 
     state = tmp_path_factory.mktemp("engine")
     url = os.environ.get("PLUGBOARD_TEST_DB_URL") or f"sqlite:///{state}/engine.db"
