@@ -117,15 +117,18 @@ def start(agent: Agent, vmId: str) -> dict[str, Any]:
 
 
 def destroy(agent: Agent, vmId: str, undefine: bool = True) -> dict[str, Any]:
+    """Under the VM's lock, like create and the device verbs: a destroy sent while a create is still
+    starting the domain runs after it (and removes what it made) instead of racing it."""
     vm_id = devices.vm_key(vmId)
-    try:
-        xml = agent.hv.xml(vm_id)
-        agent.hv.destroy(vm_id, undefine=undefine)
-    except LibvirtFailure as e:
-        if e.code == ERR_NO_DOMAIN:
-            raise AgentError("noVM", f"no VM with id {vm_id} on this host", vmId=vm_id) from e
-        raise AgentError("unexpected", e.message, libvirtCode=e.code) from e
-    agent.removals.forget_vm(vm_id)
+    with agent.locks.hold(vm_id):
+        try:
+            xml = agent.hv.xml(vm_id)
+            agent.hv.destroy(vm_id, undefine=undefine)
+        except LibvirtFailure as e:
+            if e.code == ERR_NO_DOMAIN:
+                raise AgentError("noVM", f"no VM with id {vm_id} on this host", vmId=vm_id) from e
+            raise AgentError("unexpected", e.message, libvirtCode=e.code) from e
+        agent.removals.forget_vm(vm_id)
     devices.run_after_hook(agent, "after_vm_destroy", xml, devices.hook_env(vm_id))
     return {"vmId": vm_id, "status": "down"}
 

@@ -48,11 +48,23 @@ class Rpc:
 
 
 @pytest.fixture(scope="session")
-def agent_url(tmp_path_factory, libvirt_uri):
+def agent_home(tmp_path_factory) -> Path:
+    """The agent's directory: agent.toml, hooks/ (the shipped hooks), state/."""
+    return tmp_path_factory.mktemp("agent")
+
+
+@pytest.fixture(scope="session")
+def agent_hooks(agent_home) -> Path:
+    """The agent's hooks directory; a test that adds a script removes it again."""
+    return agent_home / "hooks"
+
+
+@pytest.fixture(scope="session")
+def agent_url(agent_home, libvirt_uri):
     from vdsm_plugin import config, server, verbs
     from vdsm_plugin.agent import Agent
 
-    tmp = tmp_path_factory.mktemp("agent")
+    tmp = agent_home
     hooks = tmp / "hooks"
     shutil.copytree(config.SHIPPED_HOOKS, hooks, ignore=shutil.ignore_patterns("*.py", "__pycache__", "*.md"))
     (tmp / "agent.toml").write_text(f"""

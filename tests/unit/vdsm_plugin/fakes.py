@@ -31,10 +31,21 @@ class FakeHypervisor:
         self._slot = 3
         self.on_removed: Callable[[str, str], None] = lambda *_: None
         self.on_removal_failed: Callable[[str, str], None] = lambda *_: None
+        self.on_lifecycle: Callable[[str, str], None] = lambda *_: None
+        # libvirt delivers lifecycle events from its event thread, after the call that caused them
+        # may have returned: the fake does the same, this many seconds later.
+        self.event_delay = 0.05
+        # When set, start() waits for it: a create that is still in progress.
+        self.start_gate: threading.Event | None = None
+        self.start_entered = threading.Event()
 
     # wiring done by Agent.start in real life
     def subscribe(self, on_removed, on_removal_failed, on_lifecycle, on_nodedev=None) -> None:
         self.on_removed, self.on_removal_failed = on_removed, on_removal_failed
+        self.on_lifecycle = on_lifecycle
+
+    def _lifecycle(self, vm_id: str, event: str) -> None:
+        threading.Timer(self.event_delay, self.on_lifecycle, (vm_id, event)).start()
 
     def add_vm(self, vm_id: str, name: str = "vm", running: bool = True) -> None:
         self.doms[vm_id] = etree.fromstring(DOMAIN.format(name=name, uuid=vm_id))
@@ -63,6 +74,45 @@ class FakeHypervisor:
 
     def xml(self, vm_id: str, *, inactive: bool = False) -> str:
         return etree.tostring(self._dom(vm_id), encoding="unicode")
+
+    def define(self, xml: str) -> None:
+        self.calls.append(("define", xml))
+        el = etree.fromstring(xml)
+        vm_id = el.findtext("uuid")
+        for other, dom in self.doms.items():
+            if other != vm_id and dom.findtext("name") == el.findtext("name"):
+                raise LibvirtFailure(9, f"operation failed: domain '{el.findtext('name')}' already exists")
+        if vm_id in self.doms and self.doms[vm_id].findtext("name") != el.findtext("name"):
+            raise LibvirtFailure(9, f"operation failed: domain is already defined with uuid {vm_id}")
+        self.doms[vm_id] = el
+        self.running.setdefault(vm_id, False)
+        self._lifecycle(vm_id, "defined")
+
+    def start(self, vm_id: str) -> None:
+        self.calls.append(("start", vm_id))
+        self.start_entered.set()
+        if self.start_gate is not None:
+            self.start_gate.wait(10)
+        self._dom(vm_id)
+        if self.running[vm_id]:
+            raise LibvirtFailure(55, "Requested operation is not valid: domain is already running")
+        self.running[vm_id] = True
+        self._lifecycle(vm_id, "started")
+
+    def destroy(self, vm_id: str, *, undefine: bool) -> None:
+        self.calls.append(("destroy", vm_id))
+        self._dom(vm_id)
+        if self.running[vm_id]:
+            self.running[vm_id] = False
+            self._lifecycle(vm_id, "stopped")
+        if undefine:
+            del self.doms[vm_id], self.running[vm_id]
+            self._lifecycle(vm_id, "undefined")
+
+    def stop_outside(self, vm_id: str) -> None:
+        """The VM stops without the agent (guest power-off, crash, `virsh destroy`)."""
+        self.running[vm_id] = False
+        self._lifecycle(vm_id, "stopped")
 
     def affect_flags(self, vm_id: str) -> int:
         return self.AFFECT_CONFIG | (self.AFFECT_LIVE if self.running[vm_id] else 0)
