@@ -20,7 +20,7 @@ def vm_info(agent: Agent, vm_id: str) -> dict[str, Any]:
             "persistent": agent.hv.is_persistent(vm_id), "devices": domxml.read_devices(dom)}
 
 
-def _resolve_hostdevs(agent: Agent, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _resolve_hostdevs(agent: Agent, vm_id: str, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Concrete host devices for the VM's hostdevs, by alias, from one scan of the host. A USB device
     that is gone is left for the before_vm_start startup-policy hook to drop or refuse, so it is built
     from its request. One device asked for twice is refused like a device another VM holds."""
@@ -28,6 +28,9 @@ def _resolve_hostdevs(agent: Agent, params: dict[str, Any]) -> dict[str, dict[st
     if not wanted:
         return {}
     devs = hostdev_verbs.inventory(agent, list(hostdev_verbs.CAPS.values()))
+    for found in devs:
+        if found.get("attachedTo") == vm_id:
+            found["attachedTo"] = None  # held by this VM's own shut-off definition, which is replaced
     resolved: dict[str, dict[str, Any]] = {}
     taken: dict[str, str] = {}
     for dev in wanted:
@@ -48,10 +51,20 @@ def _resolve_hostdevs(agent: Agent, params: dict[str, Any]) -> dict[str, dict[st
     return resolved
 
 
-def _build(agent: Agent, vm_id: str, params: dict[str, Any]) -> str:
+def _build(agent: Agent, vm_id: str, params: dict[str, Any], *, replace_shut_off: bool = False) -> tuple[str, bool]:
+    """The domain XML for `params`, and whether it replaces a shut-off definition of the VM.
+
+    With `replace_shut_off` (VM.create) a definition whose domain is shut off -- the VM stopped
+    outside the engine: a crash, a guest power-off, `virsh destroy` -- is replaced, since the engine
+    owns the desired state; a domain that runs (or is paused) is still `exist`."""
+    replace = False
     if agent.hv.exists(vm_id):
-        raise AgentError("exist", f"VM {vm_id} is already defined on this host", vmId=vm_id)
-    return domxml.build_domain(vm_id, params, _resolve_hostdevs(agent, params))
+        state = agent.hv.state(vm_id)
+        if not replace_shut_off or state != "down":
+            raise AgentError("exist", f"VM {vm_id} is already defined on this host ({state})", vmId=vm_id,
+                             state=state)
+        replace = True
+    return domxml.build_domain(vm_id, params, _resolve_hostdevs(agent, vm_id, params)), replace
 
 
 def _usb_inventory(agent: Agent) -> str:
@@ -74,9 +87,14 @@ def _before_start(agent: Agent, vm_id: str, xml: str, custom: dict[str, str] | N
     return result.xml
 
 
-def _start(agent: Agent, vm_id: str, xml: str, custom: dict[str, str] | None, *, created: bool) -> None:
+def _start(agent: Agent, vm_id: str, xml: str, custom: dict[str, str] | None, *, created: bool,
+           replace: bool = False) -> None:
     xml = _before_start(agent, vm_id, xml, custom)
     try:
+        if replace:
+            # Undefined rather than redefined in place: libvirt refuses a new name for the same uuid.
+            agent.hv.destroy(vm_id, undefine=True)
+            agent.removals.forget_vm(vm_id)
         agent.hv.define(xml)
         agent.hv.start(vm_id)
     except LibvirtFailure as e:
@@ -89,7 +107,8 @@ def _start(agent: Agent, vm_id: str, xml: str, custom: dict[str, str] | None, *,
 def create(agent: Agent, vmId: str, params: dict[str, Any]) -> dict[str, Any]:
     vm_id = devices.vm_key(vmId)
     with agent.locks.hold(vm_id):
-        _start(agent, vm_id, _build(agent, vm_id, params), params.get("customProperties"), created=True)
+        xml, replace = _build(agent, vm_id, params, replace_shut_off=True)
+        _start(agent, vm_id, xml, params.get("customProperties"), created=True, replace=replace)
         return vm_info(agent, vm_id)
 
 
@@ -97,7 +116,7 @@ def define(agent: Agent, vmId: str, params: dict[str, Any]) -> dict[str, Any]:
     vm_id = devices.vm_key(vmId)
     with agent.locks.hold(vm_id):
         try:
-            agent.hv.define(_build(agent, vm_id, params))
+            agent.hv.define(_build(agent, vm_id, params)[0])
         except LibvirtFailure as e:
             raise AgentError("createErr", e.message, libvirtCode=e.code, vmId=vm_id) from e
         return vm_info(agent, vm_id)

@@ -66,3 +66,43 @@ def test_destroy_sent_during_create_runs_after_it(rpc, conn, slow_start):
     finally:
         creating.join(30)
         destroy_quietly(rpc, vm_id)
+
+
+def nic(alias: str, mac: str):
+    return {"type": "interface", "device": "bridge", "network": "pbbr0", "alias": alias, "macAddr": mac,
+            "nicModel": "pv"}
+
+
+def stop_outside(rpc, conn, vm_id: str) -> None:
+    """What a crash, a guest power-off or `virsh destroy` does: the persistent domain stays, shut off."""
+    conn.lookupByUUIDString(vm_id).destroy()
+    assert rpc("VM.getDevices", vmId=vm_id)["status"] == "down"
+
+
+def test_vm_stopped_outside_the_engine_is_created_again(rpc, conn, bridge):
+    vm_id = str(uuid.uuid4())
+    try:
+        rpc("VM.create", vmId=vm_id, params=params(vm_id))
+        stop_outside(rpc, conn, vm_id)
+        info = rpc("VM.create", vmId=vm_id, params=params(vm_id, name=f"pb-again-{vm_id[:8]}",
+                                                          devices=[nic("ua-again", "56:6f:1a:60:00:01")]))
+        assert (info["status"], info["name"]) == ("up", f"pb-again-{vm_id[:8]}")
+        assert "ua-again" in {d["alias"] for d in info["devices"]}
+        with pytest.raises(RpcError) as e:      # running: the engine must not replace it
+            rpc("VM.create", vmId=vm_id, params=params(vm_id))
+        assert e.value.code == 4
+        assert rpc("VM.getDevices", vmId=vm_id)["name"] == f"pb-again-{vm_id[:8]}"
+    finally:
+        destroy_quietly(rpc, vm_id)
+
+
+def test_destroy_undefines_a_vm_stopped_outside_the_engine(rpc, conn):
+    vm_id = str(uuid.uuid4())
+    try:
+        rpc("VM.create", vmId=vm_id, params=params(vm_id))
+        stop_outside(rpc, conn, vm_id)
+        assert rpc("VM.destroy", vmId=vm_id, undefine=True) == {"vmId": vm_id, "status": "down"}
+        assert vm_id not in domain_ids(conn)
+        assert vm_id not in {v["vmId"] for v in rpc("VM.list")["vms"]}
+    finally:
+        destroy_quietly(rpc, vm_id)

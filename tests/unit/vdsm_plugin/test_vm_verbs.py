@@ -48,3 +48,46 @@ def test_destroy_waits_for_a_create_in_progress(fake_agent):
     assert destroyed == {"result": {"vmId": vm_id, "status": "down"}}
     assert not hv.exists(vm_id)
     assert [c for c, _ in hv.calls] == ["define", "start", "destroy"]
+
+
+NIC = {"type": "interface", "device": "bridge", "network": "pbbr0", "alias": "ua-n1",
+       "macAddr": "56:6f:1a:00:00:01", "nicModel": "pv"}
+
+
+def test_create_replaces_a_shut_off_definition(fake_agent, vm_id):
+    """The VM stopped outside the engine (crash, guest power-off, virsh destroy): its persistent
+    definition is replaced by the engine's new one, which may have another name."""
+    fake_agent.hv.stop_outside(vm_id)
+    info = vm_verbs.create(fake_agent, vm_id, {**PARAMS, "devices": [NIC]})
+    assert (info["status"], info["name"]) == ("up", "pb-unit")
+    assert [d["alias"] for d in info["devices"]] == ["ua-n1"]
+
+
+def test_create_on_a_running_vm_is_exist(fake_agent, vm_id):
+    with pytest.raises(AgentError) as e:
+        vm_verbs.create(fake_agent, vm_id, dict(PARAMS))
+    assert e.value.code == 4
+    assert fake_agent.hv.calls == [] and fake_agent.hv.name(vm_id) == "vm"
+
+
+def test_create_again_may_take_the_host_device_its_old_definition_holds(fake_agent):
+    """A shut-off definition that holds a USB device does not make that device busy for the VM's
+    own new definition; another VM still cannot have it."""
+    from pathlib import Path
+
+    stick = Path(__file__).parent / "fixtures" / "nodedev" / "usb_stick_serial.xml"
+    fake_agent.hv.nodedevs = [stick.read_text()]
+    usb = {"type": "hostdev", "device": "usb", "alias": "ua-u1", "source": {"vendor": "0x136b", "product": "0x0003"}}
+    vm_id = str(uuid.uuid4())
+    vm_verbs.define(fake_agent, vm_id, {**PARAMS, "name": "first", "devices": [usb]})
+    info = vm_verbs.create(fake_agent, vm_id, {**PARAMS, "devices": [usb]})
+    assert info["status"] == "up" and [d["alias"] for d in info["devices"]] == ["ua-u1"]
+    with pytest.raises(AgentError) as e:
+        vm_verbs.create(fake_agent, str(uuid.uuid4()), {**PARAMS, "name": "thief", "devices": [usb]})
+    assert e.value.name == "hostdevBusy"
+
+
+def test_destroy_undefines_a_shut_off_vm(fake_agent, vm_id):
+    fake_agent.hv.stop_outside(vm_id)
+    assert vm_verbs.destroy(fake_agent, vm_id, undefine=True) == {"vmId": vm_id, "status": "down"}
+    assert not fake_agent.hv.exists(vm_id)
