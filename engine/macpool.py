@@ -2,9 +2,9 @@
 configured range(s), as oVirt's MAC pool does.
 
 A MAC is "used" when any NIC of any VM has it, plugged or not. Allocation reads the NICs through the
-caller's session (pending rows included, thanks to autoflush); it takes no lock, so two transactions
-allocating at the same time may pick the same address — the MAC_IN_USE check at plug time is the
-guard against a duplicate on the wire."""
+caller's session (pending rows included, thanks to autoflush) under the database's "mac_pool" lock,
+held until the caller's transaction ends, so two concurrent requests never get one address. The
+NICs' unique MAC claim (vm_nics.claimed_mac) still guards the wire against explicit duplicates."""
 from __future__ import annotations
 
 import re
@@ -12,10 +12,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.dao.models import VmNic
+from engine.dao import db, nics
 from engine.errors import Conflict
 
 DEFAULT_START = "56:6f:1a:00:00:00"
@@ -139,9 +138,7 @@ class MacPool:
         """The pool's addresses that some NIC has (any VM, plugged or not)."""
         used: set[int] = set()
         for r in self.ranges:
-            macs = s.scalars(select(VmNic.mac).where(VmNic.mac >= format_mac(r.first),
-                                                     VmNic.mac <= format_mac(r.last)))
-            for mac in macs:
+            for mac in nics.used_macs(s, format_mac(r.first), format_mac(r.last)):
                 try:
                     used.add(parse_mac(mac))
                 except ValueError:      # a malformed stored MAC is simply not one of ours
@@ -151,6 +148,7 @@ class MacPool:
     def allocate(self, s: Session, exclude: Iterable[str] = ()) -> str:
         """The first address of the pool that no NIC uses (and not in `exclude`, e.g. MACs chosen
         earlier in the same request). Raises Conflict(code MAC_POOL_EXHAUSTED) when none is left."""
+        db.serialize(s, "mac_pool")
         taken = self.used(s) | {parse_mac(m) for m in exclude}
         for r in self.ranges:
             value = r.first

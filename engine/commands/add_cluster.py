@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from engine import osinfo
 from engine.commands import common
-from engine.commands import reasons as R
+from engine import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, clusters
 from engine.dao.models import Cluster
@@ -37,7 +37,7 @@ def validate(params: Params, *, name_in_use: bool) -> list[Reason]:
 
 
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
-    try:
+    with common.audited(sessions, "CLUSTER_ADD"):
         with sessions.begin() as s:
             taken = bool(params.name) and clusters.get_by_name(s, params.name) is not None
             found = validate(params, name_in_use=taken)
@@ -50,6 +50,3 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
             audit.record(s, "CLUSTER_ADDED", f"Cluster {cluster.name} added (compatibility {cluster.compat_version})",
                          cluster=cluster.name, cluster_id=cluster.id)
             return Outcome(id=cluster.id, created=True)
-    except (ValidationFailed, Conflict) as err:
-        common.audit_refusal(sessions, "CLUSTER_ADD_FAILED", f"Cannot add cluster {params.name}", err)
-        raise

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session
 
 from engine.commands import common
-from engine.commands import reasons as R
+from engine import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, clusters, hosts as hosts_dao
 from engine.dao.models import Cluster, Host, new_id, utcnow
@@ -56,15 +56,12 @@ def _load(s: Session, params: Params) -> tuple[list[Reason], Cluster | None]:
 
 
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
-    try:
+    with common.audited(sessions, "HOST_ADD"):
         with sessions.begin() as s:
             found, cluster = _load(s, params)
             if found:
                 raise common.refusal(found, f"Cannot add host {params.name}.")
             cluster_id = cluster.id
-    except (ValidationFailed, Conflict) as err:
-        common.audit_refusal(sessions, "HOST_ADD_FAILED", f"Cannot add host {params.name}", err)
-        raise
 
     host = Host(id=new_id(), name=params.name, url=params.url, cluster_id=cluster_id, status="up")
     try:
@@ -79,7 +76,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
                          host=params.name, url=params.url)
         raise
 
-    try:
+    with common.audited(sessions, "HOST_ADD"):
         with sessions.begin() as s:
             found, cluster = _load(s, params)     # again: the name may have been taken meanwhile
             if found:
@@ -91,6 +88,3 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
             audit.record(s, "HOST_ADDED", f"Host {host.name} added to cluster {cluster.name}", host_id=host.id,
                          host=host.name, cluster=cluster.name)
             return Outcome(id=host.id, created=True)
-    except (ValidationFailed, Conflict) as err:
-        common.audit_refusal(sessions, "HOST_ADD_FAILED", f"Cannot add host {params.name}", err)
-        raise

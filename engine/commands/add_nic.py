@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common
-from engine.commands import reasons as R
+from engine import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, clusters, nics
 from engine.dao.models import NIC_MODELS, Cluster, Host, Vm
-from engine.errors import Conflict, Reason, ValidationFailed
+from engine.devices import live as live_runner, state
+from engine.errors import Reason
 from engine.hostclient import HostClientFactory
 from engine.macpool import MacPool
 
@@ -58,11 +60,11 @@ def validate(params: Params, *, vm: Vm, cluster: Cluster | None, host: Host | No
 
 
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,
-            mac_pool: MacPool | None = None) -> Outcome:
+            mac_pool: MacPool | None = None, principal: Principal = LOCAL_ADMIN) -> Outcome:
     pool = mac_pool or MacPool()
-    try:
+    with common.audited(sessions, "NIC_ADD", vm_id=params.vm_id), common.unique_name("NIC", params.name):
         with sessions.begin() as s:
-            vm = common.load_vm(s, params.vm_id)
+            vm = common.load_vm(s, principal, params.vm_id)
             live = params.active and vm.status == common.UP
             cluster = clusters.get(s, vm.cluster_id)
             host = common.load_host(s, vm) if live else None
@@ -80,16 +82,11 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
             audit.record(s, "NIC_ADDED", f"NIC {nic.name} ({mac}, network {nic.network}) added to VM {vm.name}"
                          + (", deactivated" if not params.active else ""),
                          vm_id=vm.id, device_id=nic.id, nic=nic.name, mac=mac, active=params.active)
+            subject = state.Subject.of(device, vm, host)
             if not live:
+                if params.active:       # to be plugged at the next start: it claims its MAC now
+                    state.claim(s, subject, device)
                 return Outcome(id=nic.id, created=True)
             assert host is not None
-            payload = common.nic_params(device, nic, with_address=False)
-            before = common.begin(s, device, "plugging", "plug NIC")
-            call = common.LiveCall(vm_id=vm.id, vm_name=vm.name, device_id=nic.id, nic_name=nic.name,
-                                   host=host, before=before)
-    except (ValidationFailed, Conflict) as err:
-        common.audit_refusal(sessions, "NIC_ADD_FAILED", f"Cannot add NIC {params.name}", err, vm_id=params.vm_id)
-        raise
-    outcome = common.plug_live(sessions, hosts, call, payload)
-    outcome.created = True
-    return outcome
+            call = live_runner.prepare(s, device, subject, host, plug=True)
+    return Outcome(id=call.subject.device_id, created=True, pending=live_runner.run(sessions, hosts, call))

@@ -1,48 +1,35 @@
-"""What the command modules share: VM status sets, the refusal at the edge, the checks every NIC
-hot-plug makes, the NIC dictionary sent to the agent, and the live plug/unplug state machine."""
+"""What the command modules share: the refusal at the edge and its audit, the loaders (where tenancy
+is checked), the checks every NIC hot-plug makes, and the one activate/deactivate flow of every kind."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import osinfo, scheduler
-from engine.commands import reasons as R
+from engine import reasons as R
+from engine.auth import Principal
 from engine.commands.outcome import Outcome
 from engine.dao import audit, devices, hosts as hosts_dao, nics as nics_dao, vms as vms_dao
 from engine.dao.models import Cluster, Host, Vm, VmDevice, VmNic
-from engine.errors import (Conflict, EngineError, HostCallFailed, HostUnreachable, NotFound, Reason,
-                           ValidationFailed)
+from engine.devices import kinds, live, state
+from engine.devices.kinds import DeviceKind
+from engine.errors import Conflict, EngineError, HostCallFailed, HostUnreachable, NotFound, Reason, ValidationFailed
 from engine.hostclient import HostClientFactory
-
-# The agent's "device not found" (schema/errors.yaml deviceNotFound).
-DEVICE_NOT_FOUND = 304
-
-DOWN = "down"
-UP = "up"
-# Device plug/unplug is allowed on a VM that is down (database only) or up (through the host).
-PLUG_STATUSES = (DOWN, UP)
-# Statuses in which the VM's domain exists on a host: "running" for the canDo rules.
-RUNNING_STATUSES = ("up", "paused", "powering_up", "powering_down", "unknown")
+from engine.vocab import DOWN, PLUG_STATUSES, RUNNING_STATUSES, STABLE, UP
 
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 NETWORK_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-NIC_DEVICES = ("bridge", "network", "vnlink", "bridgeless")
-NIC_SPEC_PARAMS = ("vlan", "portProfile", "mtu")
-PCI_ADDRESS_KEYS = ("type", "domain", "bus", "slot", "function", "multifunction")
 
 Sessions = sessionmaker[Session]
 
 
 def is_running(vm: Vm) -> bool:
     return vm.status in RUNNING_STATUSES
-
-
-def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
 
 
 # ---- refusing, once, at the edge ------------------------------------------------------------------
@@ -56,14 +43,32 @@ def refusal(reasons: list[Reason], message: str) -> EngineError:
     return ValidationFailed(message, reasons=reasons)
 
 
-def audit_refusal(sessions: Sessions, code: str, message: str, err: EngineError, *, vm_id: str | None = None,
-                  device_id: str | None = None, host_id: str | None = None) -> None:
-    """Record a refused or failed action in its own transaction (the action's own was rolled back)."""
-    with sessions.begin() as s:
-        audit.record(s, code, f"{message}: {err.message}", severity="warning", vm_id=vm_id,
-                     device_id=device_id, host_id=host_id, host_code=err.host_code,
-                     host_message=err.host_message, reasons=[r.to_dict() for r in err.reasons],
-                     fault=err.code)
+@contextmanager
+def audited(sessions: Sessions, action: str, *, vm_id: str | None = None, device_id: str | None = None,
+            host_id: str | None = None) -> Iterator[None]:
+    """Audit a refused action once, as a refusal (`<action>_REFUSED`), in its own transaction (the
+    action's was rolled back), and let the error go on to the caller."""
+    try:
+        yield
+    except (ValidationFailed, Conflict) as err:
+        with sessions.begin() as s:
+            audit.record(s, f"{action}_REFUSED", err.message, severity="warning", vm_id=vm_id,
+                         device_id=device_id, host_id=host_id, reasons=[r.to_dict() for r in err.reasons],
+                         fault=err.code)
+        raise
+
+
+@contextmanager
+def unique_name(what: str, name: str) -> Iterator[None]:
+    """A name two concurrent requests both found free: the database's unique constraint lets one
+    win; the other is refused as a name in use (409), never an internal error."""
+    try:
+        yield
+    except IntegrityError as err:
+        text = str(err.orig).lower()
+        if "unique" not in text or "name" not in text:
+            raise
+        raise Conflict(f"A {what} named {name} already exists.", reasons=[R.name_in_use(what, name)]) from err
 
 
 # ---- shared checks --------------------------------------------------------------------------------
@@ -100,193 +105,64 @@ def check_live_nic_hotplug(vm: Vm, cluster: Cluster | None, host: Host | None, n
     return found
 
 
-# ---- what the agent gets --------------------------------------------------------------------------
+# ---- the plug and unplug every kind shares --------------------------------------------------------
 
-def pci_address(address: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A stored address in the shape schema/verbs.yaml `pciAddress` accepts, or None if it is not PCI."""
-    if not address or address.get("type", "pci") != "pci" or "slot" not in address:
-        return None
-    return {k: address[k] for k in PCI_ADDRESS_KEYS if k in address}
-
-
-def nic_params(device: VmDevice, nic: VmNic, *, with_address: bool = True) -> dict[str, Any]:
-    """The `nic` dictionary of schema/verbs.yaml for VM.create and VM.hotplugNic."""
-    params: dict[str, Any] = {
-        "type": "interface",
-        "device": device.device if device.device in NIC_DEVICES else "bridge",
-        "network": nic.network,
-        "alias": device.alias,
-        "macAddr": nic.mac,
-        "nicModel": nic.model,
-        "linkActive": bool(nic.linked),
-    }
-    address = pci_address(device.address) if with_address else None
-    if address:
-        params["address"] = address
-    if device.boot_order:
-        params["bootOrder"] = device.boot_order
-    spec = {k: v for k, v in (device.spec_params or {}).items() if k in NIC_SPEC_PARAMS}
-    if spec:
-        params["specParams"] = spec
-    if device.custom_properties:
-        params["customProperties"] = {str(k): str(v) for k, v in device.custom_properties.items()}
-    return params
+def check_plug(vm: Vm, dev: VmDevice, *, plug: bool) -> list[Reason]:
+    """What any activate/deactivate checks: the VM's status, the kind on a running VM, the device's
+    state."""
+    kind = kinds.of(dev)
+    action = f"{'plug' if plug else 'unplug'} {kind.label}"
+    found: list[Reason] = []
+    if vm.status not in PLUG_STATUSES:
+        found.append(R.vm_status_illegal(vm.name, vm.status, PLUG_STATUSES, action))
+    elif vm.status == UP and not kind.hotpluggable:
+        found.append(R.not_hotpluggable(kind.label, vm.name))
+    if dev.plug_state != STABLE:
+        found.append(R.device_in_flight(dev.id, dev.plug_state))
+    elif plug == dev.is_plugged:
+        found.append(R.already(kind.code, kind.describe(dev), plugged=plug))
+    return found
 
 
-def nic_ref(device: VmDevice, nic: VmNic) -> dict[str, Any]:
-    """The `nicRef` of VM.hotunplugNic: by alias, with the MAC for the agent's logs."""
-    return {"type": "interface", "alias": device.alias, "macAddr": nic.mac}
+Checks = Callable[[Session, Vm, VmDevice, Host | None], list[Reason]]
 
 
-def host_error(err: EngineError, verb: str) -> dict[str, Any]:
-    """The device's last_error after a failed host call."""
-    return {"code": err.host_code, "message": err.host_message or err.message, "fault": err.code,
-            "host": err.host, "verb": verb, "time": utc_now_iso()}
-
-
-# ---- the live state machine -----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Before:
-    """A device as it was before a transition began: what an unreachable host rolls back to."""
-
-    is_plugged: bool
-    last_error: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class LiveCall:
-    """Everything a live NIC plug/unplug needs once the transition is committed (plain values: the
-    rows are gone with their session)."""
-
-    vm_id: str
-    vm_name: str
-    device_id: str
-    nic_name: str
-    host: Host
-    before: Before
-
-
-def begin(s: Session, device: VmDevice, to_state: str, action: str) -> Before:
-    """Compare-and-set the device into `to_state`; Conflict (and nothing changed) when another
-    operation won. Returns what the device was, for a rollback."""
-    before = Before(is_plugged=bool(device.is_plugged), last_error=device.last_error)
-    if not devices.begin_transition(s, device.id, to_state):
-        raise Conflict(f"Cannot {action}: another operation is in flight on device {device.id}.",
-                       reasons=[R.device_in_flight(device.id, "in flight")])
-    return before
-
-
-def rollback_unreachable(sessions: Sessions, call: LiveCall, from_state: str, err: HostUnreachable) -> None:
-    """The host was never reached: put the device back exactly as it was. The request may have
-    reached it but no answer came (err.outcome_unknown): the host may have acted, so the device stays
-    in flight and the monitor's reconciliation settles it from the host's live devices."""
-    with sessions.begin() as s:
-        if not err.outcome_unknown:
-            devices.finish_transition(s, call.device_id, from_state=from_state, is_plugged=call.before.is_plugged,
-                                      address=devices.KEEP, error=call.before.last_error)
-        note = (f"; whether it acted is unknown, NIC {call.nic_name} stays {from_state} until the host answers"
-                if err.outcome_unknown else "")
-        audit.record(s, "HOST_UNREACHABLE", f"Host {call.host.name} could not be reached: {err.message}{note}",
-                     severity="error", vm_id=call.vm_id, device_id=call.device_id, host_id=call.host.id,
-                     host=call.host.name)
-
-
-def audit_vm_host_failure(s: Session, err: HostUnreachable | HostCallFailed, *, failed_code: str, action: str,
-                          vm_id: str, vm_name: str, host: Host) -> None:
-    """A VM-level host call (start, stop) failed: HOST_UNREACHABLE, or `failed_code` with the host's answer."""
-    unreachable = isinstance(err, HostUnreachable)
-    audit.record(s, "HOST_UNREACHABLE" if unreachable else failed_code,
-                 f"Failed to {action} VM {vm_name} on host {host.name}: "
-                 + (err.message if unreachable else f"host answered {err.host_code} {err.host_message}"),
-                 severity="error", vm_id=vm_id, host_id=host.id, host_code=err.host_code,
-                 host_message=err.host_message, host=host.name)
-
-
-def _host_failed(sessions: Sessions, call: LiveCall, err: HostCallFailed, *, verb: str, from_state: str,
-                 back_to_plugged: bool, code: str, action: str) -> None:
-    """The host refused: the device goes back where it was, with the host's error kept on it."""
-    with sessions.begin() as s:
-        devices.finish_transition(s, call.device_id, from_state=from_state, is_plugged=back_to_plugged,
-                                  address=devices.KEEP, error=host_error(err, verb))
-        audit.record(s, code, f"Failed to {action} VM {call.vm_name}: host {call.host.name} answered "
-                     f"{err.host_code} {err.host_message}", severity="error", vm_id=call.vm_id,
-                     device_id=call.device_id, host_id=call.host.id, host_code=err.host_code,
-                     host_message=err.host_message, nic=call.nic_name)
-
-
-def _finished(sessions: Sessions, call: LiveCall, *, from_state: str, is_plugged: bool,
-              new_address: dict[str, Any] | None, code: str, done_text: str, severity: str = "info",
-              err: HostCallFailed | None = None, **details: Any) -> None:
-    """The host did it: the transition ends. A row someone else settled meanwhile is only audited."""
-    with sessions.begin() as s:
-        done = devices.finish_transition(s, call.device_id, from_state=from_state, is_plugged=is_plugged,
-                                         address=new_address, error=None)
-        audit.record(s, code if done else "NIC_STATE_REPAIRED",
-                     f"NIC {call.nic_name} {done_text}"
-                     + ("" if done else " (the device's state had already been changed meanwhile)"),
-                     severity=severity if done else "warning", vm_id=call.vm_id, device_id=call.device_id,
-                     host_id=call.host.id, nic=call.nic_name,
-                     host_code=err.host_code if err else None, host_message=err.host_message if err else None,
-                     **details)
-
-
-def plug_live(sessions: Sessions, hosts: HostClientFactory, call: LiveCall, nic: dict[str, Any]) -> Outcome:
-    """The device is committed as 'plugging': call VM.hotplugNic, then finish the transition."""
-    verb = "VM.hotplugNic"
-    try:
-        result = hosts(call.host).call(verb, {"vmId": call.vm_id, "nic": nic})
-    except HostUnreachable as err:
-        rollback_unreachable(sessions, call, "plugging", err)
-        raise
-    except HostCallFailed as err:
-        _host_failed(sessions, call, err, verb=verb, from_state="plugging", back_to_plugged=False,
-                     code="NIC_PLUG_FAILED", action=f"plug NIC {call.nic_name} into")
-        raise
-    address = (result or {}).get("address")
-    _finished(sessions, call, from_state="plugging", is_plugged=True, new_address=address, code="NIC_PLUGGED",
-              done_text=f"plugged into VM {call.vm_name} on host {call.host.name}", address=address)
-    return Outcome(id=call.device_id)
-
-
-def unplug_live(sessions: Sessions, hosts: HostClientFactory, call: LiveCall, ref: dict[str, Any]) -> Outcome:
-    """The device is committed as 'unplugging': call VM.hotunplugNic, then finish the transition --
-    or leave it in flight when the guest has not released the device yet (pending)."""
-    verb = "VM.hotunplugNic"
-    try:
-        result = hosts(call.host).call(verb, {"vmId": call.vm_id, "nic": ref})
-    except HostUnreachable as err:
-        rollback_unreachable(sessions, call, "unplugging", err)
-        raise
-    except HostCallFailed as err:
-        if err.host_code != DEVICE_NOT_FOUND:
-            _host_failed(sessions, call, err, verb=verb, from_state="unplugging", back_to_plugged=True,
-                         code="NIC_UNPLUG_FAILED", action=f"unplug NIC {call.nic_name} from")
-            raise
-        # The host has no such device: the goal of the unplug is already reached.
-        _finished(sessions, call, from_state="unplugging", is_plugged=False, new_address=None, code="NIC_UNPLUGGED",
-                  done_text=f"unplugged from VM {call.vm_name}: host {call.host.name} no longer had it",
-                  severity="warning", err=err)
-        return Outcome(id=call.device_id)
-    if (result or {}).get("status") == "pending":
+def plug_or_unplug(sessions: Sessions, hosts: HostClientFactory, *, vm_id: str, device_id: str, plug: bool,
+                   kind: DeviceKind, principal: Principal, checks: Checks) -> Outcome:
+    """Activate or deactivate a device of any kind. `checks(s, vm, dev, host)` is the kind's canDo (it
+    gets the host a running VM is on). VM down: the desired state only, applied at the next start.
+    VM up: the live runner, whose transition is committed before the host is called."""
+    with audited(sessions, kind.audit("PLUG" if plug else "UNPLUG"), vm_id=vm_id, device_id=device_id):
         with sessions.begin() as s:
-            audit.record(s, "NIC_UNPLUG_PENDING",
-                         f"NIC {call.nic_name} of VM {call.vm_name}: the guest has not released it yet; "
-                         f"the unplug finishes when host {call.host.name} reports the removal",
-                         severity="info", vm_id=call.vm_id, device_id=call.device_id, host_id=call.host.id,
-                         nic=call.nic_name)
-        return Outcome(id=call.device_id, pending=True)
-    _finished(sessions, call, from_state="unplugging", is_plugged=False, new_address=None, code="NIC_UNPLUGGED",
-              done_text=f"unplugged from VM {call.vm_name} on host {call.host.name}",
-              elapsed=(result or {}).get("elapsed"))
-    return Outcome(id=call.device_id)
+            vm = load_vm(s, principal, vm_id)
+            dev = load_device(s, vm, device_id, kind)
+            host = load_host(s, vm) if vm.status == UP else None
+            found = checks(s, vm, dev, host)
+            if found:
+                raise refusal(found, f"Cannot {'plug' if plug else 'unplug'} {kind.describe(dev)} of VM {vm.name}.")
+            subject = state.Subject.of(dev, vm, host)
+            if vm.status == DOWN:
+                state.desired(s, subject, plug=plug)
+                return Outcome(id=device_id)
+            assert host is not None     # the checks refuse a running VM without a host
+            call = live.prepare(s, dev, subject, host, plug=plug)
+    return Outcome(id=device_id, pending=live.run(sessions, hosts, call))
 
 
-def load_vm(s: Session, vm_id: str) -> Vm:
+def load_vm(s: Session, principal: Principal, vm_id: str) -> Vm:
+    """The one loader of a command's VM, where tenancy is checked: a VM of a project the principal
+    does not see answers as if it did not exist, so ids leak nothing."""
     vm = vms_dao.get(s, vm_id)
-    if vm is None:
+    if vm is None or not principal.sees_project(vm.project_id):
         raise NotFound(f"VM {vm_id} does not exist.")
     return vm
+
+
+def load_device(s: Session, vm: Vm, device_id: str, kind: DeviceKind) -> VmDevice:
+    dev = devices.get(s, device_id)
+    if dev is None or dev.vm_id != vm.id or dev.type != kind.type:
+        raise NotFound(f"{kind.label} {device_id} of VM {vm.name} does not exist.")
+    return dev
 
 
 def load_nic(s: Session, vm: Vm, nic_id: str) -> VmNic:
@@ -298,3 +174,14 @@ def load_nic(s: Session, vm: Vm, nic_id: str) -> VmNic:
 
 def load_host(s: Session, vm: Vm) -> Host | None:
     return hosts_dao.get(s, vm.run_on_host) if vm.run_on_host else None
+
+
+def audit_vm_host_failure(s: Session, err: HostUnreachable | HostCallFailed, *, failed_code: str, action: str,
+                          vm_id: str, vm_name: str, host: Host) -> None:
+    """A VM-level host call (start, stop) failed: HOST_UNREACHABLE, or `failed_code` with the host's answer."""
+    unreachable = isinstance(err, HostUnreachable)
+    audit.record(s, "HOST_UNREACHABLE" if unreachable else failed_code,
+                 f"Failed to {action} VM {vm_name} on host {host.name}: "
+                 + (err.message if unreachable else f"host answered {err.host_code} {err.host_message}"),
+                 severity="error", vm_id=vm_id, host_id=host.id, host_code=err.host_code,
+                 host_message=err.host_message, host=host.name)

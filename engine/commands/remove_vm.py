@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common
-from engine.commands import reasons as R
+from engine import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, vms
 from engine.dao.models import Vm
-from engine.errors import Conflict, Reason, ValidationFailed
+from engine.errors import Conflict, Reason
 from engine.hostclient import HostClientFactory
 
 
@@ -21,10 +22,11 @@ def validate(params: Params, *, vm: Vm) -> list[Reason]:
     return [] if vm.status == common.DOWN else [R.vm_not_down(vm.name, vm.status, "remove the VM")]
 
 
-def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
-    try:
+def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,
+            principal: Principal = LOCAL_ADMIN) -> Outcome:
+    with common.audited(sessions, "VM_REMOVE", vm_id=params.vm_id):
         with sessions.begin() as s:
-            vm = common.load_vm(s, params.vm_id)
+            vm = common.load_vm(s, principal, params.vm_id)
             found = validate(params, vm=vm)
             if found:
                 raise common.refusal(found, f"Cannot remove VM {vm.name}.")
@@ -36,7 +38,3 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
             vms.delete(s, vm.id)
             audit.record(s, "VM_REMOVED", f"VM {name} removed", vm_id=params.vm_id, vm=name)
             return Outcome(id=params.vm_id)
-    except (ValidationFailed, Conflict) as err:
-        common.audit_refusal(sessions, "VM_REMOVE_FAILED", f"Cannot remove VM {params.vm_id}", err,
-                             vm_id=params.vm_id)
-        raise

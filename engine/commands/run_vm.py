@@ -6,17 +6,23 @@ network of the plugged NICs.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from engine import scheduler
+from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common
-from engine.commands import reasons as R
+from engine import reasons as R
 from engine.commands.outcome import Outcome
-from engine.dao import audit, clusters, devices, hosts as hosts_dao, nics, vms
-from engine.dao.models import Cluster, Host, Vm, VmDevice, VmNic
+from engine.dao import audit, clusters, devices, hosts as hosts_dao, vms
+from engine.dao.models import Cluster, Host, Vm, VmDevice
 from engine.errors import Conflict, HostCallFailed, HostUnreachable, Reason, ValidationFailed
+from engine.devices import kinds
 from engine.hostclient import HostClientFactory
+from engine.vocab import DOWN, POWERING_UP, STABLE, UP
+
+log = logging.getLogger(__name__)
 
 BOOT_KEYS = ("kernel", "initrd", "cmdline", "serialLog", "pciePorts")
 
@@ -32,7 +38,7 @@ def validate(params: Params, *, vm: Vm, cluster: Cluster | None, host: Host | No
     """canDo of RunVm. `host`: the requested host, or the scheduler's choice (None: not found / none
     available); `networks`: those of the VM's plugged NICs; `in_flight`: devices mid-operation."""
     found: list[Reason] = []
-    if vm.status != common.DOWN:
+    if vm.status != DOWN:
         found.append(R.vm_not_down(vm.name, vm.status, "run the VM"))
     for device in in_flight:
         found.append(R.device_in_flight(device.id, device.plug_state))
@@ -52,41 +58,26 @@ def validate(params: Params, *, vm: Vm, cluster: Cluster | None, host: Host | No
     return found
 
 
-def device_params(device: VmDevice, nic: VmNic | None) -> dict[str, Any]:
-    """One entry of VM.create's `devices`: a NIC as in hot plug (with its kept address), any other
-    device from its spec_params (which hold the agent's fields: source, model, index ...)."""
-    if device.type == "interface" and nic is not None:
-        return common.nic_params(device, nic, with_address=True)
-    params: dict[str, Any] = {"type": device.type, "device": device.device, "alias": device.alias}
-    params.update({k: v for k, v in (device.spec_params or {}).items()
-                   if k not in ("type", "device", "alias", "address")})
-    if device.address:
-        params["address"] = dict(device.address)
-    if device.type == "hostdev" and device.boot_order:
-        params["bootOrder"] = device.boot_order
-    return params
-
-
-def vm_params(vm: Vm, plugged: list[tuple[VmDevice, VmNic | None]]) -> dict[str, Any]:
+def vm_params(vm: Vm, plugged: list[VmDevice]) -> dict[str, Any]:
     """VM.create's `params` (schema/verbs.yaml vmParams)."""
     params: dict[str, Any] = {"name": vm.name, "memSize": vm.memory_mb, "vcpus": vm.vcpus,
                               "machine": vm.machine, "osType": vm.os_type, "graphics": vm.graphics}
     params.update({k: v for k, v in (vm.boot or {}).items() if k in BOOT_KEYS and v not in (None, "")})
     if vm.custom_properties:
         params["customProperties"] = {str(k): str(v) for k, v in vm.custom_properties.items()}
-    params["devices"] = [device_params(d, n) for d, n in plugged]
+    params["devices"] = [kinds.of(d).payload(d) for d in plugged]
     return params
 
 
-def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
-    try:
+def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,
+            principal: Principal = LOCAL_ADMIN) -> Outcome:
+    with common.audited(sessions, "VM_START", vm_id=params.vm_id):
         with sessions.begin() as s:
-            vm = common.load_vm(s, params.vm_id)
+            vm = common.load_vm(s, principal, params.vm_id)
             cluster = clusters.get(s, vm.cluster_id)
             plugged_devices = list(devices.list_for_vm(s, vm.id, plugged=True))
-            nic_by_id = {n.id: n for n in nics.list_for_vm(s, vm.id, plugged=True)}
-            networks = sorted({n.network for n in nic_by_id.values()})
-            in_flight = [d for d in devices.list_for_vm(s, vm.id) if d.plug_state != "stable"]
+            networks = sorted({d.nic.network for d in plugged_devices if d.nic is not None})
+            in_flight = [d for d in devices.list_for_vm(s, vm.id) if d.plug_state != STABLE]
             if params.host_id is not None:
                 host = hosts_dao.get(s, params.host_id)
             else:
@@ -95,31 +86,42 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
             if found:
                 raise common.refusal(found, f"Cannot run VM {vm.name}.")
             assert host is not None
-            create = {"vmId": vm.id, "params": vm_params(vm, [(d, nic_by_id.get(d.id)) for d in plugged_devices])}
+            create = {"vmId": vm.id, "params": vm_params(vm, plugged_devices)}
             by_alias = {d.alias: d.id for d in plugged_devices}
             vm_name = vm.name
-            if not vms.set_status_cas(s, vm.id, (common.DOWN,), "powering_up", run_on_host=host.id):
+            if not vms.set_status_cas(s, vm.id, (DOWN,), POWERING_UP, run_on_host=host.id):
                 raise Conflict(f"Cannot run VM {vm_name}: its status changed meanwhile.",
                                reasons=[R.vm_not_down(vm_name, "changing", "run the VM")])
-    except (ValidationFailed, Conflict) as err:
-        common.audit_refusal(sessions, "VM_START_FAILED", f"Cannot run VM {params.vm_id}", err, vm_id=params.vm_id)
-        raise
 
     try:
         result = hosts(host).call("VM.create", create)
     except (HostUnreachable, HostCallFailed) as err:
         with sessions.begin() as s:
-            vms.set_status_cas(s, params.vm_id, ("powering_up",), common.DOWN, run_on_host=None)
+            vms.set_status_cas(s, params.vm_id, (POWERING_UP,), DOWN, run_on_host=None)
             common.audit_vm_host_failure(s, err, failed_code="VM_START_FAILED", action="run",
                                          vm_id=params.vm_id, vm_name=vm_name, host=host)
         raise
 
+    result = result or {}
     with sessions.begin() as s:
-        for reported in (result or {}).get("devices") or []:
-            dev_id = by_alias.get(reported.get("alias") or "")
-            if dev_id is not None and reported.get("address"):
-                devices.set_address(s, dev_id, reported["address"])
-        vms.set_status_cas(s, params.vm_id, ("powering_up",), common.UP, run_on_host=host.id)
-        audit.record(s, "VM_STARTED", f"VM {vm_name} started on host {host.name}", vm_id=params.vm_id,
-                     host_id=host.id, host=host.name, devices=len(create["params"]["devices"]))
-    return Outcome(id=params.vm_id)
+        if vms.set_status_cas(s, params.vm_id, (POWERING_UP,), UP, run_on_host=host.id):
+            for reported in result.get("devices") or []:
+                dev_id = by_alias.get(reported.get("alias") or "")
+                if dev_id is not None and reported.get("address"):
+                    devices.set_address(s, dev_id, reported["address"])
+            vms.set_run_event_seq(s, params.vm_id, result.get("eventSeq"))
+            audit.record(s, "VM_STARTED", f"VM {vm_name} started on host {host.name}", vm_id=params.vm_id,
+                         host_id=host.id, host=host.name, devices=len(create["params"]["devices"]))
+            return Outcome(id=params.vm_id)
+    # Powering up is ours alone (stop refuses it, the monitor leaves it to us): a VM no longer
+    # powering up was taken away -- e.g. removed. Its domain must not run on as an orphan.
+    _undo_start(hosts, host, params.vm_id)
+    raise Conflict(f"VM {vm_name} changed while it was starting; its domain on host {host.name} was destroyed.",
+                   reasons=[R.vm_not_down(vm_name, "changing", "run the VM")])
+
+
+def _undo_start(hosts: HostClientFactory, host: Host, vm_id: str) -> None:
+    try:
+        hosts(host).call("VM.destroy", {"vmId": vm_id, "undefine": True})
+    except (HostUnreachable, HostCallFailed) as err:
+        log.warning("VM %s: could not destroy its orphan domain on %s: %s", vm_id, host.name, err.message)

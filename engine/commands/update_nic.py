@@ -9,14 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common
-from engine.commands import reasons as R
+from engine import reasons as R
 from engine.commands.add_nic import NAME_MAX
 from engine.commands.outcome import Outcome
 from engine.dao import audit, nics
 from engine.dao.models import NIC_MODELS, Host, Vm, VmDevice, VmNic
 from engine.errors import Conflict, HostCallFailed, HostUnreachable, Reason, ValidationFailed
 from engine.hostclient import HostClientFactory
+from engine.vocab import STABLE, UP
 
 FIELDS = ("name", "network", "model", "mac", "linked")
 
@@ -53,13 +55,13 @@ def validate(params: Params, *, vm: Vm, nic: VmNic, device: VmDevice, name_in_us
     another plugged NIC has the new MAC."""
     found: list[Reason] = []
     wanted = changes(params, nic)
-    if device.plug_state != "stable":
+    if device.plug_state != STABLE:
         found.append(R.device_in_flight(device.id, device.plug_state))
     if common.is_running(vm) and device.is_plugged:
         if set(wanted) - {"linked"}:
             found.append(R.nic_plugged_on_running_vm(nic.name, vm.name, "update"))
-        elif "linked" in wanted and vm.status != common.UP:
-            found.append(R.vm_status_illegal(vm.name, vm.status, (common.UP,), "change the link state"))
+        elif "linked" in wanted and vm.status != UP:
+            found.append(R.vm_status_illegal(vm.name, vm.status, (UP,), "change the link state"))
     if "name" in wanted:
         if not wanted["name"] or len(wanted["name"]) > NAME_MAX:
             found.append(R.name_invalid("NIC", wanted["name"], f"1 to {NAME_MAX} characters"))
@@ -77,10 +79,12 @@ def validate(params: Params, *, vm: Vm, nic: VmNic, device: VmDevice, name_in_us
     return found
 
 
-def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
-    try:
+def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,
+            principal: Principal = LOCAL_ADMIN) -> Outcome:
+    with common.audited(sessions, "NIC_UPDATE", vm_id=params.vm_id, device_id=params.nic_id), \
+            common.unique_name("NIC", params.name or ""):
         with sessions.begin() as s:
-            vm = common.load_vm(s, params.vm_id)
+            vm = common.load_vm(s, principal, params.vm_id)
             nic = common.load_nic(s, vm, params.nic_id)
             device = nic.device
             wanted = changes(params, nic)
@@ -90,10 +94,15 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
             found = validate(params, vm=vm, nic=nic, device=device, name_in_use=name_taken, mac_in_use=mac_taken)
             if found:
                 raise common.refusal(found, f"Cannot update NIC {nic.name} of VM {vm.name}.")
-            live = "linked" in wanted and vm.status == common.UP and device.is_plugged
+            live = "linked" in wanted and vm.status == UP and device.is_plugged
             if not live:
                 for key, value in wanted.items():
                     setattr(nic, key, value)
+                if "mac" in wanted and nic.claimed_mac is not None:
+                    s.flush()
+                    if not nics.claim_mac(s, nic.id):     # a plugged NIC's claim follows its MAC
+                        raise Conflict(f"Cannot update NIC {nic.name}: MAC {nic.mac} is in use.",
+                                       reasons=[R.mac_in_use(nic.mac)])
                 if wanted:
                     audit.record(s, "NIC_UPDATED", f"NIC {nic.name} of VM {vm.name} updated",
                                  vm_id=vm.id, device_id=nic.id, nic=nic.name, changes=wanted)
@@ -103,10 +112,6 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
                 raise ValidationFailed(f"Cannot update NIC {nic.name}: the host of VM {vm.name} is unknown.",
                                        reasons=[R.host_not_found(vm.run_on_host)])
             ids = (vm.id, vm.name, nic.id, nic.name, device.alias)
-    except (ValidationFailed, Conflict) as err:
-        common.audit_refusal(sessions, "NIC_UPDATE_FAILED", f"Cannot update NIC {params.nic_id}", err,
-                             vm_id=params.vm_id, device_id=params.nic_id)
-        raise
     return _link_live(sessions, hosts, host, ids, bool(wanted["linked"]))
 
 

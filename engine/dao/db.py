@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -128,3 +128,15 @@ def drop_all(engine: Engine) -> None:
     reflected = MetaData()
     reflected.reflect(bind=engine)
     reflected.drop_all(engine)
+
+
+#: Keys of the transaction-scoped locks `serialize` takes (PostgreSQL advisory lock ids).
+LOCKS = {"mac_pool": 0x504C_4D41}
+
+
+def serialize(s: Session, name: str) -> None:
+    """Hold lock `name` until the session's transaction ends, so that a read-then-write (the MAC
+    pool's "first free address") is not interleaved with another transaction's. On PostgreSQL an
+    advisory transaction lock; SQLite has a single writer (IMMEDIATE transactions take it at BEGIN)."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCKS[name]})

@@ -9,17 +9,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from engine.dao._cas import KEEP, reload_if_loaded
 from engine.dao.models import VmDevice, new_id, utcnow
+from engine.vocab import IN_FLIGHT_STATES, PLUGGING, STABLE
 
 __all__ = ["KEEP", "TRANSITION_STATES", "alias_for", "add", "get", "get_by_alias", "list_for_vm",
-           "list_in_flight", "begin_transition", "finish_transition", "set_plugged", "set_address"]
+           "list_in_flight", "begin_transition", "finish_transition", "set_plugged", "set_address",
+           "set_host_device", "delete_if_stable", "used_indexes"]
 
 #: The states a transition can be in flight in (begin_transition's `to_state`).
-TRANSITION_STATES = ("plugging", "unplugging")
+TRANSITION_STATES = IN_FLIGHT_STATES
 
 
 def alias_for(device_id: str) -> str:
@@ -60,7 +63,7 @@ def list_in_flight(s: Session, *, vm_id: str | None = None,
                    started_before: datetime | None = None) -> Sequence[VmDevice]:
     """Devices whose plug_state is not stable (for reconciliation), optionally only those whose
     transition started before `started_before`."""
-    stmt = select(VmDevice).where(VmDevice.plug_state != "stable")
+    stmt = select(VmDevice).where(VmDevice.plug_state != STABLE)
     if vm_id is not None:
         stmt = stmt.where(VmDevice.vm_id == vm_id)
     if started_before is not None:
@@ -69,14 +72,14 @@ def list_in_flight(s: Session, *, vm_id: str | None = None,
 
 
 def begin_transition(s: Session, dev_id: str, to_state: str) -> bool:
-    """stable -> plugging|unplugging, as one compare-and-set UPDATE. Records the start time and
-    clears last_error. False when the device is missing or another transition is in flight (nothing
-    is changed then)."""
+    """stable -> plugging|unplugging, as one compare-and-set UPDATE. `is_plugged` becomes the desired
+    state at once (True when plugging); the start time is recorded and last_error cleared. False when
+    the device is missing or another transition is in flight (nothing is changed then)."""
     if to_state not in TRANSITION_STATES:
         raise ValueError(f"to_state must be one of {TRANSITION_STATES}, not {to_state!r}")
     result = s.execute(
-        update(VmDevice).where(VmDevice.id == dev_id, VmDevice.plug_state == "stable")
-        .values(plug_state=to_state, plug_started_at=utcnow(), last_error=None)
+        update(VmDevice).where(VmDevice.id == dev_id, VmDevice.plug_state == STABLE)
+        .values(plug_state=to_state, is_plugged=to_state == PLUGGING, plug_started_at=utcnow(), last_error=None)
         .execution_options(synchronize_session=False))
     reload_if_loaded(s, VmDevice, dev_id)
     return result.rowcount == 1
@@ -92,7 +95,7 @@ def finish_transition(s: Session, dev_id: str, *, from_state: str, is_plugged: b
     in `from_state` (someone else finished it)."""
     if from_state not in TRANSITION_STATES:
         raise ValueError(f"from_state must be one of {TRANSITION_STATES}, not {from_state!r}")
-    values: dict[str, Any] = {"plug_state": "stable", "plug_started_at": None, "is_plugged": is_plugged,
+    values: dict[str, Any] = {"plug_state": STABLE, "plug_started_at": None, "is_plugged": is_plugged,
                               "last_error": error}
     if address is not KEEP:
         values["address"] = address
@@ -111,10 +114,30 @@ def set_plugged(s: Session, dev_id: str, is_plugged: bool, *,
     if address is not KEEP:
         values["address"] = address
     result = s.execute(
-        update(VmDevice).where(VmDevice.id == dev_id, VmDevice.plug_state == "stable")
+        update(VmDevice).where(VmDevice.id == dev_id, VmDevice.plug_state == STABLE)
         .values(**values).execution_options(synchronize_session=False))
     reload_if_loaded(s, VmDevice, dev_id)
     return result.rowcount == 1
+
+
+def set_host_device(s: Session, dev_id: str, host_device_id: str | None) -> None:
+    s.execute(update(VmDevice).where(VmDevice.id == dev_id).values(host_device_id=host_device_id)
+              .execution_options(synchronize_session=False))
+    reload_if_loaded(s, VmDevice, dev_id)
+
+
+def delete_if_stable(s: Session, dev_id: str, *, unplugged_only: bool) -> bool:
+    """Delete the device (its NIC row follows through ON DELETE CASCADE) unless an operation is in
+    flight -- or, with `unplugged_only`, unless it is plugged. A compare-and-set: True when it went."""
+    guard = [VmDevice.id == dev_id, VmDevice.plug_state == STABLE]
+    if unplugged_only:
+        guard.append(VmDevice.is_plugged.is_(False))
+    obj = s.identity_map.get(identity_key(VmDevice, dev_id))
+    if obj is not None:
+        if obj.nic is not None:
+            s.expunge(obj.nic)
+        s.expunge(obj)
+    return s.execute(delete(VmDevice).where(*guard).execution_options(synchronize_session=False)).rowcount == 1
 
 
 def set_address(s: Session, dev_id: str, address: dict[str, Any] | None) -> bool:
@@ -123,3 +146,10 @@ def set_address(s: Session, dev_id: str, address: dict[str, Any] | None) -> bool
                        .execution_options(synchronize_session=False))
     reload_if_loaded(s, VmDevice, dev_id)
     return result.rowcount == 1
+
+
+def used_indexes(s: Session, vm_id: str, device: str) -> list[int]:
+    """The controller indexes a VM's `device` controllers (e.g. usb) take, from their spec_params."""
+    rows = s.scalars(select(VmDevice).where(VmDevice.vm_id == vm_id, VmDevice.type == "controller",
+                                            VmDevice.device == device)).all()
+    return sorted({int(r.spec_params["index"]) for r in rows if isinstance((r.spec_params or {}).get("index"), int)})

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from engine.dao import devices
+from engine.dao._cas import reload_if_loaded
 from engine.dao.models import VmDevice, VmNic
 
-__all__ = ["normalize_mac", "add", "get", "get_by_name", "list_for_vm", "mac_in_use", "name_in_use"]
+__all__ = ["normalize_mac", "add", "get", "get_by_name", "list_for_vm", "mac_in_use", "name_in_use", "claim_mac",
+           "release_mac", "used_macs"]
 
 INTERFACE = "interface"
 
@@ -60,11 +63,36 @@ def name_in_use(s: Session, vm_id: str, name: str, exclude_nic_id: str | None = 
 
 
 def mac_in_use(s: Session, mac: str, exclude_nic_id: str | None = None, plugged_only: bool = True) -> bool:
-    """Whether another NIC (of any VM) has `mac`. With `plugged_only`, only NICs whose device is
-    plugged (desired state) count, as oVirt allows an unplugged NIC to share a MAC."""
-    stmt = select(VmNic.id).where(VmNic.mac == normalize_mac(mac))
+    """Whether another NIC (of any VM) has `mac`. With `plugged_only`, only NICs that claim it
+    (plugged or in flight) count, as oVirt allows an unplugged NIC to share a MAC."""
+    mac = normalize_mac(mac)
+    stmt = select(VmNic.id).where(VmNic.claimed_mac == mac if plugged_only else VmNic.mac == mac)
     if exclude_nic_id is not None:
         stmt = stmt.where(VmNic.id != exclude_nic_id)
-    if plugged_only:
-        stmt = stmt.join(VmNic.device).where(VmDevice.is_plugged.is_(True))
     return s.scalars(stmt.limit(1)).first() is not None
+
+
+def claim_mac(s: Session, nic_id: str) -> bool:
+    """The NIC claims its MAC (it is plugged or about to be): False, and nothing changed, when another
+    NIC holds that MAC. The unique constraint decides, so two concurrent claims never both win."""
+    try:
+        with s.begin_nested():
+            s.execute(update(VmNic).where(VmNic.id == nic_id).values(claimed_mac=VmNic.mac)
+                      .execution_options(synchronize_session=False))
+    except IntegrityError:
+        return False
+    reload_if_loaded(s, VmNic, nic_id)
+    return True
+
+
+def release_mac(s: Session, nic_id: str) -> None:
+    s.execute(update(VmNic).where(VmNic.id == nic_id).values(claimed_mac=None)
+              .execution_options(synchronize_session=False))
+    reload_if_loaded(s, VmNic, nic_id)
+
+
+def used_macs(s: Session, first: str, last: str) -> Sequence[str]:
+    """Every MAC between `first` and `last` (lower-case colon form sorts like the numbers) that a NIC
+    has, in order."""
+    return s.scalars(select(VmNic.mac).where(VmNic.mac >= first, VmNic.mac <= last)
+                     .distinct().order_by(VmNic.mac)).all()

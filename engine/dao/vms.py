@@ -11,7 +11,7 @@ from engine.dao._cas import KEEP, reload_if_loaded
 from engine.dao import host_devices
 from engine.dao.models import VM_STATUSES, Vm
 
-__all__ = ["KEEP", "get", "get_by_name", "list", "list_on_host", "set_status_cas", "delete"]
+__all__ = ["KEEP", "get", "get_by_name", "list", "list_on_host", "set_status_cas", "set_run_event_seq", "delete"]
 
 
 def get(s: Session, vm_id: str) -> Vm | None:
@@ -45,6 +45,12 @@ def set_status_cas(s: Session, vm_id: str, expected: tuple[str, ...], new: str, 
         .execution_options(synchronize_session=False))
     reload_if_loaded(s, Vm, vm_id)
     return result.rowcount == 1
+
+
+def set_run_event_seq(s: Session, vm_id: str, seq: int | None) -> None:
+    """Where the host's event journal stood once the VM's current run had started (None: not running)."""
+    s.execute(update(Vm).where(Vm.id == vm_id).values(run_event_seq=seq).execution_options(synchronize_session=False))
+    reload_if_loaded(s, Vm, vm_id)
 
 
 def delete(s: Session, vm_id: str) -> bool:

@@ -126,7 +126,8 @@ def make_vm(sessions: sessionmaker[Session]) -> Callable[..., Vm]:
 def make_nic(sessions: sessionmaker[Session]) -> Callable[..., VmNic]:
     """Adds a vm_devices row (type interface, device bridge, alias ua-<id>) and its vm_nics row.
     Returns the VmNic with `.device` loaded. MACs default to a locally administered range outside
-    the default pool (02:00:00:00:xx:xx) so they never collide with pool allocations."""
+    the default pool (02:00:00:00:xx:xx) so they never collide with pool allocations. A NIC that is
+    plugged or in flight claims its MAC (vm_nics.claimed_mac), as the engine's transitions do."""
     counter = itertools.count(1)
 
     def make(vm: Vm | str, name: str | None = None, *, mac: str | None = None,
@@ -138,9 +139,9 @@ def make_nic(sessions: sessionmaker[Session]) -> Callable[..., VmNic]:
         device = VmDevice(id=_new_id(), vm_id=vm_id, type="interface", device="bridge",
                           is_plugged=is_plugged, plug_state=plug_state, address=address, **device_kw)
         device.alias = f"ua-{device.id}"
-        nic = VmNic(id=device.id, vm_id=vm_id, name=name or f"nic{n}",
-                    mac=(mac or f"02:00:00:00:{n >> 8 & 0xff:02x}:{n & 0xff:02x}").lower(),
-                    network=network, model=model, linked=linked)
+        mac = (mac or f"02:00:00:00:{n >> 8 & 0xff:02x}:{n & 0xff:02x}").lower()
+        nic = VmNic(id=device.id, vm_id=vm_id, name=name or f"nic{n}", mac=mac, network=network, model=model,
+                    linked=linked, claimed_mac=mac if is_plugged or plug_state != "stable" else None)
         nic.device = device
         _save(sessions, device, nic)
         return nic

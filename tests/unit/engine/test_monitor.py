@@ -9,7 +9,6 @@ from typing import Any, Callable
 
 import pytest
 
-from engine import monitor as monitor_mod
 from engine.dao import audit
 from engine.dao.models import Host, Vm, VmDevice
 from engine.errors import HostCallFailed, HostUnreachable
@@ -67,6 +66,11 @@ class ScriptedHost:
                                      host_message="Virtual machine does not exist")
             return {"vmId": params["vmId"], "name": "vm", "status": dom["status"],
                     "devices": copy.deepcopy(dom["devices"])}
+        if verb == "VM.destroy":
+            if self.domains.pop(params["vmId"], None) is None:
+                raise HostCallFailed("VM.destroy failed", host=self.name, host_code=1,
+                                     host_message="Virtual machine does not exist")
+            return {"vmId": params["vmId"], "status": "down"}
         raise AssertionError(f"unexpected verb {verb}")
 
 
@@ -228,7 +232,7 @@ def test_last_event_seq_survives_a_restart(sessions, fakes, agent, host, vm, mak
     # a new engine process: it asks for what follows the stored mark, and nothing is applied twice
     again = Monitor(sessions, fakes, poll_timeout=0.1)
     assert again.run_once(read(Host, host.id)) == 1
-    assert agent.calls[-1][1]["after"] == 1
+    assert [p for v, p in agent.calls if v == "Host.getEvents"][-1]["after"] == 1
     assert len(audits("NIC_UNPLUGGED")) == 1
     assert read(Host, host.id).last_event_seq == 2
     assert again.run_once(host) == 0
@@ -263,12 +267,12 @@ def test_changes_and_mark_commit_together(monitor, agent, host, vm, make_nic, re
             raise RuntimeError("database went away")
         return real(s, code, *a, **kw)
 
-    monkeypatch.setattr(monitor_mod.audit, "record", failing)
+    monkeypatch.setattr(audit, "record", failing)
     with pytest.raises(RuntimeError):
         monitor.run_once(host)
     assert read(VmDevice, first.id).plug_state == "unplugging"     # rolled back with the rest
     assert read(Host, host.id).last_event_seq == 0
-    monkeypatch.setattr(monitor_mod.audit, "record", real)
+    monkeypatch.setattr(audit, "record", real)
     assert monitor.run_once(host) == 2
     assert read(VmDevice, first.id).plug_state == read(VmDevice, second.id).plug_state == "stable"
     assert read(Host, host.id).last_event_seq == 2

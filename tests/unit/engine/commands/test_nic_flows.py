@@ -135,7 +135,7 @@ def test_unanswered_plug_stays_in_flight_for_reconciliation(sessions, hosts, fak
     with pytest.raises(HostUnreachable) as err:
         plug(sessions, hosts, up_vm, nic)
     assert err.value.outcome_unknown
-    assert db.device_state(nic.id)[:2] == (False, "plugging")
+    assert db.device_state(nic.id)[:2] == (True, "plugging")
     assert "stays plugging" in db.events(up_vm.id, code="HOST_UNREACHABLE")[0].message
     fake.unanswered = False
     assert f"ua-{nic.id}" in {d["alias"] for d in fake.call("VM.getDevices", {"vmId": up_vm.id})["devices"]}
@@ -148,7 +148,8 @@ def test_pending_unplug_stays_unplugging(sessions, hosts, fake, up_vm, make_nic,
     out = plug(sessions, hosts, up_vm, nic, on=False)
     assert out.pending and out.id == nic.id
     is_plugged, state, address, _, _ = db.device_state(nic.id)
-    assert (is_plugged, state) == (True, "unplugging") and address is not None
+    # `plugged` is the desired state: false from the moment the unplug was asked for
+    assert (is_plugged, state) == (False, "unplugging") and address is not None
     assert db.codes(up_vm.id)[-1] == "NIC_UNPLUG_PENDING"
     # what the monitor does when the agent reports device_removed
     event = fake.finish_unplug(up_vm.id, f"ua-{nic.id}")
@@ -217,7 +218,7 @@ def test_refusal_lists_every_reason_and_is_audited(sessions, hosts, fake, make_v
     assert fake.calls == []
     assert db.device_state(nic.id)[:2] == (False, "stable")
     [event] = db.events(vm.id)
-    assert event.code == "NIC_PLUG_FAILED" and len(event.vars["reasons"]) == 3
+    assert event.code == "NIC_PLUG_REFUSED" and len(event.vars["reasons"]) == 3
 
 
 def test_plug_refused_when_the_mac_is_on_another_plugged_nic(sessions, hosts, down_vm, make_vm, make_nic, db):
@@ -293,7 +294,7 @@ def test_add_nic_refusal_adds_nothing(sessions, hosts, fake, up_vm, make_nic, db
         add_nic.execute(sessions, hosts, add_nic.Params(up_vm.id, "eth0", "storage", model="ne2k"))
     assert [r.code for r in err.value.reasons] == ["NAME_IN_USE", "NIC_MODEL_UNSUPPORTED", "NETWORK_NOT_ON_HOST"]
     assert db.table_counts()["vm_nics"] == 1
-    assert db.codes(up_vm.id) == ["NIC_ADD_FAILED"]
+    assert db.codes(up_vm.id) == ["NIC_ADD_REFUSED"]
 
 
 # ---- update_nic -----------------------------------------------------------------------------------
@@ -305,7 +306,7 @@ def test_update_refused_while_plugged_on_running_vm(sessions, hosts, fake, up_vm
     assert [r.code for r in err.value.reasons] == ["NIC_PLUGGED_ON_RUNNING_VM"]
     assert db.nic(up_vm.id, nic.id).network == "ovirtmgmt" and db.nic(up_vm.id, nic.id).linked
     assert fake.calls == []
-    assert db.codes(up_vm.id) == ["NIC_UPDATE_FAILED"]
+    assert db.codes(up_vm.id) == ["NIC_UPDATE_REFUSED"]
 
 
 def test_link_state_update_goes_live(sessions, hosts, fake, up_vm, make_nic, db):
@@ -367,7 +368,7 @@ def test_remove_plugged_nic_of_running_vm_is_refused(sessions, hosts, up_vm, mak
         remove_nic.execute(sessions, hosts, remove_nic.Params(up_vm.id, nic.id))
     assert [r.code for r in err.value.reasons] == ["NIC_PLUGGED_ON_RUNNING_VM"]
     assert db.device(nic.id) is not None
-    assert db.codes(up_vm.id) == ["NIC_REMOVE_FAILED"]
+    assert db.codes(up_vm.id) == ["NIC_REMOVE_REFUSED"]
 
 
 def test_deactivate_then_remove_on_running_vm(sessions, hosts, fake, up_vm, make_nic, db):

@@ -86,7 +86,7 @@ def test_run_vm_without_a_host_with_the_networks(sessions, hosts, fake, host, ma
         run_vm.execute(sessions, hosts, run_vm.Params(vm.id))
     assert [r.code for r in err.value.reasons] == ["NO_HOST_AVAILABLE"]
     assert fake.calls == [] and db.vm(vm.id).status == "down"
-    assert db.codes(vm.id) == ["VM_START_FAILED"]
+    assert db.codes(vm.id) == ["VM_START_REFUSED"]
 
 
 def test_run_vm_already_up(sessions, hosts, up_vm):
@@ -178,7 +178,7 @@ def test_add_cluster(sessions, hosts, db):
     assert out.created
     with pytest.raises(ValidationFailed):
         add_cluster.execute(sessions, hosts, add_cluster.Params("old"))
-    assert db.codes() == ["CLUSTER_ADDED", "CLUSTER_ADD_FAILED"]
+    assert db.codes() == ["CLUSTER_ADDED", "CLUSTER_ADD_REFUSED"]
 
 
 def test_add_host_stores_capabilities(sessions, hosts, db):

@@ -22,7 +22,8 @@ def test_begin_transition_moves_a_stable_device_and_stamps_the_start(sessions, m
     with sessions.begin() as s:
         assert devices.begin_transition(s, nic.id, "plugging") is True
     row = _row(sessions, nic.id)
-    assert (row.plug_state, row.is_plugged) == ("plugging", False)
+    # is_plugged is the desired state: it changes when the transition begins
+    assert (row.plug_state, row.is_plugged) == ("plugging", True)
     assert row.plug_started_at is not None
 
 
@@ -139,7 +140,8 @@ def test_list_for_vm_filters_and_list_in_flight(sessions, make_vm, make_nic):
     with sessions() as s:
         assert {d.id for d in devices.list_for_vm(s, vm.id)} == {a.id, b.id, hostdev.id}
         assert {d.id for d in devices.list_for_vm(s, vm.id, type="interface")} == {a.id, b.id}
-        assert {d.id for d in devices.list_for_vm(s, vm.id, plugged=False)} == {b.id}
+        assert {d.id for d in devices.list_for_vm(s, vm.id, plugged=False)} == set()
+        assert {d.id for d in devices.list_for_vm(s, vm.id, plugged=True)} == {a.id, b.id, hostdev.id}
         assert [d.id for d in devices.list_in_flight(s)] == [b.id]
         assert devices.get_by_alias(s, vm.id, f"ua-{a.id}").id == a.id
 

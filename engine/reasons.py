@@ -18,8 +18,7 @@ NIC_MODEL_UNSUPPORTED = "NIC_MODEL_UNSUPPORTED"
 NETWORK_NAME_INVALID = "NETWORK_NAME_INVALID"
 DEVICE_IN_FLIGHT = "DEVICE_IN_FLIGHT"
 NIC_PLUGGED_ON_RUNNING_VM = "NIC_PLUGGED_ON_RUNNING_VM"
-NIC_ALREADY_PLUGGED = "NIC_ALREADY_PLUGGED"
-NIC_ALREADY_UNPLUGGED = "NIC_ALREADY_UNPLUGGED"
+NOT_HOTPLUGGABLE = "NOT_HOTPLUGGABLE"
 NAME_IN_USE = "NAME_IN_USE"
 NAME_INVALID = "NAME_INVALID"
 VM_NOT_DOWN = "VM_NOT_DOWN"
@@ -91,12 +90,15 @@ def nic_plugged_on_running_vm(nic_name: str, vm_name: str, action: str) -> Reaso
                   f"first.", nic=nic_name, vm=vm_name)
 
 
-def nic_already_plugged(nic_name: str) -> Reason:
-    return reason(NIC_ALREADY_PLUGGED, f"NIC {nic_name} is already plugged.", nic=nic_name)
+def already(kind_code: str, device: str, *, plugged: bool) -> Reason:
+    """<KIND>_ALREADY_PLUGGED / <KIND>_ALREADY_UNPLUGGED: e.g. NIC_ALREADY_PLUGGED."""
+    word = "plugged" if plugged else "unplugged"
+    return reason(f"{kind_code}_ALREADY_{word.upper()}", f"{device} is already {word}.", device=device)
 
 
-def nic_already_unplugged(nic_name: str) -> Reason:
-    return reason(NIC_ALREADY_UNPLUGGED, f"NIC {nic_name} is already unplugged.", nic=nic_name)
+def not_hotpluggable(label: str, vm_name: str) -> Reason:
+    return reason(NOT_HOTPLUGGABLE, f"A {label} can only be added, removed, activated or deactivated while the "
+                  f"VM is down; VM {vm_name} is running: stop the VM first.", kind=label, vm=vm_name)
 
 
 def name_in_use(kind: str, name: str) -> Reason:

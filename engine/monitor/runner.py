@@ -1,31 +1,11 @@
-"""The engine's view of its hosts: it consumes each agent's event journal (Host.getEvents long-poll) and
-reconciles the database with the live devices of each running VM (VM.getDevices).
+"""The monitor's threads: one Host.getEvents long-poll per host (engine.monitor.events applies what it
+returns), a supervisor that follows the host list and reconciles every host periodically
+(engine.monitor.reconcile), and each host's reachability.
 
-Events
-    device_removed         the row in 'unplugging' -> unplugged, address cleared (audit <KIND>_UNPLUGGED)
-    device_removal_failed  the row in 'unplugging' -> plugged again (audit <KIND>_UNPLUG_FAILED)
-    vm_lifecycle           stopped / crashed / shutdown -> VM down (its pending unplugs are finished);
-                           suspended -> paused, resumed -> up
-    anything else          consumed and ignored
-Events are applied in the transaction that stores the host's new last_event_seq, so a restart neither
-loses nor re-applies one; every change is also a compare-and-set on the row's state, so applying an
-event twice (or after the command already finished the transition) changes nothing. A device event
-older than the row's current transition (agent clock, with CLOCK_SKEW tolerance) belongs to an
-earlier transition and is ignored.
-
-Reconciliation, per VM the database says runs on a host (compared by alias with the live devices):
-    unplugging, gone        -> unplugged, address cleared        (<KIND>_UNPLUGGED)
-    unplugging, present     -> plugged again once the unplug is older than `stale_after`, else left
-    plugging,   present     -> plugged with the live address     (<KIND>_PLUGGED)
-    plugging,   gone        -> unplugged, last_error set         (<KIND>_PLUG_FAILED)
-    stable, flag disagrees  -> flag and address fixed            (<KIND>_STATE_REPAIRED)
-    stable, address moved   -> address updated
-    VM unknown to the host (noVM) or down there -> VM down       (VM_STOPPED)
-In-flight rows younger than `in_flight_grace` are left to the command that is still running them,
-except at engine start (`reconcile_all(startup=True)`), when no command can be running. A row that
-changed while the host was being asked is left for the next round.
-
-<KIND> is NIC for interfaces, else HOSTDEV, REDIRDEV or CONTROLLER.
+Per VM the database says runs on a host: a VM unknown to the host (noVM) or down there goes down
+through the one settler, engine.devices.state.vm_stopped. A VM the host stopped by itself (crash,
+guest power-off, `virsh destroy`) also has its shut-off domain undefined on the host, so that it can
+start again, anywhere, and be deleted cleanly.
 
 A host that cannot be reached is marked 'unreachable' (one HOST_UNREACHABLE audit event per outage)
 and 'up' again as soon as it answers. Hosts in maintenance are not watched.
@@ -41,47 +21,27 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine import agent_codes
 from engine.dao import audit, devices, hosts as hosts_dao, vms as vms_dao
-from engine.dao.models import Host, Vm, VmDevice
+from engine.dao.models import Host, Vm
+from engine.devices import state
+from engine.devices.state import Subject
 from engine.errors import HostCallFailed, HostUnreachable
 from engine.hostclient import HostClientFactory
+from engine.monitor import events as events_mod, reconcile
+from engine.vocab import PAUSED, RUNNING_STATUSES, UNKNOWN, UNPLUGGING, UP
 
 log = logging.getLogger(__name__)
 
-# VM statuses in which the VM has a domain on its host.
-RUNNING_STATUSES = ("up", "paused", "powering_up", "powering_down", "unknown")
-STOP_EVENTS = frozenset({"stopped", "crashed", "shutdown"})
-NO_VM = 1                       # schema/errors.yaml noVM
+# Running VMs no command is starting or stopping: the ones reconciliation may settle while serving.
+SETTLED_RUNNING = (UP, PAUSED, UNKNOWN)
 LONG_POLL_MARGIN = 5.0          # seconds added to the long-poll's own wait for the HTTP read timeout
-CLOCK_SKEW = 5.0                # seconds of host/engine clock difference tolerated on event times
-_KIND = {"interface": "NIC", "hostdev": "HOSTDEV", "redirdev": "REDIRDEV", "controller": "CONTROLLER"}
 
 Sessions = sessionmaker[Session]
 
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes for timezone-aware columns: they are UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=timezone.utc)
-
-
-def _code(dev: VmDevice, suffix: str) -> str:
-    return f"{_KIND.get(dev.type, 'DEVICE')}_{suffix}"
-
-
-def _label(dev: VmDevice) -> str:
-    if dev.type == "interface" and dev.nic is not None:
-        return f"NIC {dev.nic.name}"
-    return f"{dev.type} device {dev.alias}"
-
-
-def _snapshot(dev: VmDevice) -> tuple[Any, ...]:
-    return (dev.is_plugged, dev.plug_state, _aware(dev.plug_started_at), dev.address)
 
 
 class Monitor:
@@ -174,17 +134,31 @@ class Monitor:
                 self._journal_restarted(row, after, last)
             return 0, True
 
+        applied = events_mod.Applied()
         with self._sessions.begin() as s:
             current = hosts_dao.get(s, row.id)
             if current is None or current.last_event_seq != after:
                 return 0, True          # consumed meanwhile by someone else: nothing is applied twice
             for event in events:
                 try:
-                    self._apply(s, current, event)
+                    with s.begin_nested():
+                        events_mod.apply(s, current, event, applied)
                 except (KeyError, TypeError, ValueError) as e:
                     log.warning("host %s: event %s is malformed, skipped: %s", row.name, event, e)
             hosts_dao.advance_event_seq(s, row.id, events[-1]["seq"])
+        for vm_id in applied.undefine:
+            self._undefine(row, vm_id)
         return len(events), True
+
+    def _undefine(self, host: Host, vm_id: str) -> None:
+        """Drop the shut-off domain a VM left on its host when it stopped outside the engine."""
+        try:
+            self._hosts(host).call("VM.destroy", {"vmId": vm_id, "undefine": True})
+        except HostCallFailed as err:
+            if err.host_code != agent_codes.code("noVM"):
+                log.warning("host %s: could not undefine the domain of VM %s: %s", host.name, vm_id, err.message)
+        except HostUnreachable as err:
+            log.warning("host %s: could not undefine the domain of VM %s: %s", host.name, vm_id, err.message)
 
     def _journal_restarted(self, host: Host, after: int, last: int) -> None:
         """The agent's journal is behind what was consumed (it was wiped or the agent reinstalled):
@@ -198,84 +172,27 @@ class Monitor:
             row.last_event_seq = 0
         self.reconcile_host(host)
 
-    def _apply(self, s: Session, host: Host, event: dict[str, Any]) -> None:
-        kind = event.get("kind")
-        vm_id = event.get("vmId")
-        if kind not in ("device_removed", "device_removal_failed", "vm_lifecycle") or not vm_id:
-            log.debug("host %s: event %s ignored", host.name, event)
-            return
-        vm = vms_dao.get(s, vm_id)
-        if vm is None or vm.run_on_host != host.id:
-            log.debug("host %s: event %s is about a VM not running there; ignored", host.name, event)
-            return
-        if kind == "vm_lifecycle":
-            self._on_lifecycle(s, host, vm, str((event.get("data") or {}).get("event")))
-            return
-        dev = devices.get_by_alias(s, vm.id, str(event["alias"]))
-        if dev is None or dev.plug_state != "unplugging":
-            return
-        started = _aware(dev.plug_started_at)
-        when = event.get("time")
-        if started is not None and isinstance(when, (int, float)) and \
-                datetime.fromtimestamp(when, timezone.utc) < started - timedelta(seconds=CLOCK_SKEW):
-            log.info("host %s: %s of %s predates the current unplug; ignored", host.name, kind, dev.alias)
-            return
-        if kind == "device_removed":
-            if devices.finish_transition(s, dev.id, from_state="unplugging", is_plugged=False, address=None):
-                audit.record(s, _code(dev, "UNPLUGGED"), f"{_label(dev)} unplugged from VM {vm.name} on host "
-                             f"{host.name}", vm_id=vm.id, device_id=dev.id, host_id=host.id,
-                             alias=dev.alias, seq=event["seq"])
-        else:
-            error = {"code": None, "message": "the guest refused to release the device", "host": host.name,
-                     "event": "device_removal_failed"}
-            if devices.finish_transition(s, dev.id, from_state="unplugging", is_plugged=True, error=error):
-                audit.record(s, _code(dev, "UNPLUG_FAILED"), f"Failed to unplug {_label(dev)} from VM "
-                             f"{vm.name}: host {host.name} reports that the guest refused to release it",
-                             severity="error", vm_id=vm.id, device_id=dev.id, host_id=host.id,
-                             alias=dev.alias, seq=event["seq"])
-
-    def _on_lifecycle(self, s: Session, host: Host, vm: Vm, what: str) -> None:
-        if what in STOP_EVENTS:
-            self._set_down(s, host, vm, f"VM {vm.name} {what} on host {host.name}",
-                           severity="warning" if what == "crashed" else "info", event=what)
-        elif what == "suspended":
-            vms_dao.set_status_cas(s, vm.id, ("up",), "paused")
-        elif what == "resumed":
-            vms_dao.set_status_cas(s, vm.id, ("paused",), "up")
-
-    def _set_down(self, s: Session, host: Host, vm: Vm, message: str, *, severity: str, **vars: Any) -> bool:
-        """The VM is down: status down, no host, its pending unplugs finished (the devices went with
-        the domain). Pending plugs are left to their command or to a later reconciliation."""
-        if not vms_dao.set_status_cas(s, vm.id, RUNNING_STATUSES, "down", run_on_host=None):
-            return False
-        audit.record(s, "VM_STOPPED", message, severity=severity, vm_id=vm.id, host_id=host.id, **vars)
-        for dev in devices.list_in_flight(s, vm_id=vm.id):
-            if dev.plug_state == "unplugging" and devices.finish_transition(
-                    s, dev.id, from_state="unplugging", is_plugged=False, address=None):
-                audit.record(s, _code(dev, "UNPLUGGED"), f"{_label(dev)} unplugged from VM {vm.name}: "
-                             "the VM stopped", vm_id=vm.id, device_id=dev.id, host_id=host.id, alias=dev.alias)
-        return True
-
     # ---- reconciliation ---------------------------------------------------------------------------
 
     def reconcile_vm(self, vm: Vm, *, startup: bool = False) -> int:
         """Bring one running VM's device rows to what its host reports. Returns the number of rows
-        (or VM statuses) changed."""
+        (or VM statuses) changed. A VM powering up or down belongs to its command, except at startup."""
+        watched = RUNNING_STATUSES if startup else SETTLED_RUNNING
         with self._sessions.begin() as s:
             row = vms_dao.get(s, vm.id)
-            if row is None or row.status not in RUNNING_STATUSES or not row.run_on_host:
+            if row is None or row.status not in watched or not row.run_on_host:
                 return 0
             host = hosts_dao.get(s, row.run_on_host)
             if host is None:
                 return 0
-            before = {d.id: _snapshot(d) for d in devices.list_for_vm(s, row.id)}
+            before = {d.id: reconcile.snapshot(d) for d in devices.list_for_vm(s, row.id)}
         try:
             info = self._hosts(host).call("VM.getDevices", {"vmId": row.id})
         except HostUnreachable as err:
             self._mark_unreachable(host, err)
             return 0
         except HostCallFailed as err:
-            if err.host_code != NO_VM:
+            if err.host_code != agent_codes.code("noVM"):
                 log.warning("VM.getDevices of %s on %s failed: %s", row.name, host.name, err.message)
                 return 0
             info = None
@@ -284,84 +201,26 @@ class Monitor:
 
         with self._sessions.begin() as s:
             current = vms_dao.get(s, row.id)
-            if current is None or current.status not in RUNNING_STATUSES or current.run_on_host != host.id:
+            if current is None or current.status not in watched or current.run_on_host != host.id:
                 return 0
             if info is None or info.get("status") == "down":
                 why = "does not know it" if info is None else "reports it down"
-                return int(self._set_down(s, host, current, f"VM {current.name} is not running: host "
-                                          f"{host.name} {why}", severity="warning", repaired=True))
-            live = {d["alias"]: d for d in info.get("devices") or [] if isinstance(d, dict) and d.get("alias")}
-            now = self._clock()
-            grace = 0.0 if startup else self.in_flight_grace
-            changed = 0
-            for dev in devices.list_for_vm(s, current.id):
-                if before.get(dev.id) != _snapshot(dev):
-                    continue    # changed while the host was asked: next round
-                changed += self._reconcile_device(s, host, current, dev, live.get(dev.alias), now, grace)
-            return changed
-
-    def _reconcile_device(self, s: Session, host: Host, vm: Vm, dev: VmDevice, live: dict[str, Any] | None,
-                          now: datetime, grace: float) -> int:
-        address = live.get("address") if live else None
-        ids = {"vm_id": vm.id, "device_id": dev.id, "host_id": host.id, "alias": dev.alias}
-        started = _aware(dev.plug_started_at)
-        age = (now - started).total_seconds() if started else float("inf")
-
-        if dev.plug_state == "unplugging":
-            if live is None:
-                if age < grace:
-                    return 0
-                done = devices.finish_transition(s, dev.id, from_state="unplugging", is_plugged=False, address=None)
-                if done:
-                    audit.record(s, _code(dev, "UNPLUGGED"), f"{_label(dev)} unplugged from VM {vm.name}: host "
-                                 f"{host.name} no longer has it (found by reconciliation)", **ids)
-                return int(done)
-            if age < self.stale_after:
-                return 0
-            error = {"code": None, "message": f"the guest did not release the device within "
-                     f"{self.stale_after:g} s", "host": host.name}
-            done = devices.finish_transition(s, dev.id, from_state="unplugging", is_plugged=True,
-                                             address=address if address else devices.KEEP, error=error)
-            if done:
-                audit.record(s, _code(dev, "UNPLUG_FAILED"), f"Unplug of {_label(dev)} from VM {vm.name} given "
-                             f"up after {age:.0f} s: host {host.name} still has it", severity="warning", **ids)
-            return int(done)
-
-        if dev.plug_state == "plugging":
-            if age < grace:
-                return 0
-            if live is not None:
-                done = devices.finish_transition(s, dev.id, from_state="plugging", is_plugged=True,
-                                                 address=address)
-                if done:
-                    audit.record(s, _code(dev, "PLUGGED"), f"{_label(dev)} plugged into VM {vm.name} on host "
-                                 f"{host.name} (found by reconciliation)", address=address, **ids)
-                return int(done)
-            error = {"code": None, "message": "the plug did not complete: the host does not have the device",
-                     "host": host.name}
-            done = devices.finish_transition(s, dev.id, from_state="plugging", is_plugged=False, error=error)
-            if done:
-                audit.record(s, _code(dev, "PLUG_FAILED"), f"Plug of {_label(dev)} into VM {vm.name} did not "
-                             f"complete: host {host.name} does not have it", severity="warning", **ids)
-            return int(done)
-
-        # stable
-        if dev.is_plugged and live is None:
-            done = devices.set_plugged(s, dev.id, False, address=None)
-            if done:
-                audit.record(s, _code(dev, "STATE_REPAIRED"), f"{_label(dev)} of VM {vm.name} marked unplugged: "
-                             f"host {host.name} does not have it", severity="warning", plugged=False, **ids)
-            return int(done)
-        if not dev.is_plugged and live is not None:
-            done = devices.set_plugged(s, dev.id, True, address=address)
-            if done:
-                audit.record(s, _code(dev, "STATE_REPAIRED"), f"{_label(dev)} of VM {vm.name} marked plugged: "
-                             f"host {host.name} has it", severity="warning", plugged=True, address=address, **ids)
-            return int(done)
-        if live is not None and address and address != dev.address:
-            log.info("%s of VM %s moved to %s", _label(dev), vm.name, address)
-            return int(devices.set_address(s, dev.id, address))
-        return 0
+                down = state.vm_stopped(s, current, f"VM {current.name} is not running: host {host.name} {why}",
+                                        host=host, severity="warning", repaired=True)
+                undefine = down and info is not None
+                changed = int(down)
+            else:
+                live = {d["alias"]: d for d in info.get("devices") or [] if isinstance(d, dict) and d.get("alias")}
+                timing = reconcile.Timing(now=self._clock(), grace=0.0 if startup else self.in_flight_grace,
+                                          stale_after=self.stale_after)
+                changed, undefine = 0, False
+                for dev in devices.list_for_vm(s, current.id):
+                    if before.get(dev.id) != reconcile.snapshot(dev):
+                        continue    # changed while the host was asked: next round
+                    changed += reconcile.device(s, host, current, dev, live.get(dev.alias), timing)
+        if undefine:
+            self._undefine(host, row.id)
+        return changed
 
     def reconcile_host(self, host: Host, *, startup: bool = False) -> int:
         """Reconcile every VM the database says runs on `host`. Returns the number of changes."""
@@ -391,6 +250,8 @@ class Monitor:
         return changed + self._settle_stopped_vms(startup=startup)
 
     def _settle_stopped_vms(self, *, startup: bool) -> int:
+        """Transitions left in flight on VMs that are no longer running (a crash between a command's
+        two transactions) end as the VM-went-down settler ends them."""
         now = self._clock()
         grace = 0.0 if startup else self.in_flight_grace
         changed = 0
@@ -399,21 +260,14 @@ class Monitor:
                 vm = vms_dao.get(s, dev.vm_id)
                 if vm is None or vm.status in RUNNING_STATUSES:
                     continue
-                state = dev.plug_state
-                if state == "unplugging":
-                    done = devices.finish_transition(s, dev.id, from_state="unplugging", is_plugged=False,
-                                                     address=None)
-                    code = _code(dev, "UNPLUGGED")
+                subject = Subject.of(dev, vm)
+                if dev.plug_state == UNPLUGGING:
+                    done = state.unplugged(s, subject, why=f": the VM is {vm.status}", severity="warning")
                 else:
-                    done = devices.finish_transition(s, dev.id, from_state="plugging", is_plugged=False,
-                                                     error={"code": None, "message": "the VM stopped before "
-                                                            "the plug completed"})
-                    code = _code(dev, "PLUG_FAILED")
-                if done:
-                    changed += 1
-                    audit.record(s, code, f"{_label(dev)} of VM {vm.name}: the VM is {vm.status}; its "
-                                 f"{state} transition is finished", severity="warning", vm_id=vm.id,
-                                 device_id=dev.id, alias=dev.alias)
+                    done = state.plug_failed(s, subject, {"code": None, "message": "the VM stopped before the plug "
+                                                          "completed"}, f"Plug of {subject.label} into VM {vm.name} "
+                                             f"did not complete: the VM is {vm.status}", severity="warning")
+                changed += int(done)
         return changed
 
     # ---- threads ----------------------------------------------------------------------------------

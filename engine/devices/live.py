@@ -1,0 +1,104 @@
+"""The one live plug/unplug runner, for every device kind.
+
+`prepare` runs inside the command's first transaction: it begins the transition (compare-and-set,
+committed by the command before the host is called) and builds what the host gets. `run` calls the
+kind's agent verb and finishes the transition in a second short transaction:
+
+    host did it                 -> plugged / unplugged
+    unplug answered pending     -> stays unplugging (an event or reconciliation finishes it)
+    host has no such device     -> unplugged (the goal of an unplug is reached)
+    host refused                -> back where it was, with the host's error on the row
+    host never reached          -> back exactly as it was
+    request sent, no answer     -> stays in flight: the host may have acted; reconciliation settles it
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import agent_codes
+from engine.dao.models import Host, VmDevice
+from engine.devices import state
+from engine.devices.state import Before, Subject
+from engine.errors import EngineError, HostCallFailed, HostUnreachable
+from engine.hostclient import HostClientFactory
+
+
+@dataclass(frozen=True)
+class LiveCall:
+    """Everything `run` needs once the transition is committed (plain values: the rows are gone
+    with their session)."""
+
+    subject: Subject
+    host: Host
+    plug: bool
+    payload: dict[str, Any]
+    before: Before
+
+    @property
+    def verb(self) -> str:
+        kind = self.subject.kind
+        return kind.plug_verb if self.plug else kind.unplug_verb
+
+
+def prepare(s: Session, dev: VmDevice, subject: Subject, host: Host, *, plug: bool) -> LiveCall:
+    kind = subject.kind
+    payload = kind.payload(dev) if plug else kind.ref(dev)
+    if plug:
+        payload.pop("address", None)    # a hot plug lets libvirt pick a free slot
+    before = state.begin(s, subject, plug=plug)
+    return LiveCall(subject=subject, host=host, plug=plug, payload=payload, before=before)
+
+
+def host_error(err: EngineError, verb: str) -> dict[str, Any]:
+    """A device's last_error after a failed host call."""
+    return {"code": err.host_code, "message": err.host_message or err.message, "fault": err.code,
+            "host": err.host, "verb": verb, "time": datetime.now(timezone.utc).isoformat()}
+
+
+def run(sessions: sessionmaker[Session], hosts: HostClientFactory, call: LiveCall) -> bool:
+    """Call the host and finish the transition. True when an unplug is still pending in the guest."""
+    subject, host = call.subject, call.host
+    try:
+        result = hosts(host).call(call.verb, {"vmId": subject.vm_id, subject.kind.param: call.payload}) or {}
+    except HostUnreachable as err:
+        _unreachable(sessions, call, err)
+        raise
+    except HostCallFailed as err:
+        with sessions.begin() as s:
+            if not call.plug and err.host_code == agent_codes.code("deviceNotFound"):
+                state.unplugged(s, subject, why=f": host {host.name} no longer had it", severity="warning",
+                                err=err)
+                return False
+            text = (f"Failed to {'plug' if call.plug else 'unplug'} {subject.label} "
+                    f"{'into' if call.plug else 'from'} VM {subject.vm_name}: host {host.name} answered "
+                    f"{err.host_code} {err.host_message}")
+            finish = state.plug_failed if call.plug else state.unplug_failed
+            finish(s, subject, host_error(err, call.verb), text, err=err)
+        raise
+    with sessions.begin() as s:
+        if call.plug:
+            state.plugged(s, subject, result.get("address"))
+            return False
+        if result.get("status") == "pending":
+            state.unplug_pending(s, subject)
+            return True
+        state.unplugged(s, subject, elapsed=result.get("elapsed"))
+        return False
+
+
+def _unreachable(sessions: sessionmaker[Session], call: LiveCall, err: HostUnreachable) -> None:
+    """Never reached: the device goes back as it was. Sent but unanswered: the host may have acted, so
+    the device stays in flight until the monitor reads the host's truth."""
+    subject = call.subject
+    message = f"Host {call.host.name} could not be reached: {err.message}"
+    with sessions.begin() as s:
+        if not err.outcome_unknown:
+            state.rolled_back(s, subject, plug=call.plug, before=call.before, message=message)
+            return
+        state_word = "plugging" if call.plug else "unplugging"
+        state.host_silent(s, subject, f"{message}; whether it acted is unknown, {subject.label} stays "
+                          f"{state_word} until the host answers")

@@ -1,0 +1,225 @@
+"""The plug state machine of every device kind, as named transitions (DESIGN.md's diagram).
+
+Each transition is one compare-and-set on the row plus one audit record, and returns whether it won;
+a transition that lost (someone else settled the row first) writes nothing, so every outcome is
+audited exactly once. `is_plugged` is the desired state: it takes its new value when a transition
+begins and goes back only when the host refuses or is never reached. A kind's claim (a NIC's MAC) is
+taken when the device is to be on the wire and given back when it is off it.
+
+Commands, the monitor and the live runner call these; none of them writes a plug state itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from engine import reasons as R
+from engine.dao import audit, devices, vms as vms_dao
+from engine.dao.models import Host, Vm, VmDevice
+from engine.devices import kinds
+from engine.devices.kinds import DeviceKind
+from engine.errors import Conflict, EngineError
+from engine.vocab import DOWN, PLUGGING, RUNNING_STATUSES, UNPLUGGING
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A device as the audit log names it: plain values, usable after the rows' session is gone."""
+
+    kind: DeviceKind
+    device_id: str
+    alias: str
+    name: str
+    vm_id: str
+    vm_name: str
+    host_id: str | None = None
+    host_name: str | None = None
+
+    @classmethod
+    def of(cls, dev: VmDevice, vm: Vm, host: Host | None = None) -> "Subject":
+        kind = kinds.of(dev)
+        return cls(kind=kind, device_id=dev.id, alias=dev.alias, name=kind.name(dev), vm_id=vm.id,
+                   vm_name=vm.name, host_id=host.id if host else None, host_name=host.name if host else None)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind.label} {self.name}"
+
+    def record(self, s: Session, suffix: str, message: str, *, severity: str = "info",
+               err: EngineError | None = None, **vars: Any) -> None:
+        audit.record(s, self.kind.audit(suffix), message, severity=severity, vm_id=self.vm_id,
+                     device_id=self.device_id, host_id=self.host_id,
+                     host_code=err.host_code if err else None, host_message=err.host_message if err else None,
+                     alias=self.alias, **{self.kind.code.lower(): self.name}, **vars)
+
+
+@dataclass(frozen=True)
+class Before:
+    """A device as it was before a transition began: what an unreachable host rolls back to."""
+
+    is_plugged: bool
+    last_error: dict[str, Any] | None = field(default=None)
+
+
+def _row(s: Session, subject: Subject) -> VmDevice:
+    dev = devices.get(s, subject.device_id)
+    assert dev is not None, f"device {subject.device_id} vanished inside its own transaction"
+    return dev
+
+
+def claim(s: Session, subject: Subject, dev: VmDevice) -> None:
+    """Take the kind's claim; a lost claim refuses the whole transaction with its reasons."""
+    if subject.kind.claim is None:
+        return
+    lost = subject.kind.claim(s, dev)
+    if lost:
+        raise Conflict(f"Cannot plug {subject.label}: {lost[0].message}", reasons=lost)
+
+
+def _release(s: Session, subject: Subject) -> None:
+    if subject.kind.release is not None:
+        subject.kind.release(s, _row(s, subject))
+
+
+# ---- a command's transitions -----------------------------------------------------------------------
+
+def begin(s: Session, subject: Subject, *, plug: bool) -> Before:
+    """stable -> plugging | unplugging (to be committed before the host is called). Conflict, and
+    nothing changed, when another operation is in flight or the claim is lost."""
+    dev = _row(s, subject)
+    before = Before(is_plugged=bool(dev.is_plugged), last_error=dev.last_error)
+    if not devices.begin_transition(s, subject.device_id, PLUGGING if plug else UNPLUGGING):
+        raise Conflict(f"Cannot {'plug' if plug else 'unplug'} {subject.label}: another operation is in "
+                       f"flight on it.", reasons=[R.device_in_flight(subject.device_id, "in flight")])
+    if plug:
+        claim(s, subject, dev)
+    return before
+
+
+def desired(s: Session, subject: Subject, *, plug: bool) -> None:
+    """The VM is down: only the desired state changes, applied at its next start. Unplugging forgets
+    the address, so that the next plug gets a fresh one and addresses never collide."""
+    if not devices.set_plugged(s, subject.device_id, plug, address=devices.KEEP if plug else None):
+        raise Conflict(f"Cannot {'plug' if plug else 'unplug'} {subject.label}: another operation is in "
+                       f"flight on it.", reasons=[R.device_in_flight(subject.device_id, "in flight")])
+    if plug:
+        claim(s, subject, _row(s, subject))
+    else:
+        _release(s, subject)
+    subject.record(s, "PLUGGED" if plug else "UNPLUGGED",
+                   f"{subject.label} {'activated' if plug else 'deactivated'} on VM {subject.vm_name} "
+                   "(VM is down: applied at its next start)")
+
+
+def plugged(s: Session, subject: Subject, address: dict[str, Any] | None, *, why: str = "", **vars: Any) -> bool:
+    """plugging -> plugged, with the address the host reported."""
+    if not devices.finish_transition(s, subject.device_id, from_state=PLUGGING, is_plugged=True,
+                                     address=address):
+        return False
+    subject.record(s, "PLUGGED", f"{subject.label} plugged into VM {subject.vm_name} on host "
+                   f"{subject.host_name}{why}", address=address, **vars)
+    return True
+
+
+def plug_failed(s: Session, subject: Subject, error: dict[str, Any], message: str, *,
+                err: EngineError | None = None, severity: str = "error", **vars: Any) -> bool:
+    """plugging -> unplugged, the error kept on the row."""
+    if not devices.finish_transition(s, subject.device_id, from_state=PLUGGING, is_plugged=False,
+                                     error=error):
+        return False
+    _release(s, subject)
+    subject.record(s, "PLUG_FAILED", message, severity=severity, err=err, **vars)
+    return True
+
+
+def unplugged(s: Session, subject: Subject, *, why: str = "", severity: str = "info",
+              err: EngineError | None = None, **vars: Any) -> bool:
+    """unplugging -> unplugged, the address cleared (the guest no longer has the device)."""
+    if not devices.finish_transition(s, subject.device_id, from_state=UNPLUGGING, is_plugged=False,
+                                     address=None):
+        return False
+    _release(s, subject)
+    subject.record(s, "UNPLUGGED", f"{subject.label} unplugged from VM {subject.vm_name}"
+                   + (f" on host {subject.host_name}" if subject.host_name and not why else "") + why,
+                   severity=severity, err=err, **vars)
+    return True
+
+
+def unplug_failed(s: Session, subject: Subject, error: dict[str, Any], message: str, *,
+                  address: dict[str, Any] | None | Any = devices.KEEP, err: EngineError | None = None,
+                  severity: str = "error", **vars: Any) -> bool:
+    """unplugging -> plugged again (the host or the guest kept the device), the error kept."""
+    if not devices.finish_transition(s, subject.device_id, from_state=UNPLUGGING, is_plugged=True,
+                                     address=address, error=error):
+        return False
+    subject.record(s, "UNPLUG_FAILED", message, severity=severity, err=err, **vars)
+    return True
+
+
+def unplug_pending(s: Session, subject: Subject) -> None:
+    """The guest has not released the device yet: the row stays unplugging; only the news is recorded."""
+    subject.record(s, "UNPLUG_PENDING", f"{subject.label} of VM {subject.vm_name}: the guest has not released "
+                   f"it yet; the unplug finishes when host {subject.host_name} reports the removal")
+
+
+def rolled_back(s: Session, subject: Subject, *, plug: bool, before: Before, message: str) -> bool:
+    """The host was never reached: the device is put back exactly as it was."""
+    if not devices.finish_transition(s, subject.device_id, from_state=PLUGGING if plug else UNPLUGGING,
+                                     is_plugged=before.is_plugged, address=devices.KEEP,
+                                     error=before.last_error):
+        return False
+    if plug and not before.is_plugged:
+        _release(s, subject)
+    audit.record(s, "HOST_UNREACHABLE", message, severity="error", vm_id=subject.vm_id,
+                 device_id=subject.device_id, host_id=subject.host_id, host=subject.host_name)
+    return True
+
+
+def host_silent(s: Session, subject: Subject, message: str) -> None:
+    """The request reached the host but no answer came: the row stays in flight, only recorded."""
+    audit.record(s, "HOST_UNREACHABLE", message, severity="error", vm_id=subject.vm_id,
+                 device_id=subject.device_id, host_id=subject.host_id, host=subject.host_name)
+
+
+# ---- what the monitor finds ---------------------------------------------------------------------
+
+def repaired(s: Session, subject: Subject, *, plug: bool, address: dict[str, Any] | None) -> bool:
+    """A stable row disagreed with the host: it takes the host's word."""
+    if not devices.set_plugged(s, subject.device_id, plug, address=address):
+        return False
+    lost: list[Any] = []
+    if not plug:
+        _release(s, subject)
+    elif subject.kind.claim is not None:
+        # The host has it on the wire whatever the claim says: a lost claim is only reported.
+        lost = subject.kind.claim(s, _row(s, subject))
+    subject.record(s, "STATE_REPAIRED", f"{subject.label} of VM {subject.vm_name} marked "
+                   f"{'plugged' if plug else 'unplugged'}: host {subject.host_name} "
+                   f"{'has' if plug else 'does not have'} it" + (f" ({lost[0].message})" if lost else ""),
+                   severity="warning", plugged=plug, address=address)
+    return True
+
+
+def vm_stopped(s: Session, vm: Vm, message: str, *, expected: tuple[str, ...] = RUNNING_STATUSES,
+               host: Host | None = None, severity: str = "info", **vars: Any) -> bool:
+    """The VM went down, however it happened (a stop, a crash, a host that no longer has it): status
+    down, no host, one VM_STOPPED record, and every device transition in flight ends -- an unplug has
+    completed (the device went with the domain), a plug has not. Addresses of plugged devices are kept
+    for the next run. False, and nothing changed, when the VM was not in an `expected` status."""
+    if not vms_dao.set_status_cas(s, vm.id, expected, DOWN, run_on_host=None):
+        return False
+    vms_dao.set_run_event_seq(s, vm.id, None)
+    audit.record(s, "VM_STOPPED", message, severity=severity, vm_id=vm.id, host_id=host.id if host else None,
+                 **vars)
+    for dev in devices.list_in_flight(s, vm_id=vm.id):
+        subject = Subject.of(dev, vm, host)
+        if dev.plug_state == UNPLUGGING:
+            unplugged(s, subject, why=": the VM stopped")
+        else:
+            plug_failed(s, subject, {"code": None, "message": "the VM stopped before the plug completed"},
+                        f"Plug of {subject.label} into VM {vm.name} did not complete: the VM stopped",
+                        severity="warning")
+    return True
+

@@ -1,0 +1,108 @@
+"""Applying the agents' journal events (Host.getEvents), dispatched by kind from one table.
+
+    device_removed         the row in 'unplugging' -> unplugged, address cleared
+    device_removal_failed  the row in 'unplugging' -> plugged again, the error kept
+    vm_lifecycle           stopped / crashed / shutdown -> the VM went down (and its domain is to be
+                           undefined on the host); suspended -> paused, resumed -> up
+    anything else          consumed and ignored
+
+Events are applied in the transaction that stores the host's new last_event_seq, so a restart neither
+loses nor re-applies one, and every change is a named transition (a compare-and-set), so an event that
+arrives after the command finished the row changes nothing. A device event older than the row's
+current transition, and a lifecycle event at or before the journal position of the VM's current run
+(vms.run_event_seq), belong to the past and are ignored.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from engine.dao import devices, vms as vms_dao
+from engine.dao.models import Host, Vm
+from engine.devices import state
+from engine.devices.state import Subject
+from engine.vocab import PAUSED, POWERING_DOWN, UNKNOWN, UNPLUGGING, UP
+
+log = logging.getLogger(__name__)
+
+AFTER_START = (UP, PAUSED, POWERING_DOWN, UNKNOWN)
+STOP_EVENTS = frozenset({"stopped", "crashed", "shutdown"})
+CLOCK_SKEW = 5.0    # seconds of host/engine clock difference tolerated on event times
+
+
+@dataclass
+class Applied:
+    """What applying a batch of events left to do once it is committed."""
+
+    undefine: list[str] = field(default_factory=list)   # VMs whose shut-off domain the host should drop
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes for timezone-aware columns: they are UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
+
+
+def _device_event(s: Session, host: Host, vm: Vm, event: dict[str, Any], applied: Applied) -> None:
+    dev = devices.get_by_alias(s, vm.id, str(event["alias"]))
+    if dev is None or dev.plug_state != UNPLUGGING:
+        return
+    started = aware(dev.plug_started_at)
+    when = event.get("time")
+    if started is not None and isinstance(when, (int, float)) and \
+            datetime.fromtimestamp(when, timezone.utc) < started - timedelta(seconds=CLOCK_SKEW):
+        log.info("host %s: %s of %s predates the current unplug; ignored", host.name, event["kind"], dev.alias)
+        return
+    subject = Subject.of(dev, vm, host)
+    if event["kind"] == "device_removed":
+        state.unplugged(s, subject, seq=event["seq"])
+    else:
+        state.unplug_failed(s, subject, {"code": None, "message": "the guest refused to release the device",
+                                         "host": host.name, "event": "device_removal_failed"},
+                            f"Failed to unplug {subject.label} from VM {vm.name}: host {host.name} reports that "
+                            "the guest refused to release it", seq=event["seq"])
+
+
+def _lifecycle(s: Session, host: Host, vm: Vm, event: dict[str, Any], applied: Applied) -> None:
+    what = str((event.get("data") or {}).get("event"))
+    if vm.run_event_seq is not None and event["seq"] <= vm.run_event_seq:
+        log.info("host %s: %s of VM %s is from before its current run; ignored", host.name, what, vm.name)
+        return
+    if what in STOP_EVENTS:
+        # Powering up belongs to the start command until the host answered (its run_event_seq is set then).
+        if state.vm_stopped(s, vm, f"VM {vm.name} {what} on host {host.name}", host=host, expected=AFTER_START,
+                            severity="warning" if what == "crashed" else "info", event=what):
+            applied.undefine.append(vm.id)
+    elif what == "suspended":
+        vms_dao.set_status_cas(s, vm.id, (UP,), PAUSED)
+    elif what == "resumed":
+        vms_dao.set_status_cas(s, vm.id, (PAUSED,), UP)
+
+
+Handler = Callable[[Session, Host, Vm, dict[str, Any], Applied], None]
+
+#: event kind -> its handler; every other kind is consumed and ignored.
+HANDLERS: dict[str, Handler] = {
+    "device_removed": _device_event,
+    "device_removal_failed": _device_event,
+    "vm_lifecycle": _lifecycle,
+}
+
+
+def apply(s: Session, host: Host, event: dict[str, Any], applied: Applied) -> None:
+    handler = HANDLERS.get(str(event.get("kind")))
+    vm_id = event.get("vmId")
+    if handler is None or not vm_id:
+        log.debug("host %s: event %s ignored", host.name, event)
+        return
+    vm = vms_dao.get(s, vm_id)
+    if vm is None or vm.run_on_host != host.id:
+        log.debug("host %s: event %s is about a VM not running there; ignored", host.name, event)
+        return
+    handler(s, host, vm, event, applied)
