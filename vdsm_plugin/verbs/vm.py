@@ -13,6 +13,9 @@ from vdsm_plugin.virt import ERR_NO_DOMAIN, LibvirtFailure
 
 log = logging.getLogger(__name__)
 
+# How long a start waits for libvirt's "started" event to reach the journal (see _started_seq).
+STARTED_EVENT_TIMEOUT = 5.0
+
 
 def vm_info(agent: Agent, vm_id: str) -> dict[str, Any]:
     dom = devices.live_dom(agent, vm_id)
@@ -87,9 +90,28 @@ def _before_start(agent: Agent, vm_id: str, xml: str, custom: dict[str, str] | N
     return result.xml
 
 
+def _started_seq(agent: Agent, vm_id: str, after: int) -> int:
+    """The journal position of this start: the seq of libvirt's "started" event for it. libvirt
+    delivers a connection's events in order, so every event it sent before -- the stop of the
+    previous run, the undefine of a replaced definition -- is in the journal by then, at a smaller
+    seq; the engine ignores lifecycle events at or before this one. Should the event not come in
+    time, the journal's newest seq."""
+    def started(event: dict[str, Any]) -> bool:
+        return (event["kind"] == "vm_lifecycle" and event["vmId"] == vm_id
+                and event["data"].get("event") == "started")
+
+    event = agent.journal.wait_for(started, timeout=STARTED_EVENT_TIMEOUT, after=after)
+    if event is None:
+        log.warning("no started event for VM %s within %s s", vm_id, STARTED_EVENT_TIMEOUT)
+        return agent.journal.last
+    return int(event["seq"])
+
+
 def _start(agent: Agent, vm_id: str, xml: str, custom: dict[str, str] | None, *, created: bool,
-           replace: bool = False) -> None:
+           replace: bool = False) -> int:
+    """Run the before_vm_start hooks, define and start the domain; returns its eventSeq."""
     xml = _before_start(agent, vm_id, xml, custom)
+    journal_before = agent.journal.last
     try:
         if replace:
             # Undefined rather than redefined in place: libvirt refuses a new name for the same uuid.
@@ -101,15 +123,17 @@ def _start(agent: Agent, vm_id: str, xml: str, custom: dict[str, str] | None, *,
         if created and agent.hv.exists(vm_id):
             agent.hv.destroy(vm_id, undefine=True)  # a failed create leaves nothing behind
         raise AgentError("createErr", e.message, libvirtCode=e.code, vmId=vm_id) from e
+    seq = _started_seq(agent, vm_id, journal_before)
     devices.run_after_hook(agent, "after_vm_start", xml, devices.hook_env(vm_id, custom))
+    return seq
 
 
 def create(agent: Agent, vmId: str, params: dict[str, Any]) -> dict[str, Any]:
     vm_id = devices.vm_key(vmId)
     with agent.locks.hold(vm_id):
         xml, replace = _build(agent, vm_id, params, replace_shut_off=True)
-        _start(agent, vm_id, xml, params.get("customProperties"), created=True, replace=replace)
-        return vm_info(agent, vm_id)
+        seq = _start(agent, vm_id, xml, params.get("customProperties"), created=True, replace=replace)
+        return {**vm_info(agent, vm_id), "eventSeq": seq}
 
 
 def define(agent: Agent, vmId: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -129,10 +153,10 @@ def start(agent: Agent, vmId: str) -> dict[str, Any]:
         if dom is None:
             raise AgentError("noVM", f"no VM with id {vm_id} on this host", vmId=vm_id)
         if agent.hv.state(vm_id) != "down":
-            return vm_info(agent, vm_id)
+            return {**vm_info(agent, vm_id), "eventSeq": agent.journal.last}
         custom = domxml.get_metadata(dom, "customProperties") or {}
-        _start(agent, vm_id, domxml.tostring(dom), custom, created=False)
-        return vm_info(agent, vm_id)
+        seq = _start(agent, vm_id, domxml.tostring(dom), custom, created=False)
+        return {**vm_info(agent, vm_id), "eventSeq": seq}
 
 
 def destroy(agent: Agent, vmId: str, undefine: bool = True) -> dict[str, Any]:

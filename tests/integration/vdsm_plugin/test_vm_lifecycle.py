@@ -106,3 +106,43 @@ def test_destroy_undefines_a_vm_stopped_outside_the_engine(rpc, conn):
         assert vm_id not in {v["vmId"] for v in rpc("VM.list")["vms"]}
     finally:
         destroy_quietly(rpc, vm_id)
+
+
+def lifecycle(rpc, vm_id: str, after: int, timeout: float = 0) -> list[tuple[int, str]]:
+    events = rpc("Host.getEvents", after=after, timeout=timeout, limit=1000)["events"]
+    return [(e["seq"], e["data"]["event"]) for e in events if e["kind"] == "vm_lifecycle" and e["vmId"] == vm_id]
+
+
+def wait_lifecycle(rpc, vm_id: str, after: int, event: str, timeout: float = 10) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for seq, name in lifecycle(rpc, vm_id, after, timeout=1):
+            if name == event:
+                return seq
+    raise AssertionError(f"no {event} event for {vm_id} after {after}")
+
+
+def test_create_and_start_answer_the_journal_position_of_the_start(rpc, conn):
+    """Every lifecycle event from before a create or start (the stop of the previous run, the
+    undefine of a replaced definition) is at or before its eventSeq; the start itself is eventSeq."""
+    vm_id = str(uuid.uuid4())
+    begin = rpc("Host.getEvents")["last"]
+    try:
+        first = rpc("VM.create", vmId=vm_id, params=params(vm_id))["eventSeq"]
+        assert (first, "started") in lifecycle(rpc, vm_id, begin)
+
+        conn.lookupByUUIDString(vm_id).destroy()        # stopped outside the engine
+        stopped = wait_lifecycle(rpc, vm_id, first, "stopped")
+        again = rpc("VM.create", vmId=vm_id, params=params(vm_id))["eventSeq"]
+        before = lifecycle(rpc, vm_id, first)
+        assert (again, "started") in before and stopped < again
+        assert "undefined" in [name for seq, name in before if seq < again]
+        late = [name for _, name in lifecycle(rpc, vm_id, again, timeout=1)]
+        assert not {"stopped", "undefined", "shutdown", "crashed"} & set(late), late
+
+        rpc("VM.destroy", vmId=vm_id, undefine=False)
+        third = rpc("VM.start", vmId=vm_id)["eventSeq"]
+        assert third > again and (third, "started") in lifecycle(rpc, vm_id, again)
+        assert "stopped" not in [name for _, name in lifecycle(rpc, vm_id, third, timeout=1)]
+    finally:
+        destroy_quietly(rpc, vm_id)

@@ -2,7 +2,9 @@
 the removal events, orders the real hypervisor cannot produce on demand."""
 from __future__ import annotations
 
+import queue
 import threading
+import time
 from typing import Callable
 
 from lxml import etree
@@ -38,6 +40,7 @@ class FakeHypervisor:
         # When set, start() waits for it: a create that is still in progress.
         self.start_gate: threading.Event | None = None
         self.start_entered = threading.Event()
+        self._events: queue.Queue | None = None
 
     # wiring done by Agent.start in real life
     def subscribe(self, on_removed, on_removal_failed, on_lifecycle, on_nodedev=None) -> None:
@@ -45,7 +48,17 @@ class FakeHypervisor:
         self.on_lifecycle = on_lifecycle
 
     def _lifecycle(self, vm_id: str, event: str) -> None:
-        threading.Timer(self.event_delay, self.on_lifecycle, (vm_id, event)).start()
+        """Deliver a lifecycle event `event_delay` seconds from now, in order, from one thread."""
+        if self._events is None:
+            self._events = queue.Queue()
+            threading.Thread(target=self._deliver, name="fake-libvirt-events", daemon=True).start()
+        self._events.put((time.monotonic() + self.event_delay, vm_id, event))
+
+    def _deliver(self) -> None:
+        while True:
+            due, vm_id, event = self._events.get()
+            time.sleep(max(0.0, due - time.monotonic()))
+            self.on_lifecycle(vm_id, event)
 
     def add_vm(self, vm_id: str, name: str = "vm", running: bool = True) -> None:
         self.doms[vm_id] = etree.fromstring(DOMAIN.format(name=name, uuid=vm_id))

@@ -91,3 +91,53 @@ def test_destroy_undefines_a_shut_off_vm(fake_agent, vm_id):
     fake_agent.hv.stop_outside(vm_id)
     assert vm_verbs.destroy(fake_agent, vm_id, undefine=True) == {"vmId": vm_id, "status": "down"}
     assert not fake_agent.hv.exists(vm_id)
+
+
+def _lifecycle(agent, vm_id, after=0):
+    events, _ = agent.journal.read(after=after, timeout=0)
+    return [(e["seq"], e["data"]["event"]) for e in events if e["kind"] == "vm_lifecycle" and e["vmId"] == vm_id]
+
+
+def test_create_answers_the_journal_position_of_its_start(fake_agent, vm_id):
+    """libvirt's events reach the journal after the call that caused them returned: eventSeq is the
+    seq of this start's "started" event, so the stop before it (and the undefine of the replaced
+    definition) are at or before it and the engine can tell them stale."""
+    fake_agent.hv.event_delay = 0.3
+    fake_agent.hv.stop_outside(vm_id)
+    info = vm_verbs.create(fake_agent, vm_id, dict(PARAMS))
+    seen = _lifecycle(fake_agent, vm_id)
+    assert (info["eventSeq"], "started") in seen
+    assert [event for seq, event in seen if seq <= info["eventSeq"]] == ["stopped", "undefined", "defined", "started"]
+    fake_agent.hv.stop_outside(vm_id)   # a real stop after the start is after eventSeq
+    fake_agent.journal.wait_for(lambda e: e["data"].get("event") == "stopped", timeout=2, after=info["eventSeq"])
+    assert _lifecycle(fake_agent, vm_id, after=info["eventSeq"])[-1][1] == "stopped"
+
+
+def test_start_answers_the_journal_position_of_its_start(fake_agent):
+    fake_agent.hv.event_delay = 0.3
+    vm_id = str(uuid.uuid4())
+    vm_verbs.define(fake_agent, vm_id, dict(PARAMS))
+    info = vm_verbs.start(fake_agent, vm_id)
+    assert info["status"] == "up"
+    assert _lifecycle(fake_agent, vm_id)[-1] == (info["eventSeq"], "started")
+    again = vm_verbs.start(fake_agent, vm_id)   # already up: nothing started, the journal's last seq
+    assert again["eventSeq"] == fake_agent.journal.last
+
+
+def test_create_and_start_results_follow_the_contract(fake_agent):
+    from vdsm_plugin import validation
+
+    vm_id = str(uuid.uuid4())
+    fake_agent.hv.event_delay = 0
+    assert validation.result_errors("VM.create", vm_verbs.create(fake_agent, vm_id, dict(PARAMS))) == []
+    fake_agent.hv.stop_outside(vm_id)
+    assert validation.result_errors("VM.start", vm_verbs.start(fake_agent, vm_id)) == []
+    assert validation.result_errors("VM.create", {"vmId": vm_id, "name": "x", "status": "up"}) != []
+
+
+def test_without_a_started_event_event_seq_is_the_journal_end(fake_agent, monkeypatch):
+    monkeypatch.setattr(vm_verbs, "STARTED_EVENT_TIMEOUT", 0.2)
+    fake_agent.hv.event_delay = 5          # the event comes too late
+    fake_agent.journal.append("hostdev_added", data={"name": "usb_9_9"})
+    info = vm_verbs.create(fake_agent, str(uuid.uuid4()), dict(PARAMS))
+    assert info["eventSeq"] == fake_agent.journal.last == 1
