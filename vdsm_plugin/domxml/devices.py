@@ -54,6 +54,13 @@ def read_devices(dom: etree._Element | str | bytes) -> list[dict[str, Any]]:
             if el.tag in REGISTRY and REGISTRY[el.tag].reported(el)]
 
 
+def kind_of(el: etree._Element) -> str | None:
+    """The REGISTRY kind (schema `type`) of a device element, or None when it is not a device this
+    package reports (a PCI or SATA controller, a memballoon, ...)."""
+    kind = REGISTRY.get(el.tag)
+    return el.tag if kind is not None and kind.reported(el) else None
+
+
 def find_device(dom: etree._Element, alias: str) -> etree._Element | None:
     """The device with this alias, of any type."""
     found = as_element(dom).xpath("devices/*[alias/@name = $alias]", alias=alias)

@@ -6,6 +6,7 @@ from typing import Any
 
 from vdsm_plugin import domxml
 from vdsm_plugin.agent import Agent
+from vdsm_plugin.domxml import controller as controller_xml
 from vdsm_plugin.errors import AgentError
 from vdsm_plugin.verbs import devices
 
@@ -32,7 +33,8 @@ def remove_controller(agent: Agent, vmId: str, controller: dict[str, Any]) -> di
     vm_id = devices.vm_key(vmId)
     devices.live_dom(agent, vm_id)
     _refuse_if_running(agent, vm_id, "removed")
-    result = devices.unplug(agent, vm_id, controller, hook_kind="device", error="controllerPlugFailed")
+    result = devices.unplug(agent, vm_id, controller, kind=controller_xml.TAG, hook_kind="device",
+                            error="controllerPlugFailed")
     return {"status": "removed", "alias": result["alias"]}
 
 

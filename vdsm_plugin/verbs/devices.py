@@ -50,6 +50,28 @@ def reported(agent: Agent, vm_id: str, alias: str) -> dict[str, Any]:
     raise AgentError("deviceNotFound", f"{alias} is not in the domain after the operation", alias=alias)
 
 
+def find_of_kind(dom, vm_id: str, ref: dict[str, Any], kind: str):
+    """The device a verb of `kind` (a domxml REGISTRY kind: interface, hostdev, redirdev, controller)
+    names by alias (or, for a NIC, by MAC). An alias of another kind's device is refused like a
+    missing device -- the VM has no `kind` of that name -- with the kind it does name, so that no
+    verb ever acts on a device of another kind."""
+    if kind not in domxml.REGISTRY:
+        raise ValueError(f"unknown device kind {kind!r}")
+    alias = ref.get("alias")
+    el = domxml.find_device(dom, alias) if alias else None
+    if el is None and ref.get("macAddr"):
+        el = domxml.find_nic_by_mac(dom, ref["macAddr"])
+    name = alias or ref.get("macAddr")
+    if el is None:
+        raise AgentError("deviceNotFound", f"no device {name} on VM {vm_id}", alias=alias)
+    found = domxml.kind_of(el)
+    if found != kind:
+        what = f"{found} ({domxml.device_to_dict(el)['device']})" if found else f"{el.tag} this agent does not manage"
+        raise AgentError("deviceNotFound", f"no {kind} {name} on VM {vm_id}: {name} is a {what}",
+                         alias=alias, kind=found or el.tag)
+    return el
+
+
 def plug(agent: Agent, vm_id: str, dev: dict[str, Any], *, hook_kind: str, error: str,
          resolved: dict[str, Any] | None = None) -> dict[str, Any]:
     """Attach `dev` (a schema device dict) to the VM: live and persistent when running, persistent
@@ -74,19 +96,14 @@ def plug(agent: Agent, vm_id: str, dev: dict[str, Any], *, hook_kind: str, error
         return result
 
 
-def unplug(agent: Agent, vm_id: str, ref: dict[str, Any], *, hook_kind: str, error: str) -> dict[str, Any]:
-    """Detach a device and wait for the guest to release it: `removed` (with the time it took),
-    `pending` (the guest has not answered yet; the event will land in the journal) or a coded error
-    when the guest refused (DEVICE_REMOVAL_FAILED) or libvirt did."""
+def unplug(agent: Agent, vm_id: str, ref: dict[str, Any], *, kind: str, hook_kind: str,
+           error: str) -> dict[str, Any]:
+    """Detach a device of `kind` (see find_of_kind) and wait for the guest to release it: `removed`
+    (with the time it took), `pending` (the guest has not answered yet; the event will land in the
+    journal) or a coded error when the guest refused (DEVICE_REMOVAL_FAILED) or libvirt did."""
     vm_id = vm_key(vm_id)
     with agent.locks.hold(vm_id):
-        dom = live_dom(agent, vm_id)
-        el = domxml.find_device(dom, ref["alias"]) if ref.get("alias") else None
-        if el is None and ref.get("macAddr"):
-            el = domxml.find_nic_by_mac(dom, ref["macAddr"])
-        if el is None:
-            raise AgentError("deviceNotFound", f"no device {ref.get('alias') or ref.get('macAddr')} on VM {vm_id}",
-                             alias=ref.get("alias"))
+        el = find_of_kind(live_dom(agent, vm_id), vm_id, ref, kind)
         alias = domxml.device_alias(el) or ref.get("alias")
         env = hook_env(vm_id, ref.get("customProperties"))
         xml = agent.hooks.run(f"before_{hook_kind}_hotunplug", domxml.tostring(el), env).xml

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from vdsm_plugin import domxml, hostdevs
+from vdsm_plugin.domxml import hostdev as hostdev_xml
 from vdsm_plugin.agent import Agent
 from vdsm_plugin.errors import AgentError
 from vdsm_plugin.verbs import devices
@@ -68,7 +69,8 @@ def hotplug_hostdev(agent: Agent, vmId: str, hostdev: dict[str, Any]) -> dict[st
 
 
 def hotunplug_hostdev(agent: Agent, vmId: str, hostdev: dict[str, Any]) -> dict[str, Any]:
-    return devices.unplug(agent, vmId, hostdev, hook_kind="device", error="hostdevUnplugFailed")
+    return devices.unplug(agent, vmId, hostdev, kind=hostdev_xml.TAG, hook_kind="device",
+                          error="hostdevUnplugFailed")
 
 
 METHODS = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from vdsm_plugin import domxml
+from vdsm_plugin.domxml import nic as nic_xml
 from vdsm_plugin.agent import Agent
 from vdsm_plugin.errors import AgentError
 from vdsm_plugin.verbs import devices
@@ -20,16 +21,14 @@ def hotplug_nic(agent: Agent, vmId: str, nic: dict[str, Any]) -> dict[str, Any]:
 
 
 def hotunplug_nic(agent: Agent, vmId: str, nic: dict[str, Any]) -> dict[str, Any]:
-    return devices.unplug(agent, vmId, nic, hook_kind="nic", error="hotunplugNic")
+    return devices.unplug(agent, vmId, nic, kind=nic_xml.TAG, hook_kind="nic", error="hotunplugNic")
 
 
 def update_nic(agent: Agent, vmId: str, nic: dict[str, Any]) -> dict[str, Any]:
     """Only the link state changes live; anything else needs an unplug and a plug."""
     vm_id = devices.vm_key(vmId)
     with agent.locks.hold(vm_id):
-        el = domxml.find_device(devices.live_dom(agent, vm_id), nic["alias"])
-        if el is None or el.tag != "interface":
-            raise AgentError("deviceNotFound", f"no NIC {nic['alias']} on VM {vm_id}", alias=nic["alias"])
+        el = devices.find_of_kind(devices.live_dom(agent, vm_id), vm_id, nic, nic_xml.TAG)
         domxml.set_link_state(el, nic["linkActive"])
         try:
             agent.hv.update_device(vm_id, domxml.tostring(el), agent.hv.affect_flags(vm_id))

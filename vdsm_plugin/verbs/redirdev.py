@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from vdsm_plugin.agent import Agent
+from vdsm_plugin.domxml import redirdev as redirdev_xml
 from vdsm_plugin.verbs import devices
 
 
@@ -12,7 +13,8 @@ def hotplug_redirdev(agent: Agent, vmId: str, redirdev: dict[str, Any]) -> dict[
 
 
 def hotunplug_redirdev(agent: Agent, vmId: str, redirdev: dict[str, Any]) -> dict[str, Any]:
-    return devices.unplug(agent, vmId, redirdev, hook_kind="device", error="redirdevUnplugFailed")
+    return devices.unplug(agent, vmId, redirdev, kind=redirdev_xml.TAG, hook_kind="device",
+                          error="redirdevUnplugFailed")
 
 
 METHODS = {

@@ -164,3 +164,18 @@ def test_hostdev_outside_the_whitelist_is_refused(rpc, vm):
 def test_guest_still_has_its_first_nic(vm):
     nets = guest_nets(vm["serial"])
     assert MAC0 in nets.values()
+
+
+def test_unplug_verbs_refuse_another_kinds_alias(rpc, vm):
+    """hotunplugNic once removed a SPICE redirection device, hotunplugHostdev a NIC."""
+    rpc("VM.hotplugRedirdev", vmId=vm["id"], redirdev={"type": "redirdev", "device": "spicevmc", "alias": "ua-redir9"})
+    try:
+        with pytest.raises(RpcError) as e:
+            rpc("VM.hotunplugNic", vmId=vm["id"], nic={"alias": "ua-redir9"})
+        assert e.value.code == 304 and e.value.data["kind"] == "redirdev"
+        with pytest.raises(RpcError) as e:
+            rpc("VM.hotunplugHostdev", vmId=vm["id"], hostdev={"alias": "ua-nic0"})
+        assert e.value.code == 304 and e.value.data["kind"] == "interface"
+        assert {"ua-redir9", "ua-nic0"} <= set(devices_by_alias(rpc, vm["id"]))
+    finally:
+        rpc("VM.hotunplugRedirdev", vmId=vm["id"], redirdev={"alias": "ua-redir9"})

@@ -140,3 +140,13 @@ def test_one_host_device_twice_in_one_vm_is_refused(rpc):
                                                                           {**key, "alias": "ua-k2"}]})
     assert e.value.code == 315
     assert vm_id not in {v["vmId"] for v in rpc("VM.list")["vms"]}
+
+
+def test_remove_verbs_refuse_another_kinds_alias(rpc, stopped_vm):
+    """hotunplugRedirdev once removed a USB controller from a stopped VM's definition."""
+    rpc("VM.addController", vmId=stopped_vm, controller=controller("ua-keep", 7, "piix3-uhci"))
+    with pytest.raises(RpcError) as e:
+        rpc("VM.hotunplugRedirdev", vmId=stopped_vm, redirdev={"alias": "ua-keep"})
+    assert e.value.code == 304 and e.value.data["kind"] == "controller"
+    assert "ua-keep" in by_alias(rpc, stopped_vm)
+    assert rpc("VM.removeController", vmId=stopped_vm, controller={"alias": "ua-keep"})["status"] == "removed"

@@ -146,3 +146,57 @@ def test_port_mirroring_is_refused_not_ignored(fake_agent, vm_id):
         nic_verbs.hotplug_nic(fake_agent, vm_id, {**NIC, "promisc": "pbbr0"})
     assert e.value.code == 49 and e.value.data["field"] == "nic/promisc"
     assert fake_agent.hv.calls == []
+
+
+# One device of each kind on a stopped VM (so that the USB controller can be there too).
+OTHER_KINDS = {
+    "interface": NIC,
+    "hostdev": {"type": "hostdev", "device": "usb", "alias": "ua-h1",
+                "source": {"vendor": "0x136b", "product": "0x0003", "bus": 1, "device": 7}},
+    "redirdev": {"type": "redirdev", "device": "spicevmc", "alias": "ua-r1"},
+    "controller": {"type": "controller", "device": "usb", "model": "nec-xhci", "index": 3, "alias": "ua-c1"},
+}
+
+
+def _one_of_each(agent, vm_id):
+    from vdsm_plugin import domxml
+    agent.hv.running[vm_id] = False
+    for dev in OTHER_KINDS.values():
+        agent.hv.attach(vm_id, domxml.tostring(domxml.build_device(dev)), agent.hv.AFFECT_CONFIG)
+    agent.hv.calls.clear()
+
+
+def _unplug_verbs():
+    from vdsm_plugin.verbs import controller, hostdev, redirdev
+    return {
+        "interface": lambda a, vm, ref: nic_verbs.hotunplug_nic(a, vm, ref),
+        "hostdev": lambda a, vm, ref: hostdev.hotunplug_hostdev(a, vm, ref),
+        "redirdev": lambda a, vm, ref: redirdev.hotunplug_redirdev(a, vm, ref),
+        "controller": lambda a, vm, ref: controller.remove_controller(a, vm, ref),
+    }
+
+
+@pytest.mark.parametrize("verb_kind", sorted(OTHER_KINDS))
+@pytest.mark.parametrize("dev_kind", sorted(OTHER_KINDS))
+def test_unplug_verbs_act_only_on_their_own_kind(fake_agent, vm_id, verb_kind, dev_kind):
+    """hotunplugNic once removed a SPICE redirection device, hotunplugHostdev a NIC, and
+    hotunplugRedirdev a USB controller: an alias of another kind is refused and nothing changes."""
+    _one_of_each(fake_agent, vm_id)
+    alias = OTHER_KINDS[dev_kind]["alias"]
+    unplug = _unplug_verbs()[verb_kind]
+    if verb_kind == dev_kind:
+        assert unplug(fake_agent, vm_id, {"alias": alias})["status"] == "removed"
+        return
+    with pytest.raises(AgentError) as e:
+        unplug(fake_agent, vm_id, {"alias": alias})
+    assert e.value.code == 304 and e.value.data["kind"] == dev_kind
+    assert f"{alias} is a {dev_kind}" in str(e.value)
+    assert fake_agent.hv.calls == []
+    assert alias in fake_agent.hv.xml(vm_id)
+
+
+def test_update_nic_refuses_another_kind(fake_agent, vm_id):
+    _one_of_each(fake_agent, vm_id)
+    with pytest.raises(AgentError) as e:
+        nic_verbs.update_nic(fake_agent, vm_id, {"alias": "ua-r1", "linkActive": False})
+    assert e.value.code == 304 and e.value.data["kind"] == "redirdev"
