@@ -9,7 +9,7 @@ from flask import Flask
 from flask_smorest import Api
 
 from engine import faults
-from engine.api import clusters, events, hosts, nics, osinfo, vms
+from engine.api import clusters, events, flavors, hosts, nics, osinfo, vms
 from engine.api.common import Blueprint
 from engine.api.schemas import FaultSchema
 
@@ -21,6 +21,7 @@ BLUEPRINTS: tuple[Callable[[], Blueprint], ...] = (
     nics.make_blueprint,
     events.make_blueprint,
     osinfo.make_blueprint,
+    flavors.make_blueprint,
 )
 
 SETTINGS = {

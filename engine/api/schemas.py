@@ -72,6 +72,8 @@ class VmCreateSchema(StrictSchema):
     boot = fields.Nested(BootSchema)
     custom_properties = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=64)),
                                     values=fields.String(validate=validate.Length(max=4096)))
+    flavor_id = fields.String(validate=validate.Length(min=1, max=64),
+                              metadata={"description": "Size (unless given) and devices from this flavor."})
 
 
 class VmStartSchema(StrictSchema):

@@ -1,0 +1,93 @@
+"""Create a flavor: a VM size and the extra specs that give its VMs devices (flavor_specs).
+
+A flavor's name and id are unique. Two requests may both find a name free; the database's unique
+constraint then lets one win and the other is refused with NAME_IN_USE (409), never an internal
+error. The canDo reads happen in a transaction of their own, before the insert: on SQLite a
+transaction that reads and then writes cannot wait for a concurrent writer, one that starts by
+writing can.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from engine import flavor_specs
+from engine import reasons as R
+from engine.auth import LOCAL_ADMIN, Principal
+from engine.commands import common
+from engine.commands import flavor_common as F
+from engine.commands.add_vm import MEMORY_MB, VCPUS
+from engine.commands.outcome import Outcome
+from engine.dao import audit, flavors
+from engine.errors import Reason
+from engine.hostclient import HostClientFactory
+
+NAME_MAX = 64
+# Printable, no surrounding blanks (Nova's rule), within the column's 64 characters.
+NAME_RE = re.compile(r"^(?!\s)[^\x00-\x1f\x7f]{1,64}(?<!\s)$")
+DISK_GB = (0, 1048576)
+
+
+@dataclass(frozen=True)
+class Params:
+    name: str
+    memory_mb: int
+    vcpus: int
+    disk_gb: int = 0
+    extra_specs: dict[str, Any] | None = None
+    is_public: bool = True
+    flavor_id: str | None = None        # None: a new uuid
+
+
+def _between(field: str, value: Any, bounds: tuple[int, int]) -> list[Reason]:
+    if isinstance(value, bool) or not isinstance(value, int) or not bounds[0] <= value <= bounds[1]:
+        return [R.field_invalid(field, value, f"a whole number between {bounds[0]} and {bounds[1]}")]
+    return []
+
+
+def validate(params: Params, *, name_in_use: bool, id_in_use: bool) -> list[Reason]:
+    found: list[Reason] = []
+    if not isinstance(params.name, str) or not NAME_RE.match(params.name):
+        found.append(R.name_invalid("flavor", params.name, f"1-{NAME_MAX} printable characters, no surrounding "
+                                    "blanks"))
+    elif name_in_use:
+        found.append(R.name_in_use("flavor", params.name))
+    if params.flavor_id is not None:
+        if not isinstance(params.flavor_id, str) or not F.ID_RE.match(params.flavor_id):
+            found.append(R.field_invalid("id", params.flavor_id, "1-64 letters, digits, '.', '_' or '-'"))
+        elif id_in_use:
+            found.append(F.flavor_id_in_use(params.flavor_id))
+    found += _between("memory_mb", params.memory_mb, MEMORY_MB)
+    found += _between("vcpus", params.vcpus, VCPUS)
+    found += _between("disk_gb", params.disk_gb, DISK_GB)
+    found += flavor_specs.validate(params.extra_specs)
+    return found
+
+
+def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,
+            principal: Principal = LOCAL_ADMIN) -> Outcome:
+    with common.audited(sessions, "FLAVOR_ADD"):
+        with sessions() as s:
+            name_in_use = isinstance(params.name, str) and flavors.get_by_name(s, params.name) is not None
+            id_in_use = isinstance(params.flavor_id, str) and flavors.get(s, params.flavor_id) is not None
+        found = validate(params, name_in_use=name_in_use, id_in_use=id_in_use)
+        if found:
+            raise F.refusal(found, f"Cannot add flavor {params.name}.")
+        specs, _ = flavor_specs.normalize(params.extra_specs)
+        with sessions.begin() as s:
+            flavor = flavors.add(s, name=params.name, memory_mb=params.memory_mb, vcpus=params.vcpus,
+                                 disk_gb=params.disk_gb, extra_specs=specs, is_public=params.is_public,
+                                 flavor_id=params.flavor_id)
+            if flavor is None:     # taken meanwhile
+                found = []
+                if flavors.get_by_name(s, params.name) is not None:
+                    found.append(R.name_in_use("flavor", params.name))
+                if params.flavor_id is not None and flavors.get(s, params.flavor_id) is not None:
+                    found.append(F.flavor_id_in_use(params.flavor_id))
+                raise F.refusal(found or [R.name_in_use("flavor", params.name)],
+                                f"Cannot add flavor {params.name}.")
+            audit.record(s, "FLAVOR_ADDED", f"Flavor {flavor.name} added ({flavor.memory_mb} MiB, "
+                         f"{flavor.vcpus} vCPUs)", flavor=flavor.name, flavor_id=flavor.id,
+                         extra_specs=dict(specs))
+            return Outcome(id=flavor.id, created=True)
