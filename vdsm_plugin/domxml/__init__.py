@@ -14,7 +14,7 @@ from lxml import etree
 
 from vdsm_plugin.domxml import address
 from vdsm_plugin.domxml.base import parse, tostring
-from vdsm_plugin.domxml.common import device_alias
+from vdsm_plugin.domxml.common import device_alias, new_alias
 from vdsm_plugin.domxml.controller import used_indexes
 from vdsm_plugin.domxml.devices import (REGISTRY, build_device, device_to_dict, find_device, find_nic_by_mac,
                                          kind_of, read_devices)
@@ -30,6 +30,6 @@ def strip_address(el: etree._Element) -> etree._Element:
 
 __all__ = [
     "REGISTRY", "build_device", "build_domain", "device_alias", "device_to_dict", "find_device",
-    "find_nic_by_mac", "get_metadata", "kind_of", "parse", "read_devices", "set_link_state", "set_metadata",
+    "find_nic_by_mac", "get_metadata", "kind_of", "new_alias", "parse", "read_devices", "set_link_state", "set_metadata",
     "strip_address", "tostring", "used_indexes",
 ]

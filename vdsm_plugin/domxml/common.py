@@ -1,6 +1,7 @@
 """What every device element has: alias, guest address, boot order."""
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +11,7 @@ from vdsm_plugin.domxml import address
 from vdsm_plugin.domxml.base import get_attr, make, to_int
 
 ALIAS = ("alias", "name")      # <alias name='ua-...'/>
+USER_ALIAS_PREFIX = "ua-"      # libvirt keeps aliases with this prefix as given
 BOOT = ("boot", "order")       # <boot order='1'/>
 
 
@@ -20,6 +22,11 @@ def tail(dev: Mapping[str, Any]) -> list[etree._Element | None]:
         make(ALIAS[0], {ALIAS[1]: dev["alias"]}) if dev.get("alias") else None,
         address.to_element(dev["address"]) if dev.get("address") else None,
     ]
+
+
+def new_alias() -> str:
+    """A user alias for a device its caller did not name."""
+    return f"{USER_ALIAS_PREFIX}{uuid.uuid4()}"
 
 
 def device_alias(el: etree._Element) -> str | None:

@@ -75,9 +75,11 @@ def find_of_kind(dom, vm_id: str, ref: dict[str, Any], kind: str):
 def plug(agent: Agent, vm_id: str, dev: dict[str, Any], *, hook_kind: str, error: str,
          resolved: dict[str, Any] | None = None) -> dict[str, Any]:
     """Attach `dev` (a schema device dict) to the VM: live and persistent when running, persistent
-    only when stopped. Nothing is left behind when a hook or libvirt refuses."""
+    only when stopped. A device without an alias gets a new one; the result (the device as libvirt
+    reports it) carries it. Nothing is left behind when a hook or libvirt refuses."""
     vm_id = vm_key(vm_id)
-    alias = dev["alias"]
+    alias = dev.get("alias") or domxml.new_alias()
+    dev = {**dev, "alias": alias}
     with agent.locks.hold(vm_id):
         dom = live_dom(agent, vm_id)
         if domxml.find_device(dom, alias) is not None:

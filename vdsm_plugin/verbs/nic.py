@@ -16,7 +16,7 @@ def hotplug_nic(agent: Agent, vmId: str, nic: dict[str, Any]) -> dict[str, Any]:
         # VDSM mirrored a bridge's traffic to the NIC with tc; an agent that cannot must say so
         # rather than plug a NIC that silently sees nothing.
         raise AgentError("hotplugNic", "port mirroring (promisc) is not supported by this agent",
-                         field="nic/promisc", alias=nic["alias"])
+                         field="nic/promisc", alias=nic.get("alias"))
     return devices.plug(agent, vmId, nic, hook_kind="nic", error="hotplugNic")
 
 

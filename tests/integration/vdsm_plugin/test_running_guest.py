@@ -179,3 +179,14 @@ def test_unplug_verbs_refuse_another_kinds_alias(rpc, vm):
         assert {"ua-redir9", "ua-nic0"} <= set(devices_by_alias(rpc, vm["id"]))
     finally:
         rpc("VM.hotunplugRedirdev", vmId=vm["id"], redirdev={"alias": "ua-redir9"})
+
+
+def test_hotplug_nic_with_vdsm_params_and_no_alias(rpc, vm):
+    """VDSM's hotplugNic params carry no alias: the agent names the NIC and answers the name."""
+    mac = "56:6f:1a:10:00:0a"
+    params = {k: v for k, v in nic("unused", mac).items() if k != "alias"}
+    res = rpc("VM.hotplugNic", vmId=vm["id"], nic=params)
+    assert res["alias"].startswith("ua-") and res["macAddr"] == mac
+    assert devices_by_alias(rpc, vm["id"])[res["alias"]]["macAddr"] == mac
+    wait_for_serial(vm["serial"], rf"PB-NETS:.*{mac}", timeout=30)
+    assert rpc("VM.hotunplugNic", vmId=vm["id"], nic={"alias": res["alias"]})["status"] == "removed"

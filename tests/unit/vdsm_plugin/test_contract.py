@@ -105,3 +105,29 @@ def test_every_error_is_raised_by_the_agent():
 def test_unknown_error_name_is_a_programming_error():
     with pytest.raises(KeyError):
         AgentError("noSuchError")
+
+
+# VDSM's hotplugNic params as the seed (Detailed Hot Plug Nic) writes them: no alias.
+SEED_HOTPLUG_NIC = {"vmId": VM, "nic": {
+    "type": "interface", "device": "bridge", "network": "pbbr0",
+    "address": {"type": "pci", "domain": "0x0000", "bus": "0x00", "slot": "0x0c", "function": "0x0"},
+    "macAddr": "56:6f:1a:00:00:0c", "bootOrder": 2, "promisc": "blue,red", "specParams": {}, "nicModel": "pv"}}
+
+
+def test_seed_hotplug_nic_params_are_valid():
+    validation.check_params("VM.hotplugNic", SEED_HOTPLUG_NIC)
+
+
+@pytest.mark.parametrize("verb, key", [("VM.hotplugHostdev", "hostdev"), ("VM.hotplugRedirdev", "redirdev"),
+                                       ("VM.addController", "controller")])
+def test_plug_verbs_take_a_device_without_alias(verb, key):
+    sample = SAMPLES[verb]
+    validation.check_params(verb, {**sample, key: {k: v for k, v in sample[key].items() if k != "alias"}})
+
+
+def test_devices_of_a_new_vm_need_their_alias():
+    params = dict(SAMPLES["VM.create"]["params"])
+    params["devices"] = [{k: v for k, v in NIC.items() if k != "alias"}]
+    with pytest.raises(AgentError) as e:
+        validation.check_params("VM.create", {"vmId": VM, "params": params})
+    assert e.value.data["field"] == "params/devices/0/alias"

@@ -200,3 +200,17 @@ def test_update_nic_refuses_another_kind(fake_agent, vm_id):
     with pytest.raises(AgentError) as e:
         nic_verbs.update_nic(fake_agent, vm_id, {"alias": "ua-r1", "linkActive": False})
     assert e.value.code == 304 and e.value.data["kind"] == "redirdev"
+
+
+def test_plug_without_alias_names_the_device(fake_agent, vm_id):
+    """VDSM's hotplugNic params carry no alias: the agent names the device ua-<uuid4> and answers it."""
+    import re
+
+    from vdsm_plugin.verbs import redirdev
+
+    res = nic_verbs.hotplug_nic(fake_agent, vm_id, {k: v for k, v in NIC.items() if k != "alias"})
+    assert re.fullmatch(r"ua-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", res["alias"])
+    assert res["macAddr"] == NIC["macAddr"] and res["alias"] in fake_agent.hv.xml(vm_id)
+    red = redirdev.hotplug_redirdev(fake_agent, vm_id, {"type": "redirdev", "device": "spicevmc"})
+    assert red["alias"].startswith("ua-") and red["alias"] != res["alias"]
+    assert nic_verbs.hotunplug_nic(fake_agent, vm_id, {"alias": res["alias"]})["status"] == "removed"
