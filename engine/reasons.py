@@ -19,6 +19,7 @@ NETWORK_NAME_INVALID = "NETWORK_NAME_INVALID"
 DEVICE_IN_FLIGHT = "DEVICE_IN_FLIGHT"
 NIC_PLUGGED_ON_RUNNING_VM = "NIC_PLUGGED_ON_RUNNING_VM"
 NOT_HOTPLUGGABLE = "NOT_HOTPLUGGABLE"
+PLUGGED_ON_RUNNING_VM = "PLUGGED_ON_RUNNING_VM"
 NAME_IN_USE = "NAME_IN_USE"
 NAME_INVALID = "NAME_INVALID"
 VM_NOT_DOWN = "VM_NOT_DOWN"
@@ -82,6 +83,11 @@ def network_name_invalid(network: str) -> Reason:
 def device_in_flight(device_id: str, plug_state: str) -> Reason:
     return reason(DEVICE_IN_FLIGHT, f"Device {device_id} is {plug_state}; wait for that operation to finish.",
                   device_id=device_id, plug_state=plug_state)
+
+
+def plugged_on_running_vm(device: str, vm_name: str, action: str) -> Reason:
+    return reason(PLUGGED_ON_RUNNING_VM, f"Cannot {action} {device}: it is plugged and VM {vm_name} is running; "
+                  "deactivate it first.", device=device, vm=vm_name)
 
 
 def nic_plugged_on_running_vm(nic_name: str, vm_name: str, action: str) -> Reason:
@@ -156,3 +162,55 @@ def field_invalid(field: str, value: Any, rule: str) -> Reason:
 
 def url_invalid(url: str) -> Reason:
     return reason(URL_INVALID, f"{url!r} is not an http:// or https:// URL.", url=url)
+
+
+# ---- USB controllers and redirection ---------------------------------------------------------------
+
+CONTROLLER_TYPE_UNSUPPORTED = "CONTROLLER_TYPE_UNSUPPORTED"
+CONTROLLER_MODEL_UNKNOWN = "CONTROLLER_MODEL_UNKNOWN"
+CONTROLLER_INDEX_IN_USE = "CONTROLLER_INDEX_IN_USE"
+CONTROLLER_INDEX_INVALID = "CONTROLLER_INDEX_INVALID"
+CONTROLLER_CARRIES_DEVICES = "CONTROLLER_CARRIES_DEVICES"
+REDIRDEV_TYPE_UNSUPPORTED = "REDIRDEV_TYPE_UNSUPPORTED"
+SPICE_REQUIRED = "SPICE_REQUIRED"
+NO_FREE_USB_PORT = "NO_FREE_USB_PORT"
+
+
+def controller_type_unsupported(kind: str) -> Reason:
+    return reason(CONTROLLER_TYPE_UNSUPPORTED, f"Controller type {kind!r} is not supported; only 'usb' is.",
+                  type=kind)
+
+
+def controller_model_unknown(model: str, allowed: tuple[str, ...]) -> Reason:
+    return reason(CONTROLLER_MODEL_UNKNOWN, f"USB controller model {model!r} is not one of {', '.join(allowed)}.",
+                  model=model, allowed=list(allowed))
+
+
+def controller_index_in_use(index: int, vm_name: str) -> Reason:
+    return reason(CONTROLLER_INDEX_IN_USE, f"VM {vm_name} already has a USB controller with index {index}; "
+                  "indexes are unique per VM (omit index to take the next free one).", index=index, vm=vm_name)
+
+
+def controller_index_invalid(index: int, maximum: int) -> Reason:
+    return reason(CONTROLLER_INDEX_INVALID, f"USB controller index {index} is out of range (0 to {maximum}).",
+                  index=index, maximum=maximum)
+
+
+def controller_carries_devices(controller: str, devices: list[str]) -> Reason:
+    return reason(CONTROLLER_CARRIES_DEVICES, f"USB controller {controller} still carries {', '.join(devices)}; "
+                  "remove or deactivate them first.", controller=controller, devices=devices)
+
+
+def redirdev_type_unsupported(kind: str) -> Reason:
+    return reason(REDIRDEV_TYPE_UNSUPPORTED, f"USB redirection type {kind!r} is not one of spicevmc, tcp.",
+                  type=kind)
+
+
+def spice_required(vm_name: str, graphics: str) -> Reason:
+    return reason(SPICE_REQUIRED, f"SPICE USB redirection needs SPICE graphics; VM {vm_name} has {graphics}.",
+                  vm=vm_name, graphics=graphics)
+
+
+def no_free_usb_port(vm_name: str) -> Reason:
+    return reason(NO_FREE_USB_PORT, f"VM {vm_name} has no free USB port: add a USB controller (while the VM is "
+                  "down) or deactivate another USB device.", vm=vm_name)

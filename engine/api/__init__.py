@@ -9,7 +9,7 @@ from flask import Flask
 from flask_smorest import Api
 
 from engine import faults
-from engine.api import clusters, events, flavors, hosts, nics, osinfo, vms
+from engine.api import clusters, controllers, events, flavors, hosts, nics, osinfo, redirdevs, vms
 from engine.api.common import Blueprint
 from engine.api.schemas import FaultSchema
 
@@ -19,6 +19,8 @@ BLUEPRINTS: tuple[Callable[[], Blueprint], ...] = (
     hosts.make_blueprint,
     vms.make_blueprint,
     nics.make_blueprint,
+    controllers.make_blueprint,
+    redirdevs.make_blueprint,
     events.make_blueprint,
     osinfo.make_blueprint,
     flavors.make_blueprint,

@@ -108,6 +108,30 @@ class NicUpdateSchema(StrictSchema):
     linked = JsonBoolean()
 
 
+class ControllerCreateSchema(StrictSchema):
+    type = fields.String(load_default="usb", metadata={"description": "Only usb."})
+    model = fields.String(required=True, validate=validate.Length(min=1, max=32),
+                          metadata={"description": "A libvirt USB model (piix3-uhci, ich9-ehci1, nec-xhci, "
+                                                   "qemu-xhci, ...) or the seed's short names ehci, xhci, uhci."})
+    count = fields.Integer(strict=True, load_default=1, metadata={"description": "How many; default 1."})
+    index = fields.Integer(strict=True, allow_none=True,
+                           metadata={"description": "The controller's index (unique per VM); the next free "
+                                                    "one when omitted."})
+    ports = fields.Integer(strict=True, allow_none=True, metadata={"description": "xHCI only: root-hub ports."})
+    companions = JsonBoolean(load_default=False,
+                             metadata={"description": "ich9-ehci1 only: add its three UHCI companions."})
+
+
+class RedirdevCreateSchema(StrictSchema):
+    bus = fields.String(load_default="usb")
+    type = fields.String(load_default="spicevmc", metadata={"description": "spicevmc or tcp."})
+    host = fields.String(allow_none=True, validate=validate.Length(min=1, max=253))
+    port = fields.Integer(strict=True, allow_none=True)
+    mode = fields.String(allow_none=True, metadata={"description": "tcp: connect (default) or bind."})
+    active = JsonBoolean(load_default=True, metadata={"description": "Plug it (now if the VM is up, else at "
+                                                                     "its next start). Default true."})
+
+
 class EventQuerySchema(StrictSchema):
     vm_id = fields.String(validate=ID)
     code = fields.String(validate=validate.Length(min=1, max=64), metadata={"description": "e.g. NIC_PLUGGED"})
@@ -172,6 +196,35 @@ class NicSchema(StrictSchema):
     address = fields.Dict(allow_none=True, metadata={"description": "Guest address while plugged."})
     alias = fields.String()
     last_error = fields.Dict(allow_none=True)
+
+
+class DeviceStateFields(StrictSchema):
+    plugged = fields.Boolean(metadata={"description": "Activated: the desired state."})
+    plug_state = fields.String(metadata={"enum": list(PLUG_STATES),
+                                         "description": "plugging/unplugging while a host call is in flight."})
+    address = fields.Dict(allow_none=True, metadata={"description": "Guest address while plugged."})
+    alias = fields.String()
+    last_error = fields.Dict(allow_none=True)
+
+
+class ControllerSchema(DeviceStateFields):
+    id = fields.String()
+    vm_id = fields.String()
+    type = fields.String()
+    model = fields.String()
+    index = fields.Integer()
+    ports = fields.Integer(allow_none=True)
+    master = fields.Integer(allow_none=True, metadata={"description": "A companion's start port on its EHCI."})
+
+
+class RedirdevSchema(DeviceStateFields):
+    id = fields.String()
+    vm_id = fields.String()
+    bus = fields.String()
+    type = fields.String()
+    host = fields.String(allow_none=True)
+    port = fields.Integer(allow_none=True)
+    mode = fields.String(allow_none=True)
 
 
 class EventSchema(StrictSchema):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from engine import osinfo
-from engine.dao.models import AuditEvent, Cluster, Host, Vm, VmNic
+from engine.dao.models import AuditEvent, Cluster, Host, Vm, VmDevice, VmNic
+from engine.vocab import UNPLUGGING
 
 
 def cluster_view(c: Cluster) -> dict[str, Any]:
@@ -26,13 +27,29 @@ def vm_view(v: Vm) -> dict[str, Any]:
             "created_at": v.created_at, "updated_at": v.updated_at}
 
 
-def nic_view(n: VmNic) -> dict[str, Any]:
-    d = n.device
-    return {"id": n.id, "vm_id": n.vm_id, "name": n.name, "mac": n.mac, "network": n.network,
-            "model": n.model, "linked": n.linked, "plugged": d.is_plugged, "plug_state": d.plug_state,
-            # The address belongs to a plugged device only; unplug clears it, but never show a stale one.
-            "address": d.address if d.is_plugged else None,
+def device_state(d: VmDevice) -> dict[str, Any]:
+    """What every device kind shows of the plug state machine. `plugged` is the desired state; the
+    address is the guest's while the device is on the wire (plugged, or still being unplugged)."""
+    on_wire = d.is_plugged or d.plug_state == UNPLUGGING
+    return {"plugged": d.is_plugged, "plug_state": d.plug_state, "address": d.address if on_wire else None,
             "alias": d.alias, "last_error": d.last_error}
+
+
+def nic_view(n: VmNic) -> dict[str, Any]:
+    return {"id": n.id, "vm_id": n.vm_id, "name": n.name, "mac": n.mac, "network": n.network,
+            "model": n.model, "linked": n.linked, **device_state(n.device)}
+
+
+def controller_view(d: VmDevice) -> dict[str, Any]:
+    spec = d.spec_params or {}
+    return {"id": d.id, "vm_id": d.vm_id, "type": d.device, "model": spec.get("model"), "index": spec.get("index"),
+            "ports": spec.get("ports"), "master": (spec.get("master") or {}).get("startport"), **device_state(d)}
+
+
+def redirdev_view(d: VmDevice) -> dict[str, Any]:
+    spec = d.spec_params or {}
+    return {"id": d.id, "vm_id": d.vm_id, "bus": "usb", "type": d.device, "host": spec.get("host"),
+            "port": spec.get("port"), "mode": spec.get("mode"), **device_state(d)}
 
 
 def event_view(e: AuditEvent) -> dict[str, Any]:

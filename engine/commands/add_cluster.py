@@ -37,7 +37,7 @@ def validate(params: Params, *, name_in_use: bool) -> list[Reason]:
 
 
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
-    with common.audited(sessions, "CLUSTER_ADD"):
+    with common.audited(sessions, "CLUSTER_ADD"), common.unique_name("cluster", params.name):
         with sessions.begin() as s:
             taken = bool(params.name) and clusters.get_by_name(s, params.name) is not None
             found = validate(params, name_in_use=taken)

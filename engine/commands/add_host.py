@@ -56,7 +56,7 @@ def _load(s: Session, params: Params) -> tuple[list[Reason], Cluster | None]:
 
 
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
-    with common.audited(sessions, "HOST_ADD"):
+    with common.audited(sessions, "HOST_ADD"), common.unique_name("host", params.name):
         with sessions.begin() as s:
             found, cluster = _load(s, params)
             if found:
@@ -66,6 +66,9 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
     host = Host(id=new_id(), name=params.name, url=params.url, cluster_id=cluster_id, status="up")
     try:
         caps = hosts(host).call("Host.getCapabilities", {})
+        # The monitor starts where the agent's journal is now: what happened before the host was
+        # added (an earlier engine's VMs, their stops) is history, not news.
+        journal = hosts(host).call("Host.getEvents", {"after": 0, "timeout": 0, "limit": 1})
     except (HostUnreachable, HostCallFailed) as err:
         unreachable = isinstance(err, HostUnreachable)
         with sessions.begin() as s:
@@ -76,13 +79,14 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
                          host=params.name, url=params.url)
         raise
 
-    with common.audited(sessions, "HOST_ADD"):
+    with common.audited(sessions, "HOST_ADD"), common.unique_name("host", params.name):
         with sessions.begin() as s:
             found, cluster = _load(s, params)     # again: the name may have been taken meanwhile
             if found:
                 raise common.refusal(found, f"Cannot add host {params.name}.")
             host.capabilities = caps
             host.last_refresh = utcnow()
+            host.last_event_seq = int(journal.get("last") or 0)
             s.add(host)
             s.flush()
             audit.record(s, "HOST_ADDED", f"Host {host.name} added to cluster {cluster.name}", host_id=host.id,

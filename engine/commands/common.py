@@ -149,10 +149,11 @@ def plug_or_unplug(sessions: Sessions, hosts: HostClientFactory, *, vm_id: str, 
     return Outcome(id=device_id, pending=live.run(sessions, hosts, call))
 
 
-def load_vm(s: Session, principal: Principal, vm_id: str) -> Vm:
+def load_vm(s: Session, principal: Principal, vm_id: str, *, for_update: bool = False) -> Vm:
     """The one loader of a command's VM, where tenancy is checked: a VM of a project the principal
-    does not see answers as if it did not exist, so ids leak nothing."""
-    vm = vms_dao.get(s, vm_id)
+    does not see answers as if it did not exist, so ids leak nothing. `for_update` locks the row until
+    the transaction ends (changes to a VM's device set are serialized per VM)."""
+    vm = vms_dao.get(s, vm_id, for_update=for_update)
     if vm is None or not principal.sees_project(vm.project_id):
         raise NotFound(f"VM {vm_id} does not exist.")
     return vm

@@ -9,3 +9,4 @@ class Outcome:
     id: str
     pending: bool = False     # the host accepted but has not finished (e.g. the guest has not released a NIC)
     created: bool = False     # a new entity was created
+    ids: tuple[str, ...] = ()  # every entity created, when one request creates several (USB controllers)

@@ -14,7 +14,12 @@ from engine.dao.models import VM_STATUSES, Vm
 __all__ = ["KEEP", "get", "get_by_name", "list", "list_on_host", "set_status_cas", "set_run_event_seq", "delete"]
 
 
-def get(s: Session, vm_id: str) -> Vm | None:
+def get(s: Session, vm_id: str, *, for_update: bool = False) -> Vm | None:
+    """The VM; `for_update` locks its row until the transaction ends (PostgreSQL; SQLite's IMMEDIATE
+    transactions are serialized already)."""
+    if for_update:
+        return s.scalars(select(Vm).where(Vm.id == vm_id).with_for_update()
+                         .execution_options(populate_existing=True)).one_or_none()
     return s.get(Vm, vm_id)
 
 
