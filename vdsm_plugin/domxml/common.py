@@ -29,6 +29,19 @@ def new_alias() -> str:
     return f"{USER_ALIAS_PREFIX}{uuid.uuid4()}"
 
 
+def set_boot_order(el: etree._Element, order: int) -> etree._Element:
+    """Give a device element `<boot order>` in place, where `tail` puts it (before alias and address)."""
+    for old in el.findall(BOOT[0]):
+        el.remove(old)
+    boot = make(BOOT[0], {BOOT[1]: order})
+    anchor = next((c for c in el if c.tag in (ALIAS[0], address.TAG)), None)
+    if anchor is None:
+        el.append(boot)
+    else:
+        anchor.addprevious(boot)
+    return el
+
+
 def device_alias(el: etree._Element) -> str | None:
     return get_attr(el, ALIAS[0], ALIAS[1])
 

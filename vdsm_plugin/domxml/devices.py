@@ -18,13 +18,14 @@ class DeviceType:
     build: Builder
     read: Callable[[etree._Element], dict[str, Any]]
     reported: Callable[[etree._Element], bool] = lambda el: True
+    bootable: bool = False   # libvirt takes a per-device <boot order> on it
 
 
-# schema `type` == libvirt element name
+# schema `type` == libvirt element name. The order is the preference for the default boot device.
 REGISTRY: dict[str, DeviceType] = {
-    nic.TAG: DeviceType(nic.build, nic.read),
-    hostdev.TAG: DeviceType(hostdev.build, hostdev.read),
-    redirdev.TAG: DeviceType(redirdev.build, redirdev.read),
+    nic.TAG: DeviceType(nic.build, nic.read, bootable=True),
+    hostdev.TAG: DeviceType(hostdev.build, hostdev.read, bootable=True),
+    redirdev.TAG: DeviceType(redirdev.build, redirdev.read, bootable=True),
     controller.TAG: DeviceType(controller.build, controller.read, controller.reported),
 }
 

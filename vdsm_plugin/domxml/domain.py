@@ -11,7 +11,12 @@ Choices (see notes/host-lab.md):
   what it does by default (its own ports plus one spare). `pciePorts` is ignored for `pc`.
 - No USB controller is added: like libvirt, when `devices` has none at index 0 libvirt adds its
   default one (piix3-uhci for pc, qemu-xhci for q35) at index 0.
-- No `<os><boot dev>`: libvirt refuses it together with per-device `<boot order>`.
+- No `<os><boot dev>`, ever: libvirt refuses it next to a per-device `<boot order>`, which is what a
+  device hot-plugged with `bootOrder` carries. libvirt (9.0, checked on the daemon) adds
+  `<boot dev='hd'/>` itself to a definition in which no device has a `<boot order>`, so when none
+  was given the first bootable device (a NIC, else a host device, else a redirdev) gets
+  LAST_BOOT_ORDER, behind any order the engine gives (see `device_boot`). A domain with no bootable
+  device at all still gets libvirt's default, and cannot take a device with `bootOrder`.
 - Serial port 0 goes to `serialLog` when given (a pty otherwise); console 0 is that same serial port.
 - Graphics listen on 127.0.0.1 only. osType and customProperties live in the plugboard metadata.
 """
@@ -22,9 +27,9 @@ from typing import Any
 
 from lxml import etree
 
-from vdsm_plugin.domxml import controller, metadata, redirdev
+from vdsm_plugin.domxml import common, controller, metadata, redirdev
 from vdsm_plugin.domxml.base import invalid, make, to_int
-from vdsm_plugin.domxml.devices import build_device
+from vdsm_plugin.domxml.devices import REGISTRY, build_device
 from vdsm_plugin.errors import AgentError
 
 DOMAIN_TYPE = "qemu"
@@ -56,6 +61,11 @@ DEFAULT_GRAPHICS = "none"
 NEEDS_GRAPHICS = {(redirdev.TAG, "spicevmc"): "spice"}
 
 SERIAL_PORT = "0"
+
+OS_BOOT = "os/boot"
+# The boot order the agent gives a device when the engine gave none: the last place (the schema's
+# largest bootOrder), so that it never takes an order the engine gives to another device.
+LAST_BOOT_ORDER = 65535
 
 
 def _serial_and_console(log: str | None) -> list[etree._Element]:
@@ -101,6 +111,23 @@ def _pcie_controllers(params: Mapping[str, Any], devices: list[Mapping[str, Any]
     free = params.get("pciePorts", DEFAULT_PCIE_PORTS)
     ports = free + root_port_consumers(devices) if free else 0
     return [make("controller", PCIE_ROOT)] + [make("controller", PCIE_ROOT_PORT) for _ in range(ports)]
+
+
+def device_boot(dom: etree._Element) -> etree._Element:
+    """Per-device boot order only, in place: drop `<os><boot dev>` and, when no device has a
+    `<boot order>`, give the first bootable device (REGISTRY's order) LAST_BOOT_ORDER. Used on the
+    domains the agent builds and on a stored definition before VM.start defines it again."""
+    for el in dom.findall(OS_BOOT):
+        el.getparent().remove(el)
+    devices = dom.find("devices")
+    if devices is None or devices.find(f"*/{common.BOOT[0]}") is not None:
+        return dom
+    for tag, kind in REGISTRY.items():
+        el = devices.find(tag) if kind.bootable else None
+        if el is not None:
+            common.set_boot_order(el, LAST_BOOT_ORDER)
+            break
+    return dom
 
 
 def _check_devices(devices: list[Mapping[str, Any]], graphics: str) -> None:
@@ -150,6 +177,7 @@ def build_domain(vm_id: str, params: Mapping[str, Any],
                make("clock", {"offset": CLOCK_OFFSET}),
                *(make(tag, text=action) for tag, action in LIFECYCLE.items()),
                make("devices", None, *dev_els))
+    device_boot(dom)
     for key in metadata.KEYS:
         if params.get(key):
             metadata.set_metadata(dom, key, params[key])

@@ -155,6 +155,7 @@ def start(agent: Agent, vmId: str) -> dict[str, Any]:
         if agent.hv.state(vm_id) != "down":
             return {**vm_info(agent, vm_id), "eventSeq": agent.journal.last}
         custom = domxml.get_metadata(dom, "customProperties") or {}
+        domxml.device_boot(dom)  # libvirt may have given the stored definition <os><boot dev>
         seq = _start(agent, vm_id, domxml.tostring(dom), custom, created=False)
         return {**vm_info(agent, vm_id), "eventSeq": seq}
 

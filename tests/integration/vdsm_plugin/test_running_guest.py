@@ -190,3 +190,26 @@ def test_hotplug_nic_with_vdsm_params_and_no_alias(rpc, vm):
     assert devices_by_alias(rpc, vm["id"])[res["alias"]]["macAddr"] == mac
     wait_for_serial(vm["serial"], rf"PB-NETS:.*{mac}", timeout=30)
     assert rpc("VM.hotunplugNic", vmId=vm["id"], nic={"alias": res["alias"]})["status"] == "removed"
+
+
+def test_hotplug_nic_with_boot_order(rpc, vm, libvirt_uri):
+    """libvirt refuses a device with <boot order> next to <os><boot dev>, which it adds itself when
+    no device has an order: the agent's domains have per-device boot order only."""
+    import libvirt
+    from lxml import etree
+
+    mac = "56:6f:1a:10:00:0b"
+    res = rpc("VM.hotplugNic", vmId=vm["id"], nic=nic("ua-boot1", mac, bootOrder=1))
+    try:
+        assert res["bootOrder"] == 1
+        conn = libvirt.open(libvirt_uri)
+        try:
+            live = etree.fromstring(conn.lookupByUUIDString(vm["id"]).XMLDesc(0))
+        finally:
+            conn.close()
+        assert live.find("os/boot") is None
+        iface = live.xpath("devices/interface[alias/@name='ua-boot1']")[0]
+        assert iface.find("boot").get("order") == "1"
+        wait_for_serial(vm["serial"], rf"PB-NETS:.*{mac}", timeout=30)
+    finally:
+        assert rpc("VM.hotunplugNic", vmId=vm["id"], nic={"alias": "ua-boot1"})["status"] == "removed"

@@ -141,3 +141,23 @@ def test_without_a_started_event_event_seq_is_the_journal_end(fake_agent, monkey
     fake_agent.journal.append("hostdev_added", data={"name": "usb_9_9"})
     info = vm_verbs.create(fake_agent, str(uuid.uuid4()), dict(PARAMS))
     assert info["eventSeq"] == fake_agent.journal.last == 1
+
+
+def test_start_replaces_the_os_boot_libvirt_gave_a_stored_definition(fake_agent):
+    """A definition stored while it had no device with a boot order got libvirt's <boot dev='hd'/>;
+    VM.start defines it again with per-device boot order only, so a device with bootOrder can be
+    hot-plugged into the running VM."""
+    from lxml import etree
+
+    from vdsm_plugin import domxml
+
+    vm_id = str(uuid.uuid4())
+    vm_verbs.define(fake_agent, vm_id, {**PARAMS, "devices": [NIC]})
+    stored = fake_agent.hv.doms[vm_id]
+    for boot in stored.iterfind("devices/*/boot"):
+        boot.getparent().remove(boot)
+    etree.SubElement(stored.find("os"), "boot", dev="hd")
+    vm_verbs.start(fake_agent, vm_id)
+    defined = domxml.parse([xml for call, xml in fake_agent.hv.calls if call == "define"][-1])
+    assert defined.find("os/boot") is None
+    assert domxml.find_device(defined, "ua-n1").find("boot").get("order") == str(domxml.LAST_BOOT_ORDER)

@@ -159,3 +159,47 @@ def test_unresolved_hostdev_is_refused():
     with pytest.raises(AgentError) as e:
         domxml.build_domain(VM_ID, {**VM_MINIMAL, "devices": [dev]})
     assert e.value.name == "invalidParams"
+
+
+def _boot_orders(dom):
+    return {domxml.device_alias(b.getparent()): int(b.get("order")) for b in dom.iterfind("devices/*/boot")}
+
+
+def test_a_device_gets_the_last_boot_order_when_none_has_one():
+    """libvirt 9.0 adds <os><boot dev='hd'/> to a definition in which no device has a <boot order>,
+    and then refuses every device hot-plugged with one: the first NIC gets the last place instead."""
+    dom = domxml.parse(domxml.build_domain(VM_ID, VM_Q35, resolved=VM_Q35_RESOLVED))
+    assert dom.find("os/boot") is None
+    assert _boot_orders(dom) == {"ua-nic2": domxml.LAST_BOOT_ORDER}
+
+
+def test_boot_orders_given_are_kept_as_they_are():
+    dom = domxml.parse(domxml.build_domain(VM_ID, VM_PC))
+    assert _boot_orders(dom) == {"ua-nic1": 2}
+
+
+def test_without_a_nic_another_bootable_device_gets_it():
+    devices = [DEVICES["controller_usb_xhci"][0], DEVICES["redirdev_spicevmc"][0], DEVICES["hostdev_usb_resolved"][0]]
+    dom = domxml.parse(domxml.build_domain(VM_ID, {**VM_MINIMAL, "graphics": "spice", "devices": devices},
+                                           resolved=VM_Q35_RESOLVED))
+    assert _boot_orders(dom) == {"ua-usb1": domxml.LAST_BOOT_ORDER}
+
+
+def test_device_boot_replaces_os_boot_of_a_stored_definition():
+    """What VM.start does to a definition libvirt gave <boot dev='hd'/> (no device had an order)."""
+    dom = domxml.parse("""<domain type='qemu'><name>x</name><os><type>hvm</type><boot dev='hd'/>
+        <bootmenu enable='no'/></os><devices><controller type='usb' index='0'/>
+        <interface type='bridge'><mac address='52:54:00:00:00:01'/><source bridge='pbbr0'/>
+        <alias name='ua-n'/><address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>
+        </interface></devices></domain>""")
+    domxml.device_boot(dom)
+    assert [c.tag for c in dom.find("os")] == ["type", "bootmenu"]
+    nic = domxml.find_device(dom, "ua-n")
+    assert [c.tag for c in nic] == ["mac", "source", "boot", "alias", "address"]
+    assert _boot_orders(dom) == {"ua-n": domxml.LAST_BOOT_ORDER}
+    assert domxml.device_to_dict(nic)["bootOrder"] == domxml.LAST_BOOT_ORDER
+
+
+def test_no_bootable_device_no_boot_order():
+    dom = _dom(devices=[DEVICES["controller_usb_xhci"][0]])
+    assert _boot_orders(dom) == {} and dom.find("os/boot") is None
