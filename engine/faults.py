@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 
 from flask import Flask, Response, jsonify, request
 from marshmallow import ValidationError
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
 from engine.errors import EngineError, Reason
@@ -140,9 +141,15 @@ def _engine_fault(exc: EngineError) -> Fault:
 
 
 def fault_for(exc: BaseException) -> Fault:
-    """Map any exception to its Fault. Unknown exceptions become a 500 with no detail in the body."""
+    """Map any exception to its Fault. Unknown exceptions become a 500 with no detail in the body.
+    A unique constraint that decided a race the command's own checks could not see is a 409: the
+    commands name the usual ones (engine.commands.common.unique_name); this is the net under them."""
     if isinstance(exc, EngineError):
         return _engine_fault(exc)
+    if isinstance(exc, IntegrityError) and "unique" in str(exc.orig).lower():
+        return Fault(409, "CONFLICT", "The request conflicts with a concurrent change (a unique value is already "
+                     "taken); read the resource again and retry.",
+                     [Reason("NAME_IN_USE", "A unique value of the request is already taken.", {})])
     if isinstance(exc, ValidationError):
         return _validation_fault(exc.messages)
     if isinstance(exc, HTTPException):

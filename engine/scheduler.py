@@ -8,10 +8,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from engine.dao import hosts as hosts_dao
-from engine.dao import vms as vms_dao
 from engine.dao.models import Host
-
-ACTIVE_VM_STATUSES = ("up", "paused", "powering_up", "powering_down", "unknown")
+from engine.vocab import HOST_UP, RUNNING_STATUSES
 
 
 def has_networks(capabilities: Mapping[str, Any] | None, networks: Iterable[str]) -> bool:
@@ -25,7 +23,7 @@ def candidates(hosts: Iterable[Host], *, cluster_id: str, networks: Iterable[str
     """Pure filter: up hosts of the cluster that have the networks."""
     wanted = list(networks)
     return [h for h in hosts
-            if h.cluster_id == cluster_id and h.status == "up" and has_networks(h.capabilities, wanted)]
+            if h.cluster_id == cluster_id and h.status == HOST_UP and has_networks(h.capabilities, wanted)]
 
 
 def pick(hosts: Iterable[Host], load: Mapping[str, int], *, cluster_id: str,
@@ -39,6 +37,6 @@ def pick(hosts: Iterable[Host], load: Mapping[str, int], *, cluster_id: str,
 
 def select_host(s: Session, *, cluster_id: str, networks: Iterable[str] = ()) -> Host | None:
     """An up host of `cluster_id` for a VM whose plugged NICs use `networks`, or None."""
-    hosts = hosts_dao.list(s, cluster_id=cluster_id, status="up")
-    load = {h.id: len(vms_dao.list_on_host(s, h.id, ACTIVE_VM_STATUSES)) for h in hosts}
+    hosts = hosts_dao.list(s, cluster_id=cluster_id, status=HOST_UP)
+    load = hosts_dao.running_vm_counts(s, [h.id for h in hosts], RUNNING_STATUSES)
     return pick(hosts, load, cluster_id=cluster_id, networks=networks)

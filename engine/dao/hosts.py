@@ -4,13 +4,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from engine.dao._cas import reload_if_loaded
-from engine.dao.models import HOST_STATUSES, Host, utcnow
+from engine.dao.models import HOST_STATUSES, Host, Vm, utcnow
 
-__all__ = ["get", "get_by_name", "list", "update_capabilities", "set_status", "advance_event_seq"]
+__all__ = ["get", "get_by_name", "list", "update_capabilities", "set_status", "advance_event_seq",
+           "running_vm_counts"]
 
 
 def get(s: Session, host_id: str) -> Host | None:
@@ -63,3 +64,13 @@ def list(s: Session, cluster_id: str | None = None, status: str | None = None) -
     if status is not None:
         stmt = stmt.where(Host.status == status)
     return s.scalars(stmt.order_by(Host.name)).all()
+
+
+def running_vm_counts(s: Session, host_ids: Sequence[str], statuses: tuple[str, ...]) -> dict[str, int]:
+    """How many VMs in `statuses` each host runs, in one grouped query."""
+    if not host_ids:
+        return {}
+    rows = s.execute(select(Vm.run_on_host, func.count()).where(Vm.run_on_host.in_(tuple(host_ids)),
+                                                              Vm.status.in_(statuses))
+                     .group_by(Vm.run_on_host)).all()
+    return {host_id: count for host_id, count in rows}
