@@ -7,8 +7,10 @@ Choices (see notes/host-lab.md):
 - q35 gets an explicit `pcie-root` (index 0) and enough `pcie-root-port`s (without indexes: libvirt
   numbers them) that `pciePorts` (default 4) of them stay free for hot-plug. libvirt puts every PCIe
   device that has no address on the first free port, so the ports the domain's own devices will take
-  are added on top (see `root_port_consumers`). With `pciePorts=0` no port is added and libvirt does
-  what it does by default (its own ports plus one spare). `pciePorts` is ignored for `pc`.
+  are added on top (see `root_port_consumers`). `pciePorts=0` means no spare port: libvirt adds a
+  spare one to a q35 domain that has no root port, but only the ports its devices need to one that
+  has some (checked on libvirt 9.0), so exactly one is given and libvirt adds the rest (the
+  memballoon libvirt always adds takes one). `pciePorts` is ignored for `pc`.
 - No USB controller is added: like libvirt, when `devices` has none at index 0 libvirt adds its
   default one (piix3-uhci for pc, qemu-xhci for q35) at index 0.
 - No `<os><boot dev>`, ever: libvirt refuses it next to a per-device `<boot order>`, which is what a
@@ -47,6 +49,8 @@ DEFAULT_PCIE_PORTS = 4
 MACHINES_WITH_PCIE = ("q35",)
 # Devices libvirt always adds behind a root port of their own on q35 (the virtio memballoon).
 LIBVIRT_PCIE_DEFAULTS = 1
+# pciePorts=0: one root port, which a device takes; libvirt adds the others the devices need, no spare.
+NO_SPARE_PORTS = 1
 NO_USB = "none"   # a USB controller model that is no device
 
 LISTEN = "127.0.0.1"
@@ -109,7 +113,7 @@ def root_port_consumers(devices: list[Mapping[str, Any]]) -> int:
 
 def _pcie_controllers(params: Mapping[str, Any], devices: list[Mapping[str, Any]]) -> list[etree._Element]:
     free = params.get("pciePorts", DEFAULT_PCIE_PORTS)
-    ports = free + root_port_consumers(devices) if free else 0
+    ports = free + root_port_consumers(devices) if free else NO_SPARE_PORTS
     return [make("controller", PCIE_ROOT)] + [make("controller", PCIE_ROOT_PORT) for _ in range(ports)]
 
 

@@ -49,3 +49,19 @@ def test_e1000_cannot_be_hot_plugged_on_q35(rpc, q35):
         rpc("VM.hotplugNic", vmId=q35["id"], nic=nic("ua-old", "56:6f:1a:50:00:09", "e1000"))
     assert e.value.code == 49 and e.value.data["libvirtCode"]
     assert rpc("VM.getDevices", vmId=q35["id"])["devices"] == before
+
+
+def test_no_pcie_ports_means_no_hotplug_port(rpc, bridge):
+    """pciePorts=0: the domain's own devices have their ports, and none is left for hot-plug."""
+    vm_id = str(uuid.uuid4())
+    try:
+        rpc("VM.create", vmId=vm_id, params={"name": f"pb-q35-0-{vm_id[:8]}", "memSize": 64, "vcpus": 1,
+                                             "machine": "q35", "pciePorts": 0,
+                                             "devices": [nic("ua-z0", "56:6f:1a:50:01:00")]})
+        with pytest.raises(RpcError) as e:
+            rpc("VM.hotplugNic", vmId=vm_id, nic=nic("ua-z1", "56:6f:1a:50:01:01"))
+        assert e.value.code == 49 and "No more available PCI slots" in e.value.error["message"]
+        assert {d["alias"] for d in rpc("VM.getDevices", vmId=vm_id)["devices"]} >= {"ua-z0"}
+        assert "ua-z1" not in {d["alias"] for d in rpc("VM.getDevices", vmId=vm_id)["devices"]}
+    finally:
+        destroy_quietly(rpc, vm_id)
