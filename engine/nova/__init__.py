@@ -1,9 +1,79 @@
 """The Nova-compatible facade: /v2/<tenant_id>, /v2.1/<tenant_id> and /v3. No business logic: it calls
-the same commands as the native API and answers in Nova's bodies, status codes and fault shape."""
+the same commands as the native API and answers in Nova's bodies, status codes and fault shape.
+
+One blueprint, "nova", holds the version documents (GET /, /v2, /v2.1) and mounts the resources
+(flavors, servers, server actions) three times: as "nova.v2", "nova.v2_1" (both with the tenant in
+the path) and "nova.v3" (without). Every fault under "nova" is rendered in Nova's shape
+(engine.nova.shape), through engine.faults like every other front's. Not implemented yet: tokens
+(X-Auth-Token is not checked; see engine.auth), and microversions above 2.1 (engine.nova.versions).
+"""
 from __future__ import annotations
 
-from flask import Flask
+from flask import Blueprint, Flask, current_app, g, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+
+from engine import faults
+from engine.nova import flavors, servers, versions
+from engine.nova.shape import nova_shape
+
+NAME = "nova"
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _pull_tenant(endpoint: str | None, values: dict | None) -> None:
+    g.nova_tenant = (values or {}).pop("tenant_id", None)
+
+
+def _negotiate() -> None:
+    if request.blueprint != f"{NAME}.v2":     # legacy v2 has no microversions
+        versions.negotiate()
+
+
+def _unknown(rest: str = ""):
+    """Any other path under a mount: 405 when the path exists with other methods, else 404, both in
+    Nova's shape (a URL no rule matches would otherwise answer in the native one)."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    allowed = set()
+    for method in _METHODS:
+        try:
+            endpoint, _ = adapter.match(request.path, method=method)
+        except HTTPException:
+            continue
+        if endpoint != request.endpoint:
+            allowed.add(method)
+    if allowed:
+        raise MethodNotAllowed(valid_methods=sorted(allowed))
+    raise NotFound()
+
+
+def make_resources() -> Blueprint:
+    """Flavors, servers and actions; registered once per mount."""
+    bp = Blueprint("resources", __name__)
+    bp.url_value_preprocessor(_pull_tenant)
+    bp.before_request(_negotiate)
+    bp.after_request(versions.stamp)
+    flavors.register(bp)
+    servers.register(bp)
+    bp.add_url_rule("", "unknown", _unknown, methods=_METHODS)
+    bp.add_url_rule("/<path:rest>", "unknown", _unknown, methods=_METHODS)
+    return bp
+
+
+def make_blueprint() -> Blueprint:
+    bp = Blueprint(NAME, __name__)
+    bp.add_url_rule("/", "versions", versions.versions)
+    for path in ("/v2", "/v2/"):
+        bp.add_url_rule(path, "v2" if path == "/v2" else "v2_slash", versions.v2)
+    for path in ("/v2.1", "/v2.1/"):
+        bp.add_url_rule(path, "v21" if path == "/v2.1" else "v21_slash", versions.v21)
+    resources = make_resources()
+    bp.register_blueprint(resources, url_prefix="/v2/<tenant_id>", name="v2")
+    bp.register_blueprint(resources, url_prefix="/v2.1/<tenant_id>", name="v2_1")
+    bp.register_blueprint(resources, url_prefix="/v3", name="v3")
+    return bp
 
 
 def init_app(app: Flask) -> None:
-    """Mount the facade (filled in by engine.nova's modules)."""
+    """Mount the facade and answer its faults in Nova's shape."""
+    app.register_blueprint(make_blueprint())
+    faults.register_shape(app, NAME, nova_shape)

@@ -1,0 +1,142 @@
+"""Nova's flavors and os-extra_specs: list (summary and detail), show, create, delete; extra specs
+listed, shown, created or updated (merged), updated one key, deleted one key. The commands validate
+and store; this module checks Nova's body syntax and answers in Nova's bodies and status codes.
+
+Plugboard flavors have no swap or ephemeral disk and no RX/TX factor: a create may give Nova's
+defaults for them (novaclient always sends them) and nothing else."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, request
+
+from engine.commands import add_flavor, remove_flavor, set_flavor_specs
+from engine.commands.flavor_common import FLAVOR_NOT_FOUND, SPEC_NOT_SET
+from engine.dao import flavors as flavors_dao
+from engine.dao.models import Flavor
+from engine.nova.common import BadRequest, Checker, json_body, not_found, principal, run, sessions
+from engine.nova.views import flavor_detail, flavor_summary
+
+CREATE_FIELDS = ("name", "ram", "vcpus", "disk", "id", "swap", "OS-FLV-EXT-DATA:ephemeral", "rxtx_factor",
+                 "os-flavor-access:is_public")
+
+
+def _load(s: Any, flavor_id: str) -> Flavor:
+    flavor = flavors_dao.get(s, flavor_id)
+    if flavor is None:
+        raise not_found(f"Flavor {flavor_id} could not be found.", FLAVOR_NOT_FOUND, id=flavor_id)
+    return flavor
+
+
+def _specs(flavor_id: str) -> dict[str, str]:
+    with sessions()() as s:
+        return dict(_load(s, flavor_id).extra_specs or {})
+
+
+def _create_params(body: dict[str, Any]) -> dict[str, Any]:
+    c = Checker()
+    flavor = c.object(body.get("flavor"), "flavor", allowed=CREATE_FIELDS, required=("name", "ram", "vcpus", "disk"))
+    c.object(body, "", allowed=("flavor",))
+    params: dict[str, Any] = {
+        "name": c.string(flavor.get("name"), "flavor.name") if "name" in flavor else None,
+        "memory_mb": c.integer(flavor.get("ram"), "flavor.ram", minimum=1) if "ram" in flavor else None,
+        "vcpus": c.integer(flavor.get("vcpus"), "flavor.vcpus", minimum=1) if "vcpus" in flavor else None,
+        "disk_gb": c.integer(flavor.get("disk"), "flavor.disk") if "disk" in flavor else None,
+    }
+    flavor_id = flavor.get("id")
+    if flavor_id is not None:
+        params["flavor_id"] = str(flavor_id) if isinstance(flavor_id, int) and not isinstance(flavor_id, bool) \
+            else c.string(flavor_id, "flavor.id")
+    if "os-flavor-access:is_public" in flavor:
+        params["is_public"] = c.boolean(flavor["os-flavor-access:is_public"], "flavor.os-flavor-access:is_public")
+    swap = flavor.get("swap", 0)
+    if swap not in (0, "", "0") or isinstance(swap, bool):
+        c.bad("flavor.swap", swap, "Plugboard flavors have no swap disk: 0")
+    ephemeral = flavor.get("OS-FLV-EXT-DATA:ephemeral", 0)
+    if ephemeral not in (0, "0") or isinstance(ephemeral, bool):
+        c.bad("flavor.OS-FLV-EXT-DATA:ephemeral", ephemeral, "Plugboard flavors have no ephemeral disk: 0")
+    rxtx = flavor.get("rxtx_factor", 1.0)
+    if isinstance(rxtx, bool) or rxtx not in (1, 1.0, "1", "1.0"):
+        c.bad("flavor.rxtx_factor", rxtx, "Plugboard flavors have no RX/TX factor: 1.0")
+    c.done()
+    return params
+
+
+def _specs_body(body: dict[str, Any]) -> dict[str, Any]:
+    c = Checker()
+    c.object(body, "", allowed=("extra_specs",), required=("extra_specs",))
+    specs = c.metadata(body.get("extra_specs", {}), "extra_specs", numbers=True)
+    c.done()
+    return specs
+
+
+def register(bp: Blueprint) -> None:
+    @bp.get("/flavors")
+    def list_flavors():
+        with sessions()() as s:
+            return {"flavors": [flavor_summary(f) for f in _listed(s)]}
+
+    @bp.get("/flavors/detail")
+    def list_flavors_detail():
+        with sessions()() as s:
+            return {"flavors": [flavor_detail(f) for f in _listed(s)]}
+
+    @bp.get("/flavors/<string:flavor_id>")
+    def show_flavor(flavor_id: str):
+        with sessions()() as s:
+            return {"flavor": flavor_detail(_load(s, flavor_id))}
+
+    @bp.post("/flavors")
+    def create_flavor():
+        outcome = run(add_flavor, principal=principal(), **_create_params(json_body()))
+        with sessions()() as s:
+            return {"flavor": flavor_detail(_load(s, outcome.id))}
+
+    @bp.delete("/flavors/<string:flavor_id>")
+    def delete_flavor(flavor_id: str):
+        run(remove_flavor, principal=principal(), flavor_id=flavor_id)
+        return "", 202
+
+    @bp.get("/flavors/<string:flavor_id>/os-extra_specs")
+    def list_specs(flavor_id: str):
+        return {"extra_specs": _specs(flavor_id)}
+
+    @bp.post("/flavors/<string:flavor_id>/os-extra_specs")
+    def create_specs(flavor_id: str):
+        specs = _specs_body(json_body())
+        run(set_flavor_specs, principal=principal(), flavor_id=flavor_id, specs=specs)
+        stored = _specs(flavor_id)
+        return {"extra_specs": {key: stored[key] for key in specs if key in stored}}
+
+    @bp.get("/flavors/<string:flavor_id>/os-extra_specs/<string:key>")
+    def show_spec(flavor_id: str, key: str):
+        specs = _specs(flavor_id)
+        if key not in specs:
+            raise not_found(f"Flavor {flavor_id} does not have extra spec key {key}.", SPEC_NOT_SET,
+                            id=flavor_id, key=key)
+        return {key: specs[key]}
+
+    @bp.put("/flavors/<string:flavor_id>/os-extra_specs/<string:key>")
+    def update_spec(flavor_id: str, key: str):
+        body = json_body()
+        if len(body) > 1:
+            raise BadRequest("Request body contains too many items.")
+        if key not in body:
+            raise BadRequest("Request body and URI mismatch.")
+        specs = _specs_body({"extra_specs": body})
+        run(set_flavor_specs, principal=principal(), flavor_id=flavor_id, specs=specs)
+        return {key: _specs(flavor_id)[key]}
+
+    @bp.delete("/flavors/<string:flavor_id>/os-extra_specs/<string:key>")
+    def delete_spec(flavor_id: str, key: str):
+        run(set_flavor_specs, principal=principal(), flavor_id=flavor_id, unset=(key,))
+        return "", 200
+
+
+def _listed(s: Any) -> list[Flavor]:
+    """Nova's minRam and minDisk filters; other query parameters are ignored, as Nova 2.1 does."""
+    c = Checker()
+    min_ram = c.integer(request.args["minRam"], "minRam") if "minRam" in request.args else None
+    min_disk = c.integer(request.args["minDisk"], "minDisk") if "minDisk" in request.args else None
+    c.done()
+    return list(flavors_dao.list(s, min_memory_mb=min_ram, min_disk_gb=min_disk))

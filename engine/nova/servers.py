@@ -1,0 +1,86 @@
+"""Nova's servers: list (summary and detail), show, create, delete, and actions (engine.nova.actions).
+
+A server is a VM of the path's tenant (its project); another tenant's server is itemNotFound. Create
+defines the VM from `flavorRef` (its size and the devices of its extra specs) with the request's
+name and metadata, and answers 202 with the server SHUTOFF: Plugboard has no images to boot, and a
+VM's devices are set up at its first start, so `os-start` boots it. Delete removes a SHUTOFF server
+(409 otherwise: `os-stop` first). `imageRef` is accepted and not used."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint
+
+from engine.commands import add_vm, remove_vm
+from engine.dao import vms as vms_dao
+from engine.nova import actions
+from engine.nova.common import (Checker, json_body, link, principal, project_for_new_server, run, sessions, tenant,
+                                visible)
+from engine.nova.views import server_created, server_detail, server_summary
+
+CREATE_FIELDS = ("name", "flavorRef", "imageRef", "metadata", "min_count", "max_count", "networks")
+# A flavorRef is an id or a link whose last segment is the id.
+FLAVOR_REF_RE = re.compile(r"^(?:.*/)?([^/]+)/?$")
+
+
+def _create_params(body: dict[str, Any]) -> dict[str, Any]:
+    c = Checker()
+    c.object(body, "", allowed=("server",), required=("server",))
+    server = c.object(body.get("server", {}), "server", allowed=CREATE_FIELDS, required=("name", "flavorRef"))
+    params: dict[str, Any] = {"project_id": project_for_new_server()}
+    if "name" in server:
+        params["name"] = c.string(server["name"], "server.name")
+    ref = server.get("flavorRef")
+    if "flavorRef" in server:
+        text = str(ref) if isinstance(ref, int) and not isinstance(ref, bool) else c.string(ref, "server.flavorRef")
+        match = FLAVOR_REF_RE.match(text or "")
+        if text is not None and match is None:
+            c.bad("server.flavorRef", ref, "Must be a flavor id or link")
+        params["flavor_id"] = match.group(1) if match else None
+    if "imageRef" in server:
+        c.string(server["imageRef"], "server.imageRef", allow_empty=True)
+    if "metadata" in server:
+        params["meta"] = c.metadata(server["metadata"], "server.metadata")
+    for count in ("min_count", "max_count"):
+        if count in server and c.integer(server[count], f"server.{count}", minimum=1) not in (None, 1):
+            c.bad(f"server.{count}", server[count], "Plugboard creates one server per request: 1")
+    networks = server.get("networks", "none")
+    if networks not in ("none", "auto", []):
+        c.bad("server.networks", networks, 'NICs are added through the native API: "none", "auto" or []')
+    c.done()
+    return params
+
+
+def register(bp: Blueprint) -> None:
+    @bp.get("/servers")
+    def list_servers():
+        with sessions()() as s:
+            return {"servers": [server_summary(v) for v in vms_dao.list(s, project_id=tenant())]}
+
+    @bp.get("/servers/detail")
+    def list_servers_detail():
+        with sessions()() as s:
+            return {"servers": [server_detail(v) for v in vms_dao.list(s, project_id=tenant())]}
+
+    @bp.get("/servers/<string:server_id>")
+    def show_server(server_id: str):
+        with sessions()() as s:
+            return {"server": server_detail(visible(s, server_id))}
+
+    @bp.post("/servers")
+    def create_server():
+        outcome = run(add_vm, **_create_params(json_body()))
+        with sessions()() as s:
+            vm = visible(s, outcome.id)
+            return {"server": server_created(vm)}, 202, {"Location": link("servers", vm.id)}
+
+    @bp.delete("/servers/<string:server_id>")
+    def delete_server(server_id: str):
+        run(remove_vm, principal=principal(), vm_id=server_id)
+        return "", 204
+
+    @bp.post("/servers/<string:server_id>/action")
+    def server_action(server_id: str):
+        actions.dispatch(server_id, json_body())
+        return "", 202

@@ -1,0 +1,213 @@
+"""Nova's servers and server actions through the facade: tenancy, statuses, bodies, status codes,
+and every fault in Nova's shape."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from engine.dao import devices as devices_dao
+from engine.dao import vms as vms_dao
+from engine.nova import actions
+from tests.unit.engine.nova.conftest import TENANT, V21, nova_fault
+
+REDIRECTION = {"hw:usb_model": "qemu-xhci", "hw:redirected_usb_ports": "2"}
+
+
+def show(client, server_id, prefix=V21):
+    r = client.get(f"{prefix}/servers/{server_id}")
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()["server"]
+
+
+def act(client, server_id, body, prefix=V21):
+    return client.post(f"{prefix}/servers/{server_id}/action", json=body)
+
+
+# ---- create, show, list --------------------------------------------------------------------------
+
+def test_create_from_flavor_ref(client, nova_flavor, sessions):
+    flavor = nova_flavor(ram=1024, vcpus=2, specs=REDIRECTION)
+    r = client.post(f"{V21}/servers", json={"server": {"name": "desk", "flavorRef": flavor["id"], "imageRef": "",
+                                                       "metadata": {"usb_controller_requests": "ehci:2"},
+                                                       "min_count": 1, "max_count": 1}})
+    assert r.status_code == 202, r.get_json()
+    created = r.get_json()["server"]
+    assert r.headers["Location"] == f"http://localhost/v2.1/{TENANT}/servers/{created['id']}"
+    assert created["links"][0] == {"rel": "self", "href": r.headers["Location"]}
+    assert created["OS-DCF:diskConfig"] == "MANUAL"
+
+    server = show(client, created["id"])
+    assert (server["name"], server["status"], server["tenant_id"]) == ("desk", "SHUTOFF", TENANT)
+    assert (server["OS-EXT-STS:vm_state"], server["OS-EXT-STS:power_state"], server["OS-EXT-STS:task_state"]) == \
+        ("stopped", 4, None)
+    assert server["flavor"] == {"id": flavor["id"], "links": [
+        {"rel": "bookmark", "href": f"http://localhost/{TENANT}/flavors/{flavor['id']}"}]}
+    assert server["metadata"] == {"usb_controller_requests": "ehci:2"}
+    with sessions() as s:
+        vm = vms_dao.get(s, created["id"])
+        assert (vm.project_id, vm.memory_mb, vm.vcpus, vm.graphics, vm.flavor) == (TENANT, 1024, 2, "spice",
+                                                                                   flavor["id"])
+        assert [(d.type, d.device) for d in devices_dao.list_for_vm(s, vm.id)] == \
+            [("controller", "usb"), ("redirdev", "spicevmc"), ("redirdev", "spicevmc")]
+
+
+def test_flavor_ref_may_be_a_link(client, nova_flavor):
+    flavor = nova_flavor()
+    r = client.post(f"{V21}/servers", json={"server": {"name": "linked", "flavorRef": flavor["links"][0]["href"]}})
+    assert r.status_code == 202, r.get_json()
+    assert show(client, r.get_json()["server"]["id"])["flavor"]["id"] == flavor["id"]
+
+
+def test_list_and_detail_show_the_tenants_servers_only(client, nova_server):
+    mine = nova_server("mine")
+    nova_server("theirs", prefix="/v2.1/t2")
+    r = client.get(f"{V21}/servers")
+    assert r.status_code == 200
+    assert r.get_json() == {"servers": [{"id": mine["id"], "name": "mine", "links": mine["links"]}]}
+    detail = client.get(f"{V21}/servers/detail").get_json()["servers"]
+    assert [(s["id"], s["status"]) for s in detail] == [(mine["id"], "SHUTOFF")]
+    # /v3 has no tenant in its path: the local administrator sees every project
+    assert {s["name"] for s in client.get("/v3/servers").get_json()["servers"]} == {"mine", "theirs"}
+
+
+def test_another_tenants_server_is_item_not_found(client, nova_server, sessions):
+    theirs = nova_server("theirs", prefix="/v2.1/t2")
+    nova_fault(client.get(f"{V21}/servers/{theirs['id']}"), "itemNotFound", 404)
+    nova_fault(client.delete(f"{V21}/servers/{theirs['id']}"), "itemNotFound", 404)
+    nova_fault(act(client, theirs["id"], {"os-start": None}), "itemNotFound", 404)
+    nova_fault(act(client, theirs["id"], {"attach_usb_controller": {"type": "ehci"}}), "itemNotFound", 404)
+    with sessions() as s:
+        assert vms_dao.get(s, theirs["id"]) is not None
+
+
+def test_unknown_server_is_item_not_found(client):
+    assert "could not be found" in nova_fault(client.get(f"{V21}/servers/nope"), "itemNotFound", 404)
+
+
+def test_create_on_v3_goes_to_the_default_project(client, nova_server, sessions):
+    server = nova_server("v3server", prefix="/v3")
+    assert server["links"][0]["href"] == f"http://localhost/v3/servers/{server['id']}"
+    with sessions() as s:
+        assert vms_dao.get(s, server["id"]).project_id == "default"
+
+
+@pytest.mark.parametrize("server,field", [
+    ({"flavorRef": "1"}, "server.name"),
+    ({"name": "x"}, "server.flavorRef"),
+    ({"name": "", "flavorRef": "1"}, "server.name"),
+    ({"name": "x", "flavorRef": "1", "min_count": 2}, "server.min_count"),
+    ({"name": "x", "flavorRef": "1", "max_count": 3}, "server.max_count"),
+    ({"name": "x", "flavorRef": "1", "metadata": {"k": 1}}, "server.metadata.k"),
+    ({"name": "x", "flavorRef": "1", "networks": [{"uuid": "n1"}]}, "server.networks"),
+    ({"name": "x", "flavorRef": "1", "key_name": "k"}, "server.key_name"),
+])
+def test_bad_create_bodies_are_bad_requests(client, server, field):
+    message = nova_fault(client.post(f"{V21}/servers", json={"server": server}), "badRequest", 400)
+    assert f"field/attribute {field}." in message
+
+
+def test_unknown_flavor_ref_is_refused(client):
+    message = nova_fault(client.post(f"{V21}/servers", json={"server": {"name": "x", "flavorRef": "nope"}}),
+                         "conflictingRequest", 409)
+    assert "Flavor nope does not exist" in message
+
+
+def test_duplicate_server_name_is_conflicting_request(client, nova_server, nova_flavor):
+    nova_server("twice")
+    r = client.post(f"{V21}/servers", json={"server": {"name": "twice", "flavorRef": nova_flavor("f")["id"]}})
+    nova_fault(r, "conflictingRequest", 409)
+
+
+# ---- actions, delete -----------------------------------------------------------------------------
+
+def test_start_stop_delete(client, nova_server, registered_host, host1):
+    server = nova_server()
+    r = act(client, server["id"], {"os-start": None})
+    assert r.status_code == 202 and r.get_data() == b""
+    running = show(client, server["id"])
+    assert (running["status"], running["OS-EXT-STS:vm_state"], running["OS-EXT-STS:power_state"]) == \
+        ("ACTIVE", "active", 1)
+    assert running["OS-EXT-SRV-ATTR:host"] == "host1" and running["hostId"]
+    assert server["id"] in host1.domains
+
+    nova_fault(act(client, server["id"], {"os-start": None}), "conflictingRequest", 409)
+    nova_fault(client.delete(f"{V21}/servers/{server['id']}"), "conflictingRequest", 409)
+
+    r = act(client, server["id"], {"os-stop": None})
+    assert r.status_code == 202
+    assert show(client, server["id"])["status"] == "SHUTOFF"
+
+    r = client.delete(f"{V21}/servers/{server['id']}")
+    assert r.status_code == 204
+    nova_fault(client.get(f"{V21}/servers/{server['id']}"), "itemNotFound", 404)
+
+
+@pytest.mark.parametrize("status,nova", [("down", "SHUTOFF"), ("powering_up", "BUILD"), ("up", "ACTIVE"),
+                                         ("paused", "PAUSED"), ("powering_down", "ACTIVE"),
+                                         ("unknown", "ERROR")])
+def test_status_follows_the_vm(client, make_vm, status, nova):
+    vm = make_vm(status=status, project_id=TENANT)
+    assert show(client, vm.id)["status"] == nova
+
+
+def test_actions_table():
+    assert set(actions.ACTIONS) == {"os-start", "os-stop", "attach_usb_controller"}
+
+
+def test_unknown_action_is_a_bad_request(client, nova_server):
+    server = nova_server()
+    assert "no such action: reboot" in nova_fault(act(client, server["id"], {"reboot": {"type": "SOFT"}}),
+                                                  "badRequest", 400)
+    nova_fault(act(client, server["id"], {}), "badRequest", 400)
+    nova_fault(act(client, server["id"], {"os-start": {"force": True}}), "badRequest", 400)
+
+
+def test_attach_usb_controller_is_not_wired_yet(client, nova_server):
+    server = nova_server()
+    message = nova_fault(act(client, server["id"], {"attach_usb_controller": {"type": "ehci", "count": 2}}),
+                         "notImplemented", 501)
+    assert "attach_usb_controller" in message
+
+
+@pytest.mark.parametrize("value", [None, "ehci", {"count": 2}, {"type": 5}, {"type": "ehci", "count": 0},
+                                   {"type": "ehci", "count": "two"}, {"type": "ehci", "ports": 4}])
+def test_attach_usb_controller_body_is_checked(client, nova_server, value):
+    server = nova_server()
+    nova_fault(act(client, server["id"], {"attach_usb_controller": value}), "badRequest", 400)
+
+
+# ---- faults in Nova's shape ----------------------------------------------------------------------
+
+def test_unknown_path_and_method_answer_in_novas_shape(client):
+    assert "No resource" in nova_fault(client.get(f"{V21}/os-hypervisors"), "itemNotFound", 404)
+    nova_fault(client.get("/v3"), "itemNotFound", 404)
+    r = client.put(f"{V21}/servers", json={})
+    nova_fault(r, "badMethod", 405)
+    assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+
+
+def test_malformed_json_and_media_type(client):
+    nova_fault(client.post(f"{V21}/servers", data="{nope", content_type="application/json"), "badRequest", 400)
+    nova_fault(client.post(f"{V21}/servers", data="name=x", content_type="text/plain"), "badMediaType", 415)
+
+
+def test_host_failures(client, nova_server, registered_host, host1):
+    server = nova_server()
+    host1.fail("VM.create", "createErr")
+    message = nova_fault(act(client, server["id"], {"os-start": None}), "computeFault", 502)
+    assert "host1" in message
+    host1.unreachable = True
+    nova_fault(act(client, server["id"], {"os-start": None}), "serviceUnavailable", 503)
+    assert show(client, server["id"])["status"] == "SHUTOFF"
+
+
+def test_unexpected_error_is_a_compute_fault_without_details(client, monkeypatch, caplog):
+    def explode(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(vms_dao, "list", explode)
+    with caplog.at_level(logging.ERROR, logger="engine.faults"):
+        r = client.get(f"{V21}/servers")
+    assert "secret" not in nova_fault(r, "computeFault", 500)
+    assert "secret internals" in caplog.text
