@@ -7,6 +7,7 @@ import os
 import pytest
 
 from tests.integration.agentproc import AgentProcess
+from tests.integration.engine.rest import ok
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +42,13 @@ def engine_parts(tmp_path_factory):
            "config": cfg}
     hosts.close()
     engine_.dispose()
+
+
+@pytest.fixture(scope="module")
+def api(engine_parts):
+    return engine_parts["client"]
+
+
+@pytest.fixture(scope="module")
+def host(api, agent_proc, bridge):
+    return ok(api.post("/api/hosts", json={"name": "lab", "url": agent_proc.url}), 201)

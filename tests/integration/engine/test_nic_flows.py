@@ -7,48 +7,12 @@ import uuid
 import libvirt
 import pytest
 
+from tests.integration.engine.rest import add_nic, fault, live_aliases, new_vm, ok
 from tests.integration.guest import guest_nets, wait_for_serial
 
 
 class Crash(BaseException):
     """Stands for the engine process dying: nothing after it runs, no handler catches it."""
-
-
-def ok(resp, status=200):
-    assert resp.status_code == status, resp.get_json()
-    return resp.get_json()
-
-
-def fault(resp, status):
-    assert resp.status_code == status, resp.get_json()
-    return resp.get_json()["fault"]
-
-
-@pytest.fixture(scope="module")
-def api(engine_parts):
-    return engine_parts["client"]
-
-
-@pytest.fixture(scope="module")
-def host(api, agent_proc, bridge):
-    return ok(api.post("/api/hosts", json={"name": "lab", "url": agent_proc.url}), 201)
-
-
-def new_vm(api, name, guest=None, serial=None, os_type="debian_12"):
-    body = {"name": name, "os_type": os_type, "memory_mb": 256 if guest else 64, "vcpus": 1, "machine": "pc"}
-    if guest:
-        body["boot"] = {"kernel": str(guest.kernel), "initrd": str(guest.initrd),
-                        "cmdline": "console=ttyS0 quiet panic=-1 rdinit=/init", "serialLog": str(serial)}
-    return ok(api.post("/api/vms", json=body), 201)
-
-
-def add_nic(api, vm, name, active=True):
-    return ok(api.post(f"/api/vms/{vm['id']}/nics", json={"name": name, "network": "pbbr0", "active": active}), 201)
-
-
-def live_aliases(agent_proc, vm_id):
-    from tests.integration.vdsm_plugin.conftest import Rpc
-    return {d["alias"] for d in Rpc(agent_proc.url)("VM.getDevices", vmId=vm_id)["devices"]}
 
 
 @pytest.fixture(scope="module")
