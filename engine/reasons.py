@@ -214,3 +214,11 @@ def spice_required(vm_name: str, graphics: str) -> Reason:
 def no_free_usb_port(vm_name: str) -> Reason:
     return reason(NO_FREE_USB_PORT, f"VM {vm_name} has no free USB port: add a USB controller (while the VM is "
                   "down) or deactivate another USB device.", vm=vm_name)
+
+
+HOST_DEVICE_BUSY = "HOST_DEVICE_BUSY"
+
+
+def host_device_busy(name: str, status: str) -> Reason:
+    return reason(HOST_DEVICE_BUSY, f"Host device {name} is {status}, not available: another VM holds it or "
+                  "the host does not offer it.", device=name, status=status)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from engine.dao._cas import reload_if_loaded
 from engine.dao.models import HostDevice
+from engine.vocab import ALLOCATED, AVAILABLE, CLAIMED, REMOVED
 
 __all__ = ["InventoryChange", "from_agent", "upsert_inventory", "get", "get_by_name", "list_for_host",
            "list_for_vm", "claim", "allocate", "release", "release_for_vm"]
@@ -26,7 +27,7 @@ _AGENT_KEYS = {
 }
 #: Columns the inventory describes (the host's facts); status and vm_id are the engine's.
 INVENTORY_COLUMNS = tuple(_AGENT_KEYS.values())
-HELD = ("claimed", "allocated")
+HELD = (CLAIMED, ALLOCATED)
 
 
 @dataclass
@@ -66,11 +67,11 @@ def upsert_inventory(s: Session, host_id: str, inventory: Iterable[Mapping[str, 
         seen.add(name)
         row = rows.get(name)
         if row is None:
-            s.add(HostDevice(host_id=host_id, status="available", **facts))
+            s.add(HostDevice(host_id=host_id, status=AVAILABLE, **facts))
             change.added.append(name)
             continue
-        if row.status == "removed":
-            row.status = "available"
+        if row.status == REMOVED:
+            row.status = AVAILABLE
             row.vm_id = None
             change.returned.append(name)
         if any(getattr(row, k) != v for k, v in facts.items()):
@@ -78,8 +79,8 @@ def upsert_inventory(s: Session, host_id: str, inventory: Iterable[Mapping[str, 
                 setattr(row, k, v)
             change.updated.append(name)
     for name, row in rows.items():
-        if name not in seen and row.status != "removed":
-            row.status = "removed"
+        if name not in seen and row.status != REMOVED:
+            row.status = REMOVED
             change.removed.append(name)
     s.flush()
     return change
@@ -119,26 +120,26 @@ def _cas(s: Session, dev_id: str, where: Sequence[Any], values: dict[str, Any]) 
 
 def claim(s: Session, dev_id: str, vm_id: str) -> bool:
     """available -> claimed by `vm_id`. False when the device is missing or not available."""
-    return _cas(s, dev_id, [HostDevice.status == "available"], {"status": "claimed", "vm_id": vm_id})
+    return _cas(s, dev_id, [HostDevice.status == AVAILABLE], {"status": CLAIMED, "vm_id": vm_id})
 
 
 def allocate(s: Session, dev_id: str, vm_id: str) -> bool:
     """claimed -> allocated (attached to the running VM), only by the VM that claimed it."""
-    return _cas(s, dev_id, [HostDevice.status == "claimed", HostDevice.vm_id == vm_id],
-                {"status": "allocated"})
+    return _cas(s, dev_id, [HostDevice.status == CLAIMED, HostDevice.vm_id == vm_id],
+                {"status": ALLOCATED})
 
 
 def release(s: Session, dev_id: str, vm_id: str) -> bool:
     """claimed|allocated by `vm_id` -> available. False when `vm_id` does not hold it."""
     return _cas(s, dev_id, [HostDevice.status.in_(HELD), HostDevice.vm_id == vm_id],
-                {"status": "available", "vm_id": None})
+                {"status": AVAILABLE, "vm_id": None})
 
 
 def release_for_vm(s: Session, vm_id: str) -> int:
     """Release every device `vm_id` holds; returns how many."""
     held = [d.id for d in list_for_vm(s, vm_id) if d.status in HELD]
     result = s.execute(update(HostDevice).where(HostDevice.vm_id == vm_id, HostDevice.status.in_(HELD))
-                       .values(status="available", vm_id=None).execution_options(synchronize_session=False))
+                       .values(status=AVAILABLE, vm_id=None).execution_options(synchronize_session=False))
     for dev_id in held:
         reload_if_loaded(s, HostDevice, dev_id)
     return result.rowcount

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from engine import reasons as R
 from engine.dao import nics as nics_dao
 from engine.dao.models import VmDevice
+from engine.devices import claims
 from engine.errors import Reason
 
 NIC_DEVICES = ("bridge", "network", "vnlink", "bridgeless")
@@ -175,7 +176,7 @@ def _hostdev_payload(dev: VmDevice) -> dict[str, Any]:
 HOSTDEV = DeviceKind(
     type="hostdev", label="host device", code="HOSTDEV", param="hostdev",
     plug_verb="VM.hotplugHostdev", unplug_verb="VM.hotunplugHostdev", hotpluggable=True,
-    payload=_hostdev_payload, ref=_by_alias, name=_alias_name)
+    payload=_hostdev_payload, ref=_by_alias, name=_alias_name, claim=claims.claim, release=claims.release)
 
 
 #: vm_devices.type -> its kind. The only place a kind is described.
