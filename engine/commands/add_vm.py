@@ -18,7 +18,7 @@ from engine import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, clusters, devices, flavors, vms
 from engine.dao.models import GRAPHICS, MACHINES, Cluster, Flavor, Vm
-from engine.errors import Conflict, Reason, ValidationFailed
+from engine.errors import Reason
 from engine.hostclient import HostClientFactory
 
 # The agent's vmParams rules (schema/verbs.yaml), checked here so that a VM that exists can run.
@@ -153,7 +153,7 @@ def _whole(value: Any) -> bool:
 
 
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
-    with common.audited(sessions, "VM_ADD"):
+    with common.audited(sessions, "VM_ADD"), common.unique_name("VM", params.name):
         with sessions.begin() as s:
             if params.cluster_id is None:
                 cluster = clusters.ensure_default(s)

@@ -79,16 +79,19 @@ def mount() -> str:
     return MOUNTS[(request.blueprint or "").rpartition(".")[2]]
 
 
+def _tenant_parts() -> list[str]:
+    project = tenant()
+    return [project] if project else []
+
+
 def link(*parts: str) -> str:
     """The versioned URL of a resource, e.g. http://host/v2.1/<tenant>/servers/<id>."""
-    scope = [mount()] + ([tenant()] if tenant() else [])
-    return request.url_root + "/".join(scope + list(parts))
+    return request.url_root + "/".join([mount(), *_tenant_parts(), *parts])
 
 
 def bookmark(*parts: str) -> str:
     """Nova's unversioned bookmark URL, e.g. http://host/<tenant>/servers/<id>."""
-    scope = [tenant()] if tenant() else []
-    return request.url_root + "/".join(scope + list(parts))
+    return request.url_root + "/".join([*_tenant_parts(), *parts])
 
 
 def links(*parts: str) -> list[dict[str, str]]:
@@ -165,7 +168,7 @@ class Checker:
         """Nova's key/value pairs: string keys of 1-255 characters, string values (or numbers, kept as
         given, where Nova takes them: extra specs)."""
         items = self.object(value, path)
-        result: dict[str, str] = {}
+        result: dict[str, Any] = {}
         for key, item in items.items():
             if not isinstance(key, str) or not 1 <= len(key) <= 255:
                 self.bad(path, key, "Keys must be strings of 1-255 characters")

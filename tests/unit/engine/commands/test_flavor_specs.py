@@ -1,4 +1,5 @@
-"""engine.flavor_specs: every extra-spec rule, one reason per test, and the device rows a flavor gives."""
+"""engine.flavor_specs: every extra-spec rule, one reason per test, and the device rows a flavor gives;
+the canDo of the flavor commands and of add_vm from a flavor."""
 from __future__ import annotations
 
 import json
@@ -6,6 +7,11 @@ import json
 import pytest
 
 from engine import flavor_specs as FS
+from engine.commands import add_flavor, add_vm
+from engine.commands import flavor_common as F
+from engine.commands import set_flavor_specs as S
+from engine.dao.models import Cluster, Flavor
+from tests.unit.engine.fakehost import definition_validator
 
 SPICE = {"bus": "usb", "type": "spicevmc"}
 TCP = {"bus": "usb", "type": "tcp", "host": "usbhub.example", "port": 4000}
@@ -218,10 +224,103 @@ def test_needs_spice():
 
 def test_device_rows_match_the_agent_contract():
     """Each row, as run_vm sends it (type, device, alias + spec_params), is valid for the agent."""
-    from tests.unit.engine.fakehost import definition_validator
-
     rows = FS.devices_for({"hw:usb_model": "nec-xhci", "usb_redirection_devices": [SPICE, {**TCP, "mode": "connect"}]})
     for row in rows:
         payload = {"type": row["type"], "device": row["device"], "alias": "ua-x", **row["spec_params"]}
         errors = list(definition_validator(row["type"]).iter_errors(payload))
         assert errors == [], (row, [e.message for e in errors])
+
+
+# ---- the flavor commands' canDo (pure) -----------------------------------------------------------
+
+def _flavor(**kw):
+    return Flavor(**{"id": "f1", "name": "desk", "memory_mb": 1024, "vcpus": 2, "disk_gb": 0,
+                     "extra_specs": {}, **kw})
+
+
+def addflavor(name_in_use=False, id_in_use=False, **kw):
+    return add_flavor.validate(add_flavor.Params(**{"name": "m1", "memory_mb": 512, "vcpus": 1, **kw}),
+                               name_in_use=name_in_use, id_in_use=id_in_use)
+
+
+def test_add_flavor_passes():
+    assert addflavor(flavor_id="m1.small", disk_gb=10, extra_specs={"hw:redirected_usb_ports": "1"}) == []
+
+
+@pytest.mark.parametrize("name", ["", " padded", "x" * 65, "tab\there"])
+def test_add_flavor_name_invalid(name):
+    assert codes(addflavor(name=name)) == ["NAME_INVALID"]
+
+
+def test_add_flavor_name_in_use():
+    assert codes(addflavor(name_in_use=True)) == ["NAME_IN_USE"]
+
+
+def test_add_flavor_id_in_use():
+    assert codes(addflavor(flavor_id="m1", id_in_use=True)) == ["FLAVOR_ID_IN_USE"]
+
+
+@pytest.mark.parametrize("kw,field", [({"flavor_id": "a b"}, "id"), ({"memory_mb": 8}, "memory_mb"),
+                                      ({"vcpus": 0}, "vcpus"), ({"disk_gb": -1}, "disk_gb"),
+                                      ({"memory_mb": True}, "memory_mb")])
+def test_add_flavor_field_invalid(kw, field):
+    reasons = addflavor(**kw)
+    assert codes(reasons) == ["FIELD_INVALID"] and reasons[0].vars["field"] == field
+
+
+def test_add_flavor_specs_invalid():
+    assert codes(addflavor(extra_specs={"hw:usb_model": "ehci"})) == ["SPEC_VALUE_INVALID"]
+
+
+def test_flavor_refusal_is_409_only_for_the_state():
+    assert F.refusal(addflavor(name_in_use=True), "no").status == 409
+    assert F.refusal(addflavor(name_in_use=True, vcpus=0), "no").status == 400
+
+
+def test_set_flavor_specs_validates_the_result():
+    flavor = _flavor(extra_specs={"hw:redirected_usb_ports": "2"})
+    assert codes(S.validate(S.Params("f1", specs={"hw:usb_model": "none"}), flavor=flavor)) == \
+        ["SPEC_NEEDS_USB_CONTROLLER"]
+    assert S.validate(S.Params("f1", specs={"hw:usb_model": "none"}, replace=True), flavor=flavor) == []
+    assert S.validate(S.Params("f1", specs={"hw:usb_model": "none"}, unset=("hw:redirected_usb_ports",)),
+                      flavor=flavor) == []
+    assert codes(S.validate(S.Params("f1", specs=["x"]), flavor=flavor)) == ["SPEC_VALUE_INVALID"]
+
+
+def addvm(flavor=None, **kw):
+    cluster = Cluster(name="Default", compat_version="4.7")
+    return add_vm.validate(add_vm.Params(**{"name": "vm9", **kw}), cluster=cluster, name_in_use=False, flavor=flavor)
+
+
+def test_add_vm_from_flavor_passes():
+    assert addvm(flavor_id="f1", flavor=_flavor(extra_specs={"hw:redirected_usb_ports": "1"})) == []
+    assert addvm(flavor_id="f1", graphics="spice", flavor=_flavor(extra_specs={"hw:redirected_usb_ports": "1"})) == []
+    assert addvm(flavor_id="f1", graphics="vnc", flavor=_flavor(extra_specs={"usb_redirection_devices": [TCP]})) == []
+
+
+def test_add_vm_flavor_not_found():
+    assert codes(addvm(flavor_id="nope")) == ["FLAVOR_NOT_FOUND"]
+
+
+def test_add_vm_graphics_not_spice():
+    reasons = addvm(flavor_id="f1", graphics="vnc", flavor=_flavor(extra_specs={"hw:redirected_usb_ports": "1"}))
+    assert codes(reasons) == ["GRAPHICS_NOT_SPICE"] and reasons[0].vars == {"graphics": "vnc", "flavor": "desk"}
+
+
+def test_add_vm_flavor_specs_no_longer_valid():
+    assert codes(addvm(flavor_id="f1", flavor=_flavor(extra_specs={"hw:usb_model": "ehci"}))) == ["SPEC_VALUE_INVALID"]
+
+
+def test_add_vm_size_comes_from_the_flavor_unless_given():
+    flavor = _flavor(extra_specs={"hw:redirected_usb_ports": "1"})
+    assert add_vm.settings(add_vm.Params("v", flavor_id="f1"), flavor) == add_vm.Settings(1024, 2, "spice")
+    assert add_vm.settings(add_vm.Params("v", flavor_id="f1", vcpus=4, graphics="spice"), flavor) == \
+        add_vm.Settings(1024, 4, "spice")
+    assert add_vm.settings(add_vm.Params("v"), None) == add_vm.Settings(256, 1, "none")
+
+
+@pytest.mark.parametrize("meta,field", [({"k": 1}, "meta.k"), ({"": "v"}, "meta"), ({"k": "v" * 256}, "meta.k"),
+                                        ("k=v", "meta")])
+def test_add_vm_meta_invalid(meta, field):
+    reasons = addvm(meta=meta)
+    assert codes(reasons) == ["FIELD_INVALID"] and reasons[0].vars["field"] == field
