@@ -69,7 +69,8 @@ def visible(s: Session, server_id: str) -> Vm:
     """The server, if the request's principal sees its project; else itemNotFound (ids leak nothing)."""
     vm = vms_dao.get(s, server_id)
     if vm is None or not principal().sees_project(vm.project_id):
-        raise not_found(f"Instance {server_id} could not be found.", "VM_NOT_FOUND", id=server_id)
+        message = f"VM {server_id} does not exist."      # as the commands' loader says it
+        raise NotFound(message, reasons=[Reason("VM_NOT_FOUND", message, {"id": server_id})])
     return vm
 
 
@@ -99,10 +100,6 @@ def links(*parts: str) -> list[dict[str, str]]:
 
 
 # ---- request bodies ------------------------------------------------------------------------------
-
-def not_found(message: str, code: str, **vars: Any) -> NotFound:
-    return NotFound(message, reasons=[Reason(code, message, vars)])
-
 
 def json_body() -> dict[str, Any]:
     body = request.get_json(silent=True)

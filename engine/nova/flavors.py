@@ -11,10 +11,11 @@ from typing import Any
 from flask import Blueprint, request
 
 from engine.commands import add_flavor, remove_flavor, set_flavor_specs
-from engine.commands.flavor_common import FLAVOR_NOT_FOUND, SPEC_NOT_SET
+from engine.commands.flavor_common import flavor_not_found, spec_not_set
 from engine.dao import flavors as flavors_dao
 from engine.dao.models import Flavor
-from engine.nova.common import BadRequest, Checker, json_body, not_found, principal, run, sessions
+from engine.errors import NotFound
+from engine.nova.common import BadRequest, Checker, json_body, principal, run, sessions
 from engine.nova.views import flavor_detail, flavor_summary
 
 CREATE_FIELDS = ("name", "ram", "vcpus", "disk", "id", "swap", "OS-FLV-EXT-DATA:ephemeral", "rxtx_factor",
@@ -24,7 +25,8 @@ CREATE_FIELDS = ("name", "ram", "vcpus", "disk", "id", "swap", "OS-FLV-EXT-DATA:
 def _load(s: Any, flavor_id: str) -> Flavor:
     flavor = flavors_dao.get(s, flavor_id)
     if flavor is None:
-        raise not_found(f"Flavor {flavor_id} could not be found.", FLAVOR_NOT_FOUND, id=flavor_id)
+        reason = flavor_not_found(flavor_id)
+        raise NotFound(reason.message, reasons=[reason])
     return flavor
 
 
@@ -112,8 +114,8 @@ def register(bp: Blueprint) -> None:
     def show_spec(flavor_id: str, key: str):
         specs = _specs(flavor_id)
         if key not in specs:
-            raise not_found(f"Flavor {flavor_id} does not have extra spec key {key}.", SPEC_NOT_SET,
-                            id=flavor_id, key=key)
+            reason = spec_not_set(flavor_id, key)
+            raise NotFound(reason.message, reasons=[reason])
         return {key: specs[key]}
 
     @bp.put("/flavors/<string:flavor_id>/os-extra_specs/<string:key>")

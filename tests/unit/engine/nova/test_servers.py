@@ -82,7 +82,7 @@ def test_another_tenants_server_is_item_not_found(client, nova_server, sessions)
 
 
 def test_unknown_server_is_item_not_found(client):
-    assert "could not be found" in nova_fault(client.get(f"{V21}/servers/nope"), "itemNotFound", 404)
+    assert "VM nope does not exist" in nova_fault(client.get(f"{V21}/servers/nope"), "itemNotFound", 404)
 
 
 def test_create_on_v3_goes_to_the_default_project(client, nova_server, sessions):
