@@ -12,7 +12,8 @@ Choices (see notes/host-lab.md):
   has some (checked on libvirt 9.0), so exactly one is given and libvirt adds the rest (the
   memballoon libvirt always adds takes one). `pciePorts` is ignored for `pc`.
 - No USB controller is added: like libvirt, when `devices` has none at index 0 libvirt adds its
-  default one (piix3-uhci for pc, qemu-xhci for q35) at index 0.
+  default one (piix3-uhci for pc, qemu-xhci for q35) at index 0. An ich9-ehci1 without companions
+  gets function 0 of a free slot, or the guest would not see it (see `controller.function0_address`).
 - No `<os><boot dev>`, ever: libvirt refuses it next to a per-device `<boot order>`, which is what a
   device hot-plugged with `bootOrder` carries. libvirt (9.0, checked on the daemon) adds
   `<boot dev='hd'/>` itself to a definition in which no device has a `<boot order>`, so when none
@@ -29,7 +30,7 @@ from typing import Any
 
 from lxml import etree
 
-from vdsm_plugin.domxml import common, controller, metadata, redirdev
+from vdsm_plugin.domxml import address, common, controller, metadata, redirdev
 from vdsm_plugin.domxml.base import invalid, make, to_int
 from vdsm_plugin.domxml.devices import REGISTRY, build_device
 from vdsm_plugin.errors import AgentError
@@ -167,9 +168,15 @@ def build_domain(vm_id: str, params: Mapping[str, Any],
     dev_els: list[etree._Element] = []
     if machine in MACHINES_WITH_PCIE:
         dev_els += _pcie_controllers(params, devices)
-    dev_els += [build_device(dev, resolved.get(dev.get("alias", ""))) for dev in devices]
+    built = [build_device(dev, resolved.get(dev.get("alias", ""))) for dev in devices]
+    dev_els += built
     dev_els += _serial_and_console(params.get("serialLog"))
     dev_els += _graphics(graphics)
+    devices_el = make("devices", None, *dev_els)
+    for dev, el in zip(devices, built):
+        addr = controller.function0_address(dev, devices_el, own=el)
+        if addr:
+            el.append(address.to_element(addr))
 
     dom = make("domain", {"type": DOMAIN_TYPE},
                make("name", text=params["name"]),
@@ -180,7 +187,7 @@ def build_domain(vm_id: str, params: Mapping[str, Any],
                make("features", None, *(make(f) for f in FEATURES)),
                make("clock", {"offset": CLOCK_OFFSET}),
                *(make(tag, text=action) for tag, action in LIFECYCLE.items()),
-               make("devices", None, *dev_els))
+               devices_el)
     device_boot(dom)
     for key in metadata.KEYS:
         if params.get(key):

@@ -26,6 +26,9 @@ def add_controller(agent: Agent, vmId: str, controller: dict[str, Any]) -> dict[
     if controller["index"] in domxml.used_indexes(dom, "usb"):
         raise AgentError("controllerIndexInUse", f"USB controller index {controller['index']} is taken",
                          index=controller["index"])
+    placed = controller_xml.function0_address(controller, dom.find("devices"))
+    if placed:
+        controller = {**controller, "address": placed}
     return devices.plug(agent, vm_id, controller, hook_kind="device", error="controllerPlugFailed")
 
 

@@ -214,3 +214,14 @@ def test_plug_without_alias_names_the_device(fake_agent, vm_id):
     red = redirdev.hotplug_redirdev(fake_agent, vm_id, {"type": "redirdev", "device": "spicevmc"})
     assert red["alias"].startswith("ua-") and red["alias"] != res["alias"]
     assert nic_verbs.hotunplug_nic(fake_agent, vm_id, {"alias": res["alias"]})["status"] == "removed"
+
+
+def test_added_ehci_gets_function_0_of_a_free_slot(fake_agent, vm_id):
+    """The stopped domain's slots are known: a lone ich9-ehci1 takes the highest free one, function 0."""
+    from vdsm_plugin.verbs import controller
+
+    fake_agent.hv.running[vm_id] = False
+    ctl = {"type": "controller", "device": "usb", "model": "ich9-ehci1", "index": 1, "alias": "ua-e1"}
+    assert controller.add_controller(fake_agent, vm_id, ctl)["address"]["slot"] == "0x1d"
+    res = controller.add_controller(fake_agent, vm_id, {**ctl, "index": 2, "alias": "ua-e2"})
+    assert (res["address"]["slot"], res["address"]["function"]) == ("0x1c", "0x0")

@@ -206,3 +206,26 @@ def test_device_boot_replaces_os_boot_of_a_stored_definition():
 def test_no_bootable_device_no_boot_order():
     dom = _dom(devices=[DEVICES["controller_usb_xhci"][0]])
     assert _boot_orders(dom) == {} and dom.find("os/boot") is None
+
+
+def _ehci(alias, index, **extra):
+    return {"type": "controller", "device": "usb", "model": "ich9-ehci1", "index": index, "alias": alias, **extra}
+
+
+@pytest.mark.parametrize("machine", ["pc", "q35"])
+def test_lone_ehci_gets_function_0_of_a_free_slot(machine):
+    """libvirt puts an ich9-ehci1 without companions at function 7 of an empty slot, where no guest
+    looks: it gets function 0 of a free bus-0 slot from the top instead."""
+    taken = {"type": "pci", "domain": "0x0000", "bus": "0x00", "slot": "0x1d", "function": "0x0"}
+    nic = {**DEVICES["nic_user"][0], "address": taken}
+    xhci = {"type": "controller", "device": "usb", "model": "nec-xhci", "index": 2, "alias": "ua-x"}
+    dom = _dom(machine=machine, devices=[nic, _ehci("ua-e1", 1), xhci, _ehci("ua-e3", 3)])
+    addr = {a: domxml.device_to_dict(domxml.find_device(dom, a))["address"] for a in ("ua-e1", "ua-e3", "ua-x")}
+    assert addr["ua-e1"] == {**taken, "slot": "0x1c"} and addr["ua-e3"] == {**taken, "slot": "0x1b"}
+    assert addr["ua-x"] is None                    # libvirt places it
+
+
+def test_ehci_with_an_address_keeps_it():
+    given = DEVICES["controller_usb"][0]           # ich9-ehci1 at 00:1d.7, as the caller asked
+    dom = _dom(machine="pc", devices=[given])
+    assert domxml.device_to_dict(domxml.find_device(dom, "ua-ctl1"))["address"] == given["address"]
