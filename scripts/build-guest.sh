@@ -1,15 +1,22 @@
 #!/bin/bash
 # Build the tiny test guest: a Debian kernel and a busybox initramfs whose /init reports, on the
-# serial console, which NICs and USB devices the guest sees. Integration tests and the demo boot it
-# with direct kernel boot (see notes/host-lab.md) and read the serial log to watch hot-plug happen.
+# serial console, which NICs, USB host controllers and USB devices the guest sees. Integration tests
+# and the demo boot it with direct kernel boot (see notes/host-lab.md) and read the serial log to
+# watch hot-plug happen.
 #
-# Output: ${PLUGBOARD_GUEST_DIR:-<repo>/var/guest}/{vmlinuz,initrd.gz}
-# Idempotent: does nothing when both files exist and are newer than this script
-# (PLUGBOARD_GUEST_REBUILD=1 forces a rebuild).
+# Output: ${PLUGBOARD_GUEST_DIR:-<repo>/var/guest}/{vmlinuz,initrd.gz,build-id}
+# Idempotent: does nothing when both files exist and build-id holds the sha256 of this script (which
+# contains the guest's /init), so any change to the script rebuilds the guest, whatever the files'
+# times (a fresh clone, a restored cache). PLUGBOARD_GUEST_REBUILD=1 forces a rebuild.
 #
 # Serial protocol of the guest (one line each, on ttyS0):
 #   PLUGBOARD-GUEST-READY                      once, after the modules are loaded
 #   PB-NETS: eth0=52:54:00:aa:bb:cc eth1=...   at start and whenever the set of interfaces changes
+#   PB-USBHC: 0000:00:01.2=uhci:8086:7020 ...  the USB host controllers on the guest's PCI buses
+#                                              (PCI class 0x0c03; prog-if 00 uhci, 10 ohci, 20 ehci,
+#                                              30 xhci; read from sysfs, no driver needed), as
+#                                              address=kind:vendor:device: at start, after every
+#                                              PB-NETS line and whenever the set changes
 #   PB-USB: 1-1=0627:0001 ...                  at start and whenever the set of USB devices changes
 # Needs: apt-get (Debian mirror), dpkg-deb, busybox-static, gzip. Run as root (mknod).
 set -euo pipefail
@@ -21,8 +28,9 @@ BUSYBOX=${PLUGBOARD_BUSYBOX:-/bin/busybox}
 
 log() { echo "build-guest: $*"; }
 
+BUILD_ID=$(sha256sum "$SCRIPT" | cut -d' ' -f1)
 if [[ -z "${PLUGBOARD_GUEST_REBUILD:-}" && -s "$GUEST_DIR/vmlinuz" && -s "$GUEST_DIR/initrd.gz" \
-      && "$GUEST_DIR/vmlinuz" -nt "$SCRIPT" && "$GUEST_DIR/initrd.gz" -nt "$SCRIPT" ]]; then
+      && "$(cat "$GUEST_DIR/build-id" 2>/dev/null)" == "$BUILD_ID" ]]; then
     log "up to date in $GUEST_DIR"
     exit 0
 fi
@@ -86,7 +94,8 @@ mknod -m 600 "$ROOT/dev/console" c 5 1 2>/dev/null || log "warning: cannot mknod
 
 cat > "$ROOT/init" <<EOF
 #!/bin/sh
-# Plugboard test guest: report hot-plugged NICs and USB devices on the serial console.
+# Plugboard test guest: report hot-plugged NICs, USB host controllers and USB devices on the
+# serial console.
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -110,6 +119,25 @@ nets() {
     done
     echo "$line"
 }
+# USB host controllers by PCI class code (0x0c03, prog-if in the last byte): no driver needed.
+usbhcs() {
+    line=""
+    for d in /sys/bus/pci/devices/*; do
+        [ -e "$d/class" ] || continue
+        read c < "$d/class"
+        case "$c" in
+            0x0c0300) k=uhci ;;
+            0x0c0310) k=ohci ;;
+            0x0c0320) k=ehci ;;
+            0x0c0330) k=xhci ;;
+            0x0c03??) k=usb${c#0x0c03} ;;
+            *) continue ;;
+        esac
+        read v < "$d/vendor"; read p < "$d/device"
+        line="$line ${d##*/}=$k:${v#0x}:${p#0x}"
+    done
+    echo "$line"
+}
 usbs() {
     line=""
     for d in /sys/bus/usb/devices/*; do
@@ -124,13 +152,19 @@ usbs() {
 ip link set lo up
 for d in /sys/class/net/*; do ip link set "${d##*/}" up 2>/dev/null; done
 echo PLUGBOARD-GUEST-READY
-last_nets=x; last_usb=x
+last_nets=x; last_usb=x; last_hcs=x
 while :; do
     cur=$(nets)
+    hcs=$(usbhcs)
     if [ "$cur" != "$last_nets" ]; then
         for n in $cur; do ip link set "${n%%=*}" up 2>/dev/null; done
         echo "PB-NETS:$cur"
         last_nets=$cur
+        last_hcs=x
+    fi
+    if [ "$hcs" != "$last_hcs" ]; then
+        echo "PB-USBHC:$hcs"
+        last_hcs=$hcs
     fi
     cur=$(usbs)
     if [ "$cur" != "$last_usb" ]; then
@@ -148,4 +182,5 @@ echo "$PKG" > "$WORK/kernel-package"
 mv -f "$WORK/vmlinuz" "$GUEST_DIR/vmlinuz"
 mv -f "$WORK/initrd.gz" "$GUEST_DIR/initrd.gz"
 mv -f "$WORK/kernel-package" "$GUEST_DIR/kernel-package"
+echo "$BUILD_ID" > "$GUEST_DIR/build-id"
 log "built $GUEST_DIR (kernel $KVER, initrd $(du -k "$GUEST_DIR/initrd.gz" | cut -f1) KiB)"

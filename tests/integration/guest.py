@@ -4,12 +4,17 @@ The guest prints, on ttyS0 (one line each; the tty ends lines with "\\r\\n"):
 
     PLUGBOARD-GUEST-READY                      once its drivers are loaded: plug devices after this
     PB-NETS: eth0=52:54:00:aa:bb:cc eth1=...   at start and whenever its set of NICs changes
+    PB-USBHC: 0000:00:01.2=uhci:8086:7020 ...  its USB host controllers (PCI address=kind:vendor:device,
+                                               kind from the PCI class: uhci, ohci, ehci, xhci): at
+                                               start, after every PB-NETS line, whenever they change
     PB-USB: 1-1=0627:0001 ...                  at start and whenever its set of USB devices changes
 
-Tests point a `<serial type='file'>` at a file and read it with `wait_for_serial` and `guest_nets`.
+Tests point a `<serial type='file'>` at a file and read it with `wait_for_serial`, `guest_nets` and
+`guest_usb_controllers`.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -39,13 +44,26 @@ def guest_dir() -> Path:
     return Path(os.environ.get("PLUGBOARD_GUEST_DIR") or REPO / "var" / "guest")
 
 
+BUILD_SCRIPT = REPO / "scripts" / "build-guest.sh"
+
+
 def find_guest() -> Guest:
-    """The built guest; raises FileNotFoundError saying how to build it when it is missing."""
+    """The built guest; raises FileNotFoundError saying how to build it when it is missing or was
+    built by another version of scripts/build-guest.sh (its build-id is the script's sha256), whose
+    /init may not print what the tests read."""
     d = guest_dir()
     guest = Guest(kernel=d / "vmlinuz", initrd=d / "initrd.gz")
     missing = [str(p) for p in (guest.kernel, guest.initrd) if not p.is_file() or p.stat().st_size == 0]
     if missing:
         raise FileNotFoundError(f"test guest not built (missing {', '.join(missing)}): {SETUP_HINT}")
+    wanted = hashlib.sha256(BUILD_SCRIPT.read_bytes()).hexdigest()
+    try:
+        built = (d / "build-id").read_text().strip()
+    except FileNotFoundError:
+        built = "(none)"
+    if built != wanted:
+        raise FileNotFoundError(f"test guest in {d} is out of date (build-id {built[:12]}, "
+                                f"scripts/build-guest.sh is {wanted[:12]}): {SETUP_HINT}")
     return guest
 
 
@@ -126,6 +144,21 @@ def guest_usb(path: str | os.PathLike) -> dict[str, str]:
     if line is None:
         raise LookupError(f"no PB-USB line in {path} yet; it ends with:\n{_tail(Path(path))}")
     return _pairs(line, "PB-USB:")
+
+
+def guest_usb_controllers(path: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """The guest's USB host controllers from the last PB-USBHC line, by PCI address:
+    {"0000:00:1d.7": {"kind": "ehci", "vendor": "8086", "device": "293a"}}.
+
+    Raises LookupError when the guest has not printed a PB-USBHC line yet."""
+    line = _last_line(path, "PB-USBHC:")
+    if line is None:
+        raise LookupError(f"no PB-USBHC line in {path} yet; it ends with:\n{_tail(Path(path))}")
+    out = {}
+    for addr, desc in _pairs(line, "PB-USBHC:").items():
+        kind, vendor, device = desc.split(":")
+        out[addr] = {"kind": kind, "vendor": vendor, "device": device}
+    return out
 
 
 def domain_xml(name: str, uuid: str, kernel: str | os.PathLike, initrd: str | os.PathLike,

@@ -213,3 +213,10 @@ def test_hotplug_nic_with_boot_order(rpc, vm, libvirt_uri):
         wait_for_serial(vm["serial"], rf"PB-NETS:.*{mac}", timeout=30)
     finally:
         assert rpc("VM.hotunplugNic", vmId=vm["id"], nic={"alias": "ua-boot1"})["status"] == "removed"
+
+
+def test_guest_has_only_the_default_usb_controller(vm):
+    """pc's default piix3-uhci, and no other USB host controller (see test_usb_controllers)."""
+    from tests.integration.guest import guest_usb_controllers
+
+    assert [h["kind"] for h in guest_usb_controllers(vm["serial"]).values()] == ["uhci"]
