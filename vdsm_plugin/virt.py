@@ -1,16 +1,22 @@
 """The only module of the agent that imports libvirt: a connection with its event loop, and the few
 calls the verbs need. libvirt errors become `LibvirtFailure` (code + message) so the verbs can map them
-to the agent's own coded errors without touching libvirt."""
+to the agent's own coded errors without touching libvirt.
+
+libvirt-python is imported when the first `Hypervisor` connects, not when this module is imported:
+the verbs, the fakes and the agent's whole unit tier import it on a machine without libvirt-python.
+The few libvirt numbers the verbs use are spelled here (they are part of libvirt's stable ABI) and
+checked against libvirt-python at that first import.
+"""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Callable
-
-import libvirt
+from types import ModuleType
+from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
@@ -23,34 +29,54 @@ DeviceCallback = Callable[[str, str], None]
 LifecycleCallback = Callable[[str, str], None]
 NodeDeviceCallback = Callable[[str, str], None]
 
-_NODEDEV = {
-    libvirt.VIR_NODE_DEVICE_EVENT_CREATED: "created",
-    libvirt.VIR_NODE_DEVICE_EVENT_DELETED: "deleted",
-}
+# The libvirt error code the verbs act on: the VM is not on this host (VIR_ERR_NO_DOMAIN).
+ERR_NO_DOMAIN = 42
+# virDomainModificationImpact: the running domain, the persistent definition.
+AFFECT_LIVE = 1
+AFFECT_CONFIG = 2
+_ABI = {"VIR_ERR_NO_DOMAIN": ERR_NO_DOMAIN, "VIR_DOMAIN_AFFECT_LIVE": AFFECT_LIVE,
+        "VIR_DOMAIN_AFFECT_CONFIG": AFFECT_CONFIG}
 
-_LIFECYCLE = {
-    libvirt.VIR_DOMAIN_EVENT_DEFINED: "defined",
-    libvirt.VIR_DOMAIN_EVENT_UNDEFINED: "undefined",
-    libvirt.VIR_DOMAIN_EVENT_STARTED: "started",
-    libvirt.VIR_DOMAIN_EVENT_SUSPENDED: "suspended",
-    libvirt.VIR_DOMAIN_EVENT_RESUMED: "resumed",
-    libvirt.VIR_DOMAIN_EVENT_STOPPED: "stopped",
-    libvirt.VIR_DOMAIN_EVENT_SHUTDOWN: "shutdown",
-    libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
-}
 
-_STATES = {
-    libvirt.VIR_DOMAIN_RUNNING: "up",
-    libvirt.VIR_DOMAIN_BLOCKED: "up",
-    libvirt.VIR_DOMAIN_PAUSED: "paused",
-    libvirt.VIR_DOMAIN_SHUTDOWN: "powering_down",
-    libvirt.VIR_DOMAIN_SHUTOFF: "down",
-    libvirt.VIR_DOMAIN_CRASHED: "down",
-    libvirt.VIR_DOMAIN_PMSUSPENDED: "paused",
-}
+@functools.cache
+def _libvirt() -> ModuleType:
+    """libvirt-python, imported on first use; its numbers must be the ones spelled above."""
+    import libvirt
 
-# The libvirt error code the verbs act on: the VM is not on this host.
-ERR_NO_DOMAIN = libvirt.VIR_ERR_NO_DOMAIN
+    wrong = {name: getattr(libvirt, name) for name, value in _ABI.items() if getattr(libvirt, name) != value}
+    if wrong:
+        raise RuntimeError(f"libvirt-python disagrees with vdsm_plugin.virt about {wrong}")
+    return libvirt
+
+
+@functools.cache
+def _tables() -> tuple[dict[int, str], dict[int, str], dict[int, str]]:
+    """libvirt's node-device events, domain lifecycle events and domain states, as the agent names them."""
+    lv = _libvirt()
+    nodedev = {
+        lv.VIR_NODE_DEVICE_EVENT_CREATED: "created",
+        lv.VIR_NODE_DEVICE_EVENT_DELETED: "deleted",
+    }
+    lifecycle = {
+        lv.VIR_DOMAIN_EVENT_DEFINED: "defined",
+        lv.VIR_DOMAIN_EVENT_UNDEFINED: "undefined",
+        lv.VIR_DOMAIN_EVENT_STARTED: "started",
+        lv.VIR_DOMAIN_EVENT_SUSPENDED: "suspended",
+        lv.VIR_DOMAIN_EVENT_RESUMED: "resumed",
+        lv.VIR_DOMAIN_EVENT_STOPPED: "stopped",
+        lv.VIR_DOMAIN_EVENT_SHUTDOWN: "shutdown",
+        lv.VIR_DOMAIN_EVENT_CRASHED: "crashed",
+    }
+    states = {
+        lv.VIR_DOMAIN_RUNNING: "up",
+        lv.VIR_DOMAIN_BLOCKED: "up",
+        lv.VIR_DOMAIN_PAUSED: "paused",
+        lv.VIR_DOMAIN_SHUTDOWN: "powering_down",
+        lv.VIR_DOMAIN_SHUTOFF: "down",
+        lv.VIR_DOMAIN_CRASHED: "down",
+        lv.VIR_DOMAIN_PMSUSPENDED: "paused",
+    }
+    return nodedev, lifecycle, states
 
 
 @dataclass
@@ -62,31 +88,33 @@ class LibvirtFailure(Exception):
         return f"libvirt error {self.code}: {self.message}"
 
 
-def _failure(e: libvirt.libvirtError) -> LibvirtFailure:
+def _failure(e: Any) -> LibvirtFailure:
     return LibvirtFailure(e.get_error_code() or 0, e.get_error_message() or str(e))
 
 
 @contextlib.contextmanager
 def _libvirt_call() -> Iterator[None]:
     """Every libvirt error leaves this module as a LibvirtFailure."""
+    lv = _libvirt()
     try:
         yield
-    except libvirt.libvirtError as e:
+    except lv.libvirtError as e:
         raise _failure(e) from e
 
 
 def _start_event_loop() -> None:
     """libvirt delivers events only through a registered loop that some thread keeps running."""
     global _event_loop_started
+    lv = _libvirt()
     with _event_loop_lock:
         if _event_loop_started:
             return
-        libvirt.registerErrorHandler(lambda *_: None, None)
-        libvirt.virEventRegisterDefaultImpl()
+        lv.registerErrorHandler(lambda *_: None, None)
+        lv.virEventRegisterDefaultImpl()
 
         def loop() -> None:
             while True:
-                libvirt.virEventRunDefaultImpl()
+                lv.virEventRunDefaultImpl()
 
         threading.Thread(target=loop, name="libvirt-events", daemon=True).start()
         _event_loop_started = True
@@ -95,58 +123,61 @@ def _start_event_loop() -> None:
 class Hypervisor:
     """A libvirt connection for the agent. Thread-safe: libvirt's connection objects are."""
 
-    AFFECT_LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
-    AFFECT_CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    AFFECT_LIVE = AFFECT_LIVE
+    AFFECT_CONFIG = AFFECT_CONFIG
 
     def __init__(self, uri: str = "qemu:///system", nodedev_uri: str | None = None) -> None:
         _start_event_loop()
+        self._lv = lv = _libvirt()
         self.uri = uri
         with _libvirt_call():
-            self._conn = libvirt.open(uri)
-            self._nodedev_conn = libvirt.open(nodedev_uri) if nodedev_uri and nodedev_uri != uri else self._conn
+            self._conn = lv.open(uri)
+            self._nodedev_conn = lv.open(nodedev_uri) if nodedev_uri and nodedev_uri != uri else self._conn
         self._callback_ids: list[int] = []
-        self._nodedev_callback: tuple[libvirt.virConnect, int] | None = None
+        self._nodedev_callback: tuple[Any, int] | None = None
 
     def close(self) -> None:
         for cb in self._callback_ids:
             try:
                 self._conn.domainEventDeregisterAny(cb)
-            except libvirt.libvirtError:
+            except self._lv.libvirtError:
                 pass
         self._callback_ids.clear()
         if self._nodedev_callback:
             conn, cb = self._nodedev_callback
             try:
                 conn.nodeDeviceEventDeregisterAny(cb)
-            except libvirt.libvirtError:
+            except self._lv.libvirtError:
                 pass
             self._nodedev_callback = None
         for conn in {self._conn, self._nodedev_conn}:
             try:
                 conn.close()
-            except libvirt.libvirtError:
+            except self._lv.libvirtError:
                 pass
 
     # -- events -----------------------------------------------------------------------------------
     def subscribe(self, on_removed: DeviceCallback, on_removal_failed: DeviceCallback,
                   on_lifecycle: LifecycleCallback, on_nodedev: NodeDeviceCallback | None = None) -> None:
-        c = self._conn
+        c, lv = self._conn, self._lv
+        nodedev_events, lifecycle_events, _ = _tables()
         self._callback_ids += [
-            c.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED,
+            c.domainEventRegisterAny(None, lv.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED,
                                      lambda _c, dom, alias, _o: on_removed(dom.UUIDString(), alias), None),
-            c.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED,
+            c.domainEventRegisterAny(None, lv.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED,
                                      lambda _c, dom, alias, _o: on_removal_failed(dom.UUIDString(), alias), None),
-            c.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-                                     lambda _c, dom, ev, _d, _o: on_lifecycle(dom.UUIDString(), _LIFECYCLE.get(ev, str(ev))),
+            c.domainEventRegisterAny(None, lv.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                     lambda _c, dom, ev, _d, _o: on_lifecycle(dom.UUIDString(),
+                                                                              lifecycle_events.get(ev, str(ev))),
                                      None),
         ]
         if on_nodedev is not None:
             def nodedev_event(_c, dev, event, _detail, _o) -> None:
-                if event in _NODEDEV:
-                    on_nodedev(dev.name(), _NODEDEV[event])
+                if event in nodedev_events:
+                    on_nodedev(dev.name(), nodedev_events[event])
             with _libvirt_call():
                 self._nodedev_callback = (self._nodedev_conn, self._nodedev_conn.nodeDeviceEventRegisterAny(
-                    None, libvirt.VIR_NODE_DEVICE_EVENT_ID_LIFECYCLE, nodedev_event, None))
+                    None, lv.VIR_NODE_DEVICE_EVENT_ID_LIFECYCLE, nodedev_event, None))
 
     # -- host -------------------------------------------------------------------------------------
     def versions(self) -> tuple[str, str]:
@@ -161,19 +192,19 @@ class Hypervisor:
         return self._conn.getCapabilities()
 
     def active_networks(self) -> list[str]:
-        return sorted(n.name() for n in self._conn.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE))
+        return sorted(n.name() for n in self._conn.listAllNetworks(self._lv.VIR_CONNECT_LIST_NETWORKS_ACTIVE))
 
     def nodedev_xmls(self, caps: list[str]) -> list[str]:
         flags = 0
         if "usb_device" in caps:
-            flags |= libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_USB_DEV
+            flags |= self._lv.VIR_CONNECT_LIST_NODE_DEVICES_CAP_USB_DEV
         if "pci" in caps:
-            flags |= libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV
+            flags |= self._lv.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV
         with _libvirt_call():
             return [d.XMLDesc(0) for d in self._nodedev_conn.listAllDevices(flags)]
 
     # -- domains ----------------------------------------------------------------------------------
-    def _dom(self, vm_id: str) -> libvirt.virDomain:
+    def _dom(self, vm_id: str) -> Any:
         with _libvirt_call():
             return self._conn.lookupByUUIDString(vm_id)
 
@@ -181,7 +212,7 @@ class Hypervisor:
         try:
             self._conn.lookupByUUIDString(vm_id)
             return True
-        except libvirt.libvirtError:
+        except self._lv.libvirtError:
             return False
 
     def list_ids(self) -> list[str]:
@@ -195,14 +226,14 @@ class Hypervisor:
     def state(self, vm_id: str) -> str:
         with _libvirt_call():
             st, _reason = self._dom(vm_id).state()
-        return _STATES.get(st, "unknown")
+        return _tables()[2].get(st, "unknown")
 
     def is_persistent(self, vm_id: str) -> bool:
         with _libvirt_call():
             return bool(self._dom(vm_id).isPersistent())
 
     def xml(self, vm_id: str, *, inactive: bool = False) -> str:
-        flags = libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0
+        flags = self._lv.VIR_DOMAIN_XML_INACTIVE if inactive else 0
         with _libvirt_call():
             return self._dom(vm_id).XMLDesc(flags)
 
@@ -220,7 +251,7 @@ class Hypervisor:
             if dom.isActive():
                 dom.destroy()
             if undefine and dom.isPersistent():
-                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+                dom.undefineFlags(self._lv.VIR_DOMAIN_UNDEFINE_NVRAM)
 
     def attach(self, vm_id: str, device_xml: str, flags: int) -> None:
         with _libvirt_call():
