@@ -1,7 +1,7 @@
 """`<controller>`: USB controllers (cold-plug only: QEMU cannot hot-plug them), and back.
 
-Companion controllers (ich9-uhciN sharing an index with ich9-ehci1 through `<master startport>`) are
-not built here: each request is one controller with its own index.
+Companion controllers (ich9-uhciN sharing an index with an ich9-ehci1 through `<master startport>`,
+oVirt's layout) are requests of their own with `master`; only they may share an index.
 
 QEMU's ich9-usb-ehci1 is function 7 of ICH9's USB slot, behind its UHCI companions at functions 0-2.
 libvirt puts it at function 7 of a slot of its own even when it has no companion, and a guest never
@@ -30,6 +30,8 @@ MODELS_WITH_PORTS = ("qemu-xhci", "nec-xhci")
 # Models libvirt places at function 7 (see above), and the bus-0 slots they may get instead, from the
 # top (q35 keeps 0x1f for the ICH9 LPC, SATA and SMBus functions).
 FUNCTION7_MODELS = ("ich9-ehci1",)
+COMPANION_MODELS = ("ich9-uhci1", "ich9-uhci2", "ich9-uhci3")
+MASTER = "master"
 FUNCTION0_SLOTS = range(0x1d, 0x02, -1)
 
 
@@ -41,7 +43,12 @@ def build(dev: Mapping[str, Any], resolved_source: Mapping[str, Any] | None = No
     if dev.get("ports") is not None and dev.get("model") not in MODELS_WITH_PORTS:
         raise invalid(f"a {dev.get('model')} controller has a fixed number of ports; only "
                       f"{', '.join(MODELS_WITH_PORTS)} take `ports`", field="ports")
-    return make(TAG, {"type": USB, **{attr: dev.get(key) for key, attr in ATTRS.items()}}, *common.tail(dev))
+    master = dev.get("master")
+    if master is not None and dev.get("model") not in COMPANION_MODELS:
+        raise invalid(f"only {', '.join(COMPANION_MODELS)} can be companions", field="master")
+    return make(TAG, {"type": USB, **{attr: dev.get(key) for key, attr in ATTRS.items()}},
+                make(MASTER, {"startport": master["startport"]}) if master is not None else None,
+                *common.tail(dev))
 
 
 def read(el: etree._Element) -> dict[str, Any]:
@@ -50,6 +57,9 @@ def read(el: etree._Element) -> dict[str, Any]:
         value = el.get(attr)
         if value is not None:
             out[key] = to_int(value) if key in INT_KEYS else value
+    master = el.find(MASTER)
+    if master is not None and to_int(master.get("startport")) is not None:
+        out["master"] = {"startport": to_int(master.get("startport"))}
     return out
 
 
@@ -59,9 +69,9 @@ def reported(el: etree._Element) -> bool:
 
 
 def used_indexes(dom: etree._Element, ctype: str = USB) -> set[int]:
-    """The indexes taken by controllers of type `ctype`."""
+    """The indexes taken by controllers of type `ctype` (a companion shares its master's)."""
     return {i for el in dom.iterfind(f"devices/{TAG}")
-            if el.get("type") == ctype and (i := to_int(el.get("index"))) is not None}
+            if el.get("type") == ctype and el.find(MASTER) is None and (i := to_int(el.get("index"))) is not None}
 
 
 def _bus0_slots(devices: etree._Element) -> set[int]:

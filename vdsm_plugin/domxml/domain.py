@@ -145,8 +145,8 @@ def _check_devices(devices: list[Mapping[str, Any]], graphics: str) -> None:
         if needed and graphics != needed:
             raise invalid(f"{dev.get('alias')}: a {dev['device']} {dev['type']} needs {needed} graphics, "
                           f"not {graphics}", field="devices", alias=dev.get("alias"))
-    indexes = [d.get("index") for d in devices
-               if d.get("type") == controller.TAG and d.get("device") == controller.USB]
+    indexes = [d.get("index") for d in devices   # companions share their master's index
+               if d.get("type") == controller.TAG and d.get("device") == controller.USB and not d.get("master")]
     taken = sorted({i for i in indexes if indexes.count(i) > 1})
     if taken:
         raise AgentError("controllerIndexInUse", f"USB controller index used more than once: {taken}",

@@ -23,7 +23,7 @@ def add_controller(agent: Agent, vmId: str, controller: dict[str, Any]) -> dict[
     vm_id = devices.vm_key(vmId)
     dom = devices.live_dom(agent, vm_id)
     _refuse_if_running(agent, vm_id, "added")
-    if controller["index"] in domxml.used_indexes(dom, "usb"):
+    if controller["index"] in domxml.used_indexes(dom, "usb") and not controller.get("master"):
         raise AgentError("controllerIndexInUse", f"USB controller index {controller['index']} is taken",
                          index=controller["index"])
     placed = controller_xml.function0_address(controller, dom.find("devices"))

@@ -6,12 +6,14 @@ from __future__ import annotations
 import socket
 import threading
 import uuid
+from collections import Counter
 
 import libvirt
 import pytest
 
 from engine.dao import hosts as hosts_dao
 from tests.integration.engine.rest import defined_vms, fault, live_devices, new_vm, ok
+from tests.integration.guest import guest_usb_controllers, wait_for_serial
 
 
 def codes(f):
@@ -145,3 +147,25 @@ def test_stop_during_start_never_leaves_an_orphan(api, host, engine_parts, libvi
         ok(api.post(f"/api/vms/{vm['id']}/stop", json={}))
     assert api.delete(f"/api/vms/{vm['id']}").status_code == 204
     assert vm["id"] not in defined_vms(libvirt_uri)
+
+
+def test_guest_sees_the_controllers_the_engine_added(api, host, guest, tmp_path):
+    """An EHCI with its three UHCI companions (oVirt's layout, one request) and an xHCI, added while
+    the VM is down: the booted guest finds all five on its PCI buses (the engine's controller at index
+    0 replaces the machine's default UHCI)."""
+    serial = tmp_path / "console.log"
+    vm = new_vm(api, f"usbhc-{uuid.uuid4().hex[:6]}", guest, serial)
+    url = f"/api/vms/{vm['id']}/controllers"
+    ok(api.post(url, json={"type": "usb", "model": "ich9-ehci1", "companions": True}), 201)
+    ok(api.post(url, json={"type": "usb", "model": "xhci"}), 201)
+    rows = ok(api.get(url))
+    assert sorted((c["model"], c["index"], c["master"]) for c in rows) == [
+        ("ich9-ehci1", 0, None), ("ich9-uhci1", 0, 0), ("ich9-uhci2", 0, 2), ("ich9-uhci3", 0, 4),
+        ("qemu-xhci", 1, None)]
+    ok(api.post(f"/api/vms/{vm['id']}/start", json={}))
+    try:
+        wait_for_serial(serial, r"^PB-USBHC:", timeout=90)
+        kinds = Counter(h["kind"] for h in guest_usb_controllers(serial).values())
+        assert kinds == {"ehci": 1, "uhci": 3, "xhci": 1}, kinds
+    finally:
+        ok(api.post(f"/api/vms/{vm['id']}/stop", json={}))

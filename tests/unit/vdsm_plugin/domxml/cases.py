@@ -44,6 +44,8 @@ DEVICES: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {
                         "alias": "ua-ctl1",
                         "address": {"type": "pci", "domain": "0x0000", "bus": "0x00", "slot": "0x1d",
                                     "function": "0x7"}}, None),
+    "controller_usb_companion": ({"type": "controller", "device": "usb", "model": "ich9-uhci2", "index": 1,
+                                  "alias": "ua-ctl3", "master": {"startport": 2}}, None),
     "controller_usb_xhci": ({"type": "controller", "device": "usb", "model": "qemu-xhci", "index": 2,
                              "alias": "ua-ctl2", "ports": 8}, None),
 }

@@ -229,3 +229,29 @@ def test_ehci_with_an_address_keeps_it():
     given = DEVICES["controller_usb"][0]           # ich9-ehci1 at 00:1d.7, as the caller asked
     dom = _dom(machine="pc", devices=[given])
     assert domxml.device_to_dict(domxml.find_device(dom, "ua-ctl1"))["address"] == given["address"]
+
+
+def _usb_controller(alias, model, index, **extra):
+    return {"type": "controller", "device": "usb", "model": model, "index": index, "alias": alias, **extra}
+
+
+def test_companions_share_their_ehcis_index():
+    devices = [_usb_controller("ua-ehci", "ich9-ehci1", 0)] + [
+        _usb_controller(f"ua-uhci{n}", f"ich9-uhci{n}", 0, master={"startport": 2 * (n - 1)}) for n in (1, 2, 3)]
+    dom = etree.fromstring(domxml.build_domain(VM_ID, {**VM_MINIMAL, "machine": "pc", "devices": devices}))
+    read = {d["alias"]: d for d in domxml.read_devices(dom) if d["type"] == "controller"}
+    assert read["ua-uhci3"]["master"] == {"startport": 4} and read["ua-uhci3"]["index"] == 0
+    assert domxml.used_indexes(dom, "usb") == {0}
+
+
+def test_two_controllers_at_one_index_without_master_are_refused():
+    devices = [_usb_controller("ua-a", "ich9-ehci1", 0), _usb_controller("ua-b", "ich9-uhci1", 0)]
+    with pytest.raises(AgentError) as err:
+        domxml.build_domain(VM_ID, {**VM_MINIMAL, "machine": "pc", "devices": devices})
+    assert err.value.name == "controllerIndexInUse"
+
+
+def test_only_uhci_companions_take_a_master():
+    with pytest.raises(AgentError) as err:
+        domxml.build_device(_usb_controller("ua-x", "qemu-xhci", 1, master={"startport": 0}))
+    assert err.value.name == "invalidParams"
