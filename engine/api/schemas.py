@@ -182,22 +182,6 @@ class VmSchema(StrictSchema):
     updated_at = fields.DateTime()
 
 
-class NicSchema(StrictSchema):
-    id = fields.String()
-    vm_id = fields.String()
-    name = fields.String()
-    mac = fields.String()
-    network = fields.String()
-    model = fields.String()
-    linked = fields.Boolean()
-    plugged = fields.Boolean(metadata={"description": "Activated: the desired state."})
-    plug_state = fields.String(metadata={"enum": list(PLUG_STATES),
-                                         "description": "plugging/unplugging while a host call is in flight."})
-    address = fields.Dict(allow_none=True, metadata={"description": "Guest address while plugged."})
-    alias = fields.String()
-    last_error = fields.Dict(allow_none=True)
-
-
 class DeviceStateFields(StrictSchema):
     plugged = fields.Boolean(metadata={"description": "Activated: the desired state."})
     plug_state = fields.String(metadata={"enum": list(PLUG_STATES),
@@ -205,6 +189,16 @@ class DeviceStateFields(StrictSchema):
     address = fields.Dict(allow_none=True, metadata={"description": "Guest address while plugged."})
     alias = fields.String()
     last_error = fields.Dict(allow_none=True)
+
+
+class NicSchema(DeviceStateFields):
+    id = fields.String()
+    vm_id = fields.String()
+    name = fields.String()
+    mac = fields.String()
+    network = fields.String()
+    model = fields.String()
+    linked = fields.Boolean()
 
 
 class ControllerSchema(DeviceStateFields):
