@@ -314,9 +314,11 @@ class FakeHost:
         for spec in vm.get("devices", []):
             self._place(dom, spec, error_code("createErr"))
         self.domains[vm_id] = dom
+        info = dom.info()
         if status == "up":
-            self._event("vm_lifecycle", vm_id, None, event="started")
-        return dom.info()
+            # startedVmInfo: eventSeq is the journal position of this start
+            info["eventSeq"] = self._event("vm_lifecycle", vm_id, None, event="started")["seq"]
+        return info
 
     def _VM_create(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._build(params, "up")
@@ -327,8 +329,8 @@ class FakeHost:
     def _VM_start(self, params: dict[str, Any]) -> dict[str, Any]:
         dom = self._dom(params["vmId"])
         dom.status = "up"
-        self._event("vm_lifecycle", dom.vm_id, None, event="started")
-        return dom.info()
+        seq = self._event("vm_lifecycle", dom.vm_id, None, event="started")["seq"]
+        return {**dom.info(), "eventSeq": seq}
 
     def _VM_destroy(self, params: dict[str, Any]) -> dict[str, Any]:
         dom = self._dom(params["vmId"])
