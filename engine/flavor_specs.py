@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from engine import usb
 from engine.errors import Reason
 
 USB_REDIRECTION_DEVICES: Final = "usb_redirection_devices"
@@ -270,11 +271,16 @@ def needs_spice(specs: Mapping[str, Any] | None) -> bool:
 def devices_for(specs: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """The device rows a VM created from a flavor with these (valid) specs gets: its USB controller,
     then one redirdev per redirection device. `spec_params` hold the agent's fields other than type,
-    device, alias and address (schema/verbs.yaml `controller`, `redirdev`). ValueError if invalid."""
+    device, alias and address (schema/verbs.yaml `controller`, `redirdev`). An xHCI controller gets
+    enough ports for the redirection devices (up to 15; every redirection device needs one).
+    ValueError if the specs are invalid."""
     parsed = _valid(specs)
     rows: list[dict[str, Any]] = []
     if parsed.usb_model is not None:
-        rows.append({"type": "controller", "device": "usb", "spec_params": {"model": parsed.usb_model, "index": 0}})
+        controller: dict[str, Any] = {"model": parsed.usb_model, "index": 0}
+        if parsed.usb_model in usb.XHCI_MODELS and len(parsed.redirdevs) > usb.PORTS[parsed.usb_model]:
+            controller["ports"] = len(parsed.redirdevs)
+        rows.append({"type": "controller", "device": "usb", "spec_params": controller})
     for dev in parsed.redirdevs:
         rows.append({"type": "redirdev", "device": dev.type, "spec_params": dev.spec_params()})
     return rows

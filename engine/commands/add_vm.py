@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from engine import flavor_specs, osinfo
+from engine import flavor_specs, osinfo, usb
 from engine.commands import common
 from engine.commands import flavor_common as F
 from engine import reasons as R
@@ -101,14 +101,22 @@ def check_meta(meta: dict[str, Any] | None) -> list[Reason]:
 
 
 def check_flavor(params: Params, flavor: Flavor | None) -> list[Reason]:
-    """The flavor exists, its specs are (still) valid, and the graphics asked for suit its devices."""
+    """The flavor exists, its specs are (still) valid, the graphics asked for suit its devices, and its
+    redirection devices find a USB port each."""
     if params.flavor_id is None:
         return []
     if flavor is None:
         return [F.flavor_not_found(params.flavor_id)]
     found = flavor_specs.validate(flavor.extra_specs)
-    if not found and params.graphics not in (None, "spice") and flavor_specs.needs_spice(flavor.extra_specs):
-        found.append(F.graphics_not_spice(params.graphics, flavor.name))
+    if found:
+        return found
+    if params.graphics not in (None, "spice") and flavor_specs.needs_spice(flavor.extra_specs):
+        found.append(R.spice_required(params.name, params.graphics))
+    rows = flavor_specs.devices_for(flavor.extra_specs)
+    controllers = [r["spec_params"] for r in rows if r["type"] == "controller"]
+    redirdevs = sum(1 for r in rows if r["type"] == "redirdev")
+    if redirdevs and usb.free_ports(params.machine, controllers, redirdevs) < 0:
+        found.append(F.flavor_usb_ports_short(flavor.name, redirdevs, params.machine))
     return found
 
 

@@ -16,7 +16,6 @@ from engine.errors import NotFound, Reason, ValidationFailed
 FLAVOR_NOT_FOUND: Final = "FLAVOR_NOT_FOUND"
 FLAVOR_ID_IN_USE: Final = "FLAVOR_ID_IN_USE"
 SPEC_NOT_SET: Final = "SPEC_NOT_SET"
-GRAPHICS_NOT_SPICE: Final = "GRAPHICS_NOT_SPICE"
 # Reason codes that come from the state met, not from what the request says: a refusal holding
 # only these is a 409; one with any other reason is a 400 (the request must change anyway).
 STATE_REASONS = frozenset({"NAME_IN_USE", FLAVOR_ID_IN_USE})
@@ -44,9 +43,12 @@ def spec_not_set(flavor_id: str, key: str) -> Reason:
     return Reason(SPEC_NOT_SET, f"Flavor {flavor_id} has no extra spec {key}.", {"id": flavor_id, "key": key})
 
 
-def graphics_not_spice(graphics: str, flavor_name: str) -> Reason:
-    return Reason(GRAPHICS_NOT_SPICE, f"Flavor {flavor_name} has SPICE USB redirection devices, which need "
-                  f"graphics spice, not {graphics}.", {"graphics": graphics, "flavor": flavor_name})
+def flavor_usb_ports_short(flavor_name: str, devices: int, machine: str) -> Reason:
+    """A flavor without hw:usb_model whose redirection devices outnumber the ports of the machine's
+    default USB controller (the code of engine.reasons' no_free_usb_port)."""
+    return Reason("NO_FREE_USB_PORT", f"Flavor {flavor_name} gives {devices} USB redirection devices, more than "
+                  f"the ports of a {machine} VM's default USB controller: set hw:usb_model (e.g. qemu-xhci) on "
+                  "the flavor.", {"flavor": flavor_name, "devices": devices, "machine": machine})
 
 
 def refusal(reasons: list[Reason], message: str) -> ValidationFailed:

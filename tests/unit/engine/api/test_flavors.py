@@ -171,9 +171,18 @@ def test_vm_from_spice_flavor_refuses_other_graphics(client, new_flavor, session
     flavor = new_flavor(extra_specs={"usb_redirection_devices": [SPICE]})
     r = client.post("/api/vms", json={"name": "vnc", "flavor_id": flavor["id"], "graphics": "vnc"})
     assert r.status_code == 409
-    assert reason_codes(fault_of(r)) == ["GRAPHICS_NOT_SPICE"]
+    assert reason_codes(fault_of(r)) == ["SPICE_REQUIRED"]
     with sessions() as s:
         assert vms_dao.get_by_name(s, "vnc") is None
+
+
+def test_vm_from_flavor_needs_a_port_per_redirection_device(client, new_flavor):
+    flavor = new_flavor(extra_specs={"hw:redirected_usb_ports": "3"})      # pc's piix3-uhci has 2 ports
+    r = client.post("/api/vms", json={"name": "short", "flavor_id": flavor["id"]})
+    assert r.status_code == 409
+    assert reason_codes(fault_of(r)) == ["NO_FREE_USB_PORT"]
+    r = client.post("/api/vms", json={"name": "roomy", "flavor_id": flavor["id"], "machine": "q35"})
+    assert r.status_code == 201, r.get_json()
 
 
 def test_vm_from_unknown_flavor_is_refused(client):

@@ -202,6 +202,13 @@ def test_devices_for_redirected_usb_ports():
     assert rows == [{"type": "redirdev", "device": "spicevmc", "spec_params": {}}] * 3
 
 
+def test_devices_for_gives_an_xhci_controller_a_port_per_redirection_device():
+    rows = FS.devices_for({"hw:usb_model": "qemu-xhci", "hw:redirected_usb_ports": "6"})
+    assert rows[0]["spec_params"] == {"model": "qemu-xhci", "index": 0, "ports": 6}
+    rows = FS.devices_for({"hw:usb_model": "qemu-xhci", "hw:redirected_usb_ports": "4"})
+    assert rows[0]["spec_params"] == {"model": "qemu-xhci", "index": 0}
+
+
 def test_devices_for_tcp_mode_and_no_usb():
     assert FS.devices_for({"usb_redirection_devices": [{**TCP, "mode": "bind"}]})[0]["spec_params"] == \
         {"host": "usbhub.example", "port": 4000, "mode": "bind"}
@@ -224,7 +231,8 @@ def test_needs_spice():
 
 def test_device_rows_match_the_agent_contract():
     """Each row, as run_vm sends it (type, device, alias + spec_params), is valid for the agent."""
-    rows = FS.devices_for({"hw:usb_model": "nec-xhci", "usb_redirection_devices": [SPICE, {**TCP, "mode": "connect"}]})
+    rows = FS.devices_for({"hw:usb_model": "nec-xhci",
+                           "usb_redirection_devices": [SPICE] * 5 + [{**TCP, "mode": "connect"}]})
     for row in rows:
         payload = {"type": row["type"], "device": row["device"], "alias": "ua-x", **row["spec_params"]}
         errors = list(definition_validator(row["type"]).iter_errors(payload))
@@ -302,9 +310,21 @@ def test_add_vm_flavor_not_found():
     assert codes(addvm(flavor_id="nope")) == ["FLAVOR_NOT_FOUND"]
 
 
-def test_add_vm_graphics_not_spice():
+def test_add_vm_spice_required():
     reasons = addvm(flavor_id="f1", graphics="vnc", flavor=_flavor(extra_specs={"hw:redirected_usb_ports": "1"}))
-    assert codes(reasons) == ["GRAPHICS_NOT_SPICE"] and reasons[0].vars == {"graphics": "vnc", "flavor": "desk"}
+    assert codes(reasons) == ["SPICE_REQUIRED"] and reasons[0].vars == {"vm": "vm9", "graphics": "vnc"}
+
+
+@pytest.mark.parametrize("machine,ports", [("pc", "3"), ("q35", "5")])
+def test_add_vm_flavor_redirection_outnumbers_the_default_controllers_ports(machine, ports):
+    reasons = addvm(flavor_id="f1", machine=machine, flavor=_flavor(extra_specs={"hw:redirected_usb_ports": ports}))
+    assert codes(reasons) == ["NO_FREE_USB_PORT"]
+    assert reasons[0].vars == {"flavor": "desk", "devices": int(ports), "machine": machine}
+
+
+def test_add_vm_flavor_redirection_fits_an_xhci_controller():
+    flavor = _flavor(extra_specs={"hw:usb_model": "nec-xhci", "hw:redirected_usb_ports": "15"})
+    assert addvm(flavor_id="f1", flavor=flavor) == []
 
 
 def test_add_vm_flavor_specs_no_longer_valid():
