@@ -172,6 +172,8 @@ CONTROLLER_INDEX_IN_USE = "CONTROLLER_INDEX_IN_USE"
 CONTROLLER_INDEX_INVALID = "CONTROLLER_INDEX_INVALID"
 CONTROLLER_CARRIES_DEVICES = "CONTROLLER_CARRIES_DEVICES"
 REDIRDEV_TYPE_UNSUPPORTED = "REDIRDEV_TYPE_UNSUPPORTED"
+USB_DISABLED_ALONE = "USB_DISABLED_ALONE"
+USB_PORTS_SHORT = "USB_PORTS_SHORT"
 SPICE_REQUIRED = "SPICE_REQUIRED"
 NO_FREE_USB_PORT = "NO_FREE_USB_PORT"
 
@@ -199,6 +201,17 @@ def controller_index_invalid(index: int, maximum: int) -> Reason:
 def controller_carries_devices(controller: str, devices: list[str]) -> Reason:
     return reason(CONTROLLER_CARRIES_DEVICES, f"USB controller {controller} still carries {', '.join(devices)}; "
                   "remove or deactivate them first.", controller=controller, devices=devices)
+
+
+def usb_disabled_alone(vm_name: str) -> Reason:
+    return reason(USB_DISABLED_ALONE, f"Model none disables USB on VM {vm_name}: it cannot stand next to another "
+                  "USB controller (remove the others, or the none controller, first).", vm=vm_name)
+
+
+def usb_ports_short(controller: str, devices: int, ports: int) -> Reason:
+    return reason(USB_PORTS_SHORT, f"Without USB controller {controller} the VM's {devices} active USB devices "
+                  f"would have {ports} ports; deactivate some first.", controller=controller, devices=devices,
+                  ports=ports)
 
 
 def redirdev_type_unsupported(kind: str) -> Reason:

@@ -8,6 +8,7 @@ come with its three UHCI companions at the same index (oVirt's layout). The rows
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from engine import reasons as R
 from engine import usb
@@ -35,8 +36,9 @@ class Params:
     companions: bool = False        # an ich9-ehci1 with its three UHCI companions
 
 
-def validate(params: Params, *, vm: Vm, used: list[int]) -> list[Reason]:
-    """canDo of AddController. `used`: the indexes the VM's USB controllers take."""
+def validate(params: Params, *, vm: Vm, existing: list[dict[str, Any]]) -> list[Reason]:
+    """canDo of AddController. `existing`: the spec_params of the VM's USB controllers."""
+    used = sorted({c["index"] for c in existing if isinstance(c.get("index"), int)})
     found: list[Reason] = []
     if vm.status != DOWN:
         found.append(R.not_hotpluggable(kinds.CONTROLLER.label, vm.name))
@@ -60,6 +62,8 @@ def validate(params: Params, *, vm: Vm, used: list[int]) -> list[Reason]:
         found.append(R.field_invalid("ports", params.ports, "1 to 15, on an xHCI model (nec-xhci, qemu-xhci) only"))
     if params.companions and model != "ich9-ehci1":
         found.append(R.field_invalid("companions", True, "UHCI companions go with model ich9-ehci1"))
+    if existing and (model == usb.NONE or any(c.get("model") == usb.NONE for c in existing)):
+        found.append(R.usb_disabled_alone(vm.name))
     return found
 
 
@@ -75,12 +79,13 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
     with common.audited(sessions, "CONTROLLER_ADD", vm_id=params.vm_id):
         with sessions.begin() as s:
             vm = common.load_vm(s, principal, params.vm_id, for_update=True)
-            used = devices.used_indexes(s, vm.id, "usb")
-            found = validate(params, vm=vm, used=used)
+            existing = [d.spec_params or {} for d in devices.list_for_vm(s, vm.id, type=kinds.CONTROLLER.type)
+                        if d.device == "usb"]
+            found = validate(params, vm=vm, existing=existing)
             if found:
                 raise common.refusal(found, f"Cannot add a USB controller to VM {vm.name}.")
             ids = []
-            for controller in plan(params, used):
+            for controller in plan(params, devices.used_indexes(s, vm.id, "usb")):
                 row = devices.add(s, vm.id, type=kinds.CONTROLLER.type, device="usb", is_plugged=True,
                                   spec_params=controller.spec())
                 ids.append(row.id)

@@ -134,7 +134,7 @@ def plug_or_unplug(sessions: Sessions, hosts: HostClientFactory, *, vm_id: str, 
     VM up: the live runner, whose transition is committed before the host is called."""
     with audited(sessions, kind.audit("PLUG" if plug else "UNPLUG"), vm_id=vm_id, device_id=device_id):
         with sessions.begin() as s:
-            vm = load_vm(s, principal, vm_id)
+            vm = load_vm(s, principal, vm_id, for_update=True)   # a VM's device set changes one at a time
             dev = load_device(s, vm, device_id, kind)
             host = load_host(s, vm) if vm.status == UP else None
             found = checks(s, vm, dev, host)

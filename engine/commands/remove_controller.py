@@ -47,9 +47,17 @@ def validate(params: Params, *, vm: Vm, controller: VmDevice, others: list[VmDev
     if vm.status != DOWN:
         found.append(R.not_hotpluggable(kinds.CONTROLLER.label, vm.name))
     busy = carried(controller, others)
+    name = kinds.CONTROLLER.name(controller)
     if busy:
-        found.append(R.controller_carries_devices(kinds.CONTROLLER.name(controller),
-                                                  [kinds.of(d).describe(d) for d in busy]))
+        found.append(R.controller_carries_devices(name, [kinds.of(d).describe(d) for d in busy]))
+    else:
+        # Devices not started yet have no address: what is left must still have a port for each.
+        going = {d.id for d in group(controller, others)}
+        left = [d.spec_params or {} for d in others if d.type == "controller" and d.id not in going]
+        active = sum(1 for d in others if on_usb(d))
+        free = usb.free_ports(vm.machine, left, active)
+        if free < 0:
+            found.append(R.usb_ports_short(name, active, active + free))
     return found
 
 
