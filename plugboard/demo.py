@@ -82,11 +82,17 @@ def up(args: argparse.Namespace) -> int:
     hosts = {h["name"]: h for h in _api("GET", f"{api}/hosts")}
     host = hosts.get("localhost") or _api("POST", f"{api}/hosts", json={"name": "localhost", "url": agent_url})
     vms = {v["name"]: v for v in _api("GET", f"{api}/vms")}
-    vm = vms.get(DEMO_VM) or _api("POST", f"{api}/vms", json={
-        "name": DEMO_VM, "os_type": "debian_12", "memory_mb": 256, "vcpus": 1, "machine": "pc",
-        "boot": {"kernel": str(guest / "vmlinuz"), "initrd": str(guest / "initrd.gz"),
-                 "cmdline": "console=ttyS0 quiet panic=-1 rdinit=/init",
-                 "serialLog": str(state / "demo-console.log")}})
+    vm = vms.get(DEMO_VM)
+    if vm is None:
+        vm = _api("POST", f"{api}/vms", json={
+            "name": DEMO_VM, "os_type": "debian_12", "memory_mb": 256, "vcpus": 1, "machine": "pc",
+            "graphics": "spice",
+            "boot": {"kernel": str(guest / "vmlinuz"), "initrd": str(guest / "initrd.gz"),
+                     "cmdline": "console=ttyS0 quiet panic=-1 rdinit=/init",
+                     "serialLog": str(state / "demo-console.log")}})
+        # cold plug while the VM is down: an EHCI with its three UHCI companions (oVirt's layout)
+        _api("POST", f"{api}/vms/{vm['id']}/controllers", json={"type": "usb", "model": "ich9-ehci1",
+                                                                   "companions": True})
     nics = {n["name"]: n for n in _api("GET", f"{api}/vms/{vm['id']}/nics")}
     nic = nics.get(DEMO_NIC) or _api("POST", f"{api}/vms/{vm['id']}/nics",
                                      json={"name": DEMO_NIC, "network": BRIDGE, "active": True})
@@ -106,7 +112,18 @@ Give the guest ~10 s to boot, then try:
   curl -s -X POST {nic_url}/deactivate
   curl -s -X POST {nic_url}/activate
   curl -s '{api}/events?vm_id={vm['id']}'
-  grep PB-NETS {state}/demo-console.log | tail -1     # what the guest sees
+  grep PB-NETS {state}/demo-console.log | tail -1     # the NICs the guest sees
+  grep PB-USBHC {state}/demo-console.log | tail -1    # its USB controllers (EHCI + 3 UHCI companions)
+
+USB controllers are cold plug only (try adding one now: 409, stop the VM first); SPICE USB
+redirection plugs live:
+  curl -s {api}/vms/{vm['id']}/controllers
+  curl -s -X POST -H 'Content-Type: application/json' -d '{{"model": "xhci"}}' {api}/vms/{vm['id']}/controllers
+  curl -s -X POST -H 'Content-Type: application/json' -d '{{"bus": "usb", "type": "spicevmc"}}' \
+       {api}/vms/{vm['id']}/redirdevs
+
+The same VM through the Nova-compatible facade (tenant = the VM's project, "default"):
+  curl -s http://127.0.0.1:{args.engine_port}/v2.1/default/servers/{vm['id']}
 
 Stop everything with: make stop
 """)
