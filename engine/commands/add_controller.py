@@ -7,6 +7,7 @@ come with its three UHCI companions at the same index (oVirt's layout). The rows
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from engine.hostclient import HostClientFactory
 from engine.vocab import DOWN
 
 MAX_COUNT = 8
+REQUESTS_KEY = "usb_controller_requests"
 
 
 @dataclass(frozen=True)
@@ -92,4 +94,9 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
                 audit.record(s, kinds.CONTROLLER.audit("ADDED"), f"{kinds.CONTROLLER.describe(row)} added to VM "
                              f"{vm.name} (applied at its next start)", vm_id=vm.id, device_id=row.id,
                              **controller.spec())
+            # Kept as the seed asks: the server's usb_controller_requests metadata (a JSON string, as
+            # Nova metadata values are strings).
+            requests = json.loads((vm.meta or {}).get(REQUESTS_KEY) or "[]")
+            requests.append({"type": params.model, "count": params.count})
+            vm.meta = {**(vm.meta or {}), REQUESTS_KEY: json.dumps(requests)}
             return Outcome(id=ids[0], created=True, ids=tuple(ids))

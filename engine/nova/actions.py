@@ -3,15 +3,15 @@ that checks the action's body and runs one command. Every action answers 202 wit
 
     {"os-start": null}                                         -> run_vm
     {"os-stop": null}                                          -> stop_vm
-    {"attach_usb_controller": {"type": "ehci", "count": 2}}    -> (not wired yet: 501, see below)
+    {"attach_usb_controller": {"type": "ehci", "count": 2}}    -> add_controller (the seed's; VM down only)
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from engine.commands import run_vm, stop_vm
-from engine.nova.common import BadRequest, Checker, NotImplementedYet, principal, run, sessions, visible
+from engine.commands import add_controller, run_vm, stop_vm
+from engine.nova.common import BadRequest, Checker, principal, run, sessions, visible
 
 Action = Callable[[str, Any], None]
 
@@ -44,13 +44,7 @@ def usb_controller_request(value: Any) -> dict[str, Any]:
 
 def attach_usb_controller(server_id: str, value: Any) -> None:
     request = usb_controller_request(value)
-    # ---- WIRE HERE: attach_usb_controller -> engine.commands.add_controller ------------------------
-    # Replace the raise below with
-    #     run(add_controller, principal=principal(), vm_id=server_id, model=request["model"],
-    #         count=request["count"])
-    # and import add_controller next to run_vm above.
-    raise NotImplementedYet(f"attach_usb_controller ({request['count']} x {request['model']}) is not "
-                            "available yet.")
+    run(add_controller, principal=principal(), vm_id=server_id, model=request["model"], count=request["count"])
 
 
 #: The one table of server actions, by the body's first key.

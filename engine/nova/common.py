@@ -26,13 +26,6 @@ class BadRequest(EngineError):
     code = "BAD_REQUEST"
 
 
-class NotImplementedYet(EngineError):
-    """A Nova action the engine has no command for yet."""
-
-    status = 501
-    code = "NOT_IMPLEMENTED"
-
-
 def sessions() -> sessionmaker[Session]:
     return current_app.config["sessions"]
 

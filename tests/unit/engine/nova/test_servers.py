@@ -2,6 +2,7 @@
 and every fault in Nova's shape."""
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -163,11 +164,21 @@ def test_unknown_action_is_a_bad_request(client, nova_server):
     nova_fault(act(client, server["id"], {"os-start": {"force": True}}), "badRequest", 400)
 
 
-def test_attach_usb_controller_is_not_wired_yet(client, nova_server):
+def test_attach_usb_controller_adds_the_controllers_and_keeps_the_request(client, nova_server):
     server = nova_server()
-    message = nova_fault(act(client, server["id"], {"attach_usb_controller": {"type": "ehci", "count": 2}}),
-                         "notImplemented", 501)
-    assert "attach_usb_controller" in message
+    r = act(client, server["id"], {"attach_usb_controller": {"type": "ehci", "count": 2}})
+    assert r.status_code == 202, r.get_json()
+    controllers = client.get(f"/api/vms/{server['id']}/controllers").get_json()
+    assert sorted((c["model"], c["index"]) for c in controllers) == [("ehci", 0), ("ehci", 1)]
+    shown = client.get(f"/v2/{TENANT}/servers/{server['id']}").get_json()["server"]
+    assert json.loads(shown["metadata"]["usb_controller_requests"]) == [{"type": "ehci", "count": 2}]
+
+
+def test_attach_usb_controller_refusals_are_nova_faults(client, nova_server):
+    server = nova_server()
+    message = nova_fault(act(client, server["id"], {"attach_usb_controller": {"type": "ohci9000"}}),
+                         "conflictingRequest", 409)
+    assert "ohci9000" in message
 
 
 @pytest.mark.parametrize("value", [None, "ehci", {"count": 2}, {"type": 5}, {"type": "ehci", "count": 0},
