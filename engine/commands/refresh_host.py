@@ -10,6 +10,7 @@ from engine.dao import audit, hosts as hosts_dao
 from engine.dao.models import Host
 from engine.errors import HostCallFailed, HostUnreachable, NotFound, Reason
 from engine.hostclient import HostClientFactory
+from engine.vocab import HOST_UNREACHABLE, HOST_UP
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
         caps = hosts(host).call("Host.getCapabilities", {})
     except HostUnreachable as err:
         with sessions.begin() as s:
-            hosts_dao.set_status(s, host.id, "unreachable")
+            hosts_dao.set_status(s, host.id, HOST_UNREACHABLE)
             audit.record(s, "HOST_UNREACHABLE", f"Host {host.name} could not be reached: {err.message}",
                          severity="error", host_id=host.id, host=host.name)
         raise
@@ -42,7 +43,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
                          host_code=err.host_code, host_message=err.host_message, host=host.name)
         raise
     with sessions.begin() as s:
-        hosts_dao.update_capabilities(s, host.id, caps, status="up")
+        hosts_dao.update_capabilities(s, host.id, caps, status=HOST_UP)
         audit.record(s, "HOST_REFRESHED", f"Host {host.name} capabilities refreshed", host_id=host.id,
                      host=host.name)
     return Outcome(id=host.id)

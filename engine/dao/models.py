@@ -10,8 +10,8 @@ from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Integer, MetaData, 
                         UniqueConstraint, Index, CheckConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from engine.vocab import (AUDIT_SEVERITIES, GRAPHICS, HOST_STATUSES, HOSTDEV_STATUSES,
-                          MACHINES, NIC_MODELS, PLUG_STATES, VM_STATUSES)
+from engine.vocab import (AUDIT_SEVERITIES, AVAILABLE, DOWN, GRAPHICS, HOST_STATUSES, HOST_UP, HOSTDEV_STATUSES,
+                          MACHINES, NIC_MODELS, PLUG_STATES, STABLE, VM_STATUSES)
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -64,7 +64,7 @@ class Host(Base):
     cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="RESTRICT"))
     # The agent's JSON-RPC endpoint, e.g. http://127.0.0.1:54321/jsonrpc or https://host:54321/jsonrpc
     url: Mapped[str] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16), default="up")
+    status: Mapped[str] = mapped_column(String(16), default=HOST_UP)
     # What Host.getCapabilities last said: networks, bridges, versions, hooks, whitelists.
     capabilities: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # The last agent journal sequence number the monitor has consumed.
@@ -88,7 +88,7 @@ class Vm(Base):
     project_id: Mapped[str] = mapped_column(String(64), default="default", index=True)
     cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="RESTRICT"))
     os_type: Mapped[str] = mapped_column(String(32), default="other_linux")
-    status: Mapped[str] = mapped_column(String(16), default="down")
+    status: Mapped[str] = mapped_column(String(16), default=DOWN)
     run_on_host: Mapped[str | None] = mapped_column(ForeignKey("hosts.id", ondelete="SET NULL"), default=None)
     memory_mb: Mapped[int] = mapped_column(Integer, default=256)
     vcpus: Mapped[int] = mapped_column(Integer, default=1)
@@ -127,7 +127,7 @@ class VmDevice(Base):
     type: Mapped[str] = mapped_column(String(16))      # interface, hostdev, controller, redirdev
     device: Mapped[str] = mapped_column(String(16))    # bridge, usb, pci, ehci, spicevmc, ...
     is_plugged: Mapped[bool] = mapped_column(Boolean, default=True)
-    plug_state: Mapped[str] = mapped_column(String(16), default="stable")
+    plug_state: Mapped[str] = mapped_column(String(16), default=STABLE)
     plug_started_at: Mapped[datetime | None] = mapped_column(default=None)
     # The guest address as libvirt reported it (VDSM dict); cleared on unplug. Nullable JSON columns
     # store Python None as SQL NULL (none_as_null), so "IS NULL" finds them.
@@ -195,7 +195,7 @@ class HostDevice(Base):
     driver: Mapped[str | None] = mapped_column(String(64), default=None)
     parent: Mapped[str | None] = mapped_column(String(128), default=None)
     allowed: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(16), default="available")
+    status: Mapped[str] = mapped_column(String(16), default=AVAILABLE)
     vm_id: Mapped[str | None] = mapped_column(ForeignKey("vms.id", ondelete="SET NULL"), default=None,
                                               index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

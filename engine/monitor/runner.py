@@ -29,7 +29,8 @@ from engine.devices.state import Subject
 from engine.errors import HostCallFailed, HostUnreachable
 from engine.hostclient import HostClientFactory
 from engine.monitor import events as events_mod, reconcile
-from engine.vocab import PAUSED, RUNNING_STATUSES, UNKNOWN, UNPLUGGING, UP
+from engine.vocab import (DOWN, HOST_MAINTENANCE, HOST_UNREACHABLE, HOST_UP, PAUSED, RUNNING_STATUSES, UNKNOWN,
+                          UNPLUGGING, UP)
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +86,9 @@ class Monitor:
     def _mark_unreachable(self, host: Host, err: HostUnreachable) -> None:
         with self._sessions.begin() as s:
             row = hosts_dao.get(s, host.id)
-            if row is None or row.status != "up":
+            if row is None or row.status != HOST_UP:
                 return
-            hosts_dao.set_status(s, host.id, "unreachable")
+            hosts_dao.set_status(s, host.id, HOST_UNREACHABLE)
             audit.record(s, "HOST_UNREACHABLE", f"Host {row.name} could not be reached: {err.message}",
                          severity="warning", host_id=host.id, host=row.name)
         log.warning("host %s is unreachable: %s", host.name, err.message)
@@ -95,9 +96,9 @@ class Monitor:
     def _mark_reachable(self, host: Host) -> None:
         with self._sessions.begin() as s:
             row = hosts_dao.get(s, host.id)
-            if row is None or row.status != "unreachable":
+            if row is None or row.status != HOST_UNREACHABLE:
                 return
-            hosts_dao.set_status(s, host.id, "up")
+            hosts_dao.set_status(s, host.id, HOST_UP)
         log.info("host %s answers again", host.name)
 
     # ---- events -----------------------------------------------------------------------------------
@@ -123,7 +124,7 @@ class Monitor:
         except HostCallFailed as err:
             log.warning("Host.getEvents on %s failed: %s", row.name, err.message)
             return 0, False
-        if status == "unreachable":
+        if status == HOST_UNREACHABLE:
             self._mark_reachable(row)
 
         events = sorted((e for e in answer.get("events") or [] if isinstance(e, dict)
@@ -196,14 +197,14 @@ class Monitor:
                 log.warning("VM.getDevices of %s on %s failed: %s", row.name, host.name, err.message)
                 return 0
             info = None
-        if host.status == "unreachable":
+        if host.status == HOST_UNREACHABLE:
             self._mark_reachable(host)
 
         with self._sessions.begin() as s:
             current = vms_dao.get(s, row.id)
             if current is None or current.status not in watched or current.run_on_host != host.id:
                 return 0
-            if info is None or info.get("status") == "down":
+            if info is None or info.get("status") == DOWN:
                 why = "does not know it" if info is None else "reports it down"
                 down = state.vm_stopped(s, current, f"VM {current.name} is not running: host {host.name} {why}",
                                         host=host, severity="warning", repaired=True)
@@ -231,7 +232,7 @@ class Monitor:
             changed += self.reconcile_vm(vm, startup=startup)
             with self._sessions.begin() as s:
                 row = hosts_dao.get(s, host.id)
-                if row is None or row.status == "unreachable":
+                if row is None or row.status == HOST_UNREACHABLE:
                     break
         return changed
 
@@ -240,7 +241,7 @@ class Monitor:
         VMs that are no longer running. Call it at engine start before serving requests (startup=True:
         no command can be in flight, so in-flight rows are finished whatever their age)."""
         with self._sessions.begin() as s:
-            host_list = [h for h in hosts_dao.list(s) if h.status != "maintenance"]
+            host_list = [h for h in hosts_dao.list(s) if h.status != HOST_MAINTENANCE]
         changed = 0
         for host in host_list:
             try:
@@ -316,7 +317,7 @@ class Monitor:
 
     def _follow_hosts(self) -> None:
         with self._sessions.begin() as s:
-            wanted = {h.id: h.name for h in hosts_dao.list(s) if h.status != "maintenance"}
+            wanted = {h.id: h.name for h in hosts_dao.list(s) if h.status != HOST_MAINTENANCE}
         with self._lock:
             for host_id, name in wanted.items():
                 thread = self._pollers.get(host_id)
@@ -330,7 +331,7 @@ class Monitor:
         while not self._stop.is_set():
             with self._sessions.begin() as s:
                 host = hosts_dao.get(s, host_id)
-            if host is None or host.status == "maintenance":
+            if host is None or host.status == HOST_MAINTENANCE:
                 return
             started = time.monotonic()
             try:
