@@ -70,7 +70,8 @@ def load(path: Path | None = None, **overrides: Any) -> AgentConfig:
     if unknown:
         raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
     agent = {**data.get("agent", {}), **{k: v for k, v in overrides.items() if v is not None}}
-    known = {"listen", "libvirt_uri", "nodedev_uri", "hooks_dir", "state_dir", "unplug_timeout", "hook_timeout", "lock_timeout"}
+    known = {"listen", "libvirt_uri", "nodedev_uri", "hooks_dir", "state_dir", "unplug_timeout", "hook_timeout",
+             "lock_timeout"}
     if set(agent) - known:
         raise ConfigError(f"agent: unknown key(s): {', '.join(sorted(set(agent) - known))}")
     host, port = _listen(agent.get("listen", "127.0.0.1:54321"))

@@ -8,7 +8,6 @@ from typing import Callable
 from flask import Flask
 from flask_smorest import Api
 
-from engine import faults
 from engine.api import clusters, controllers, events, flavors, hosts, nics, osinfo, redirdevs, vms
 from engine.api.common import Blueprint
 from engine.api.schemas import FaultSchema

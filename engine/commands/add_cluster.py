@@ -9,7 +9,7 @@ from engine import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, clusters
 from engine.dao.models import Cluster
-from engine.errors import Conflict, Reason, ValidationFailed
+from engine.errors import Reason
 from engine.hostclient import HostClientFactory
 
 NAME_MAX = 64

@@ -14,7 +14,7 @@ from engine import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, clusters, hosts as hosts_dao
 from engine.dao.models import Cluster, Host, new_id, utcnow
-from engine.errors import Conflict, HostCallFailed, HostUnreachable, Reason, ValidationFailed
+from engine.errors import HostCallFailed, HostUnreachable, Reason
 from engine.hostclient import HostClientFactory
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

@@ -17,7 +17,7 @@ from engine import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, clusters, devices, hosts as hosts_dao, vms
 from engine.dao.models import Cluster, Host, Vm, VmDevice
-from engine.errors import Conflict, HostCallFailed, HostUnreachable, Reason, ValidationFailed
+from engine.errors import Conflict, HostCallFailed, HostUnreachable, Reason
 from engine.devices import kinds
 from engine.hostclient import HostClientFactory
 from engine.vocab import DOWN, POWERING_UP, STABLE, UP

@@ -68,7 +68,8 @@ def test_config_only_usb_hostdev_by_port_path(rpc, stopped_vm):
 
 def test_config_only_pci_hostdev(rpc, stopped_vm):
     res = rpc("VM.hotplugHostdev", vmId=stopped_vm,
-              hostdev={"type": "hostdev", "device": "pci", "alias": "ua-vf0", "source": {"nodeDev": "pci_0000_02_00_0"}})
+              hostdev={"type": "hostdev", "device": "pci", "alias": "ua-vf0",
+                       "source": {"nodeDev": "pci_0000_02_00_0"}})
     assert res["device"] == "pci" and res["nodeDev"] == "pci_0000_02_00_0"
     assert "ua-vf0" in by_alias(rpc, stopped_vm)
     assert rpc("VM.hotunplugHostdev", vmId=stopped_vm, hostdev={"alias": "ua-vf0"})["status"] == "removed"

@@ -435,7 +435,8 @@ def test_reconcile_unreachable_host(monitor, agent, host, vm, make_nic, read, au
     assert len(audits("HOST_UNREACHABLE")) == 1
 
 
-def test_reconcile_host_asks_only_for_its_running_vms(monitor, agent, host, vm, make_vm, make_host, fakes, make_nic, read):
+def test_reconcile_host_asks_only_for_its_running_vms(monitor, agent, host, vm, make_vm, make_host, fakes, make_nic,
+                                                       read):
     stopped = make_vm("vm-down", host=host, status="down")
     other = make_vm("vm-other", host=make_host("h2"), status="up")
     lost = make_nic(vm, is_plugged=True, address=PCI)
@@ -459,7 +460,8 @@ def test_reconcile_all_settles_transitions_of_stopped_vms(monitor, agent, host, 
     make_vm("vm-maint", host=maint, status="up")
     assert monitor.reconcile_all() == 3
     assert read(VmDevice, lost.id).is_plugged is False
-    assert (read(VmDevice, pending_unplug.id).plug_state, read(VmDevice, pending_unplug.id).is_plugged) == ("stable", False)
+    assert (read(VmDevice, pending_unplug.id).plug_state,
+            read(VmDevice, pending_unplug.id).is_plugged) == ("stable", False)
     assert (read(VmDevice, pending_plug.id).plug_state, read(VmDevice, pending_plug.id).is_plugged) == ("stable", False)
     assert fakes.by_name.get("h-maint") is None
 

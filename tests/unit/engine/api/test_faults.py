@@ -81,7 +81,8 @@ def test_engine_error_mapping():
     refused = ValidationFailed("no", reasons=[Reason("A", "a"), Reason("B", "b", {"x": 1})])
     body = faults.native_shape(faults.fault_for(refused))["fault"]
     assert body["status"] == 409 and "host" not in body
-    assert body["reasons"] == [{"code": "A", "message": "a", "vars": {}}, {"code": "B", "message": "b", "vars": {"x": 1}}]
+    assert body["reasons"] == [{"code": "A", "message": "a", "vars": {}},
+                               {"code": "B", "message": "b", "vars": {"x": 1}}]
 
 
 def test_nested_field_errors_name_their_path(client):

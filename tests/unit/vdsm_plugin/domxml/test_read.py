@@ -40,7 +40,8 @@ EXPECTED = [
      "startupPolicy": "optional", "managed": False},
     {"type": "hostdev", "device": "pci", "alias": "ua-gpu", "address": _pci("0x07"),
      "source": {"domain": "0x0000", "bus": "0x3b", "slot": "0x00", "function": "0x0"}, "managed": True},
-    {"type": "redirdev", "device": "spicevmc", "alias": "ua-redir1", "address": {"type": "usb", "bus": "0", "port": "2"}},
+    {"type": "redirdev", "device": "spicevmc", "alias": "ua-redir1",
+     "address": {"type": "usb", "bus": "0", "port": "2"}},
     {"type": "redirdev", "device": "tcp", "alias": "redir1", "address": {"type": "usb", "bus": "0", "port": "3"},
      "mode": "connect", "host": "192.0.2.10", "port": 4000},
 ]
