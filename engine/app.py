@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import UnsupportedMediaType
 
 from engine import api, faults, nova
@@ -38,6 +39,7 @@ def create_app(config: dict[str, Any]) -> Flask:
     app = Flask("engine")
     app.config.update(DEFAULTS)
     app.config.update(config)
+    assert isinstance(app.json, DefaultJSONProvider)    # Flask's json_provider_class, not replaced here
     app.json.sort_keys = False  # keep the schemas' field order
     app.before_request(_require_json)
     faults.register(app)

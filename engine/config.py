@@ -261,11 +261,11 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
     if int(mac_start.replace(":", ""), 16) > int(mac_end.replace(":", ""), 16):
         raise ConfigError("mac_pool.end", f"the range is empty: end {mac_end} is before start {mac_start}")
 
-    cert, key = values.get("tls.cert"), values.get("tls.key")
-    if (cert is None) != (key is None):
-        raise ConfigError("tls.key" if key is None else "tls.cert",
+    cert, key_file = values.get("tls.cert"), values.get("tls.key")
+    if (cert is None) != (key_file is None):
+        raise ConfigError("tls.key" if key_file is None else "tls.cert",
                           "tls.cert and tls.key go together (client certificate and its private key)")
-    tls = TlsSettings(ca_file=values.get("tls.ca"), cert_file=cert, key_file=key,
+    tls = TlsSettings(ca_file=values.get("tls.ca"), cert_file=cert, key_file=key_file,
                       verify=values.get("tls.verify", True))
 
     host_timeout = values.get("hosts.timeout", EngineConfig.host_timeout)

@@ -68,7 +68,8 @@ def layout(model: str, count: int, indexes: Iterable[int], *, ports: int | None 
 
 def next_free(used: Iterable[int], count: int) -> list[int]:
     """The `count` lowest indexes not in `used` (may run past MAX_INDEX: the caller refuses that)."""
-    taken, out, i = set(used), [], 0
+    taken, i = set(used), 0
+    out: list[int] = []
     while len(out) < count:
         if i not in taken:
             out.append(i)

@@ -6,13 +6,13 @@ from typing import Any
 
 import flask_smorest
 from flask import current_app
-from flask_smorest.arguments import ArgumentsMixin
 from sqlalchemy.orm import Session, sessionmaker
+from webargs.flaskparser import FlaskParser
 
 from engine.errors import NotFound, Reason
 
 
-class _Parser(type(ArgumentsMixin.ARGUMENTS_PARSER)):
+class _Parser(FlaskParser):
     # Syntax errors in a request are a 400 (the fault handler answers BAD_REQUEST), not webargs' 422.
     DEFAULT_VALIDATION_STATUS = 400
 

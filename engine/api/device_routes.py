@@ -68,37 +68,41 @@ def make_blueprint(routes: DeviceRoutes) -> Blueprint:
                     description=routes.description)
     id_url = f"/<string:{routes.id_param}>"
 
-    def _with_doc(fn: Callable[..., Any], text: str) -> Callable[..., Any]:
-        fn.__doc__ = text
-        return fn
+    def _doc(text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def set_doc(fn: Callable[..., Any]) -> Callable[..., Any]:
+            fn.__doc__ = text
+            return fn
+        return set_doc
 
     class Collection(MethodView):
+        @blp.response(200, routes.schema(many=True))
+        @_doc(routes.doc("list", f"List a VM's {label}s"))
         def get(self, vm_id):
             return read_all(routes, vm_id)
 
+        @blp.arguments(routes.create_schema)
+        @blp.response(201, routes.schema, headers={"Location": {"schema": {"type": "string"}}})
+        @_doc(routes.doc("create", f"Add a {label}"))
         def post(self, data, vm_id):
             options = routes.add_options() if routes.add_options else None
             outcome = run(routes.add, vm_id=vm_id, _options=options, **data)
             location = url_for(f"{routes.path}.ById", vm_id=vm_id, **{routes.id_param: outcome.id})
             return read(routes, vm_id, outcome.id), 201, {"Location": location}
 
-    Collection.get = blp.response(200, routes.schema(many=True))(
-        _with_doc(Collection.get, routes.doc("list", f"List a VM's {label}s")))
-    Collection.post = blp.arguments(routes.create_schema)(blp.response(
-        201, routes.schema, headers={"Location": {"schema": {"type": "string"}}})(
-        _with_doc(Collection.post, routes.doc("create", f"Add a {label}"))))
     blp.route("", endpoint="Collection")(Collection)
 
     class ById(MethodView):
+        @blp.response(200, routes.schema)
+        @_doc(routes.doc("get", f"Get a {label}"))
         def get(self, vm_id, **ids):
             return read(routes, vm_id, ids[routes.id_param])
 
+        @blp.response(204)
+        @_doc(routes.doc("delete", f"Remove a {label}"))
         def delete(self, vm_id, **ids):
             run(routes.remove, vm_id=vm_id, **ids)
             return None
 
-    ById.get = blp.response(200, routes.schema)(_with_doc(ById.get, routes.doc("get", f"Get a {label}")))
-    ById.delete = blp.response(204)(_with_doc(ById.delete, routes.doc("delete", f"Remove a {label}")))
     if routes.update is not None and routes.update_schema is not None:
         def _update(self, data, vm_id, **ids):
             outcome = run(routes.update, vm_id=vm_id, **ids, **data)
@@ -107,7 +111,7 @@ def make_blueprint(routes: DeviceRoutes) -> Blueprint:
         text = routes.doc("update", f"Update a {label} (only the fields sent)")
         for method in ("put", "patch"):
             setattr(ById, method, blp.arguments(routes.update_schema)(
-                blp.response(200, routes.schema)(_with_doc(_copy(_update), text))))
+                blp.response(200, routes.schema)(_doc(text)(_copy(_update)))))
         ById.methods = {"GET", "DELETE", "PUT", "PATCH"}
     blp.route(id_url, endpoint="ById")(ById)
 

@@ -2,6 +2,8 @@
 hot-unplug when the VM runs, the plugged flag alone when it is down)."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask import current_app
 
 from engine.api.common import Blueprint
@@ -9,11 +11,18 @@ from engine.api.device_routes import DeviceRoutes, make_blueprint as make_device
 from engine.api.schemas import NicCreateSchema, NicSchema, NicUpdateSchema
 from engine.api.views import nic_view
 from engine.commands import add_nic, plug_unplug_nic, remove_nic, update_nic
+from engine.dao.models import VmDevice
 from engine.devices import kinds
+
+
+def _view(dev: VmDevice) -> dict[str, Any]:
+    assert dev.nic is not None      # every device of the NIC kind has its vm_nics row
+    return nic_view(dev.nic)
+
 
 ROUTES = DeviceRoutes(
     kind=kinds.NIC, path="nics", id_param="nic_id", description="A VM's network interfaces and their hot-plug.",
-    view=lambda dev: nic_view(dev.nic), schema=NicSchema, create_schema=NicCreateSchema,
+    view=_view, schema=NicSchema, create_schema=NicCreateSchema,
     add=add_nic, remove=remove_nic, plug=plug_unplug_nic, update=update_nic, update_schema=NicUpdateSchema,
     add_options=lambda: {"mac_pool": current_app.config.get("mac_pool")},
     docs={

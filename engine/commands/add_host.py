@@ -61,6 +61,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
             found, cluster = _load(s, params)
             if found:
                 raise common.refusal(found, f"Cannot add host {params.name}.")
+            assert cluster is not None      # validate() refuses a missing cluster
             cluster_id = cluster.id
 
     host = Host(id=new_id(), name=params.name, url=params.url, cluster_id=cluster_id, status="up")
@@ -84,6 +85,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
             found, cluster = _load(s, params)     # again: the name may have been taken meanwhile
             if found:
                 raise common.refusal(found, f"Cannot add host {params.name}.")
+            assert cluster is not None
             host.capabilities = caps
             host.last_refresh = utcnow()
             host.last_event_seq = int(journal.get("last") or 0)

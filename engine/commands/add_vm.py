@@ -163,6 +163,7 @@ def _whole(value: Any) -> bool:
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
     with common.audited(sessions, "VM_ADD"), common.unique_name("VM", params.name):
         with sessions.begin() as s:
+            cluster: Cluster | None
             if params.cluster_id is None:
                 cluster = clusters.ensure_default(s)
             else:

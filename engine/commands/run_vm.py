@@ -86,7 +86,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
             if found:
                 raise common.refusal(found, f"Cannot run VM {vm.name}.")
             assert host is not None
-            create = {"vmId": vm.id, "params": vm_params(vm, plugged_devices)}
+            create: dict[str, Any] = {"vmId": vm.id, "params": vm_params(vm, plugged_devices)}
             by_alias = {d.alias: d.id for d in plugged_devices}
             vm_name = vm.name
             if not vms.set_status_cas(s, vm.id, (DOWN,), POWERING_UP, run_on_host=host.id):

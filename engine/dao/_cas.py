@@ -1,8 +1,9 @@
 """Helpers shared by the compare-and-set queries."""
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, cast
 
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
@@ -39,3 +40,9 @@ def reload_if_loaded(s: Session, model: type, pk: Any) -> None:
         s.refresh(obj)
     except InvalidRequestError:     # the row is gone (deleted by another transaction)
         s.expire(obj)
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched. Session.execute answers those with a CursorResult but is
+    typed as returning the Result base class, which has no rowcount."""
+    return cast(CursorResult[Any], result).rowcount

@@ -13,7 +13,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from engine.dao._cas import KEEP, reload_if_loaded
+from engine.dao._cas import KEEP, reload_if_loaded, rowcount
 from engine.dao.models import VmDevice, new_id, utcnow
 from engine.vocab import IN_FLIGHT_STATES, PLUGGING, STABLE
 
@@ -82,7 +82,7 @@ def begin_transition(s: Session, dev_id: str, to_state: str) -> bool:
         .values(plug_state=to_state, is_plugged=to_state == PLUGGING, plug_started_at=utcnow(), last_error=None)
         .execution_options(synchronize_session=False))
     reload_if_loaded(s, VmDevice, dev_id)
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def finish_transition(s: Session, dev_id: str, *, from_state: str, is_plugged: bool,
@@ -103,7 +103,7 @@ def finish_transition(s: Session, dev_id: str, *, from_state: str, is_plugged: b
         update(VmDevice).where(VmDevice.id == dev_id, VmDevice.plug_state == from_state)
         .values(**values).execution_options(synchronize_session=False))
     reload_if_loaded(s, VmDevice, dev_id)
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def set_plugged(s: Session, dev_id: str, is_plugged: bool, *,
@@ -117,7 +117,7 @@ def set_plugged(s: Session, dev_id: str, is_plugged: bool, *,
         update(VmDevice).where(VmDevice.id == dev_id, VmDevice.plug_state == STABLE)
         .values(**values).execution_options(synchronize_session=False))
     reload_if_loaded(s, VmDevice, dev_id)
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def set_host_device(s: Session, dev_id: str, host_device_id: str | None) -> None:
@@ -137,7 +137,7 @@ def delete_if_stable(s: Session, dev_id: str, *, unplugged_only: bool) -> bool:
         if obj.nic is not None:
             s.expunge(obj.nic)
         s.expunge(obj)
-    return s.execute(delete(VmDevice).where(*guard).execution_options(synchronize_session=False)).rowcount == 1
+    return rowcount(s.execute(delete(VmDevice).where(*guard).execution_options(synchronize_session=False))) == 1
 
 
 def set_address(s: Session, dev_id: str, address: dict[str, Any] | None) -> bool:
@@ -145,7 +145,7 @@ def set_address(s: Session, dev_id: str, address: dict[str, Any] | None) -> bool
     result = s.execute(update(VmDevice).where(VmDevice.id == dev_id).values(address=address)
                        .execution_options(synchronize_session=False))
     reload_if_loaded(s, VmDevice, dev_id)
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def used_indexes(s: Session, vm_id: str, device: str) -> list[int]:

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from engine.dao._cas import reload_if_loaded
+from engine.dao._cas import reload_if_loaded, rowcount
 from engine.dao.models import HostDevice
 from engine.vocab import ALLOCATED, AVAILABLE, CLAIMED, REMOVED
 
@@ -115,7 +115,7 @@ def _cas(s: Session, dev_id: str, where: Sequence[Any], values: dict[str, Any]) 
     result = s.execute(update(HostDevice).where(HostDevice.id == dev_id, *where).values(**values)
                        .execution_options(synchronize_session=False))
     reload_if_loaded(s, HostDevice, dev_id)
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def claim(s: Session, dev_id: str, vm_id: str) -> bool:
@@ -142,4 +142,4 @@ def release_for_vm(s: Session, vm_id: str) -> int:
                        .values(status=AVAILABLE, vm_id=None).execution_options(synchronize_session=False))
     for dev_id in held:
         reload_if_loaded(s, HostDevice, dev_id)
-    return result.rowcount
+    return rowcount(result)

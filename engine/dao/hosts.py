@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from engine.dao._cas import reload_if_loaded
+from engine.dao._cas import reload_if_loaded, rowcount
 from engine.dao.models import HOST_STATUSES, Host, Vm, utcnow
 
 __all__ = ["get", "get_by_name", "list", "update_capabilities", "set_status", "advance_event_seq",
@@ -32,14 +32,14 @@ def update_capabilities(s: Session, host_id: str, capabilities: dict[str, Any], 
     result = s.execute(update(Host).where(Host.id == host_id).values(**values)
                        .execution_options(synchronize_session=False))
     reload_if_loaded(s, Host, host_id)
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def set_status(s: Session, host_id: str, status: str) -> bool:
     result = s.execute(update(Host).where(Host.id == host_id).values(status=_checked(status))
                        .execution_options(synchronize_session=False))
     reload_if_loaded(s, Host, host_id)
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def advance_event_seq(s: Session, host_id: str, seq: int) -> bool:
@@ -48,7 +48,7 @@ def advance_event_seq(s: Session, host_id: str, seq: int) -> bool:
     result = s.execute(update(Host).where(Host.id == host_id, Host.last_event_seq < seq)
                        .values(last_event_seq=seq).execution_options(synchronize_session=False))
     reload_if_loaded(s, Host, host_id)
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def _checked(status: str) -> str:

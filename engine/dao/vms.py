@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from engine.dao._cas import KEEP, reload_if_loaded
+from engine.dao._cas import KEEP, reload_if_loaded, rowcount
 from engine.dao import host_devices
 from engine.dao.models import VM_STATUSES, Vm
 
@@ -49,7 +49,7 @@ def set_status_cas(s: Session, vm_id: str, expected: tuple[str, ...], new: str, 
         update(Vm).where(Vm.id == vm_id, Vm.status.in_(tuple(expected))).values(**values)
         .execution_options(synchronize_session=False))
     reload_if_loaded(s, Vm, vm_id)
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def set_run_event_seq(s: Session, vm_id: str, seq: int | None) -> None:
