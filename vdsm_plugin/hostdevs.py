@@ -60,8 +60,8 @@ def _number(value: Any) -> int | None:
 
 def pci_address(domain: Any, bus: Any, slot: Any, function: Any) -> str | None:
     """Numbers (ints, "0x02", "2") -> "0000:02:00.0"; None when a part is missing or malformed."""
-    parts = [_number(v) for v in (domain, bus, slot, function)]
-    if any(p is None for p in parts):
+    parts = [n for v in (domain, bus, slot, function) if (n := _number(v)) is not None]
+    if len(parts) != 4:
         return None
     return "{:04x}:{:02x}:{:02x}.{:x}".format(*parts)
 
@@ -104,7 +104,7 @@ def _text(elem: etree._Element | None, path: str) -> str | None:
 def _id_and_name(cap: etree._Element, tag: str, where: str) -> tuple[str, str | None]:
     elem = cap.find(tag)
     value = hexid(elem.get("id")) if elem is not None else None
-    if value is None:
+    if elem is None or value is None:
         raise ValueError(f"node device {where}: missing or malformed <{tag} id=...>")
     name = (elem.text or "").strip() or None
     return value, name

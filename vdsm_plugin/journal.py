@@ -66,6 +66,7 @@ class Journal:
             try:
                 cur = self._db.execute("INSERT INTO events (time, kind, vm_id, alias, data) VALUES (?, ?, ?, ?, ?)",
                                        (time.time(), kind, vm_id, alias, payload))
+                assert cur.lastrowid is not None   # set by every INSERT
                 seq = int(cur.lastrowid)
                 # Retention: a range delete on the primary key, usually of one row or none.
                 self._db.execute("DELETE FROM events WHERE seq <= ?", (seq - self.keep,))

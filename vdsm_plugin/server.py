@@ -88,13 +88,13 @@ class AgentServer(ThreadingHTTPServer):
             # certificate-less client cannot hold up the accept loop.
             self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
-    def finish_request(self, request, client_address) -> None:  # type: ignore[override]
+    def finish_request(self, request, client_address) -> None:
         if isinstance(request, ssl.SSLSocket):
             request.settimeout(30)
             request.do_handshake()
         super().finish_request(request, client_address)
 
-    def handle_error(self, request, client_address) -> None:  # type: ignore[override]
+    def handle_error(self, request, client_address) -> None:
         log.info("connection from %s failed", client_address[0], exc_info=True)
 
 

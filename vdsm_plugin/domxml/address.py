@@ -57,7 +57,7 @@ def to_element(addr: Mapping[str, Any], *, typed: bool = True) -> etree._Element
 
 def to_dict(el: etree._Element) -> dict[str, str]:
     """All attributes of an `<address>` element, `type` first."""
-    attrs = dict(el.attrib)
+    attrs: dict[str, str] = dict(el.attrib)  # type: ignore[arg-type]  # lxml-stubs: _Attrib is no Mapping
     kind = attrs.pop("type", None)
     return ordered(attrs, kind) if kind else dict(attrs)
 

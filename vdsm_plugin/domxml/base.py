@@ -36,7 +36,7 @@ def parse(xml: str | bytes) -> _Element:
         root = etree.fromstring(data, parser=_parser())
     except etree.XMLSyntaxError as e:
         raise AgentError("unexpected", f"malformed XML: {e}") from e
-    if root.getroottree().docinfo.doctype:
+    if root.getroottree().docinfo.doctype:  # type: ignore[union-attr]  # lxml-stubs' DocInfo lacks doctype
         raise AgentError("unexpected", "XML with a DOCTYPE is not accepted")
     return root
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
 
@@ -64,7 +64,8 @@ def kind_of(el: etree._Element) -> str | None:
 
 def find_device(dom: etree._Element, alias: str) -> etree._Element | None:
     """The device with this alias, of any type."""
-    found = as_element(dom).xpath("devices/*[alias/@name = $alias]", alias=alias)
+    # A location path selects a node-set: a list of elements here (xpath() is typed for any result).
+    found = cast(list[etree._Element], as_element(dom).xpath("devices/*[alias/@name = $alias]", alias=alias))
     return found[0] if found else None
 
 

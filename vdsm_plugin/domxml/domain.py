@@ -123,30 +123,34 @@ def device_boot(dom: etree._Element) -> etree._Element:
     `<boot order>`, give the first bootable device (REGISTRY's order) LAST_BOOT_ORDER. Used on the
     domains the agent builds and on a stored definition before VM.start defines it again."""
     for el in dom.findall(OS_BOOT):
-        el.getparent().remove(el)
+        os_el = el.getparent()
+        assert os_el is not None    # found under <os>
+        os_el.remove(el)
     devices = dom.find("devices")
     if devices is None or devices.find(f"*/{common.BOOT[0]}") is not None:
         return dom
     for tag, kind in REGISTRY.items():
-        el = devices.find(tag) if kind.bootable else None
-        if el is not None:
-            common.set_boot_order(el, LAST_BOOT_ORDER)
+        dev_el = devices.find(tag) if kind.bootable else None
+        if dev_el is not None:
+            common.set_boot_order(dev_el, LAST_BOOT_ORDER)
             break
     return dom
 
 
 def _check_devices(devices: list[Mapping[str, Any]], graphics: str) -> None:
-    aliases = [d.get("alias") for d in devices if d.get("alias")]
+    aliases = [d["alias"] for d in devices if d.get("alias")]
     dup = sorted({a for a in aliases if aliases.count(a) > 1})
     if dup:
         raise invalid(f"device aliases used more than once: {', '.join(dup)}", field="devices")
     for dev in devices:
-        needed = NEEDS_GRAPHICS.get((dev.get("type"), dev.get("device")))
+        needed = NEEDS_GRAPHICS.get((dev.get("type", ""), dev.get("device", "")))
         if needed and graphics != needed:
             raise invalid(f"{dev.get('alias')}: a {dev['device']} {dev['type']} needs {needed} graphics, "
                           f"not {graphics}", field="devices", alias=dev.get("alias"))
-    indexes = [d.get("index") for d in devices   # companions share their master's index
-               if d.get("type") == controller.TAG and d.get("device") == controller.USB and not d.get("master")]
+    # The indexes as sent (build_device refuses a missing one); companions share their master's index.
+    indexes: list[Any] = [d.get("index") for d in devices
+                          if d.get("type") == controller.TAG and d.get("device") == controller.USB
+                          and not d.get("master")]
     taken = sorted({i for i in indexes if indexes.count(i) > 1})
     if taken:
         raise AgentError("controllerIndexInUse", f"USB controller index used more than once: {taken}",

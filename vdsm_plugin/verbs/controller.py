@@ -2,6 +2,7 @@
 them), so a running VM is refused here, before libvirt is asked."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from vdsm_plugin import domxml
@@ -41,7 +42,7 @@ def remove_controller(agent: Agent, vmId: str, controller: dict[str, Any]) -> di
     return {"status": "removed", "alias": result["alias"]}
 
 
-METHODS = {
+METHODS: dict[str, Callable[..., dict[str, Any]]] = {
     "VM.addController": add_controller,
     "VM.removeController": remove_controller,
 }

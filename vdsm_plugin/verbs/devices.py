@@ -114,6 +114,7 @@ def unplug(agent: Agent, vm_id: str, ref: dict[str, Any], *, kind: str, hook_kin
             _detach(agent, vm_id, xml, flags, error, alias)
             run_after_hook(agent, f"after_{hook_kind}_hotunplug", xml, env)
             return {"status": "removed", "alias": alias, "elapsed": 0.0}
+        assert alias is not None    # libvirt names every device of a running domain
         # Register before detaching: the event can arrive before detachDeviceFlags returns.
         removal = agent.removals.expect(vm_id, alias)
         start = time.monotonic()
@@ -132,7 +133,7 @@ def unplug(agent: Agent, vm_id: str, ref: dict[str, Any], *, kind: str, hook_kin
         return {"status": "pending", "alias": alias}
 
 
-def _detach(agent: Agent, vm_id: str, xml: str, flags: int, error: str, alias: str) -> None:
+def _detach(agent: Agent, vm_id: str, xml: str, flags: int, error: str, alias: str | None) -> None:
     try:
         agent.hv.detach(vm_id, xml, flags)
     except LibvirtFailure as e:

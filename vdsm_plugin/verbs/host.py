@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ def _bridges() -> list[str]:
 def _machine_types(caps_xml: str) -> list[str]:
     caps = domxml.parse(caps_xml)
     names = {m.text for m in caps.iterfind("guest/arch[@name='x86_64']/machine") if m.text}
-    names |= {m.get("canonical") for m in caps.iterfind("guest/arch[@name='x86_64']/machine") if m.get("canonical")}
+    names |= {canonical for m in caps.iterfind("guest/arch[@name='x86_64']/machine")
+              if (canonical := m.get("canonical"))}
     return sorted(names)
 
 
@@ -52,7 +54,7 @@ def get_events(agent: Agent, after: int = 0, timeout: float = 0, limit: int = 10
     return {"events": events, "last": last}
 
 
-METHODS = {
+METHODS: dict[str, Callable[..., dict[str, Any]]] = {
     "Host.ping": ping,
     "Host.getCapabilities": get_capabilities,
     "Host.hostdevListByCaps": hostdev_list_by_caps,

@@ -3,6 +3,7 @@ device) and PCI (by address or node device) passthrough, checked against the whi
 VMs that already hold a device."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from vdsm_plugin import domxml, hostdevs
@@ -73,7 +74,7 @@ def hotunplug_hostdev(agent: Agent, vmId: str, hostdev: dict[str, Any]) -> dict[
                           error="hostdevUnplugFailed")
 
 
-METHODS = {
+METHODS: dict[str, Callable[..., dict[str, Any]]] = {
     "VM.hotplugHostdev": hotplug_hostdev,
     "VM.hotunplugHostdev": hotunplug_hostdev,
 }

@@ -1,6 +1,7 @@
 """VM.hotplugNic / VM.hotunplugNic (VDSM's verbs, codes 49 and 50) and VM.updateNic (link state)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from vdsm_plugin import domxml
@@ -37,7 +38,7 @@ def update_nic(agent: Agent, vmId: str, nic: dict[str, Any]) -> dict[str, Any]:
         return devices.reported(agent, vm_id, nic["alias"])
 
 
-METHODS = {
+METHODS: dict[str, Callable[..., dict[str, Any]]] = {
     "VM.hotplugNic": hotplug_nic,
     "VM.hotunplugNic": hotunplug_nic,
     "VM.updateNic": update_nic,

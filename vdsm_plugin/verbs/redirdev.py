@@ -1,6 +1,7 @@
 """VM.hotplugRedirdev / VM.hotunplugRedirdev: SPICE (spicevmc) and TCP USB redirection."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from vdsm_plugin.agent import Agent
@@ -17,7 +18,7 @@ def hotunplug_redirdev(agent: Agent, vmId: str, redirdev: dict[str, Any]) -> dic
                           error="redirdevUnplugFailed")
 
 
-METHODS = {
+METHODS: dict[str, Callable[..., dict[str, Any]]] = {
     "VM.hotplugRedirdev": hotplug_redirdev,
     "VM.hotunplugRedirdev": hotunplug_redirdev,
 }

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from vdsm_plugin import domxml, hostdevs
@@ -191,7 +192,7 @@ def get_devices(agent: Agent, vmId: str) -> dict[str, Any]:
     return vm_info(agent, devices.vm_key(vmId))
 
 
-METHODS = {
+METHODS: dict[str, Callable[..., dict[str, Any]]] = {
     "VM.create": create,
     "VM.define": define,
     "VM.start": start,
