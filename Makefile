@@ -1,6 +1,6 @@
 # Plugboard on one Debian bookworm machine, as root:
 #   make setup   packages, libvirtd, the pbbr0 bridge, the test guest, and .venv (with tox)
-#   make test    the test suite through tox (SQLite, then the engine's tests on PostgreSQL)
+#   make test    lint (ruff, mypy), then the test suite through tox (SQLite, then the engine's tests on PostgreSQL)
 #   make run     agent + engine + a demo VM (plugboard up); make stop stops them
 #   make clean   tox envs, the built guest, logs and run state (make distclean: also .venv)
 # make test TOX_ARGS='-e py311 -- tests/unit -x' passes arguments to tox.
