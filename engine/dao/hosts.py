@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from engine.dao._cas import reload_if_loaded, rowcount
 from engine.dao.models import HOST_STATUSES, Host, Vm, utcnow
+from engine.vocab import HOST_UP
 
 __all__ = ["get", "get_by_name", "list", "update_capabilities", "set_status", "advance_event_seq",
            "running_vm_counts"]
@@ -23,7 +24,7 @@ def get_by_name(s: Session, name: str) -> Host | None:
 
 
 def update_capabilities(s: Session, host_id: str, capabilities: dict[str, Any], *,
-                        status: str | None = "up") -> bool:
+                        status: str | None = HOST_UP) -> bool:
     """Store what Host.getCapabilities answered, stamp last_refresh and (by default) mark the host up.
     True when the host exists."""
     values: dict[str, Any] = {"capabilities": capabilities, "last_refresh": utcnow()}
