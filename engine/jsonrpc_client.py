@@ -165,7 +165,8 @@ def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bo
         seen.add(id(e))
         if isinstance(e, kinds):
             return True
-        stack += [e.__cause__, e.__context__, getattr(e, "reason", None) if isinstance(getattr(e, "reason", None), BaseException) else None]
+        reason = getattr(e, "reason", None)
+        stack += [e.__cause__, e.__context__, reason if isinstance(reason, BaseException) else None]
         stack += [a for a in e.args if isinstance(a, BaseException)]
     return False
 
