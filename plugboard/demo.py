@@ -119,8 +119,7 @@ USB controllers are cold plug only (try adding one now: 409, stop the VM first);
 redirection plugs live:
   curl -s {api}/vms/{vm['id']}/controllers
   curl -s -X POST -H 'Content-Type: application/json' -d '{{"model": "xhci"}}' {api}/vms/{vm['id']}/controllers
-  curl -s -X POST -H 'Content-Type: application/json' -d '{{"bus": "usb", "type": "spicevmc"}}' \
-       {api}/vms/{vm['id']}/redirdevs
+  curl -s -X POST -H 'Content-Type: application/json' -d '{{"type": "spicevmc"}}' {api}/vms/{vm['id']}/redirdevs
 
 The same VM through the Nova-compatible facade (tenant = the VM's project, "default"):
   curl -s http://127.0.0.1:{args.engine_port}/v2.1/default/servers/{vm['id']}
