@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from engine.api.views import controller_view
 from engine.commands import add_controller, add_redirdev, plug_unplug_redirdev, remove_controller, run_vm
 from engine.dao import devices
-from engine.dao.models import VmDevice
 from engine.errors import NotFound, ValidationFailed
+from tests.unit.engine.commands.refusals import refused, rows
 
 USB_BUS_1 = {"type": "usb", "bus": "1", "port": "1"}
 
@@ -37,29 +36,6 @@ def controllers(sessions, vm) -> list[dict[str, Any]]:
 
 def brief(views: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return [(v["model"], v["index"], v["ports"], v["master"]) for v in views]
-
-
-def rows(sessions) -> list[tuple[Any, ...]]:
-    """Every device row, whole: what a refusal must leave untouched."""
-    with sessions.begin() as s:
-        return sorted((d.id, d.vm_id, d.type, d.device, d.is_plugged, d.plug_state, repr(d.address),
-                       repr(d.spec_params), d.alias) for d in s.scalars(select(VmDevice)))
-
-
-def refused(sessions, db, fake, action: str, call, *codes: str) -> ValidationFailed:
-    """`call` is refused with exactly `codes`; one `<action>_REFUSED` event is written, no row changes
-    and no host is called."""
-    before, events, calls = rows(sessions), len(db.events()), len(fake.calls)
-    with pytest.raises(ValidationFailed) as err:
-        call()
-    assert err.value.status == 409
-    assert [r.code for r in err.value.reasons] == list(codes)
-    assert rows(sessions) == before
-    new = db.events()[events:]
-    assert [e.code for e in new] == [f"{action}_REFUSED"]
-    assert new[0].vars["reasons"] == [r.to_dict() for r in err.value.reasons]
-    assert len(fake.calls) == calls
-    return err.value
 
 
 @pytest.fixture

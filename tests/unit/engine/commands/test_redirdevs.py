@@ -6,13 +6,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from engine.api.views import redirdev_view
 from engine.commands import add_controller, add_redirdev, plug_unplug_redirdev, remove_redirdev, run_vm, stop_vm
 from engine.dao import devices
-from engine.dao.models import VmDevice
-from engine.errors import Conflict, HostCallFailed, NotFound, ValidationFailed
+from engine.errors import Conflict, HostCallFailed, NotFound
+from tests.unit.engine.commands.refusals import refused
 
 
 def add(sessions, hosts, vm, kind="spicevmc", **kw):
@@ -37,25 +36,6 @@ def view(sessions, dev_id) -> dict[str, Any]:
 def redirdevs(sessions, vm) -> list[dict[str, Any]]:
     with sessions.begin() as s:
         return [redirdev_view(d) for d in devices.list_for_vm(s, vm.id, type="redirdev")]
-
-
-def rows(sessions) -> list[tuple[Any, ...]]:
-    with sessions.begin() as s:
-        return sorted((d.id, d.type, d.device, d.is_plugged, d.plug_state, repr(d.address), repr(d.spec_params))
-                      for d in s.scalars(select(VmDevice)))
-
-
-def refused(sessions, db, fake, action: str, call, *codes: str) -> ValidationFailed:
-    """Refused with exactly `codes`, one `<action>_REFUSED` event, no row changed, no host called."""
-    before, events, calls = rows(sessions), len(db.events()), len(fake.calls)
-    with pytest.raises(ValidationFailed) as err:
-        call()
-    assert err.value.status == 409
-    assert [r.code for r in err.value.reasons] == list(codes)
-    assert rows(sessions) == before
-    assert [e.code for e in db.events()[events:]] == [f"{action}_REFUSED"]
-    assert len(fake.calls) == calls
-    return err.value
 
 
 @pytest.fixture
