@@ -18,6 +18,11 @@ from engine.dao.models import Base
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "db" / "migrations"
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+#: WAL mode with synchronous=NORMAL (what SQLite recommends for WAL): a commit appends to the WAL
+#: without an fsync, the WAL is synced at checkpoints. A crash of the engine loses no committed
+#: transaction; a power loss or OS crash may lose the last ones, never the database's consistency (and
+#: the monitor reconciles devices with the hosts). FULL costs an fsync at every commit, two per request.
+SQLITE_SYNCHRONOUS = "NORMAL"
 
 SqliteBegin = Literal["deferred", "immediate"]
 
@@ -40,13 +45,14 @@ def make_engine(url: str, *, echo: bool = False, sqlite_begin: SqliteBegin = "de
                 sqlite_foreign_keys: bool = True, **kwargs: Any) -> Engine:
     """Create the engine for `url`.
 
-    SQLite connections get WAL journaling, ``foreign_keys=ON`` (so ON DELETE CASCADE works) and a busy
-    timeout of 5 s, set on every new DBAPI connection. The driver's own implicit BEGIN is replaced by an
-    explicit one emitted by SQLAlchemy, so that savepoints work and so that ``sqlite_begin="immediate"``
-    can take the write lock at the start of every transaction. With the default ("deferred"), a
-    transaction that reads and then writes may fail with "database is locked" when another writer
-    committed in between; a compare-and-set issued as the first statement of a transaction waits for
-    the lock instead. PostgreSQL URLs (``postgresql+psycopg://...``) get pre-ping on checkout.
+    SQLite connections get WAL journaling with ``synchronous=NORMAL`` (see SQLITE_SYNCHRONOUS),
+    ``foreign_keys=ON`` (so ON DELETE CASCADE works) and a busy timeout of 5 s, set on every new DBAPI
+    connection. The driver's own implicit BEGIN is replaced by an explicit one emitted by SQLAlchemy,
+    so that savepoints work and so that ``sqlite_begin="immediate"`` can take the write lock at the
+    start of every transaction. With the default ("deferred"), a transaction that reads and then writes
+    may fail with "database is locked" when another writer committed in between; a compare-and-set
+    issued as the first statement of a transaction waits for the lock instead. PostgreSQL URLs
+    (``postgresql+psycopg://...``) get pre-ping on checkout.
     """
     url = normalize_url(url)
     if is_sqlite(url):
@@ -70,6 +76,7 @@ def _configure_sqlite(engine: Engine, *, begin: SqliteBegin, foreign_keys: bool)
         try:
             if not memory:
                 cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
             cur.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
             cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         finally:
