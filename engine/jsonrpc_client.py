@@ -53,13 +53,16 @@ class JsonRpcHostClient:
         # Only the agent is spoken to: never pick proxies or a .netrc up from the environment.
         self._session.trust_env = False
         self._session.headers.update({"Content-Type": "application/json", "Accept": "application/json"})
+        self._verify: bool | str = True
         if not self.tls.verify:
-            self._session.verify = False
+            self._verify = False
         elif self.tls.ca_file is not None:
-            self._session.verify = str(self.tls.ca_file)
+            self._verify = str(self.tls.ca_file)
+        self._session.verify = self._verify
         if self.tls.cert_file is not None:
             self._session.cert = (str(self.tls.cert_file), str(self.tls.key_file)) if self.tls.key_file \
                 else str(self.tls.cert_file)
+        self._prepared: requests.PreparedRequest | None = None
 
     def __repr__(self) -> str:
         return f"JsonRpcHostClient({self.name!r}, {self.url!r})"
@@ -78,14 +81,28 @@ class JsonRpcHostClient:
             read = max(read, float(poll) + LONG_POLL_MARGIN)
         return read
 
+    def _post(self, body: bytes, read: float) -> requests.Response:
+        """POST `body` on the session's pooled keep-alive connection. The request is prepared once
+        for this agent (URL, headers, TLS) and each call sends a copy straight through the session's
+        adapter: Session.post would merge environment settings, cookies and hooks again on every call
+        (about 0.7 ms here) for nothing -- one fixed URL, no proxies, no cookies, no redirects."""
+        if self._prepared is None:
+            self._prepared = self._session.prepare_request(requests.Request("POST", self.url))
+        prepared = self._prepared.copy()
+        prepared.prepare_body(body, None)
+        response = self._session.get_adapter(self.url).send(
+            prepared, timeout=(self.connect_timeout, read), verify=self._verify, cert=self._session.cert,
+            proxies={}, stream=False)
+        response.content  # noqa: B018 - read the body now, as Session.send does: its errors are this call's
+        return response
+
     def call(self, verb: str, params: dict[str, Any] | None = None, *,
              timeout: float | None = None) -> dict[str, Any]:
         request = jsonrpcclient.request(verb, params or {}, id=_next_id())
         read = self.read_timeout(verb, params, timeout)
         started = time.monotonic()
         try:
-            response = self._session.post(self.url, data=json.dumps(request),
-                                          timeout=(self.connect_timeout, read), allow_redirects=False)
+            response = self._post(json.dumps(request).encode("utf-8"), read)
         except requests.exceptions.SSLError as e:
             raise self._unreachable(f"TLS error: {_root_cause(e)}") from e
         except requests.exceptions.ConnectTimeout as e:
