@@ -5,9 +5,6 @@ owned by the alembic revisions in ``db/migrations``; :func:`create_all` is a sho
 """
 from __future__ import annotations
 
-import contextlib
-import sqlite3
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,10 +23,6 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 #: transaction; a power loss or OS crash may lose the last ones, never the database's consistency (and
 #: the monitor reconciles devices with the hosts). FULL costs an fsync at every commit, two per request.
 SQLITE_SYNCHRONOUS = "NORMAL"
-#: While another connection holds the write lock, BEGIN IMMEDIATE tries again every this many seconds
-#: (up to the busy timeout). SQLite's own busy handler sleeps 1, 2, 5, 10, 15... ms between tries, so
-#: a lock held for 9 ms (the monitor applying an event) cost the waiter 18 ms.
-SQLITE_LOCK_POLL = 0.0005
 
 SqliteBegin = Literal["deferred", "immediate"]
 
@@ -54,13 +47,12 @@ def make_engine(url: str, *, echo: bool = False, sqlite_begin: SqliteBegin = "de
 
     SQLite connections get WAL journaling with ``synchronous=NORMAL`` (see SQLITE_SYNCHRONOUS),
     ``foreign_keys=ON`` (so ON DELETE CASCADE works) and a busy timeout of 5 s, set on every new DBAPI
-    connection. The driver's own implicit BEGIN is replaced by an explicit one at the start of every
-    transaction, so that savepoints work and so that ``sqlite_begin="immediate"`` can take the write
-    lock at the start of every transaction (see _begin_immediate for how it waits for it). With the
-    default ("deferred"), a transaction that reads and then writes may fail with "database is locked"
-    when another writer committed in between; a compare-and-set issued as the first statement of a
-    transaction waits for the lock instead. PostgreSQL URLs (``postgresql+psycopg://...``) get
-    pre-ping on checkout.
+    connection. The driver's own implicit BEGIN is replaced by an explicit one emitted by SQLAlchemy,
+    so that savepoints work and so that ``sqlite_begin="immediate"`` can take the write lock at the
+    start of every transaction. With the default ("deferred"), a transaction that reads and then writes
+    may fail with "database is locked" when another writer committed in between; a compare-and-set
+    issued as the first statement of a transaction waits for the lock instead. PostgreSQL URLs
+    (``postgresql+psycopg://...``) get pre-ping on checkout.
     """
     url = normalize_url(url)
     if is_sqlite(url):
@@ -90,34 +82,11 @@ def _configure_sqlite(engine: Engine, *, begin: SqliteBegin, foreign_keys: bool)
         finally:
             cur.close()
 
+    statement = "BEGIN IMMEDIATE" if begin == "immediate" else "BEGIN"
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        if begin == "immediate":
-            _begin_immediate(conn)
-        else:
-            conn.exec_driver_sql("BEGIN")
-
-
-def _begin_immediate(conn: Any) -> None:
-    """BEGIN IMMEDIATE, waiting for another writer's lock in SQLITE_LOCK_POLL steps rather than with
-    SQLite's busy handler (off meanwhile). Still locked at the busy timeout: one last try through
-    SQLAlchemy raises its usual OperationalError."""
-    raw = conn.connection.dbapi_connection
-    raw.execute("PRAGMA busy_timeout=0")
-    try:
-        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-        while True:
-            try:
-                raw.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) or time.monotonic() >= deadline:
-                    break
-            time.sleep(SQLITE_LOCK_POLL)
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-    finally:
-        with contextlib.suppress(sqlite3.Error):
-            raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        conn.exec_driver_sql(statement)
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:
