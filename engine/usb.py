@@ -88,3 +88,9 @@ def free_ports(machine: str, controllers: Iterable[dict[str, Any]], devices_on_u
     if not any(c.get("index") == 0 for c in specs):
         total += PORTS[DEFAULT_MODEL.get(machine, "piix3-uhci")]
     return total - devices_on_usb
+
+
+def on_usb(dev: Any) -> bool:
+    """Whether a VM device row takes a USB port while it is active: a redirection device or a USB
+    host device that is plugged (the desired state)."""
+    return bool(dev.is_plugged) and (dev.type == "redirdev" or (dev.type == "hostdev" and dev.device == "usb"))

@@ -17,9 +17,7 @@ def free_ports(s: Session, vm: Vm, *, besides: str | None = None) -> int:
     """USB ports the VM's controllers leave free, not counting device `besides` (the one being plugged)."""
     rows = [d for d in devices.list_for_vm(s, vm.id) if d.id != besides]
     controllers = [d.spec_params or {} for d in rows if d.type == "controller" and d.device == "usb"]
-    on_usb = sum(1 for d in rows
-                 if d.is_plugged and (d.type == "redirdev" or (d.type == "hostdev" and d.device == "usb")))
-    return usb.free_ports(vm.machine, controllers, on_usb)
+    return usb.free_ports(vm.machine, controllers, sum(1 for d in rows if usb.on_usb(d)))
 
 
 def check(vm: Vm, kind: str, *, free: int) -> list[Reason]:

@@ -17,17 +17,10 @@ from engine.errors import Conflict, Reason
 from engine.hostclient import HostClientFactory
 from engine.vocab import DOWN
 
-USB_DEVICE_TYPES = ("redirdev", "hostdev")
-
-
 @dataclass(frozen=True)
 class Params:
     vm_id: str
     controller_id: str
-
-
-def on_usb(dev: VmDevice) -> bool:
-    return dev.is_plugged and (dev.type == "redirdev" or (dev.type == "hostdev" and dev.device == "usb"))
 
 
 def carried(controller: VmDevice, others: list[VmDevice]) -> list[VmDevice]:
@@ -36,7 +29,7 @@ def carried(controller: VmDevice, others: list[VmDevice]) -> list[VmDevice]:
     index = str((controller.spec_params or {}).get("index"))
     masters = [d for d in others if d.type == "controller" and d.id != controller.id
                and (d.spec_params or {}).get("model") not in usb.COMPANION_MODELS]
-    usb_devices = [d for d in others if on_usb(d)]
+    usb_devices = [d for d in others if usb.on_usb(d)]
     if not masters:
         return usb_devices
     return [d for d in usb_devices if d.address and str(d.address.get("bus")) == index]
@@ -54,7 +47,7 @@ def validate(params: Params, *, vm: Vm, controller: VmDevice, others: list[VmDev
         # Devices not started yet have no address: what is left must still have a port for each.
         going = {d.id for d in group(controller, others)}
         left = [d.spec_params or {} for d in others if d.type == "controller" and d.id not in going]
-        active = sum(1 for d in others if on_usb(d))
+        active = sum(1 for d in others if usb.on_usb(d))
         free = usb.free_ports(vm.machine, left, active)
         if free < 0:
             found.append(R.usb_ports_short(name, active, active + free))

@@ -19,7 +19,7 @@ from engine.vocab import IN_FLIGHT_STATES, PLUGGING, STABLE
 
 __all__ = ["KEEP", "TRANSITION_STATES", "alias_for", "add", "get", "get_by_alias", "list_for_vm",
            "list_in_flight", "begin_transition", "finish_transition", "set_plugged", "set_address",
-           "set_host_device", "delete_if_stable", "used_indexes"]
+           "delete_if_stable", "used_indexes"]
 
 #: The states a transition can be in flight in (begin_transition's `to_state`).
 TRANSITION_STATES = IN_FLIGHT_STATES
@@ -118,12 +118,6 @@ def set_plugged(s: Session, dev_id: str, is_plugged: bool, *,
         .values(**values).execution_options(synchronize_session=False))
     reload_if_loaded(s, VmDevice, dev_id)
     return rowcount(result) == 1
-
-
-def set_host_device(s: Session, dev_id: str, host_device_id: str | None) -> None:
-    s.execute(update(VmDevice).where(VmDevice.id == dev_id).values(host_device_id=host_device_id)
-              .execution_options(synchronize_session=False))
-    reload_if_loaded(s, VmDevice, dev_id)
 
 
 def delete_if_stable(s: Session, dev_id: str, *, unplugged_only: bool) -> bool:

@@ -215,12 +215,16 @@ def vm_stopped(s: Session, vm: Vm, message: str, *, expected: tuple[str, ...] = 
     audit.record(s, "VM_STOPPED", message, severity=severity, vm_id=vm.id, host_id=host.id if host else None,
                  **vars)
     for dev in devices.list_in_flight(s, vm_id=vm.id):
-        subject = Subject.of(dev, vm, host)
-        if dev.plug_state == UNPLUGGING:
-            unplugged(s, subject, why=": the VM stopped")
-        else:
-            plug_failed(s, subject, {"code": None, "message": "the VM stopped before the plug completed"},
-                        f"Plug of {subject.label} into VM {vm.name} did not complete: the VM stopped",
-                        severity="warning")
+        gone_with_vm(s, Subject.of(dev, vm, host), dev.plug_state, "the VM stopped")
     return True
+
+
+def gone_with_vm(s: Session, subject: Subject, plug_state: str, why: str, *, severity: str = "info") -> bool:
+    """A transition in flight on a VM that is no longer running ends: an unplug has completed (the
+    device went with the domain), a plug has not."""
+    if plug_state == UNPLUGGING:
+        return unplugged(s, subject, why=f": {why}", severity=severity)
+    return plug_failed(s, subject, {"code": None, "message": "the VM stopped before the plug completed"},
+                       f"Plug of {subject.label} into VM {subject.vm_name} did not complete: {why}",
+                       severity="warning")
 

@@ -30,7 +30,7 @@ from engine.errors import HostCallFailed, HostUnreachable
 from engine.hostclient import HostClientFactory
 from engine.monitor import events as events_mod, reconcile
 from engine.vocab import (DOWN, HOST_MAINTENANCE, HOST_UNREACHABLE, HOST_UP, PAUSED, RUNNING_STATUSES, UNKNOWN,
-                          UNPLUGGING, UP)
+                          UP)
 
 log = logging.getLogger(__name__)
 
@@ -261,14 +261,8 @@ class Monitor:
                 vm = vms_dao.get(s, dev.vm_id)
                 if vm is None or vm.status in RUNNING_STATUSES:
                     continue
-                subject = Subject.of(dev, vm)
-                if dev.plug_state == UNPLUGGING:
-                    done = state.unplugged(s, subject, why=f": the VM is {vm.status}", severity="warning")
-                else:
-                    done = state.plug_failed(s, subject, {"code": None, "message": "the VM stopped before the plug "
-                                                          "completed"}, f"Plug of {subject.label} into VM {vm.name} "
-                                             f"did not complete: the VM is {vm.status}", severity="warning")
-                changed += int(done)
+                changed += int(state.gone_with_vm(s, Subject.of(dev, vm), dev.plug_state,
+                                                  f"the VM is {vm.status}", severity="warning"))
         return changed
 
     # ---- threads ----------------------------------------------------------------------------------

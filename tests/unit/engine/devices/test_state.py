@@ -152,11 +152,7 @@ def test_a_host_device_another_vm_holds_refuses_the_plug(sessions, make_host, ma
     first, second = make_vm(status="up", host=host), make_vm(status="up", host=host)
     with sessions.begin() as s:
         host_devices.claim(s, hd_id, first.id)
-    with sessions.begin() as s:
-        dev_id = devices.add(s, second.id, type="hostdev", device="usb", is_plugged=False,
-                             spec_params={"source": {"portPath": "1-4"}}).id
-    with sessions.begin() as s:        # linking is allowed; plugging is what claims
-        devices.set_host_device(s, dev_id, hd_id)
+    dev_id = _hostdev(sessions, second, hd_id)     # linking is allowed; plugging is what claims
     with pytest.raises(Conflict) as err, sessions.begin() as s:
         state.begin(s, subject_of(sessions, dev_id), plug=True)
     assert [r.code for r in err.value.reasons] == ["HOST_DEVICE_BUSY"]
