@@ -1,4 +1,4 @@
-"""`plugboard engine serve | agent serve | db upgrade | up`. The engine and the agent never import each
+"""`plugboard engine serve | agent serve | db upgrade | up | down | pki init`. The engine and the agent never import each
 other; this module only wires each one up from its own config, importing it lazily."""
 from __future__ import annotations
 
@@ -90,6 +90,9 @@ def parser() -> argparse.ArgumentParser:
     down.add_argument("--state-dir", type=Path, default=Path("var/run"))
     down.add_argument("--engine-port", type=int, default=8080)
     down.set_defaults(func=_down)
+
+    from plugboard import pki  # its key-making library is imported only when `pki init` runs
+    pki.add_commands(sub)
     return p
 
 
