@@ -1,5 +1,5 @@
-"""`plugboard engine serve | agent serve | db upgrade | up | down | pki init`. The engine and the agent never import each
-other; this module only wires each one up from its own config, importing it lazily."""
+"""`plugboard engine serve | agent serve | db upgrade | up | down | pki init`. The engine and the agent
+never import each other; this module only wires each one up from its own config, importing it lazily."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +14,13 @@ def _agent_serve(args: argparse.Namespace) -> int:
     from vdsm_plugin.agent import Agent
 
     cfg = config.load(args.config, listen=args.listen, libvirt_uri=args.libvirt_uri,
-                      state_dir=args.state_dir, hooks_dir=args.hooks_dir)
+                      state_dir=args.state_dir, hooks_dir=args.hooks_dir,
+                      insecure_dev_http=True if args.insecure_dev_http else None)
+    try:
+        server.transport(cfg)  # refuse a listener anyone but the engine could drive before anything starts
+    except server.StartupError as e:
+        print(f"plugboard agent: {e}", file=sys.stderr)
+        return 2
     agent = Agent.start(cfg)
     srv = server.serve(agent, verbs.METHODS)
     scheme = "https" if cfg.tls else "http"
@@ -65,6 +71,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--libvirt-uri", help="default qemu:///system")
     serve.add_argument("--state-dir", help="where the event journal lives")
     serve.add_argument("--hooks-dir", help="hook scripts, one folder per hook point")
+    serve.add_argument("--insecure-dev-http", action="store_true",
+                       help="plain HTTP without TLS, for development, on a loopback address only")
     serve.set_defaults(func=_agent_serve)
 
     engine = sub.add_parser("engine", help="the engine").add_subparsers(dest="action", required=True)
