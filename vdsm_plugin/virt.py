@@ -204,72 +204,68 @@ class Hypervisor:
             return [d.XMLDesc(0) for d in self._nodedev_conn.listAllDevices(flags)]
 
     # -- domains ----------------------------------------------------------------------------------
-    def _dom(self, vm_id: str) -> Any:
+    def lookup(self, vm_id: str) -> "Domain":
+        """The domain with this uuid: the one libvirt lookup of a verb call. LibvirtFailure
+        (ERR_NO_DOMAIN) when there is none."""
         with _libvirt_call():
-            return self._conn.lookupByUUIDString(vm_id)
+            return Domain(self, self._conn.lookupByUUIDString(vm_id))
 
-    def exists(self, vm_id: str) -> bool:
-        try:
-            self._conn.lookupByUUIDString(vm_id)
-            return True
-        except self._lv.libvirtError:
-            return False
-
-    def list_ids(self) -> list[str]:
+    def domains(self) -> list["Domain"]:
         with _libvirt_call():
-            return [d.UUIDString() for d in self._conn.listAllDomains(0)]
+            return [Domain(self, d) for d in self._conn.listAllDomains(0)]
 
-    def name(self, vm_id: str) -> str:
+    def define(self, xml: str) -> "Domain":
         with _libvirt_call():
-            return self._dom(vm_id).name()
-
-    def state(self, vm_id: str) -> str:
-        with _libvirt_call():
-            st, _reason = self._dom(vm_id).state()
-        return _tables()[2].get(st, "unknown")
-
-    def is_persistent(self, vm_id: str) -> bool:
-        with _libvirt_call():
-            return bool(self._dom(vm_id).isPersistent())
+            return Domain(self, self._conn.defineXML(xml))
 
     def xml(self, vm_id: str, *, inactive: bool = False) -> str:
-        flags = self._lv.VIR_DOMAIN_XML_INACTIVE if inactive else 0
-        with _libvirt_call():
-            return self._dom(vm_id).XMLDesc(flags)
+        return self.lookup(vm_id).xml(inactive=inactive)
 
-    def define(self, xml: str) -> None:
-        with _libvirt_call():
-            self._conn.defineXML(xml)
 
-    def start(self, vm_id: str) -> None:
-        with _libvirt_call():
-            self._dom(vm_id).create()
+class Domain:
+    """One libvirt domain, looked up once; every call on it is one libvirt round trip."""
 
-    def destroy(self, vm_id: str, *, undefine: bool) -> None:
-        dom = self._dom(vm_id)
-        with _libvirt_call():
-            if dom.isActive():
-                dom.destroy()
-            if undefine and dom.isPersistent():
-                dom.undefineFlags(self._lv.VIR_DOMAIN_UNDEFINE_NVRAM)
+    AFFECT_LIVE = AFFECT_LIVE
+    AFFECT_CONFIG = AFFECT_CONFIG
 
-    def attach(self, vm_id: str, device_xml: str, flags: int) -> None:
-        with _libvirt_call():
-            self._dom(vm_id).attachDeviceFlags(device_xml, flags)
+    def __init__(self, hv: Hypervisor, dom: Any) -> None:
+        self._hv = hv
+        self._dom = dom
+        self.id: str = dom.UUIDString()
 
-    def detach(self, vm_id: str, device_xml: str, flags: int) -> None:
+    def xml(self, *, inactive: bool = False) -> str:
+        flags = self._hv._lv.VIR_DOMAIN_XML_INACTIVE if inactive else 0
         with _libvirt_call():
-            self._dom(vm_id).detachDeviceFlags(device_xml, flags)
+            return self._dom.XMLDesc(flags)
 
-    def update_device(self, vm_id: str, device_xml: str, flags: int) -> None:
+    def state(self) -> str:
         with _libvirt_call():
-            self._dom(vm_id).updateDeviceFlags(device_xml, flags)
+            st, _reason = self._dom.state()
+        return _tables()[2].get(st, "unknown")
 
-    def affect_flags(self, vm_id: str) -> int:
-        """Running VM: live and persistent definition; stopped VM: the persistent one only."""
-        dom = self._dom(vm_id)
+    def is_persistent(self) -> bool:
         with _libvirt_call():
-            flags = self.AFFECT_CONFIG if dom.isPersistent() else 0
-            if dom.isActive():
-                flags |= self.AFFECT_LIVE
-        return flags
+            return bool(self._dom.isPersistent())
+
+    def start(self) -> None:
+        with _libvirt_call():
+            self._dom.create()
+
+    def destroy(self, *, undefine: bool) -> None:
+        with _libvirt_call():
+            if self._dom.isActive():
+                self._dom.destroy()
+            if undefine and self._dom.isPersistent():
+                self._dom.undefineFlags(self._hv._lv.VIR_DOMAIN_UNDEFINE_NVRAM)
+
+    def attach(self, device_xml: str, flags: int) -> None:
+        with _libvirt_call():
+            self._dom.attachDeviceFlags(device_xml, flags)
+
+    def detach(self, device_xml: str, flags: int) -> None:
+        with _libvirt_call():
+            self._dom.detachDeviceFlags(device_xml, flags)
+
+    def update_device(self, device_xml: str, flags: int) -> None:
+        with _libvirt_call():
+            self._dom.updateDeviceFlags(device_xml, flags)

@@ -19,7 +19,7 @@ from vdsm_plugin.domxml.controller import used_indexes
 from vdsm_plugin.domxml.devices import (REGISTRY, build_device, device_to_dict, find_device, find_nic_by_mac,
                                          kind_of, read_devices)
 from vdsm_plugin.domxml.domain import LAST_BOOT_ORDER, build_domain, device_boot
-from vdsm_plugin.domxml.metadata import get_metadata, set_metadata
+from vdsm_plugin.domxml.metadata import get_metadata, is_marked, mark, set_metadata
 from vdsm_plugin.domxml.nic import set_link_state
 
 
@@ -30,6 +30,7 @@ def strip_address(el: etree._Element) -> etree._Element:
 
 __all__ = [
     "LAST_BOOT_ORDER", "REGISTRY", "build_device", "build_domain", "device_alias", "device_boot",
-    "device_to_dict", "find_device", "find_nic_by_mac", "get_metadata", "kind_of", "new_alias", "parse",
+    "device_to_dict", "find_device", "find_nic_by_mac", "get_metadata", "is_marked", "kind_of", "mark",
+    "new_alias", "parse",
     "read_devices", "set_link_state", "set_metadata", "strip_address", "tostring", "used_indexes",
 ]

@@ -21,7 +21,8 @@ Choices (see notes/host-lab.md):
   LAST_BOOT_ORDER, behind any order the engine gives (see `device_boot`). A domain with no bootable
   device at all still gets libvirt's default, and cannot take a device with `bootOrder`.
 - Serial port 0 goes to `serialLog` when given (a pty otherwise); console 0 is that same serial port.
-- Graphics listen on 127.0.0.1 only. osType and customProperties live in the plugboard metadata.
+- Graphics listen on 127.0.0.1 only. osType and customProperties live in the plugboard metadata,
+  which every domain built here carries: it is the agent's mark (see metadata.is_marked).
 """
 from __future__ import annotations
 
@@ -193,6 +194,7 @@ def build_domain(vm_id: str, params: Mapping[str, Any],
                *(make(tag, text=action) for tag, action in LIFECYCLE.items()),
                devices_el)
     device_boot(dom)
+    metadata.mark(dom)
     for key in metadata.KEYS:
         if params.get(key):
             metadata.set_metadata(dom, key, params[key])

@@ -1,5 +1,8 @@
 """Plugboard's own facts about a VM, kept in the domain's `<metadata>` so they survive libvirt.
 
+The `<pb:vm>` element is also the agent's mark: the agent writes it into every domain it defines
+and acts only on domains that carry it (`is_marked`); any other domain of the host is invisible.
+
     <metadata>
       <pb:vm xmlns:pb="https://plugboard.dev/xmlns/vm/1">
         <pb:osType>rhel_9x64</pb:osType>
@@ -91,3 +94,13 @@ def get_metadata(dom: etree._Element, key: str) -> Any:
     vm = _root(dom, create=False)
     el = None if vm is None else vm.find(f"{{{NS}}}{key}")
     return None if el is None else read(el)
+
+
+def mark(dom: etree._Element) -> etree._Element:
+    """Mark the domain as Plugboard's, in place."""
+    _root(dom, create=True)
+    return dom
+
+
+def is_marked(dom: etree._Element) -> bool:
+    return _root(dom, create=False) is not None

@@ -6,10 +6,14 @@ import logging
 import time
 from typing import Any
 
+from dataclasses import dataclass
+
+from lxml import etree
+
 from vdsm_plugin import domxml
 from vdsm_plugin.agent import Agent
 from vdsm_plugin.errors import AgentError
-from vdsm_plugin.virt import ERR_NO_DOMAIN, Hypervisor, LibvirtFailure
+from vdsm_plugin.virt import ERR_NO_DOMAIN, Domain, Hypervisor, LibvirtFailure
 
 log = logging.getLogger(__name__)
 
@@ -18,14 +22,53 @@ def vm_key(vm_id: str) -> str:
     return vm_id.lower()
 
 
-def live_dom(agent: Agent, vm_id: str):
-    """The domain's current XML (live when running), or noVM."""
+@dataclass
+class Vm:
+    """A Plugboard domain opened for one verb call: the libvirt handle (the call's one lookup) and
+    its parsed XML, from which the verb reads what it needs instead of asking libvirt again."""
+
+    id: str
+    handle: Domain
+    dom: etree._Element
+
+    @property
+    def running(self) -> bool:
+        """Running or paused: libvirt writes the domain's runtime id only into an active domain's XML."""
+        return self.dom.get("id") is not None
+
+    @property
+    def name(self) -> str:
+        return self.dom.findtext("name") or ""
+
+    def affect_flags(self) -> int:
+        """Running VM: live and persistent definition; stopped VM: the persistent one. Every domain
+        the agent acts on is one it defined, so it has a persistent definition."""
+        return Hypervisor.AFFECT_CONFIG | (Hypervisor.AFFECT_LIVE if self.running else 0)
+
+    def reread(self) -> etree._Element:
+        """The XML again, after an operation changed it (libvirt's addresses and aliases)."""
+        self.dom = domxml.parse(self.handle.xml())
+        return self.dom
+
+
+def no_vm(vm_id: str) -> AgentError:
+    return AgentError("noVM", f"no VM with id {vm_id} on this host", vmId=vm_id)
+
+
+def open_vm(agent: Agent, vm_id: str, *, inactive: bool = False) -> Vm:
+    """The VM, or noVM: also for a domain that lacks the agent's mark, so that the host's other
+    domains are invisible to every verb (the same answer as a domain that does not exist)."""
     try:
-        return domxml.parse(agent.hv.xml(vm_id))
+        handle = agent.hv.lookup(vm_id)
+        dom = domxml.parse(handle.xml(inactive=inactive))
     except LibvirtFailure as e:
         if e.code == ERR_NO_DOMAIN:
-            raise AgentError("noVM", f"no VM with id {vm_id} on this host", vmId=vm_id) from e
+            raise no_vm(vm_id) from e
         raise
+    if not domxml.is_marked(dom):
+        log.warning("refused a verb on domain %s: Plugboard did not define it", vm_id)
+        raise no_vm(vm_id)
+    return Vm(vm_id, handle, dom)
 
 
 def hook_env(vm_id: str, *props: dict[str, str] | None) -> dict[str, str]:
@@ -43,8 +86,8 @@ def run_after_hook(agent: Agent, point: str, xml: str, env: dict[str, str]) -> N
         log.warning("%s hook failed after the fact: %s", point, e)
 
 
-def reported(agent: Agent, vm_id: str, alias: str) -> dict[str, Any]:
-    for dev in domxml.read_devices(live_dom(agent, vm_id)):
+def reported(vm: Vm, alias: str) -> dict[str, Any]:
+    for dev in domxml.read_devices(vm.reread()):
         if dev.get("alias") == alias:
             return dev
     raise AgentError("deviceNotFound", f"{alias} is not in the domain after the operation", alias=alias)
@@ -72,30 +115,33 @@ def find_of_kind(dom, vm_id: str, ref: dict[str, Any], kind: str):
     return el
 
 
-def plug(agent: Agent, vm_id: str, dev: dict[str, Any], *, hook_kind: str, error: str,
-         resolved: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Attach `dev` (a schema device dict) to the VM: live and persistent when running, persistent
-    only when stopped. A device without an alias gets a new one; the result (the device as libvirt
-    reports it) carries it. Nothing is left behind when a hook or libvirt refuses."""
+def plug(agent: Agent, vm_id: str, dev: dict[str, Any], *, hook_kind: str, error: str) -> dict[str, Any]:
+    """Attach `dev` (a schema device dict) to the VM, under its lock (see plug_opened)."""
     vm_id = vm_key(vm_id)
+    with agent.locks.hold(vm_id):
+        return plug_opened(agent, open_vm(agent, vm_id), dev, hook_kind=hook_kind, error=error)
+
+
+def plug_opened(agent: Agent, vm: Vm, dev: dict[str, Any], *, hook_kind: str, error: str,
+                resolved: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Attach `dev` to a VM the caller opened under its lock: live and persistent when running,
+    persistent only when stopped. A device without an alias gets a new one; the result (the device
+    as libvirt reports it) carries it. Nothing is left behind when a hook or libvirt refuses."""
     alias = dev.get("alias") or domxml.new_alias()
     dev = {**dev, "alias": alias}
-    with agent.locks.hold(vm_id):
-        dom = live_dom(agent, vm_id)
-        if domxml.find_device(dom, alias) is not None:
-            raise AgentError(error, f"the VM already has a device with alias {alias}", alias=alias)
-        env = hook_env(vm_id, dev.get("customProperties"))
-        xml = domxml.tostring(domxml.build_device(dev, resolved))
-        xml = agent.hooks.run(f"before_{hook_kind}_hotplug", xml, env).xml
-        flags = agent.hv.affect_flags(vm_id)
-        try:
-            agent.hv.attach(vm_id, xml, flags)
-        except LibvirtFailure as e:
-            run_after_hook(agent, f"after_{hook_kind}_hotplug_fail", xml, env)
-            raise AgentError(error, e.message, libvirtCode=e.code, alias=alias) from e
-        result = reported(agent, vm_id, alias)
-        run_after_hook(agent, f"after_{hook_kind}_hotplug", xml, env)
-        return result
+    if domxml.find_device(vm.dom, alias) is not None:
+        raise AgentError(error, f"the VM already has a device with alias {alias}", alias=alias)
+    env = hook_env(vm.id, dev.get("customProperties"))
+    xml = domxml.tostring(domxml.build_device(dev, resolved))
+    xml = agent.hooks.run(f"before_{hook_kind}_hotplug", xml, env).xml
+    try:
+        vm.handle.attach(xml, vm.affect_flags())
+    except LibvirtFailure as e:
+        run_after_hook(agent, f"after_{hook_kind}_hotplug_fail", xml, env)
+        raise AgentError(error, e.message, libvirtCode=e.code, alias=alias) from e
+    result = reported(vm, alias)
+    run_after_hook(agent, f"after_{hook_kind}_hotplug", xml, env)
+    return result
 
 
 def unplug(agent: Agent, vm_id: str, ref: dict[str, Any], *, kind: str, hook_kind: str,
@@ -105,36 +151,42 @@ def unplug(agent: Agent, vm_id: str, ref: dict[str, Any], *, kind: str, hook_kin
     journal) or a coded error when the guest refused (DEVICE_REMOVAL_FAILED) or libvirt did."""
     vm_id = vm_key(vm_id)
     with agent.locks.hold(vm_id):
-        el = find_of_kind(live_dom(agent, vm_id), vm_id, ref, kind)
-        alias = domxml.device_alias(el) or ref.get("alias")
-        env = hook_env(vm_id, ref.get("customProperties"))
-        xml = agent.hooks.run(f"before_{hook_kind}_hotunplug", domxml.tostring(el), env).xml
-        flags = agent.hv.affect_flags(vm_id)
-        if not flags & Hypervisor.AFFECT_LIVE:
-            _detach(agent, vm_id, xml, flags, error, alias)
-            run_after_hook(agent, f"after_{hook_kind}_hotunplug", xml, env)
-            return {"status": "removed", "alias": alias, "elapsed": 0.0}
-        assert alias is not None    # libvirt names every device of a running domain
-        # Register before detaching: the event can arrive before detachDeviceFlags returns.
-        removal = agent.removals.expect(vm_id, alias)
-        start = time.monotonic()
-        try:
-            _detach(agent, vm_id, xml, flags, error, alias)
-        except AgentError:
-            agent.removals.abandon(removal)
-            raise
-        outcome = removal.wait(max(0.0, agent.config.unplug_timeout - (time.monotonic() - start)))
-        if outcome == "removed":
-            run_after_hook(agent, f"after_{hook_kind}_hotunplug", xml, env)
-            return {"status": "removed", "alias": alias, "elapsed": round(time.monotonic() - start, 3)}
-        if outcome == "failed":
-            raise AgentError(error, "the guest refused to release the device (DEVICE_REMOVAL_FAILED)",
-                             alias=alias)
-        return {"status": "pending", "alias": alias}
+        vm = open_vm(agent, vm_id)
+        return unplug_opened(agent, vm, ref, kind=kind, hook_kind=hook_kind, error=error)
 
 
-def _detach(agent: Agent, vm_id: str, xml: str, flags: int, error: str, alias: str | None) -> None:
+def unplug_opened(agent: Agent, vm: Vm, ref: dict[str, Any], *, kind: str, hook_kind: str,
+                  error: str) -> dict[str, Any]:
+    el = find_of_kind(vm.dom, vm.id, ref, kind)
+    alias = domxml.device_alias(el) or ref.get("alias")
+    env = hook_env(vm.id, ref.get("customProperties"))
+    xml = agent.hooks.run(f"before_{hook_kind}_hotunplug", domxml.tostring(el), env).xml
+    flags = vm.affect_flags()
+    if not flags & Hypervisor.AFFECT_LIVE:
+        _detach(vm, xml, flags, error, alias)
+        run_after_hook(agent, f"after_{hook_kind}_hotunplug", xml, env)
+        return {"status": "removed", "alias": alias, "elapsed": 0.0}
+    assert alias is not None    # libvirt names every device of a running domain
+    # Register before detaching: the event can arrive before detachDeviceFlags returns.
+    removal = agent.removals.expect(vm.id, alias)
+    start = time.monotonic()
     try:
-        agent.hv.detach(vm_id, xml, flags)
+        _detach(vm, xml, flags, error, alias)
+    except AgentError:
+        agent.removals.abandon(removal)
+        raise
+    outcome = removal.wait(max(0.0, agent.config.unplug_timeout - (time.monotonic() - start)))
+    if outcome == "removed":
+        run_after_hook(agent, f"after_{hook_kind}_hotunplug", xml, env)
+        return {"status": "removed", "alias": alias, "elapsed": round(time.monotonic() - start, 3)}
+    if outcome == "failed":
+        raise AgentError(error, "the guest refused to release the device (DEVICE_REMOVAL_FAILED)",
+                         alias=alias)
+    return {"status": "pending", "alias": alias}
+
+
+def _detach(vm: Vm, xml: str, flags: int, error: str, alias: str | None) -> None:
+    try:
+        vm.handle.detach(xml, flags)
     except LibvirtFailure as e:
         raise AgentError(error, e.message, libvirtCode=e.code, alias=alias) from e

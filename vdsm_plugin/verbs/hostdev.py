@@ -20,12 +20,13 @@ def inventory(agent: Agent, caps: list[str]) -> list[dict[str, Any]]:
     """The host's devices, each with whether the whitelist allows it and which VM holds it."""
     xmls = agent.hv.nodedev_xmls(caps)
     held: list[tuple[str, str, dict[str, Any]]] = []
-    for vm_id in agent.hv.list_ids():
+    # Every domain of the host counts, Plugboard's or not: a device another domain holds is busy.
+    for handle in agent.hv.domains():
         try:
-            dom = domxml.parse(agent.hv.xml(vm_id))
+            dom = domxml.parse(handle.xml())
         except LibvirtFailure:
             continue  # undefined meanwhile: it holds nothing
-        held += [(vm_id, d["device"], d.get("source") or {}) for d in domxml.read_devices(dom)
+        held += [(handle.id, d["device"], d.get("source") or {}) for d in domxml.read_devices(dom)
                  if d["type"] == "hostdev"]
     devs = hostdevs.inventory(xmls, agent.whitelist)
     attached = hostdevs.attached_map(held, devs)
@@ -60,11 +61,13 @@ def resolved_source(dev: dict[str, Any]) -> dict[str, Any]:
 
 
 def hotplug_hostdev(agent: Agent, vmId: str, hostdev: dict[str, Any]) -> dict[str, Any]:
-    devices.live_dom(agent, devices.vm_key(vmId))  # noVM before looking at the host's devices
-    with agent.hostdev_lock:
-        dev = resolve(agent, hostdev)
-        result = devices.plug(agent, vmId, hostdev, hook_kind="device", error="hostdevPlugFailed",
-                              resolved=resolved_source(dev))
+    vm_id = devices.vm_key(vmId)
+    with agent.locks.hold(vm_id):
+        vm = devices.open_vm(agent, vm_id)  # noVM before looking at the host's devices
+        with agent.hostdev_lock:
+            dev = resolve(agent, hostdev)
+            result = devices.plug_opened(agent, vm, hostdev, hook_kind="device", error="hostdevPlugFailed",
+                                         resolved=resolved_source(dev))
     result["nodeDev"] = dev["name"]
     return result
 

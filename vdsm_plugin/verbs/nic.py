@@ -29,13 +29,14 @@ def update_nic(agent: Agent, vmId: str, nic: dict[str, Any]) -> dict[str, Any]:
     """Only the link state changes live; anything else needs an unplug and a plug."""
     vm_id = devices.vm_key(vmId)
     with agent.locks.hold(vm_id):
-        el = devices.find_of_kind(devices.live_dom(agent, vm_id), vm_id, nic, nic_xml.TAG)
+        vm = devices.open_vm(agent, vm_id)
+        el = devices.find_of_kind(vm.dom, vm_id, nic, nic_xml.TAG)
         domxml.set_link_state(el, nic["linkActive"])
         try:
-            agent.hv.update_device(vm_id, domxml.tostring(el), agent.hv.affect_flags(vm_id))
+            vm.handle.update_device(domxml.tostring(el), vm.affect_flags())
         except LibvirtFailure as e:
             raise AgentError("unexpected", e.message, libvirtCode=e.code) from e
-        return devices.reported(agent, vm_id, nic["alias"])
+        return devices.reported(vm, nic["alias"])
 
 
 METHODS: dict[str, Callable[..., dict[str, Any]]] = {

@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from vdsm_plugin import domxml, hostdevs
 from vdsm_plugin.agent import Agent
+from vdsm_plugin.config import AgentConfig
 from vdsm_plugin.errors import AgentError
 from vdsm_plugin.verbs import devices, hostdev as hostdev_verbs
-from vdsm_plugin.virt import ERR_NO_DOMAIN, LibvirtFailure
+from vdsm_plugin.virt import ERR_NO_DOMAIN, Domain, LibvirtFailure
 
 log = logging.getLogger(__name__)
 
@@ -18,10 +21,31 @@ log = logging.getLogger(__name__)
 STARTED_EVENT_TIMEOUT = 5.0
 
 
-def vm_info(agent: Agent, vm_id: str) -> dict[str, Any]:
-    dom = devices.live_dom(agent, vm_id)
-    return {"vmId": vm_id, "name": agent.hv.name(vm_id), "status": agent.hv.state(vm_id),
-            "persistent": agent.hv.is_persistent(vm_id), "devices": domxml.read_devices(dom)}
+# vmParams field -> which configured directories the file must resolve into (after symlinks).
+PATH_FIELDS: dict[str, Callable[[AgentConfig], tuple[Path, ...]]] = {
+    "kernel": lambda cfg: cfg.image_dirs,
+    "initrd": lambda cfg: cfg.image_dirs,
+    "serialLog": lambda cfg: (cfg.log_dir,),
+}
+
+
+def check_paths(agent: Agent, params: dict[str, Any]) -> None:
+    """QEMU opens these files (and creates the serial log) with its own rights: each must resolve,
+    symlinks followed, inside the directories the agent is configured for."""
+    for name, dirs_of in PATH_FIELDS.items():
+        value = params.get(name)
+        if value is None:
+            continue
+        real = os.path.realpath(value)
+        dirs = [os.path.realpath(d) for d in dirs_of(agent.config)]
+        if not any(os.path.commonpath([real, d]) == d and real != d for d in dirs):
+            raise AgentError("pathNotAllowed", f"{name}: {value!r} is not inside {', '.join(dirs)}",
+                             field=f"params/{name}", allowed=dirs)
+
+
+def vm_info(vm: devices.Vm) -> dict[str, Any]:
+    return {"vmId": vm.id, "name": vm.name, "status": vm.handle.state(),
+            "persistent": vm.handle.is_persistent(), "devices": domxml.read_devices(vm.dom)}
 
 
 def _resolve_hostdevs(agent: Agent, vm_id: str, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -55,19 +79,33 @@ def _resolve_hostdevs(agent: Agent, vm_id: str, params: dict[str, Any]) -> dict[
     return resolved
 
 
-def _build(agent: Agent, vm_id: str, params: dict[str, Any], *, replace_shut_off: bool = False) -> tuple[str, bool]:
-    """The domain XML for `params`, and whether it replaces a shut-off definition of the VM.
+def _existing(agent: Agent, vm_id: str) -> Domain | None:
+    try:
+        return agent.hv.lookup(vm_id)
+    except LibvirtFailure as e:
+        if e.code == ERR_NO_DOMAIN:
+            return None
+        raise
+
+
+def _build(agent: Agent, vm_id: str, params: dict[str, Any], *,
+           replace_shut_off: bool = False) -> tuple[str, Domain | None]:
+    """The domain XML for `params`, and the shut-off definition of the VM it replaces, if any.
 
     With `replace_shut_off` (VM.create) a definition whose domain is shut off -- the VM stopped
     outside the engine: a crash, a guest power-off, `virsh destroy` -- is replaced, since the engine
-    owns the desired state; a domain that runs (or is paused) is still `exist`."""
-    replace = False
-    if agent.hv.exists(vm_id):
-        state = agent.hv.state(vm_id)
-        if not replace_shut_off or state != "down":
-            raise AgentError("exist", f"VM {vm_id} is already defined on this host ({state})", vmId=vm_id,
-                             state=state)
-        replace = True
+    owns the desired state; a domain that runs (or is paused) is still `exist`. A domain of that
+    uuid without the agent's mark is never touched: `exist`."""
+    check_paths(agent, params)
+    replace = None
+    old = _existing(agent, vm_id)
+    if old is not None:
+        state = old.state()
+        mine = domxml.is_marked(domxml.parse(old.xml(inactive=True)))
+        if not mine or not replace_shut_off or state != "down":
+            raise AgentError("exist", f"VM {vm_id} is already defined on this host" + (f" ({state})" if mine else ""),
+                             vmId=vm_id, **({"state": state} if mine else {}))
+        replace = old
     return domxml.build_domain(vm_id, params, _resolve_hostdevs(agent, vm_id, params)), replace
 
 
@@ -109,56 +147,75 @@ def _started_seq(agent: Agent, vm_id: str, after: int) -> int:
 
 
 def _start(agent: Agent, vm_id: str, xml: str, custom: dict[str, str] | None, *, created: bool,
-           replace: bool = False) -> int:
-    """Run the before_vm_start hooks, define and start the domain; returns its eventSeq."""
+           replace: Domain | None = None) -> tuple[devices.Vm, int, dict[str, Any]]:
+    """Run the before_vm_start hooks, define and start the domain; returns it, its eventSeq and its
+    vmInfo. A create that fails once it has defined the domain -- libvirt refuses to start it, the
+    started domain's XML cannot be read back -- undefines it again: nothing is left behind."""
     xml = _before_start(agent, vm_id, xml, custom)
     journal_before = agent.journal.last
+    handle: Domain | None = None
     try:
-        if replace:
+        if replace is not None:
             # Undefined rather than redefined in place: libvirt refuses a new name for the same uuid.
-            agent.hv.destroy(vm_id, undefine=True)
+            replace.destroy(undefine=True)
             agent.removals.forget_vm(vm_id)
-        agent.hv.define(xml)
-        agent.hv.start(vm_id)
-    except LibvirtFailure as e:
-        if created and agent.hv.exists(vm_id):
-            agent.hv.destroy(vm_id, undefine=True)  # a failed create leaves nothing behind
-        raise AgentError("createErr", e.message, libvirtCode=e.code, vmId=vm_id) from e
+        handle = agent.hv.define(xml)
+        handle.start()
+        vm = devices.Vm(vm_id, handle, domxml.parse(handle.xml()))
+        info = vm_info(vm)
+    except BaseException as e:
+        if created and handle is not None:
+            _undefine_quietly(handle)
+        if isinstance(e, LibvirtFailure):
+            raise AgentError("createErr", e.message, libvirtCode=e.code, vmId=vm_id) from e
+        raise
     seq = _started_seq(agent, vm_id, journal_before)
     devices.run_after_hook(agent, "after_vm_start", xml, devices.hook_env(vm_id, custom))
-    return seq
+    return vm, seq, info
+
+
+def _undefine_quietly(handle: Domain) -> None:
+    try:
+        handle.destroy(undefine=True)
+    except LibvirtFailure as e:
+        log.error("could not remove the domain %s a failed verb defined: %s", handle.id, e)
 
 
 def create(agent: Agent, vmId: str, params: dict[str, Any]) -> dict[str, Any]:
     vm_id = devices.vm_key(vmId)
     with agent.locks.hold(vm_id):
         xml, replace = _build(agent, vm_id, params, replace_shut_off=True)
-        seq = _start(agent, vm_id, xml, params.get("customProperties"), created=True, replace=replace)
-        return {**vm_info(agent, vm_id), "eventSeq": seq}
+        _vm, seq, info = _start(agent, vm_id, xml, params.get("customProperties"), created=True, replace=replace)
+        return {**info, "eventSeq": seq}
 
 
 def define(agent: Agent, vmId: str, params: dict[str, Any]) -> dict[str, Any]:
     vm_id = devices.vm_key(vmId)
     with agent.locks.hold(vm_id):
+        xml, _ = _build(agent, vm_id, params)
+        handle: Domain | None = None
         try:
-            agent.hv.define(_build(agent, vm_id, params)[0])
-        except LibvirtFailure as e:
-            raise AgentError("createErr", e.message, libvirtCode=e.code, vmId=vm_id) from e
-        return vm_info(agent, vm_id)
+            handle = agent.hv.define(xml)
+            return vm_info(devices.Vm(vm_id, handle, domxml.parse(handle.xml())))
+        except BaseException as e:
+            if handle is not None:
+                _undefine_quietly(handle)  # a failed define leaves nothing behind either
+            if isinstance(e, LibvirtFailure):
+                raise AgentError("createErr", e.message, libvirtCode=e.code, vmId=vm_id) from e
+            raise
 
 
 def start(agent: Agent, vmId: str) -> dict[str, Any]:
     vm_id = devices.vm_key(vmId)
     with agent.locks.hold(vm_id):
-        dom = domxml.parse(agent.hv.xml(vm_id, inactive=True)) if agent.hv.exists(vm_id) else None
-        if dom is None:
-            raise AgentError("noVM", f"no VM with id {vm_id} on this host", vmId=vm_id)
-        if agent.hv.state(vm_id) != "down":
-            return {**vm_info(agent, vm_id), "eventSeq": agent.journal.last}
-        custom = domxml.get_metadata(dom, "customProperties") or {}
-        domxml.device_boot(dom)  # libvirt may have given the stored definition <os><boot dev>
-        seq = _start(agent, vm_id, domxml.tostring(dom), custom, created=False)
-        return {**vm_info(agent, vm_id), "eventSeq": seq}
+        vm = devices.open_vm(agent, vm_id, inactive=True)
+        if vm.handle.state() != "down":
+            vm.reread()   # the live XML: the devices the running VM has
+            return {**vm_info(vm), "eventSeq": agent.journal.last}
+        custom = domxml.get_metadata(vm.dom, "customProperties") or {}
+        domxml.device_boot(vm.dom)  # libvirt may have given the stored definition <os><boot dev>
+        _vm, seq, info = _start(agent, vm_id, domxml.tostring(vm.dom), custom, created=False)
+        return {**info, "eventSeq": seq}
 
 
 def destroy(agent: Agent, vmId: str, undefine: bool = True) -> dict[str, Any]:
@@ -166,30 +223,33 @@ def destroy(agent: Agent, vmId: str, undefine: bool = True) -> dict[str, Any]:
     starting the domain runs after it (and removes what it made) instead of racing it."""
     vm_id = devices.vm_key(vmId)
     with agent.locks.hold(vm_id):
+        vm = devices.open_vm(agent, vm_id)
         try:
-            xml = agent.hv.xml(vm_id)
-            agent.hv.destroy(vm_id, undefine=undefine)
+            vm.handle.destroy(undefine=undefine)
         except LibvirtFailure as e:
             if e.code == ERR_NO_DOMAIN:
-                raise AgentError("noVM", f"no VM with id {vm_id} on this host", vmId=vm_id) from e
+                raise devices.no_vm(vm_id) from e
             raise AgentError("unexpected", e.message, libvirtCode=e.code) from e
         agent.removals.forget_vm(vm_id)
-    devices.run_after_hook(agent, "after_vm_destroy", xml, devices.hook_env(vm_id))
+    devices.run_after_hook(agent, "after_vm_destroy", domxml.tostring(vm.dom), devices.hook_env(vm_id))
     return {"vmId": vm_id, "status": "down"}
 
 
 def list_vms(agent: Agent) -> dict[str, Any]:
+    """Plugboard's VMs only: a domain without the agent's mark is not listed."""
     vms = []
-    for vm_id in agent.hv.list_ids():
+    for handle in agent.hv.domains():
         try:
-            vms.append(vm_info(agent, vm_id))
+            vm = devices.Vm(handle.id, handle, domxml.parse(handle.xml()))
+            if domxml.is_marked(vm.dom):
+                vms.append(vm_info(vm))
         except (AgentError, LibvirtFailure):
             continue  # undefined while listing
     return {"vms": vms}
 
 
 def get_devices(agent: Agent, vmId: str) -> dict[str, Any]:
-    return vm_info(agent, devices.vm_key(vmId))
+    return vm_info(devices.open_vm(agent, devices.vm_key(vmId)))
 
 
 METHODS: dict[str, Callable[..., dict[str, Any]]] = {

@@ -11,11 +11,44 @@ from lxml import etree
 
 from vdsm_plugin.virt import ERR_NO_DOMAIN, Hypervisor, LibvirtFailure
 
-DOMAIN = """<domain type='qemu'><name>{name}</name><uuid>{uuid}</uuid><memory unit='KiB'>262144</memory>
+DOMAIN = """<domain type='qemu'><name>{name}</name><uuid>{uuid}</uuid>{metadata}<memory unit='KiB'>262144</memory>
 <vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type></os><devices>
 <controller type='usb' index='0' model='piix3-uhci'><alias name='usb'/></controller>
 <controller type='pci' index='0' model='pci-root'><alias name='pci.0'/></controller>
 </devices></domain>"""
+# The agent's mark (vdsm_plugin.domxml.metadata): a domain without it is not Plugboard's.
+MARK = "<metadata><pb:vm xmlns:pb='https://plugboard.dev/xmlns/vm/1'/></metadata>"
+
+
+class FakeDomain:
+    """What Hypervisor.lookup returns: calls go to the fake hypervisor, by uuid."""
+
+    def __init__(self, hv: "FakeHypervisor", vm_id: str) -> None:
+        self._hv, self.id = hv, vm_id
+
+    def xml(self, *, inactive: bool = False) -> str:
+        return self._hv.xml(self.id, inactive=inactive)
+
+    def state(self) -> str:
+        return self._hv.state(self.id)
+
+    def is_persistent(self) -> bool:
+        return self._hv.is_persistent(self.id)
+
+    def start(self) -> None:
+        self._hv.start(self.id)
+
+    def destroy(self, *, undefine: bool) -> None:
+        self._hv.destroy(self.id, undefine=undefine)
+
+    def attach(self, device_xml: str, flags: int) -> None:
+        self._hv.attach(self.id, device_xml, flags)
+
+    def detach(self, device_xml: str, flags: int) -> None:
+        self._hv.detach(self.id, device_xml, flags)
+
+    def update_device(self, device_xml: str, flags: int) -> None:
+        self._hv.update_device(self.id, device_xml, flags)
 
 
 class FakeHypervisor:
@@ -41,6 +74,8 @@ class FakeHypervisor:
         self.start_gate: threading.Event | None = None
         self.start_entered = threading.Event()
         self._events: queue.Queue | None = None
+        self.lookups = 0          # Hypervisor.lookup calls: one per verb call
+        self.xml_reads = 0        # domain XML fetches
 
     # wiring done by Agent.start in real life
     def subscribe(self, on_removed, on_removal_failed, on_lifecycle, on_nodedev=None) -> None:
@@ -60,9 +95,18 @@ class FakeHypervisor:
             time.sleep(max(0.0, due - time.monotonic()))
             self.on_lifecycle(vm_id, event)
 
-    def add_vm(self, vm_id: str, name: str = "vm", running: bool = True) -> None:
-        self.doms[vm_id] = etree.fromstring(DOMAIN.format(name=name, uuid=vm_id))
+    def add_vm(self, vm_id: str, name: str = "vm", running: bool = True, *, marked: bool = True) -> None:
+        """A domain; `marked=False`: one Plugboard did not define (another tool's, the host's)."""
+        self.doms[vm_id] = etree.fromstring(DOMAIN.format(name=name, uuid=vm_id, metadata=MARK if marked else ""))
         self.running[vm_id] = running
+
+    def lookup(self, vm_id: str) -> FakeDomain:
+        self.lookups += 1
+        self._dom(vm_id)
+        return FakeDomain(self, vm_id)
+
+    def domains(self) -> list[FakeDomain]:
+        return [FakeDomain(self, vm_id) for vm_id in self.doms]
 
     def _dom(self, vm_id: str) -> etree._Element:
         if vm_id not in self.doms:
@@ -86,9 +130,14 @@ class FakeHypervisor:
         return True
 
     def xml(self, vm_id: str, *, inactive: bool = False) -> str:
-        return etree.tostring(self._dom(vm_id), encoding="unicode")
+        self.xml_reads += 1
+        dom = self._dom(vm_id)
+        if self.running[vm_id] and not inactive:
+            dom = etree.fromstring(etree.tostring(dom))
+            dom.set("id", "1")   # as libvirt: an active domain's XML carries its runtime id
+        return etree.tostring(dom, encoding="unicode")
 
-    def define(self, xml: str) -> None:
+    def define(self, xml: str) -> FakeDomain:
         self.calls.append(("define", xml))
         el = etree.fromstring(xml)
         vm_id = el.findtext("uuid")
@@ -100,6 +149,7 @@ class FakeHypervisor:
         self.doms[vm_id] = el
         self.running.setdefault(vm_id, False)
         self._lifecycle(vm_id, "defined")
+        return FakeDomain(self, vm_id)
 
     def start(self, vm_id: str) -> None:
         self.calls.append(("start", vm_id))

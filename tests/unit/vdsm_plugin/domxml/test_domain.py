@@ -127,7 +127,9 @@ def test_metadata_keeps_os_type_and_custom_properties():
     dom = domxml.parse(domxml.build_domain(VM_ID, VM_PC))
     assert domxml.get_metadata(dom, "osType") == "other_linux"
     assert domxml.get_metadata(dom, "customProperties") == {"sap_agent": "true", "viodiskcache": "writeback"}
-    assert _dom().find("metadata") is None
+    # Without them the metadata holds only the agent's mark.
+    bare = _dom()
+    assert domxml.is_marked(bare) and domxml.get_metadata(bare, "osType") is None
 
 
 def test_devices_are_built_by_build_device():
