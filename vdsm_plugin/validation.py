@@ -3,9 +3,10 @@ nothing and its error names the offending field."""
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
-from jsonschema import Draft7Validator
+from jsonschema import Draft7Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from vdsm_plugin import contract
@@ -13,10 +14,27 @@ from vdsm_plugin.errors import AgentError
 
 
 @functools.cache
-def _validator(verb: str, part: str) -> Draft7Validator:
+def _strict(pattern: str) -> re.Pattern[str]:
+    """`pattern` with JSON Schema's (ECMA 262) meaning of a final `$`, the end of the string: Python's
+    `$` also matches before a trailing newline, which let "name\\n" through every anchored pattern."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Any:
+    if validator.is_type(instance, "string") and not _strict(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = validators.extend(Draft7Validator, {"pattern": _pattern})
+
+
+@functools.cache
+def _validator(verb: str, part: str) -> Any:
     schema = dict(contract.verbs()[verb][part])
     schema["definitions"] = contract.definitions()
-    return Draft7Validator(schema)
+    return _Validator(schema)
 
 
 def _field(error: ValidationError) -> str:

@@ -12,8 +12,9 @@ The contract (documented for hook authors in README.md next to this module):
   signal, counts as 1: the failure is recorded in `HookResult.failures` and the operation goes on.
 - A script that runs longer than the timeout is killed with its whole process group and the operation
   fails (`hookFailed`): a policy hook that hangs must not let the operation through.
-- A script (or its directory) writable by group or others, or owned by anyone but root or the agent's
-  user, is refused before any script of the point runs (`hookFailed`).
+- A script, or any directory on the way to it or to the hooks directory (symlinks resolved first),
+  writable by group or others, or owned by anyone but root or the agent's user, makes the whole hook
+  point refused before any of its scripts runs (`hookFailed`, logged).
 - Files that are not regular executables, dotfiles, editor and package-manager leftovers (`*~`,
   `#*#`, `*.rpmnew`, `*.rpmsave`, `*.dpkg-old`, `*.swp`, `*.bak`, ...) are skipped.
 """
@@ -178,7 +179,7 @@ class HookRunner:
         if not scripts:
             return result
         for script in scripts:
-            _check_safe(point, script)
+            _check_safe(point, script, self.hooks_dir)
 
         temp_paths: list[str] = []
         try:
@@ -276,22 +277,38 @@ def _check_point(point: str) -> None:
         raise ValueError(f"unknown hook point {point!r}")
 
 
-def _check_safe(point: str, script: Path) -> None:
-    """Refuse a script (or its directory) that someone other than root or the agent's user could
-    have changed."""
+def _directories_to(path: str) -> list[str]:
+    """`path` and every directory above it, up to /."""
+    out = [path]
+    while (parent := os.path.dirname(out[-1])) != out[-1]:
+        out.append(parent)
+    return out
+
+
+def _check_safe(point: str, script: Path, hooks_dir: Path) -> None:
+    """Refuse a script that someone other than root or the agent's user could have changed or
+    replaced: the script, every directory on the way to it and every directory on the way to the
+    hooks directory, each with symlinks resolved first (a symlinked hook point leads the check to
+    where the script really is). A world-writable directory passes only with the sticky bit and a
+    trusted owner (/tmp): others cannot rename or remove what it holds."""
     trusted = {0, os.geteuid()}
-    for p in (script.parent, script):
+    real_script = os.path.realpath(script)
+    paths = dict.fromkeys(_directories_to(real_script) + _directories_to(os.path.realpath(hooks_dir)))
+    for p in paths:
         try:
             st = os.stat(p)
         except OSError as e:
             raise AgentError("hookFailed", f"cannot check {p}: {e}", script=script.name, point=point,
-                             path=str(p)) from e
-        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                             path=p) from e
+        sticky = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX and st.st_mode & stat.S_IWOTH
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not sticky:
+            log.error("refusing hook point %s: %s is writable by group or others", point, p)
             raise AgentError("hookFailed", f"{p} is writable by group or others; refusing to run it",
-                             script=script.name, point=point, path=str(p))
+                             script=script.name, point=point, path=p)
         if st.st_uid not in trusted:
+            log.error("refusing hook point %s: %s is owned by uid %d", point, p, st.st_uid)
             raise AgentError("hookFailed", f"{p} is owned by uid {st.st_uid}, not by root or the agent's "
-                             "user; refusing to run it", script=script.name, point=point, path=str(p))
+                             f"user; refusing to run it", script=script.name, point=point, path=p)
 
 
 def _write_temp(content: str, prefix: str, suffix: str, paths: list[str]) -> str:
