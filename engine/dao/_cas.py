@@ -4,8 +4,9 @@ from __future__ import annotations
 from typing import Any, Final, cast
 
 from sqlalchemy.engine import CursorResult, Result
-from sqlalchemy.exc import InvalidRequestError
+from sqlalchemy import update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 
@@ -29,17 +30,25 @@ class _Keep:
 KEEP: Final = _Keep()
 
 
-def reload_if_loaded(s: Session, model: type, pk: Any) -> None:
-    """A compare-and-set is a bulk UPDATE that bypasses the identity map: when the session holds the
-    object, reload it so that it shows the row as it now is (and stays readable after commit, as
-    sessions do not expire on commit)."""
+def update_one(s: Session, model: type, pk: Any, values: dict[str, Any], *where: Any) -> bool:
+    """One row's UPDATE (a compare-and-set when `where` is given): True when the row matched.
+
+    A bulk UPDATE bypasses the identity map, so a copy of the row the session already holds takes
+    the values the database wrote, read back by RETURNING in the same statement rather than by a
+    second SELECT (values may be SQL expressions, such as a column copied from another). A copy whose
+    UPDATE did not match is expired: it is read again, as the row now is, when next used."""
+    columns = [getattr(model, name) for name in values]
+    stmt = (update(model).where(model.id == pk, *where).values(**values).returning(*columns)
+            .execution_options(synchronize_session=False))
+    row = s.execute(stmt).first()
     obj = s.identity_map.get(identity_key(model, pk))
-    if obj is None:
-        return
-    try:
-        s.refresh(obj)
-    except InvalidRequestError:     # the row is gone (deleted by another transaction)
-        s.expire(obj)
+    if obj is not None:
+        if row is None:
+            s.expire(obj)
+        else:
+            for name, value in zip(values, row):
+                set_committed_value(obj, name, value)
+    return row is not None
 
 
 def rowcount(result: Result[Any]) -> int:

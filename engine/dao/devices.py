@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from engine.dao._cas import KEEP, reload_if_loaded, rowcount
+from engine.dao._cas import KEEP, rowcount, update_one
 from engine.dao.models import VmDevice, new_id, utcnow
 from engine.vocab import IN_FLIGHT_STATES, PLUGGING, STABLE
 
@@ -77,12 +77,9 @@ def begin_transition(s: Session, dev_id: str, to_state: str) -> bool:
     the device is missing or another transition is in flight (nothing is changed then)."""
     if to_state not in TRANSITION_STATES:
         raise ValueError(f"to_state must be one of {TRANSITION_STATES}, not {to_state!r}")
-    result = s.execute(
-        update(VmDevice).where(VmDevice.id == dev_id, VmDevice.plug_state == STABLE)
-        .values(plug_state=to_state, is_plugged=to_state == PLUGGING, plug_started_at=utcnow(), last_error=None)
-        .execution_options(synchronize_session=False))
-    reload_if_loaded(s, VmDevice, dev_id)
-    return rowcount(result) == 1
+    return update_one(s, VmDevice, dev_id, {"plug_state": to_state, "is_plugged": to_state == PLUGGING,
+                                            "plug_started_at": utcnow(), "last_error": None},
+                      VmDevice.plug_state == STABLE)
 
 
 def finish_transition(s: Session, dev_id: str, *, from_state: str, is_plugged: bool,
@@ -99,11 +96,7 @@ def finish_transition(s: Session, dev_id: str, *, from_state: str, is_plugged: b
                               "last_error": error}
     if address is not KEEP:
         values["address"] = address
-    result = s.execute(
-        update(VmDevice).where(VmDevice.id == dev_id, VmDevice.plug_state == from_state)
-        .values(**values).execution_options(synchronize_session=False))
-    reload_if_loaded(s, VmDevice, dev_id)
-    return rowcount(result) == 1
+    return update_one(s, VmDevice, dev_id, values, VmDevice.plug_state == from_state)
 
 
 def set_plugged(s: Session, dev_id: str, is_plugged: bool, *,
@@ -113,11 +106,7 @@ def set_plugged(s: Session, dev_id: str, is_plugged: bool, *,
     values: dict[str, Any] = {"is_plugged": is_plugged, "last_error": None}
     if address is not KEEP:
         values["address"] = address
-    result = s.execute(
-        update(VmDevice).where(VmDevice.id == dev_id, VmDevice.plug_state == STABLE)
-        .values(**values).execution_options(synchronize_session=False))
-    reload_if_loaded(s, VmDevice, dev_id)
-    return rowcount(result) == 1
+    return update_one(s, VmDevice, dev_id, values, VmDevice.plug_state == STABLE)
 
 
 def delete_if_stable(s: Session, dev_id: str, *, unplugged_only: bool) -> bool:
@@ -136,10 +125,7 @@ def delete_if_stable(s: Session, dev_id: str, *, unplugged_only: bool) -> bool:
 
 def set_address(s: Session, dev_id: str, address: dict[str, Any] | None) -> bool:
     """Store the guest address libvirt reported (e.g. after VM.create). True when the row exists."""
-    result = s.execute(update(VmDevice).where(VmDevice.id == dev_id).values(address=address)
-                       .execution_options(synchronize_session=False))
-    reload_if_loaded(s, VmDevice, dev_id)
-    return rowcount(result) == 1
+    return update_one(s, VmDevice, dev_id, {"address": address})
 
 
 def used_indexes(s: Session, vm_id: str, device: str) -> list[int]:

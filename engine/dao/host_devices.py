@@ -10,8 +10,9 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
-from engine.dao._cas import reload_if_loaded, rowcount
+from engine.dao._cas import update_one
 from engine.dao.models import HostDevice
 from engine.vocab import ALLOCATED, AVAILABLE, CLAIMED, REMOVED
 
@@ -112,10 +113,7 @@ def list_for_vm(s: Session, vm_id: str) -> Sequence[HostDevice]:
 
 
 def _cas(s: Session, dev_id: str, where: Sequence[Any], values: dict[str, Any]) -> bool:
-    result = s.execute(update(HostDevice).where(HostDevice.id == dev_id, *where).values(**values)
-                       .execution_options(synchronize_session=False))
-    reload_if_loaded(s, HostDevice, dev_id)
-    return rowcount(result) == 1
+    return update_one(s, HostDevice, dev_id, values, *where)
 
 
 def claim(s: Session, dev_id: str, vm_id: str) -> bool:
@@ -137,9 +135,10 @@ def release(s: Session, dev_id: str, vm_id: str) -> bool:
 
 def release_for_vm(s: Session, vm_id: str) -> int:
     """Release every device `vm_id` holds; returns how many."""
-    held = [d.id for d in list_for_vm(s, vm_id) if d.status in HELD]
-    result = s.execute(update(HostDevice).where(HostDevice.vm_id == vm_id, HostDevice.status.in_(HELD))
-                       .values(status=AVAILABLE, vm_id=None).execution_options(synchronize_session=False))
-    for dev_id in held:
-        reload_if_loaded(s, HostDevice, dev_id)
-    return rowcount(result)
+    released = s.scalars(update(HostDevice).where(HostDevice.vm_id == vm_id, HostDevice.status.in_(HELD))
+                         .values(status=AVAILABLE, vm_id=None).returning(HostDevice.id)
+                         .execution_options(synchronize_session=False)).all()
+    for dev_id in released:     # copies the session holds are read again when next used
+        if (obj := s.identity_map.get(identity_key(HostDevice, dev_id))) is not None:
+            s.expire(obj)
+    return len(released)

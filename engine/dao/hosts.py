@@ -4,10 +4,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.dao._cas import reload_if_loaded, rowcount
+from engine.dao._cas import update_one
 from engine.dao.models import HOST_STATUSES, Host, Vm, utcnow
 from engine.vocab import HOST_UP
 
@@ -30,26 +30,17 @@ def update_capabilities(s: Session, host_id: str, capabilities: dict[str, Any], 
     values: dict[str, Any] = {"capabilities": capabilities, "last_refresh": utcnow()}
     if status is not None:
         values["status"] = _checked(status)
-    result = s.execute(update(Host).where(Host.id == host_id).values(**values)
-                       .execution_options(synchronize_session=False))
-    reload_if_loaded(s, Host, host_id)
-    return rowcount(result) == 1
+    return update_one(s, Host, host_id, values)
 
 
 def set_status(s: Session, host_id: str, status: str) -> bool:
-    result = s.execute(update(Host).where(Host.id == host_id).values(status=_checked(status))
-                       .execution_options(synchronize_session=False))
-    reload_if_loaded(s, Host, host_id)
-    return rowcount(result) == 1
+    return update_one(s, Host, host_id, {"status": _checked(status)})
 
 
 def advance_event_seq(s: Session, host_id: str, seq: int) -> bool:
     """Move the host's consumed-journal mark forward to `seq`, never backwards (compare-and-set on
     last_event_seq < seq). False when the mark is already at or past `seq`."""
-    result = s.execute(update(Host).where(Host.id == host_id, Host.last_event_seq < seq)
-                       .values(last_event_seq=seq).execution_options(synchronize_session=False))
-    reload_if_loaded(s, Host, host_id)
-    return rowcount(result) == 1
+    return update_one(s, Host, host_id, {"last_event_seq": seq}, Host.last_event_seq < seq)
 
 
 def _checked(status: str) -> str:

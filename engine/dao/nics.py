@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from engine.dao import devices
-from engine.dao._cas import reload_if_loaded
+from engine.dao._cas import update_one
 from engine.dao.models import VmDevice, VmNic
 
 __all__ = ["normalize_mac", "add", "get", "get_by_name", "list_for_vm", "mac_in_use", "name_in_use", "claim_mac",
@@ -77,18 +77,14 @@ def claim_mac(s: Session, nic_id: str) -> bool:
     NIC holds that MAC. The unique constraint decides, so two concurrent claims never both win."""
     try:
         with s.begin_nested():
-            s.execute(update(VmNic).where(VmNic.id == nic_id).values(claimed_mac=VmNic.mac)
-                      .execution_options(synchronize_session=False))
+            update_one(s, VmNic, nic_id, {"claimed_mac": VmNic.mac})
     except IntegrityError:
         return False
-    reload_if_loaded(s, VmNic, nic_id)
     return True
 
 
 def release_mac(s: Session, nic_id: str) -> None:
-    s.execute(update(VmNic).where(VmNic.id == nic_id).values(claimed_mac=None)
-              .execution_options(synchronize_session=False))
-    reload_if_loaded(s, VmNic, nic_id)
+    update_one(s, VmNic, nic_id, {"claimed_mac": None})
 
 
 def used_macs(s: Session, first: str, last: str) -> Sequence[str]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.dao._cas import KEEP, reload_if_loaded, rowcount
+from engine.dao._cas import KEEP, update_one
 from engine.dao import host_devices
 from engine.dao.models import VM_STATUSES, Vm
 
@@ -45,17 +45,12 @@ def set_status_cas(s: Session, vm_id: str, expected: tuple[str, ...], new: str, 
     values: dict[str, Any] = {"status": new}
     if run_on_host is not KEEP:
         values["run_on_host"] = run_on_host
-    result = s.execute(
-        update(Vm).where(Vm.id == vm_id, Vm.status.in_(tuple(expected))).values(**values)
-        .execution_options(synchronize_session=False))
-    reload_if_loaded(s, Vm, vm_id)
-    return rowcount(result) == 1
+    return update_one(s, Vm, vm_id, values, Vm.status.in_(tuple(expected)))
 
 
 def set_run_event_seq(s: Session, vm_id: str, seq: int | None) -> None:
     """Where the host's event journal stood once the VM's current run had started (None: not running)."""
-    s.execute(update(Vm).where(Vm.id == vm_id).values(run_event_seq=seq).execution_options(synchronize_session=False))
-    reload_if_loaded(s, Vm, vm_id)
+    update_one(s, Vm, vm_id, {"run_event_seq": seq})
 
 
 def delete(s: Session, vm_id: str) -> bool:

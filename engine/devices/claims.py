@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from engine import reasons as R
-from engine.dao import host_devices
+from engine.dao import devices, host_devices
 from engine.dao.models import VmDevice
 from engine.errors import Reason
 
@@ -31,11 +31,14 @@ def claim(s: Session, dev: VmDevice) -> list[Reason]:
     return []
 
 
-def allocated(s: Session, dev: VmDevice) -> bool:
+def allocated(s: Session, device_id: str) -> None:
     """The host has the device: claimed -> allocated."""
-    return dev.host_device_id is not None and host_devices.allocate(s, dev.host_device_id, dev.vm_id)
+    dev = devices.get(s, device_id)
+    if dev is not None and dev.host_device_id is not None:
+        host_devices.allocate(s, dev.host_device_id, dev.vm_id)
 
 
-def release(s: Session, dev: VmDevice) -> None:
-    if dev.host_device_id is not None:
+def release(s: Session, device_id: str) -> None:
+    dev = devices.get(s, device_id)
+    if dev is not None and dev.host_device_id is not None:
         host_devices.release(s, dev.host_device_id, dev.vm_id)

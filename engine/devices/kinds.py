@@ -29,7 +29,7 @@ _OWN_FIELDS = ("type", "device", "alias", "address")
 
 Payload = Callable[[VmDevice], dict[str, Any]]
 Claim = Callable[[Session, VmDevice], list[Reason]]
-Release = Callable[[Session, VmDevice], None]
+Release = Callable[[Session, str], None]    # gets the device's id: no row to read
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class DeviceKind:
     name: Callable[[VmDevice], str]
     claim: Claim | None = None        # taken when the device is to be on the wire
     release: Release | None = None    # given back when it no longer is
+    allocated: Release | None = None  # the host has it: the claim becomes an allocation
 
     def audit(self, suffix: str) -> str:
         return f"{self.code}_{suffix}"
@@ -118,8 +119,8 @@ def _claim_mac(s: Session, dev: VmDevice) -> list[Reason]:
     return [] if nics_dao.claim_mac(s, dev.id) else [R.mac_in_use(dev.nic.mac)]
 
 
-def _release_mac(s: Session, dev: VmDevice) -> None:
-    nics_dao.release_mac(s, dev.id)
+def _release_mac(s: Session, device_id: str) -> None:
+    nics_dao.release_mac(s, device_id)
 
 
 NIC = DeviceKind(
@@ -176,7 +177,8 @@ def _hostdev_payload(dev: VmDevice) -> dict[str, Any]:
 HOSTDEV = DeviceKind(
     type="hostdev", label="host device", code="HOSTDEV", param="hostdev",
     plug_verb="VM.hotplugHostdev", unplug_verb="VM.hotunplugHostdev", hotpluggable=True,
-    payload=_hostdev_payload, ref=_by_alias, name=_alias_name, claim=claims.claim, release=claims.release)
+    payload=_hostdev_payload, ref=_by_alias, name=_alias_name, claim=claims.claim, release=claims.release,
+    allocated=claims.allocated)
 
 
 #: vm_devices.type -> its kind. The only place a kind is described.

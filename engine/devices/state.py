@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from engine import reasons as R
 from engine.dao import audit, devices, vms as vms_dao
 from engine.dao.models import Host, Vm, VmDevice
-from engine.devices import claims, kinds
+from engine.devices import kinds
 from engine.devices.kinds import DeviceKind
 from engine.errors import Conflict, EngineError
 from engine.vocab import DOWN, PLUGGING, RUNNING_STATUSES, UNPLUGGING
@@ -80,7 +80,7 @@ def claim(s: Session, subject: Subject, dev: VmDevice) -> None:
 
 def _release(s: Session, subject: Subject) -> None:
     if subject.kind.release is not None:
-        subject.kind.release(s, _row(s, subject))
+        subject.kind.release(s, subject.device_id)
 
 
 # ---- a command's transitions -----------------------------------------------------------------------
@@ -118,7 +118,8 @@ def plugged(s: Session, subject: Subject, address: dict[str, Any] | None, *, why
     if not devices.finish_transition(s, subject.device_id, from_state=PLUGGING, is_plugged=True,
                                      address=address):
         return False
-    claims.allocated(s, _row(s, subject))
+    if subject.kind.allocated is not None:
+        subject.kind.allocated(s, subject.device_id)
     subject.record(s, "PLUGGED", f"{subject.label} plugged into VM {subject.vm_name} on host "
                    f"{subject.host_name}{why}", address=address, **vars)
     return True
