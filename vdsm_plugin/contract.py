@@ -30,3 +30,8 @@ def verbs() -> dict[str, dict[str, Any]]:
 
 def definitions() -> dict[str, Any]:
     return _load("verbs.yaml")["definitions"]
+
+
+def patterns() -> dict[str, str]:
+    """name -> regular expression: the character rules of every string that reaches domain XML."""
+    return _load("verbs.yaml")["patterns"]
