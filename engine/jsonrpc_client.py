@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 # A long-poll (Host.getEvents with a `timeout` param) may legitimately take that long: the read
 # timeout is raised to the poll's timeout plus this margin.
 LONG_POLL_MARGIN = 5.0
+# The largest answer read from an agent (a host-device inventory of a big host is well under this);
+# whatever is at a host's URL cannot make the engine buffer more.
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
+MAX_HOST_MESSAGE = 2000     # characters of an agent's error message kept in faults and the audit log
 _ids = itertools.count(1)
 _ids_lock = threading.Lock()
 
@@ -81,20 +85,28 @@ class JsonRpcHostClient:
             read = max(read, float(poll) + LONG_POLL_MARGIN)
         return read
 
-    def _post(self, body: bytes, read: float) -> requests.Response:
-        """POST `body` on the session's pooled keep-alive connection. The request is prepared once
-        for this agent (URL, headers, TLS) and each call sends a copy straight through the session's
-        adapter: Session.post would merge environment settings, cookies and hooks again on every call
-        (about 0.7 ms here) for nothing -- one fixed URL, no proxies, no cookies, no redirects."""
+    def _post(self, body: bytes, read: float) -> tuple[requests.Response, bytes]:
+        """POST `body` on the session's pooled keep-alive connection; the response and at most
+        MAX_ANSWER_BYTES + 1 bytes of its body. The request is prepared once for this agent (URL,
+        headers, TLS) and each call sends a copy straight through the session's adapter: Session.post
+        would merge environment settings, cookies and hooks again on every call (about 0.7 ms here) for
+        nothing -- one fixed URL, no proxies, no cookies, no redirects."""
         if self._prepared is None:
             self._prepared = self._session.prepare_request(requests.Request("POST", self.url))
         prepared = self._prepared.copy()
         prepared.prepare_body(body, None)
         response = self._session.get_adapter(self.url).send(
             prepared, timeout=(self.connect_timeout, read), verify=self._verify, cert=self._session.cert,
-            proxies={}, stream=False)
-        response.content  # noqa: B018 - read the body now, as Session.send does: its errors are this call's
-        return response
+            proxies={}, stream=True)
+        try:
+            answer = response.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
+        except urllib3.exceptions.HTTPError as e:     # read now: its errors are this call's
+            raise requests.exceptions.ConnectionError(e) from e
+        if len(answer) > MAX_ANSWER_BYTES:
+            response.close()                         # not reusable: the rest of the body is unread
+        else:
+            response.raw.release_conn()
+        return response, answer
 
     def call(self, verb: str, params: dict[str, Any] | None = None, *,
              timeout: float | None = None) -> dict[str, Any]:
@@ -102,7 +114,7 @@ class JsonRpcHostClient:
         read = self.read_timeout(verb, params, timeout)
         started = time.monotonic()
         try:
-            response = self._post(json.dumps(request).encode("utf-8"), read)
+            response, answer = self._post(json.dumps(request).encode("utf-8"), read)
         except requests.exceptions.SSLError as e:
             raise self._unreachable(f"TLS error: {_root_cause(e)}") from e
         except requests.exceptions.ConnectTimeout as e:
@@ -118,19 +130,20 @@ class JsonRpcHostClient:
             raise self._unreachable(f"{type(e).__name__}: {e}") from e
         elapsed = time.monotonic() - started
 
+        # What a URL that is not an agent answers is never quoted: a fault must not carry another
+        # service's content back to whoever registered the URL.
         if response.status_code != 200:
-            snippet = response.text[:200].strip()
-            raise self._unreachable(f"HTTP {response.status_code} {response.reason or ''}".rstrip()
-                                    + (f": {snippet}" if snippet else ""), sent=True)
+            raise self._unreachable(f"HTTP {response.status_code} {response.reason or ''}".rstrip(), sent=True)
+        if len(answer) > MAX_ANSWER_BYTES:
+            raise self._unreachable(f"the answer to {verb} is larger than {MAX_ANSWER_BYTES} bytes", sent=True)
         try:
-            body = response.json()
+            body = json.loads(answer)
         except ValueError as e:
-            raise self._unreachable(f"the answer to {verb} is not JSON: {response.text[:200]!r}", sent=True) from e
+            raise self._unreachable(f"the answer to {verb} is not JSON", sent=True) from e
         try:
             parsed = jsonrpcclient.parse(body)
         except (KeyError, TypeError, AttributeError) as e:
-            raise self._unreachable(f"the answer to {verb} is not a JSON-RPC response: {str(body)[:200]}",
-                                    sent=True) from e
+            raise self._unreachable(f"the answer to {verb} is not a JSON-RPC response", sent=True) from e
         if not isinstance(parsed, (jsonrpcclient.Ok, jsonrpcclient.Error)) or parsed.id != request["id"]:
             raise self._unreachable(f"the answer to {verb} does not match the request (id {request['id']})",
                                     sent=True)
@@ -143,7 +156,7 @@ class JsonRpcHostClient:
         if result is None:
             return {}
         if not isinstance(result, dict):
-            raise self._unreachable(f"the result of {verb} is not an object: {str(result)[:200]}")
+            raise self._unreachable(f"the result of {verb} is not an object", sent=True)
         return result
 
     def _call_failed(self, verb: str, error: jsonrpcclient.Error) -> HostCallFailed:
@@ -153,6 +166,7 @@ class JsonRpcHostClient:
         host_message = str(error.message)
         if detail and str(detail) not in host_message:
             host_message = f"{host_message}: {detail}"
+        host_message = host_message[:MAX_HOST_MESSAGE]
         label = f"{name}, code {error.code}" if name else f"code {error.code}"
         err = HostCallFailed(f"{verb} failed on host {self.name}: {host_message} ({label})",
                              host=self.name, host_code=error.code, host_message=host_message)

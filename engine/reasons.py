@@ -161,7 +161,8 @@ def field_invalid(field: str, value: Any, rule: str) -> Reason:
 
 
 def url_invalid(url: str) -> Reason:
-    return reason(URL_INVALID, f"{url!r} is not an http:// or https:// URL.", url=url)
+    return reason(URL_INVALID, f"{url!r} is not an agent URL: http:// or https://, a host and a port, and an "
+                  "optional path, without credentials, query or fragment.", url=url)
 
 
 # ---- USB controllers and redirection ---------------------------------------------------------------

@@ -27,12 +27,22 @@ class Params:
     cluster_id: str | None = None        # None: the default cluster
 
 
+# An agent's address: scheme, host and port, and a path of printable characters. Credentials, a query
+# or a fragment have no place in it; the explicit port keeps a typo from reaching a well-known service.
+_URL_CHARS = re.compile(r"^[!-~]{1,255}$")
+
+
 def check_url(url: str) -> list[Reason]:
+    if not _URL_CHARS.match(url or ""):
+        return [R.url_invalid(url)]
     try:
-        parts = urlsplit(url or "")
+        parts = urlsplit(url)
+        port = parts.port
     except ValueError:
         return [R.url_invalid(url)]
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 255:
+    if (parts.scheme not in ("http", "https") or not parts.hostname or not port
+            or parts.username is not None or parts.password is not None or parts.query or parts.fragment
+            or url.endswith(("?", "#"))):
         return [R.url_invalid(url)]
     return []
 

@@ -18,6 +18,7 @@ import pytest
 from engine.config import EngineConfig, TlsSettings
 from engine.dao.models import Host
 from engine.errors import HostCallFailed, HostUnreachable
+from engine import jsonrpc_client
 from engine.jsonrpc_client import JsonRpcHostClient, client_factory
 
 
@@ -223,6 +224,41 @@ def test_garbage_answers_are_unreachable(server, client, raw, match):
     with pytest.raises(HostUnreachable, match=match) as e:
         client.call("Host.ping")
     assert e.value.host == "h1"
+
+
+SECRET = "db_password=hunter2"
+
+
+@pytest.mark.parametrize("raw", [
+    ("raw", 500, f"<html>{SECRET}</html>"),
+    ("raw", 403, SECRET, "text/plain"),
+    ("raw", 200, f"<html>{SECRET}</html>"),
+    ("raw", 200, json.dumps({"config": SECRET}), "application/json"),
+    ("raw", 200, json.dumps([SECRET]), "application/json"),
+    ("result", [SECRET]),
+])
+def test_a_fault_never_quotes_what_a_non_agent_answered(server, client, raw):
+    """SSRF: a host URL pointing at another service must not carry that service's content back."""
+    server.canned["Host.getCapabilities"] = raw
+    with pytest.raises(HostUnreachable) as e:
+        client.call("Host.getCapabilities")
+    assert "hunter2" not in str(e.value) and "hunter2" not in repr(vars(e.value))
+
+
+def test_an_answer_larger_than_the_limit_is_refused_unread(server, client, monkeypatch):
+    monkeypatch.setattr(jsonrpc_client, "MAX_ANSWER_BYTES", 1000)
+    server.canned["Host.ping"] = ("result", {"pad": "x" * 5000})
+    with pytest.raises(HostUnreachable, match="larger than 1000 bytes"):
+        client.call("Host.ping")
+    server.canned["Host.ping"] = ("result", {"ok": 1})
+    assert client.call("Host.ping") == {"ok": 1}      # the connection was dropped, the client still works
+
+
+def test_a_long_agent_message_is_cut(server, client):
+    server.canned["Host.ping"] = ("error", {"code": 16, "message": "m" * 10_000})
+    with pytest.raises(HostCallFailed) as e:
+        client.call("Host.ping")
+    assert len(e.value.host_message or "") == jsonrpc_client.MAX_HOST_MESSAGE
 
 
 # ---- factory --------------------------------------------------------------------------------------

@@ -396,6 +396,12 @@ def test_add_host_passes():
     assert addhost() == []
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.1:54321/jsonrpc", "https://[::1]:54321/jsonrpc",
+                                 "https://host9.example:443"])
+def test_add_host_url_passes(url):
+    assert addhost(url=url) == []
+
+
 def test_add_host_name_invalid():
     assert codes(addhost(name="a b")) == ["NAME_INVALID"]
 
@@ -404,7 +410,12 @@ def test_add_host_name_in_use():
     assert codes(addhost(name_in_use=True)) == ["NAME_IN_USE"]
 
 
-@pytest.mark.parametrize("url", ["ftp://host9/", "host9:54321", "http://"])
+@pytest.mark.parametrize("url", [
+    "ftp://host9:54321/", "host9:54321", "http://", "http://host9/jsonrpc", "http://host9:0/",
+    "http://host9:99999/", "http://user:pw@host9:54321/", "http://host9:54321/jsonrpc?x=1",
+    "http://host9:54321/#frag", "http://host9:54321/a b", "http://host9:54321/\u0007",
+    "file:///etc/passwd", "gopher://host9:70/", "http://:54321/",
+])
 def test_add_host_url_invalid(url):
     assert codes(addhost(url=url)) == ["URL_INVALID"]
 
