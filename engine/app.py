@@ -1,15 +1,22 @@
 """The engine's Flask application factory. Nothing happens at import time: `create_app(config)` builds
 an app that mounts every front -- the native API (/api), the Nova-compatible facade (/v2, /v2.1, /v3)
--- and installs the one fault mapper (engine.faults), which answers each front in its own shape."""
+-- installs the one fault mapper (engine.faults), which answers each front in its own shape, and
+authenticates every request in one place (`_authenticate`), before any route runs."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, current_app, g, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import UnsupportedMediaType
 
-from engine import api, faults, nova
+from engine import api, authn, faults, nova
+from engine import reasons as R
+from engine.auth import Principal
+from engine.dao import audit
+from engine.errors import Unauthorized
 
 DEFAULTS: dict[str, Any] = {
     # Bodies are small JSON documents; anything bigger is refused before it is read.
@@ -27,6 +34,59 @@ def _require_json() -> None:
             raise UnsupportedMediaType()
 
 
+@dataclass(frozen=True)
+class Front:
+    """How one front authenticates and authorizes: its credentials, in the order they are tried, the
+    challenge of its 401s, its public routes, and its role policy (raises Forbidden)."""
+
+    resolvers: tuple[authn.Resolver, ...]
+    wanted: str
+    challenge: str
+    public: frozenset[str]
+    authorize: Callable[[Principal, str, str, str], None]
+
+
+#: The web UI's front will put its session cookie first in its own chain.
+NATIVE = Front((authn.bearer,), "send Authorization: Bearer <token>", 'Bearer realm="plugboard"',
+               api.PUBLIC_ENDPOINTS, api.authorize)
+NOVA = Front((authn.x_auth_token,), "send X-Auth-Token: <token>", 'X-Auth-Token realm="plugboard"',
+             nova.PUBLIC_ENDPOINTS, nova.authorize)
+
+
+def _front() -> Front:
+    return NOVA if (request.blueprint or "").partition(".")[0] == nova.NAME else NATIVE
+
+
+def _authenticate() -> None:
+    """Who the request acts as (g.principal): every route but the front's public ones needs a valid
+    credential (else 401 with the front's challenge), then the front's policy may refuse it (403).
+    A URL no route matches goes on to its 404 or 405. Audit events the request writes name the user."""
+    if request.url_rule is None or request.endpoint is None:
+        return
+    front = _front()
+    if request.endpoint in front.public:
+        return
+    challenge = {"WWW-Authenticate": front.challenge}
+    try:
+        with current_app.config["sessions"]() as s:
+            principal = authn.resolve(s, authn.Presented(request.headers.get, request.cookies), front.resolvers)
+    except Unauthorized as err:
+        err.headers.update(challenge)
+        raise
+    if principal is None:
+        reason = R.credential_missing(front.wanted)
+        raise Unauthorized(reason.message, reasons=[reason], headers=challenge)
+    front.authorize(principal, request.endpoint, request.method, request.path)
+    g.principal = principal
+    g.audit_actor = audit.set_actor(principal.user)
+
+
+def _forget_actor(_exc: BaseException | None) -> None:
+    actor = g.pop("audit_actor", None)
+    if actor is not None:
+        audit.reset_actor(actor)
+
+
 def create_app(config: dict[str, Any]) -> Flask:
     """Build the engine's web application.
 
@@ -41,7 +101,9 @@ def create_app(config: dict[str, Any]) -> Flask:
     app.config.update(config)
     assert isinstance(app.json, DefaultJSONProvider)    # Flask's json_provider_class, not replaced here
     app.json.sort_keys = False  # keep the schemas' field order
+    app.before_request(_authenticate)     # first: an anonymous request learns nothing else
     app.before_request(_require_json)
+    app.teardown_request(_forget_actor)
     faults.register(app)
     api.init_app(app)
     nova.init_app(app)

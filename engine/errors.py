@@ -25,7 +25,8 @@ class EngineError(Exception):
     code: str = "INTERNAL_ERROR"
 
     def __init__(self, message: str, *, code: str | None = None, reasons: list[Reason] | None = None,
-                 host_code: int | None = None, host_message: str | None = None, host: str | None = None) -> None:
+                 host_code: int | None = None, host_message: str | None = None, host: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         if code:
@@ -34,6 +35,7 @@ class EngineError(Exception):
         self.host_code = host_code
         self.host_message = host_message
         self.host = host
+        self.headers = dict(headers or {})      # response headers the fault must carry (WWW-Authenticate)
 
     def to_dict(self) -> dict[str, Any]:
         fault: dict[str, Any] = {"code": self.code, "status": self.status, "message": self.message}
@@ -47,6 +49,20 @@ class EngineError(Exception):
 class NotFound(EngineError):
     status = 404
     code = "NOT_FOUND"
+
+
+class Unauthorized(EngineError):
+    """No valid credential: none was sent, or the token is unknown, malformed, expired or revoked."""
+
+    status = 401
+    code = "UNAUTHORIZED"
+
+
+class Forbidden(EngineError):
+    """The principal is known but its role or projects do not allow the request."""
+
+    status = 403
+    code = "FORBIDDEN"
 
 
 class ValidationFailed(EngineError):

@@ -137,7 +137,7 @@ def _engine_fault(exc: EngineError) -> Fault:
     host = None
     if exc.host_code is not None or exc.host is not None or exc.host_message is not None:
         host = {"name": exc.host, "code": exc.host_code, "message": exc.host_message}
-    return Fault(exc.status, exc.code, exc.message, list(exc.reasons), host)
+    return Fault(exc.status, exc.code, exc.message, list(exc.reasons), host, headers=dict(exc.headers))
 
 
 def fault_for(exc: BaseException) -> Fault:

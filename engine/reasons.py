@@ -236,3 +236,54 @@ HOST_DEVICE_BUSY = "HOST_DEVICE_BUSY"
 def host_device_busy(name: str, status: str) -> Reason:
     return reason(HOST_DEVICE_BUSY, f"Host device {name} is {status}, not available: another VM holds it or "
                   "the host does not offer it.", device=name, status=status)
+
+
+# ---- authentication and roles --------------------------------------------------------------------
+CREDENTIAL_MISSING = "CREDENTIAL_MISSING"
+CREDENTIAL_INVALID = "CREDENTIAL_INVALID"
+ADMIN_REQUIRED = "ADMIN_REQUIRED"
+PROJECT_NOT_ALLOWED = "PROJECT_NOT_ALLOWED"
+VM_NOT_FOUND = "VM_NOT_FOUND"
+
+
+def credential_missing(how: str) -> Reason:
+    return reason(CREDENTIAL_MISSING, f"This request needs a credential: {how}.", how=how)
+
+
+def credential_invalid() -> Reason:
+    # One reason for unknown, malformed, expired and revoked tokens: the answer tells a guesser nothing.
+    return reason(CREDENTIAL_INVALID, "The credential is not valid: it is unknown, malformed, expired or revoked.")
+
+
+def admin_required(action: str) -> Reason:
+    return reason(ADMIN_REQUIRED, f"Only an administrator may {action}.", action=action)
+
+
+def project_not_allowed(project_id: str) -> Reason:
+    return reason(PROJECT_NOT_ALLOWED, f"You are not a member of project {project_id}.", project_id=project_id)
+
+
+def vm_not_found(vm_id: str) -> Reason:
+    return reason(VM_NOT_FOUND, f"VM {vm_id} does not exist.", id=vm_id)
+
+
+PROJECT_NOT_FOUND = "PROJECT_NOT_FOUND"
+ROLE_UNKNOWN = "ROLE_UNKNOWN"
+PASSWORD_TOO_SHORT = "PASSWORD_TOO_SHORT"
+EXPIRY_INVALID = "EXPIRY_INVALID"
+
+
+def project_not_found(project_id: str) -> Reason:
+    return reason(PROJECT_NOT_FOUND, f"Project {project_id} does not exist.", project_id=project_id)
+
+
+def role_unknown(role: str, allowed: tuple[str, ...]) -> Reason:
+    return reason(ROLE_UNKNOWN, f"Role {role} is not one of {', '.join(allowed)}.", role=role, allowed=list(allowed))
+
+
+def password_too_short(minimum: int) -> Reason:
+    return reason(PASSWORD_TOO_SHORT, f"A password has at least {minimum} characters.", minimum=minimum)
+
+
+def expiry_invalid(days: object, maximum: int) -> Reason:
+    return reason(EXPIRY_INVALID, f"A token expires in 1 to {maximum} days, not {days}.", days=days, maximum=maximum)

@@ -44,3 +44,9 @@ MACHINES = ("pc", "q35")
 GRAPHICS = ("none", "vnc", "spice")
 NIC_MODELS = ("pv", "virtio", "rtl8139", "e1000", "e1000e")
 AUDIT_SEVERITIES = ("info", "warning", "error")
+
+# ---- roles of a user in a project ----------------------------------------------------------------
+#: admin: everything, every project; member: the VMs of its projects.
+ADMIN: Final = "admin"
+MEMBER: Final = "member"
+ROLES = (ADMIN, MEMBER)

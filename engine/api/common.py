@@ -2,13 +2,19 @@
 a command, and the 404 for an id that names nothing."""
 from __future__ import annotations
 
+import inspect
+from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
 import flask_smorest
-from flask import current_app
+from flask import current_app, g
 from sqlalchemy.orm import Session, sessionmaker
 from webargs.flaskparser import FlaskParser
 
+from engine.auth import Principal
+from engine.commands.common import load_vm
+from engine.dao.models import Vm
 from engine.errors import NotFound, Reason
 
 
@@ -35,10 +41,34 @@ def hosts() -> Any:
     return current_app.config["hosts"]
 
 
+def principal() -> Principal:
+    """Who the request acts as (engine.app authenticated it before the route ran)."""
+    return g.principal
+
+
+def visible_vm(s: Session, vm_id: str) -> Vm:
+    """A VM the request's principal sees, else 404 VM_NOT_FOUND: the commands' one loader."""
+    return load_vm(s, principal(), vm_id)
+
+
+def visible_vms(vms: Iterable[Vm]) -> list[Vm]:
+    """The VMs of a list that the request's principal sees."""
+    who = principal()
+    return [vm for vm in vms if who.sees_project(vm.project_id)]
+
+
+@cache
+def _takes_principal(command: Any) -> bool:
+    return "principal" in inspect.signature(command.execute).parameters
+
+
 def run(command: Any, _options: dict[str, Any] | None = None, **params: Any) -> Any:
     """Run one command module: build its Params and execute it with the app's sessions and hosts
-    (plus any settings the command takes, such as the MAC pool)."""
+    (plus any settings the command takes, such as the MAC pool), acting as the request's principal
+    when the command takes one (every command on a VM does: its loader checks the project)."""
     options = {k: v for k, v in (_options or {}).items() if v is not None}
+    if _takes_principal(command):
+        options["principal"] = principal()
     return command.execute(sessions(), hosts(), command.Params(**params), **options)
 
 

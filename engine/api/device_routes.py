@@ -13,10 +13,9 @@ from flask import url_for
 from flask.views import MethodView
 from marshmallow import Schema
 
-from engine.api.common import Blueprint, not_found, run, sessions, status_for
+from engine.api.common import Blueprint, run, sessions, status_for, visible_vm
 from engine.api.schemas import EmptySchema
 from engine.dao import devices as devices_dao
-from engine.dao import vms as vms_dao
 from engine.dao.models import VmDevice
 from engine.devices.kinds import DeviceKind
 from engine.errors import NotFound, Reason
@@ -45,10 +44,9 @@ class DeviceRoutes:
 
 def read(routes: DeviceRoutes, vm_id: str, dev_id: str) -> dict[str, Any]:
     with sessions()() as s:
+        visible_vm(s, vm_id)
         dev = devices_dao.get(s, dev_id)
         if dev is None or dev.vm_id != vm_id or dev.type != routes.kind.type:
-            if vms_dao.get(s, vm_id) is None:
-                raise not_found("vm", vm_id)
             raise NotFound(f"{routes.kind.label} {dev_id} of VM {vm_id} does not exist.",
                            reasons=[Reason(routes.kind.audit("NOT_FOUND"), f"{routes.kind.label} {dev_id} does "
                                            "not exist.", {"id": dev_id})])
@@ -57,8 +55,7 @@ def read(routes: DeviceRoutes, vm_id: str, dev_id: str) -> dict[str, Any]:
 
 def read_all(routes: DeviceRoutes, vm_id: str) -> list[dict[str, Any]]:
     with sessions()() as s:
-        if vms_dao.get(s, vm_id) is None:
-            raise not_found("vm", vm_id)
+        visible_vm(s, vm_id)
         return [routes.view(d) for d in devices_dao.list_for_vm(s, vm_id, type=routes.kind.type)]
 
 

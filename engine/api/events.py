@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask.views import MethodView
 
 from engine.dao import audit as audit_dao
-from engine.api.common import Blueprint, sessions
+from engine.api.common import Blueprint, principal, sessions
 from engine.api.schemas import EventQuerySchema, EventSchema
 from engine.api.views import event_view
 
@@ -19,10 +19,13 @@ def make_blueprint() -> Blueprint:
         def get(self, query):
             """List audit events
 
-            Poll with `after` set to the last id seen to get only newer events."""
+            Poll with `after` set to the last id seen to get only newer events. A member sees the
+            events of its projects' VMs; an admin sees every event."""
+            who = principal()
             with sessions()() as s:
                 events = audit_dao.list(s, vm_id=query.get("vm_id"), after_id=query["after"],
-                                        limit=query["limit"], code=query.get("code"))
+                                        limit=query["limit"], code=query.get("code"),
+                                        projects=None if who.is_admin else who.projects)
                 return [event_view(e) for e in events]
 
     return blp

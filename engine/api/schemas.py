@@ -233,6 +233,8 @@ class EventSchema(StrictSchema):
     host_code = fields.Integer(allow_none=True)
     host_message = fields.String(allow_none=True)
     vars = fields.Dict()
+    actor = fields.String(allow_none=True, metadata={"description": "The user who acted; null for the engine "
+                                                                    "itself (its monitor)."})
 
 
 class OsInfoSchema(StrictSchema):

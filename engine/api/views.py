@@ -55,7 +55,7 @@ def redirdev_view(d: VmDevice) -> dict[str, Any]:
 def event_view(e: AuditEvent) -> dict[str, Any]:
     return {"id": e.id, "time": e.time, "severity": e.severity, "code": e.code, "message": e.message,
             "vm_id": e.vm_id, "device_id": e.device_id, "host_id": e.host_id, "host_code": e.host_code,
-            "host_message": e.host_message, "vars": e.vars or {}}
+            "host_message": e.host_message, "vars": e.vars or {}, "actor": e.actor}
 
 
 def os_view(entry: Any) -> dict[str, Any]:

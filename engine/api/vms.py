@@ -6,17 +6,14 @@ from flask.views import MethodView
 
 from engine.commands import add_vm, remove_vm, run_vm, stop_vm
 from engine.dao import vms as vms_dao
-from engine.api.common import Blueprint, not_found, run, sessions, status_for
+from engine.api.common import Blueprint, principal, run, sessions, status_for, visible_vm, visible_vms
 from engine.api.schemas import EmptySchema, VmCreateSchema, VmQuerySchema, VmSchema, VmStartSchema
 from engine.api.views import vm_view
 
 
 def read(vm_id: str) -> dict:
     with sessions()() as s:
-        vm = vms_dao.get(s, vm_id)
-        if vm is None:
-            raise not_found("vm", vm_id)
-        return vm_view(vm)
+        return vm_view(visible_vm(s, vm_id))
 
 
 def make_blueprint() -> Blueprint:
@@ -27,14 +24,19 @@ def make_blueprint() -> Blueprint:
         @blp.arguments(VmQuerySchema, location="query", unknown="raise")
         @blp.response(200, VmSchema(many=True))
         def get(self, query):
-            """List VMs (optionally of one project)"""
+            """List VMs (optionally of one project): those of the caller's projects, every VM for an admin"""
             with sessions()() as s:
-                return [vm_view(v) for v in vms_dao.list(s, project_id=query.get("project_id"))]
+                return [vm_view(v) for v in visible_vms(vms_dao.list(s, project_id=query.get("project_id")))]
 
         @blp.arguments(VmCreateSchema)
         @blp.response(201, VmSchema, headers={"Location": {"schema": {"type": "string"}}})
         def post(self, data):
-            """Create a VM (down, with no devices)"""
+            """Create a VM (down, with no devices)
+
+            In one of the caller's projects: `project_id`, else the caller's only project."""
+            home = principal().home_project
+            if "project_id" not in data and home is not None:
+                data["project_id"] = home
             outcome = run(add_vm, **data)
             return read(outcome.id), 201, {"Location": url_for("vms.VmById", vm_id=outcome.id)}
 

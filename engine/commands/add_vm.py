@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import flavor_specs, osinfo, usb
+from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common
 from engine.commands import flavor_common as F
 from engine import reasons as R
@@ -160,7 +161,9 @@ def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
+def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,
+            principal: Principal = LOCAL_ADMIN) -> Outcome:
+    common.check_project(principal, params.project_id)
     with common.audited(sessions, "VM_ADD"), common.unique_name("VM", params.name):
         with sessions.begin() as s:
             cluster: Cluster | None

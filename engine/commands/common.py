@@ -18,7 +18,8 @@ from engine.dao import audit, devices, hosts as hosts_dao, nics as nics_dao, vms
 from engine.dao.models import Cluster, Host, Vm, VmDevice, VmNic
 from engine.devices import kinds, live, state
 from engine.devices.kinds import DeviceKind
-from engine.errors import Conflict, EngineError, HostCallFailed, HostUnreachable, NotFound, Reason, ValidationFailed
+from engine.errors import (Conflict, EngineError, Forbidden, HostCallFailed, HostUnreachable, NotFound, Reason,
+                           ValidationFailed)
 from engine.hostclient import HostClientFactory
 from engine.vocab import DOWN, PLUG_STATUSES, RUNNING_STATUSES, STABLE, UP
 
@@ -155,8 +156,23 @@ def load_vm(s: Session, principal: Principal, vm_id: str, *, for_update: bool = 
     the transaction ends (changes to a VM's device set are serialized per VM)."""
     vm = vms_dao.get(s, vm_id, for_update=for_update)
     if vm is None or not principal.sees_project(vm.project_id):
-        raise NotFound(f"VM {vm_id} does not exist.")
+        reason = R.vm_not_found(vm_id)
+        raise NotFound(reason.message, reasons=[reason])
     return vm
+
+
+def require_admin(principal: Principal, action: str) -> None:
+    if not principal.is_admin:
+        reason = R.admin_required(action)
+        raise Forbidden(reason.message, reasons=[reason])
+
+
+def check_project(principal: Principal, project_id: str) -> None:
+    """A new resource goes to one of the principal's projects (any project, for an admin): else 403.
+    Whether another project exists is not said."""
+    if not principal.sees_project(project_id):
+        reason = R.project_not_allowed(project_id)
+        raise Forbidden(reason.message, reasons=[reason])
 
 
 def load_device(s: Session, vm: Vm, device_id: str, kind: DeviceKind) -> VmDevice:

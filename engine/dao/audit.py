@@ -2,27 +2,58 @@
 Functions take the session first and never commit (an event commits with the change it records)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.dao.models import AUDIT_SEVERITIES, AuditEvent
+from engine.dao.models import AUDIT_SEVERITIES, AuditEvent, Vm
 
-__all__ = ["record", "list"]
+__all__ = ["record", "list", "acting_as", "set_actor", "reset_actor", "current_actor"]
+
+# Who acts in the current context (a request's thread, a command-line run). Set once where the
+# principal is known, so that every event a command writes -- its refusal, each device transition --
+# names the actor without threading it through every call. The monitor's threads start without one.
+_actor: ContextVar[str | None] = ContextVar("plugboard_audit_actor", default=None)
+
+
+def set_actor(actor: str | None) -> Token[str | None]:
+    """Name the actor of the context's events; hand the result to reset_actor when it is done."""
+    return _actor.set(actor)
+
+
+def reset_actor(token: Token[str | None]) -> None:
+    _actor.reset(token)
+
+
+@contextmanager
+def acting_as(actor: str | None) -> Iterator[None]:
+    token = _actor.set(actor)
+    try:
+        yield
+    finally:
+        _actor.reset(token)
+
+
+def current_actor() -> str | None:
+    return _actor.get()
 
 MAX_LIMIT = 1000
 
 
 def record(s: Session, code: str, message: str, *, severity: str = "info", vm_id: str | None = None,
            device_id: str | None = None, host_id: str | None = None, host_code: int | None = None,
-           host_message: str | None = None, **vars: Any) -> AuditEvent:
-    """Add one event (flushed, so its id is set). Extra keyword arguments are kept in `vars`."""
+           host_message: str | None = None, actor: str | None = None, **vars: Any) -> AuditEvent:
+    """Add one event (flushed, so its id is set). Extra keyword arguments are kept in `vars`. The
+    actor is the one given, else the context's (acting_as)."""
     if severity not in AUDIT_SEVERITIES:
         raise ValueError(f"severity must be one of {AUDIT_SEVERITIES}, not {severity!r}")
     event = AuditEvent(code=code, message=message, severity=severity, vm_id=vm_id, device_id=device_id,
-                       host_id=host_id, host_code=host_code, host_message=host_message, vars=dict(vars))
+                       host_id=host_id, host_code=host_code, host_message=host_message, vars=dict(vars),
+                       actor=actor if actor is not None else _actor.get())
     s.add(event)
     s.flush()
     return event
@@ -30,9 +61,13 @@ def record(s: Session, code: str, message: str, *, severity: str = "info", vm_id
 
 def list(s: Session, vm_id: str | None = None, after_id: int = 0, limit: int = 100, *,  # noqa: A001
          code: str | None = None, device_id: str | None = None,
-         host_id: str | None = None) -> Sequence[AuditEvent]:
-    """Events in id order, those with id > `after_id` (for polling), at most `limit` (capped)."""
+         host_id: str | None = None, projects: Collection[str] | None = None) -> Sequence[AuditEvent]:
+    """Events in id order, those with id > `after_id` (for polling), at most `limit` (capped).
+    `projects` (None: all) keeps the events of those projects' VMs only, filtered before the limit so
+    that polling pages stay full."""
     stmt = select(AuditEvent).where(AuditEvent.id > after_id)
+    if projects is not None:
+        stmt = stmt.where(AuditEvent.vm_id.in_(select(Vm.id).where(Vm.project_id.in_(tuple(projects)))))
     if vm_id is not None:
         stmt = stmt.where(AuditEvent.vm_id == vm_id)
     if code is not None:

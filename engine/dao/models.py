@@ -11,7 +11,7 @@ from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Integer, MetaData, 
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from engine.vocab import (AUDIT_SEVERITIES, AVAILABLE, DOWN, GRAPHICS, HOST_STATUSES, HOST_UP, HOSTDEV_STATUSES,
-                          MACHINES, NIC_MODELS, PLUG_STATES, STABLE, VM_STATUSES)
+                          MACHINES, NIC_MODELS, PLUG_STATES, ROLES, STABLE, VM_STATUSES)
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -25,7 +25,7 @@ NAMING = {
 
 __all__ = ["AUDIT_SEVERITIES", "GRAPHICS", "HOST_STATUSES", "HOSTDEV_STATUSES", "MACHINES", "NIC_MODELS",
            "PLUG_STATES", "VM_STATUSES", "Base", "Cluster", "Host", "Vm", "VmDevice", "VmNic", "HostDevice",
-           "Flavor", "AuditEvent", "new_id", "utcnow"]
+           "Flavor", "AuditEvent", "Project", "User", "Membership", "Token", "ROLES", "new_id", "utcnow"]
 
 
 def new_id() -> str:
@@ -234,3 +234,57 @@ class AuditEvent(Base):
     host_code: Mapped[int | None] = mapped_column(Integer, default=None)
     host_message: Mapped[str | None] = mapped_column(Text, default=None)
     vars: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Who acted: the user a request authenticated as, "local:<login>" for the command line, NULL for
+    # the engine's own monitor.
+    actor: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class Project(Base):
+    """A tenant: its id is what vms.project_id and the Nova facade's {tenant_id} hold."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # argon2id (engine.credentials); NULL: the user has no password and authenticates by token only.
+    password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    memberships: Mapped[list["Membership"]] = relationship(cascade="all, delete-orphan", passive_deletes=True,
+                                                           lazy="selectin")
+
+
+class Membership(Base):
+    """A user's role in a project: admin (everything, every project) or member (the project's VMs)."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (CheckConstraint(f"role {_in(ROLES)}", name="role"),)
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True,
+                                            index=True)
+    role: Mapped[str] = mapped_column(String(16))
+
+
+class Token(Base):
+    """An API token: `id` is its public part; only the whole token's SHA-256 is stored."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    user: Mapped[User] = relationship(lazy="joined")

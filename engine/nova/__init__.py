@@ -4,8 +4,10 @@ the same commands as the native API and answers in Nova's bodies, status codes a
 One blueprint, "nova", holds the version documents (GET /, /v2, /v2.1) and mounts the resources
 (flavors, servers, server actions) three times: as "nova.v2", "nova.v2_1" (both with the tenant in
 the path) and "nova.v3" (without). Every fault under "nova" is rendered in Nova's shape
-(engine.nova.shape), through engine.faults like every other front's. Not implemented yet: tokens
-(X-Auth-Token is not checked; see engine.auth), and microversions above 2.1 (engine.nova.versions).
+(engine.nova.shape), through engine.faults like every other front's. Requests carry a token in
+X-Auth-Token, as Keystone's travel (engine.app checks it; the version documents are public);
+`authorize` then says what a member may do. Not implemented yet: microversions above 2.1
+(engine.nova.versions).
 """
 from __future__ import annotations
 
@@ -13,11 +15,40 @@ from flask import Blueprint, Flask, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from engine import faults
+from engine import reasons as R
+from engine.auth import Principal
+from engine.errors import Forbidden
 from engine.nova import flavors, servers, versions
 from engine.nova.shape import nova_shape
 
 NAME = "nova"
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+# ---- who may use which route (engine.app authenticates, then asks `authorize`) --------------------
+
+#: Open to anyone: the version documents, as Nova's are.
+PUBLIC_ENDPOINTS = frozenset({f"{NAME}.versions", f"{NAME}.v2", f"{NAME}.v2_slash", f"{NAME}.v21",
+                              f"{NAME}.v21_slash"})
+#: A member's routes (by endpoint, on every mount): its project's servers and their actions, reading
+#: flavors and their extra specs. Creating, deleting and changing flavors -- and any route added later
+#: until it is listed here -- is for admins, as in Nova's default policy.
+MEMBER_ENDPOINTS = frozenset({"list_servers", "list_servers_detail", "show_server", "create_server", "delete_server",
+                              "server_action", "list_flavors", "list_flavors_detail", "show_flavor", "list_specs",
+                              "show_spec", "unknown"})
+
+
+def authorize(principal: Principal, endpoint: str, method: str, path: str) -> None:
+    """The path's tenant must be one of the principal's projects (any, for an admin), and a member
+    may use only the member's routes; else 403 forbidden. (Nova's own API refuses a token acting on
+    another project's URL too; a 403 says "authenticated, not allowed" without naming what exists.)"""
+    project = g.get("nova_tenant")
+    if project is not None and not principal.sees_project(project):
+        reason = R.project_not_allowed(project)
+        raise Forbidden(reason.message, reasons=[reason])
+    if principal.is_admin or endpoint.rpartition(".")[2] in MEMBER_ENDPOINTS:
+        return
+    reason = R.admin_required(f"{method} {path}")
+    raise Forbidden(reason.message, reasons=[reason])
 
 
 def _pull_tenant(endpoint: str | None, values: dict | None) -> None:

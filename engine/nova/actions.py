@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.commands import add_controller, run_vm, stop_vm
-from engine.nova.common import BadRequest, Checker, principal, run, sessions, visible
+from engine.nova.common import BadRequest, Checker, run, sessions, visible
 
 Action = Callable[[str, Any], None]
 
@@ -23,12 +23,12 @@ def _no_arguments(name: str, value: Any) -> None:
 
 def start(server_id: str, value: Any) -> None:
     _no_arguments("os-start", value)
-    run(run_vm, principal=principal(), vm_id=server_id)
+    run(run_vm, vm_id=server_id)
 
 
 def stop(server_id: str, value: Any) -> None:
     _no_arguments("os-stop", value)
-    run(stop_vm, principal=principal(), vm_id=server_id)
+    run(stop_vm, vm_id=server_id)
 
 
 def usb_controller_request(value: Any) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def usb_controller_request(value: Any) -> dict[str, Any]:
 
 def attach_usb_controller(server_id: str, value: Any) -> None:
     request = usb_controller_request(value)
-    run(add_controller, principal=principal(), vm_id=server_id, model=request["model"], count=request["count"])
+    run(add_controller, vm_id=server_id, model=request["model"], count=request["count"])
 
 
 #: The one table of server actions, by the body's first key.

@@ -4,14 +4,18 @@ links, and the syntax checks of Nova's request bodies (their meaning is the comm
 The facade imports commands, dao (reads) and flask -- never engine.api."""
 from __future__ import annotations
 
+import inspect
 import re
+from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
 from flask import current_app, g, request
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.auth import LOCAL_ADMIN, Principal
-from engine.dao import vms as vms_dao
+from engine import reasons as R
+from engine.auth import Principal
+from engine.commands.common import load_vm
 from engine.dao.models import Vm
 from engine.errors import EngineError, NotFound, Reason
 
@@ -30,10 +34,15 @@ def sessions() -> sessionmaker[Session]:
     return current_app.config["sessions"]
 
 
-def run(command: Any, *, principal: Principal | None = None, **params: Any) -> Any:
-    """Run one command module with the app's sessions and hosts, acting as `principal` when the
-    command takes one (VM commands check tenancy in their loader)."""
-    options = {"principal": principal} if principal is not None else {}
+@cache
+def _takes_principal(command: Any) -> bool:
+    return "principal" in inspect.signature(command.execute).parameters
+
+
+def run(command: Any, **params: Any) -> Any:
+    """Run one command module with the app's sessions and hosts, acting as the request's principal
+    when the command takes one (VM commands check tenancy in their loader)."""
+    options = {"principal": principal()} if _takes_principal(command) else {}
     return command.execute(sessions(), current_app.config["hosts"], command.Params(**params), **options)
 
 
@@ -45,26 +54,31 @@ def tenant() -> str | None:
 
 
 def principal() -> Principal:
-    """Who acts: a member of the path's project, or -- on /v3, until tokens name a project -- the
-    local administrator. (Every request acts as LOCAL_ADMIN until authentication lands; the path's
-    tenant still scopes what a request sees, as in Nova.)"""
-    project = tenant()
-    if project is None:
-        return LOCAL_ADMIN
-    return Principal(f"nova:{project}", projects=frozenset({project}))
+    """Who acts: the token's user (engine.app authenticated the request and checked that the path's
+    tenant is one of its projects before the route ran)."""
+    return g.principal
 
 
 def project_for_new_server() -> str:
-    return tenant() or "default"
+    """The path's tenant; on /v3, which has none, the principal's only project, else "default"."""
+    return tenant() or principal().home_project or "default"
 
 
 def visible(s: Session, server_id: str) -> Vm:
-    """The server, if the request's principal sees its project; else itemNotFound (ids leak nothing)."""
-    vm = vms_dao.get(s, server_id)
-    if vm is None or not principal().sees_project(vm.project_id):
-        message = f"VM {server_id} does not exist."      # as the commands' loader says it
-        raise NotFound(message, reasons=[Reason("VM_NOT_FOUND", message, {"id": server_id})])
+    """The server, if the request's principal sees its project (the commands' one loader) and it is
+    the path's tenant's; else itemNotFound (ids leak nothing)."""
+    vm = load_vm(s, principal(), server_id)
+    if tenant() not in (None, vm.project_id):
+        reason = R.vm_not_found(server_id)
+        raise NotFound(reason.message, reasons=[reason])
     return vm
+
+
+def listed(vms: Iterable[Vm]) -> list[Vm]:
+    """The servers of a listing: the path's tenant's (Nova scopes a listing to the token's project),
+    and on /v3 those of every project the principal sees."""
+    who, project = principal(), tenant()
+    return [vm for vm in vms if who.sees_project(vm.project_id) and project in (None, vm.project_id)]
 
 
 # ---- links ---------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from engine.commands.flavor_common import flavor_not_found, spec_not_set
 from engine.dao import flavors as flavors_dao
 from engine.dao.models import Flavor
 from engine.errors import NotFound
-from engine.nova.common import BadRequest, Checker, json_body, principal, run, sessions
+from engine.nova.common import BadRequest, Checker, json_body, run, sessions
 from engine.nova.views import flavor_detail, flavor_summary
 
 CREATE_FIELDS = ("name", "ram", "vcpus", "disk", "id", "swap", "OS-FLV-EXT-DATA:ephemeral", "rxtx_factor",
@@ -90,13 +90,13 @@ def register(bp: Blueprint) -> None:
 
     @bp.post("/flavors")
     def create_flavor():
-        outcome = run(add_flavor, principal=principal(), **_create_params(json_body()))
+        outcome = run(add_flavor, **_create_params(json_body()))
         with sessions()() as s:
             return {"flavor": flavor_detail(_load(s, outcome.id))}
 
     @bp.delete("/flavors/<string:flavor_id>")
     def delete_flavor(flavor_id: str):
-        run(remove_flavor, principal=principal(), flavor_id=flavor_id)
+        run(remove_flavor, flavor_id=flavor_id)
         return "", 202
 
     @bp.get("/flavors/<string:flavor_id>/os-extra_specs")
@@ -106,7 +106,7 @@ def register(bp: Blueprint) -> None:
     @bp.post("/flavors/<string:flavor_id>/os-extra_specs")
     def create_specs(flavor_id: str):
         specs = _specs_body(json_body())
-        run(set_flavor_specs, principal=principal(), flavor_id=flavor_id, specs=specs)
+        run(set_flavor_specs, flavor_id=flavor_id, specs=specs)
         stored = _specs(flavor_id)
         return {"extra_specs": {key: stored[key] for key in specs if key in stored}}
 
@@ -126,12 +126,12 @@ def register(bp: Blueprint) -> None:
         if key not in body:
             raise BadRequest("Request body and URI mismatch.")
         specs = _specs_body({"extra_specs": body})
-        run(set_flavor_specs, principal=principal(), flavor_id=flavor_id, specs=specs)
+        run(set_flavor_specs, flavor_id=flavor_id, specs=specs)
         return {key: _specs(flavor_id)[key]}
 
     @bp.delete("/flavors/<string:flavor_id>/os-extra_specs/<string:key>")
     def delete_spec(flavor_id: str, key: str):
-        run(set_flavor_specs, principal=principal(), flavor_id=flavor_id, unset=(key,))
+        run(set_flavor_specs, flavor_id=flavor_id, unset=(key,))
         return "", 200
 
 

@@ -15,8 +15,7 @@ from flask import Blueprint
 from engine.commands import add_vm, remove_vm
 from engine.dao import vms as vms_dao
 from engine.nova import actions
-from engine.nova.common import (Checker, json_body, link, principal, project_for_new_server, run, sessions, tenant,
-                                visible)
+from engine.nova.common import Checker, json_body, link, listed, project_for_new_server, run, sessions, tenant, visible
 from engine.nova.views import server_created, server_detail, server_summary
 
 CREATE_FIELDS = ("name", "flavorRef", "imageRef", "metadata", "min_count", "max_count", "networks")
@@ -56,12 +55,12 @@ def register(bp: Blueprint) -> None:
     @bp.get("/servers")
     def list_servers():
         with sessions()() as s:
-            return {"servers": [server_summary(v) for v in vms_dao.list(s, project_id=tenant())]}
+            return {"servers": [server_summary(v) for v in listed(vms_dao.list(s, project_id=tenant()))]}
 
     @bp.get("/servers/detail")
     def list_servers_detail():
         with sessions()() as s:
-            return {"servers": [server_detail(v) for v in vms_dao.list(s, project_id=tenant())]}
+            return {"servers": [server_detail(v) for v in listed(vms_dao.list(s, project_id=tenant()))]}
 
     @bp.get("/servers/<string:server_id>")
     def show_server(server_id: str):
@@ -77,7 +76,9 @@ def register(bp: Blueprint) -> None:
 
     @bp.delete("/servers/<string:server_id>")
     def delete_server(server_id: str):
-        run(remove_vm, principal=principal(), vm_id=server_id)
+        with sessions()() as s:
+            visible(s, server_id)
+        run(remove_vm, vm_id=server_id)
         return "", 204
 
     @bp.post("/servers/<string:server_id>/action")

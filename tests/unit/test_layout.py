@@ -15,7 +15,8 @@ STDLIB = frozenset(__import__("sys").stdlib_module_names)
 # The engine's leaf modules: words, errors, contract codes, principal, small pure tables.
 ENGINE_LEAVES = ("engine.vocab", "engine.errors", "engine.reasons", "engine.agent_codes", "engine.auth",
                  "engine.hostclient", "engine.osinfo", "engine.usb")
-ENGINE_CORE = ENGINE_LEAVES + ("engine.scheduler", "engine.macpool", "engine.flavor_specs", "engine.config")
+ENGINE_CORE = ENGINE_LEAVES + ("engine.scheduler", "engine.macpool", "engine.flavor_specs", "engine.config",
+                                "engine.credentials")
 
 #: package prefix -> the project modules it may import (a prefix allows its submodules).
 MAY_IMPORT: dict[str, tuple[str, ...]] = {

@@ -1,5 +1,6 @@
 """Fixtures of the REST tests: the app on the test database (the engine's `sessions` fixture) with
-FakeHosts as its host-client factory, and a Flask test client.
+FakeHosts as its host-client factory, and a Flask test client that acts as the administrator (its
+token rides on every request; `anonymous` sends none).
 
 `running_vm` gives a VM that is up on FakeHost "host1" (started through the API, so the fake host has
 its domain), for the hot-plug tests.
@@ -15,6 +16,7 @@ from flask.testing import FlaskClient
 
 from engine.app import create_app
 from tests.unit.engine.fakehost import FakeHost, FakeHosts
+from tests.unit.engine.tokens import admin_client
 
 
 @pytest.fixture
@@ -34,6 +36,11 @@ def app(sessions, fake_hosts: FakeHosts) -> Flask:
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
+    return admin_client(app)
+
+
+@pytest.fixture
+def anonymous(app: Flask) -> FlaskClient:
     return app.test_client()
 
 

@@ -11,6 +11,7 @@ from engine.errors import HostCallFailed, Reason, ValidationFailed
 from engine import faults
 from engine.app import create_app
 from tests.unit.engine.api.conftest import fault_of
+from tests.unit.engine.tokens import admin_client
 
 
 def test_malformed_json_is_400(client):
@@ -95,7 +96,7 @@ def test_nested_field_errors_name_their_path(client):
 def test_a_blueprint_can_answer_in_another_shape(sessions, fake_hosts):
     app = create_app({"sessions": sessions, "hosts": fake_hosts, "TESTING": True})
     faults.register_shape(app, "vms", lambda f: {"itemNotFound": {"code": f.status, "message": f.message}})
-    client = app.test_client()
+    client = admin_client(app)
     r = client.get("/api/vms/nope")
     assert r.status_code == 404
     assert r.get_json() == {"itemNotFound": {"code": 404, "message": "VM nope does not exist."}}

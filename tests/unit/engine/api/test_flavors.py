@@ -11,6 +11,7 @@ from engine.commands import add_flavor
 from engine.dao import devices as devices_dao
 from engine.dao import vms as vms_dao
 from tests.unit.engine.api.conftest import fault_of, reason_codes
+from tests.unit.engine.tokens import authenticated, issue_token
 
 SPICE = {"bus": "usb", "type": "spicevmc"}
 TCP = {"bus": "usb", "type": "tcp", "host": "usbhub.example", "port": 4000}
@@ -217,6 +218,7 @@ def test_concurrent_duplicate_names_one_wins_the_others_get_409(app, monkeypatch
     """Requests that all find the name free race to insert it, through the app and real sessions:
     the unique constraint lets one win and every other answers 409 NAME_IN_USE, never 500."""
     contenders = 4
+    token = issue_token(app.config["sessions"])
     barrier = threading.Barrier(contenders)
     answers: list[object] = [None] * contenders
     real_validate = add_flavor.validate
@@ -228,7 +230,8 @@ def test_concurrent_duplicate_names_one_wins_the_others_get_409(app, monkeypatch
 
     def create(i: int) -> None:
         try:
-            r = app.test_client().post("/api/flavors", json={"name": "race", "memory_mb": 256, "vcpus": 1})
+            r = authenticated(app.test_client(), token).post("/api/flavors",
+                                                             json={"name": "race", "memory_mb": 256, "vcpus": 1})
             answers[i] = (r.status_code, r.get_json())
         except Exception as exc:  # reported by the assertion below
             answers[i] = exc
@@ -244,4 +247,4 @@ def test_concurrent_duplicate_names_one_wins_the_others_get_409(app, monkeypatch
     for status, body in answers:
         if status == 409:
             assert [r["code"] for r in body["fault"]["reasons"]] == ["NAME_IN_USE"]
-    assert [f["name"] for f in app.test_client().get("/api/flavors").get_json()] == ["race"]
+    assert [f["name"] for f in authenticated(app.test_client(), token).get("/api/flavors").get_json()] == ["race"]

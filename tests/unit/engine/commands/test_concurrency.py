@@ -19,6 +19,7 @@ from engine.app import create_app
 from engine.commands import add_controller, add_nic, add_redirdev, plug_unplug_redirdev
 from engine.dao import db, devices, nics
 from engine.errors import EngineError
+from tests.unit.engine.tokens import authenticated, issue_token
 
 MAC = "56:6f:1a:00:42:42"
 
@@ -95,9 +96,10 @@ def test_parallel_add_nic_with_one_mac_one_claims_it(race_sessions, hosts, fake,
 
 def test_parallel_add_nic_with_one_mac_over_rest_is_409_never_500(race_sessions, hosts, fake, up_vm):
     app = create_app({"sessions": race_sessions, "hosts": hosts, "TESTING": True})
+    token = issue_token(race_sessions)
 
     def attempt(i: int):
-        r = app.test_client().post(f"/api/vms/{up_vm.id}/nics",
+        r = authenticated(app.test_client(), token).post(f"/api/vms/{up_vm.id}/nics",
                                    json={"name": f"eth{i}", "network": "ovirtmgmt", "mac": MAC})
         return r.status_code, r.get_json()
 
@@ -141,9 +143,11 @@ def test_parallel_add_nic_with_one_name_one_wins(race_sessions, hosts, fake, up_
 
 def test_parallel_add_nic_with_one_name_over_rest_is_409(race_sessions, hosts, down_vm):
     app = create_app({"sessions": race_sessions, "hosts": hosts, "TESTING": True})
+    token = issue_token(race_sessions)
 
     def attempt(i: int):
-        r = app.test_client().post(f"/api/vms/{down_vm.id}/nics", json={"name": "eth0", "network": "ovirtmgmt"})
+        r = authenticated(app.test_client(), token).post(f"/api/vms/{down_vm.id}/nics",
+                                                         json={"name": "eth0", "network": "ovirtmgmt"})
         return r.status_code, r.get_json()
 
     results = race(10, attempt)

@@ -12,6 +12,7 @@ from engine.dao import hosts as hosts_dao
 from engine.errors import HostUnreachable, ValidationFailed
 from engine.monitor import Monitor
 from tests.unit.engine.fakehost import FakeHost
+from tests.unit.engine.tokens import admin_client
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def monitor(sessions, hosts) -> Monitor:
 
 @pytest.fixture
 def client(sessions, hosts):
-    return create_app({"sessions": sessions, "hosts": hosts, "TESTING": True}).test_client()
+    return admin_client(create_app({"sessions": sessions, "hosts": hosts, "TESTING": True}))
 
 
 def monitor_applies_events_during(fake: FakeHost, verb: str, monitor: Monitor, host) -> list[int]:

@@ -64,7 +64,7 @@ def test_upgrade_works_from_any_cwd(tmp_path, monkeypatch):
     try:
         assert "vm_nics" in inspect(engine).get_table_names()
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
     finally:
         engine.dispose()
 

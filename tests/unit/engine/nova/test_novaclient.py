@@ -15,6 +15,7 @@ from werkzeug.serving import make_server
 
 from engine.dao import devices as devices_dao
 from engine.dao import vms as vms_dao
+from tests.unit.engine.tokens import issue_token
 
 TENANT = "demo"
 
@@ -32,8 +33,9 @@ def base_url(app) -> Iterator[str]:
 
 
 @pytest.fixture
-def nova(base_url):
-    auth = token_endpoint.Token(f"{base_url}/v2.1/{TENANT}", "not-checked-yet")
+def nova(base_url, sessions):
+    """novaclient with an admin's token, sent as X-Auth-Token by keystoneauth's token endpoint."""
+    auth = token_endpoint.Token(f"{base_url}/v2.1/{TENANT}", issue_token(sessions))
     return nova_client.Client("2.1", session=ks_session.Session(auth=auth))
 
 
@@ -92,16 +94,28 @@ def test_server_create_get_start_stop_delete(nova, client, registered_host, host
         nova.servers.get(server.id)
 
 
-def test_another_tenant_sees_nothing(nova, base_url):
+def _client(base_url: str, tenant: str, token: str):
+    return nova_client.Client("2.1", session=ks_session.Session(
+        auth=token_endpoint.Token(f"{base_url}/v2.1/{tenant}", token)))
+
+
+def test_another_tenant_sees_nothing(nova, base_url, sessions):
     flavor = nova.flavors.create("m1.small", ram=256, vcpus=1, disk=0)
     server = nova.servers.create("mine", image=None, flavor=flavor)
-    other = nova_client.Client("2.1", session=ks_session.Session(
-        auth=token_endpoint.Token(f"{base_url}/v2.1/someone-else", "t")))
+    token = issue_token(sessions, "someone", "member", "someone-else")
+    other = _client(base_url, "someone-else", token)
     assert other.servers.list() == []
     with pytest.raises(nova_exc.NotFound):
         other.servers.get(server.id)
     with pytest.raises(nova_exc.NotFound):
         other.servers.start(server.id)
+    with pytest.raises(nova_exc.Forbidden):        # a tenant in the URL that is not the token's
+        _client(base_url, TENANT, token).servers.list()
+
+
+def test_a_bad_token_is_unauthorized(base_url):
+    with pytest.raises(nova_exc.Unauthorized):
+        _client(base_url, TENANT, "not-a-token").servers.list()
 
 
 def test_microversion_headers(nova):

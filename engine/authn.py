@@ -1,0 +1,81 @@
+"""Authentication: from what a request presents to the `Principal` it acts as.
+
+A front lists its resolvers in order (the native API: a bearer token; the Nova facade: X-Auth-Token;
+the web UI, later: its session cookie first). Each resolver looks for its own credential and answers
+None when there is none, a Principal when it is valid, or raises Unauthorized when it is presented but
+not valid -- a bad credential is never passed over for the next one. No Flask here: engine.app hands
+over the request's headers and cookies."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from engine import credentials
+from engine import reasons as R
+from engine.auth import Principal
+from engine.dao import tokens as tokens_dao
+from engine.dao.models import User
+from engine.errors import Unauthorized
+
+
+@dataclass(frozen=True)
+class Presented:
+    """What a request carries that may identify its sender: `header(name)` looks a header up without
+    regard to case (werkzeug's Headers.get), or answers None."""
+
+    header: Callable[[str], str | None]
+    cookies: Mapping[str, str] = field(default_factory=dict)
+
+
+Resolver = Callable[[Session, Presented], Principal | None]
+
+
+def principal_of(user: User) -> Principal:
+    """A user's principal: its projects, and its roles over all of them (admin anywhere is admin)."""
+    return Principal(user.name, roles=frozenset(m.role for m in user.memberships),
+                     projects=frozenset(m.project_id for m in user.memberships))
+
+
+def invalid() -> Unauthorized:
+    reason = R.credential_invalid()
+    return Unauthorized(reason.message, reasons=[reason])
+
+
+def by_token(s: Session, token: str) -> Principal:
+    """The principal of a live token, else Unauthorized. The lookup is by the token's public id and
+    the digests are compared in constant time."""
+    token_id = credentials.token_id_of(token.strip())
+    row = tokens_dao.get(s, token_id) if token_id else None
+    if row is None or not credentials.digest_matches(row.digest, token.strip()) or not tokens_dao.is_live(row):
+        raise invalid()
+    return principal_of(row.user)
+
+
+def bearer(s: Session, presented: Presented) -> Principal | None:
+    """`Authorization: Bearer <token>` (RFC 6750)."""
+    header = presented.header("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise invalid()
+    return by_token(s, token)
+
+
+def x_auth_token(s: Session, presented: Presented) -> Principal | None:
+    """`X-Auth-Token: <token>`, as Keystone's tokens travel to Nova."""
+    token = presented.header("X-Auth-Token")
+    if token is None:
+        return None
+    return by_token(s, token)
+
+
+def resolve(s: Session, presented: Presented, resolvers: Sequence[Resolver]) -> Principal | None:
+    """The principal of the first resolver that finds its credential; None when none is presented."""
+    for resolver in resolvers:
+        principal = resolver(s, presented)
+        if principal is not None:
+            return principal
+    return None
