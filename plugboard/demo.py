@@ -1,6 +1,7 @@
 """`plugboard up`: agent and engine as background processes on this machine, this machine registered
-as a host, and a demo VM (the tiny guest of scripts/build-guest.sh) running with one NIC. Safe to run
-again: what is already up is reused."""
+as a host, and a demo VM (the tiny guest of scripts/build-guest.sh) running with one NIC. The engine
+drives the agent over mutual TLS with the certificates `plugboard pki init` makes in the state dir
+(once). Safe to run again: what is already up is reused."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from plugboard import pki
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_VM, DEMO_NIC, BRIDGE = "demo", "nic1", "pbbr0"
@@ -61,26 +64,50 @@ def _api(method: str, url: str, **kw: Any) -> Any:
     return r.json() if r.content else None
 
 
+def _agent_config(state: Path, guest: Path, port: int, certs: pki.Files) -> Path:
+    """The demo agent's settings: mutual TLS with the certificates of `pki init`, the guest's
+    directory for kernels, the state dir for serial logs."""
+    path = state / "agent.toml"
+    path.write_text(f"""[agent]
+listen = "127.0.0.1:{port}"
+state_dir = "{state / 'agent'}"
+image_dirs = ["{guest}"]
+log_dir = "{state}"
+
+[tls]
+cert = "{certs.agent_cert}"
+key = "{certs.agent_key}"
+ca = "{certs.ca_cert}"
+""", encoding="utf-8")
+    return path
+
+
 def up(args: argparse.Namespace) -> int:
     state = (ROOT / args.state_dir).resolve() if not args.state_dir.is_absolute() else args.state_dir
     state.mkdir(parents=True, exist_ok=True)
     guest = Path(os.environ.get("PLUGBOARD_GUEST_DIR", ROOT / "var" / "guest"))
     if not (guest / "vmlinuz").exists():
         raise UpError(f"no guest kernel in {guest}: run scripts/setup-host.sh (make setup) first")
-    agent_url = f"http://127.0.0.1:{args.agent_port}/jsonrpc"
+    agent_url = f"https://127.0.0.1:{args.agent_port}/jsonrpc"
     api = f"http://127.0.0.1:{args.engine_port}/api"
 
-    _spawn("agent", ["agent", "serve", "--listen", f"127.0.0.1:{args.agent_port}",
-                     "--state-dir", str(state / "agent")], state)
+    certs = pki.init(state / "pki")   # made once; kept on later runs
+    _spawn("agent", ["agent", "serve", "--config", str(_agent_config(state, guest, args.agent_port, certs))], state)
+    tls = {"verify": str(certs.ca_cert), "cert": (str(certs.engine_cert), str(certs.engine_key))}
     _wait("the agent", lambda: requests.post(agent_url, json={"jsonrpc": "2.0", "method": "Host.ping", "id": 1},
-                                             timeout=2).ok, state / "agent.log")
+                                             timeout=2, **tls).ok, state / "agent.log")
     _spawn("engine", ["engine", "serve", "--listen", f"127.0.0.1:{args.engine_port}"], state,
            {"PLUGBOARD_STATE_DIR": str(state / "engine"),
-            "PLUGBOARD_DB_URL": f"sqlite:///{state / 'engine' / 'engine.db'}"})
+            "PLUGBOARD_DB_URL": f"sqlite:///{state / 'engine' / 'engine.db'}",
+            "PLUGBOARD_TLS_CA": str(certs.ca_cert), "PLUGBOARD_TLS_CERT": str(certs.engine_cert),
+            "PLUGBOARD_TLS_KEY": str(certs.engine_key)})
     _wait("the engine", lambda: requests.get(f"{api}/osinfo", timeout=2).ok, state / "engine.log")
 
-    hosts = {h["name"]: h for h in _api("GET", f"{api}/hosts")}
-    host = hosts.get("localhost") or _api("POST", f"{api}/hosts", json={"name": "localhost", "url": agent_url})
+    hosts = _api("GET", f"{api}/hosts")
+    # A state dir from before TLS has this host registered with its http:// URL: add the https one.
+    host = next((h for h in hosts if h["url"] == agent_url), None) or _api(
+        "POST", f"{api}/hosts", json={"name": "localhost" if all(h["name"] != "localhost" for h in hosts)
+                                      else "localhost-tls", "url": agent_url})
     vms = {v["name"]: v for v in _api("GET", f"{api}/vms")}
     vm = vms.get(DEMO_VM)
     if vm is None:
