@@ -88,6 +88,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--db-url")
     up.set_defaults(func=_db_upgrade)
 
+    from plugboard import accounts      # its engine imports are lazy, as here
+    accounts.add_parsers(sub)
+
     demo = sub.add_parser("up", help="bring up agent, engine and a demo VM on this machine")
     demo.add_argument("--state-dir", type=Path, default=Path("var/run"), help="logs, pids, databases")
     demo.add_argument("--engine-port", type=int, default=8080)
