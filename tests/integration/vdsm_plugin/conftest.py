@@ -60,7 +60,11 @@ def agent_hooks(agent_home) -> Path:
 
 
 @pytest.fixture(scope="session")
-def agent_url(agent_home, libvirt_uri):
+def agent_url(agent_home, libvirt_uri, tmp_path_factory):
+    """The agent in this process, plain HTTP on loopback (the development flag); kernels from the
+    test guest's directory, serial logs anywhere under pytest's base temporary directory.
+    tests/integration/vdsm_plugin/test_agent_security.py drives an agent process over mutual TLS."""
+    from tests.integration.guest import guest_dir
     from vdsm_plugin import config, server, verbs
     from vdsm_plugin.agent import Agent
 
@@ -70,6 +74,9 @@ def agent_url(agent_home, libvirt_uri):
     (tmp / "agent.toml").write_text(f"""
 [agent]
 listen = "127.0.0.1:0"
+insecure_dev_http = true
+image_dirs = ["{guest_dir()}"]
+log_dir = "{tmp_path_factory.getbasetemp()}"
 libvirt_uri = "{libvirt_uri}"
 nodedev_uri = "test://{INVENTORY}"
 hooks_dir = "{hooks}"
@@ -82,7 +89,7 @@ pci_passthrough_whitelist = [{{vendor_id = "8086", product_id = "10c9"}}]
 """)
     agent = Agent.start(config.load(tmp / "agent.toml"))
     srv = server.serve(agent, verbs.METHODS)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{srv.server_address[1]}/jsonrpc"
     srv.shutdown()
