@@ -30,7 +30,7 @@ class _Keep:
 KEEP: Final = _Keep()
 
 
-def update_one(s: Session, model: type, pk: Any, values: dict[str, Any], *where: Any) -> bool:
+def update_one(s: Session, model: Any, pk: Any, values: dict[str, Any], *where: Any) -> bool:
     """One row's UPDATE (a compare-and-set when `where` is given): True when the row matched.
 
     A bulk UPDATE bypasses the identity map, so a copy of the row the session already holds takes

@@ -8,15 +8,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from engine.dao._cas import update_one
-from engine.dao.models import HostDevice
-from engine.vocab import ALLOCATED, AVAILABLE, CLAIMED, REMOVED
+from engine.dao.models import HostDevice, new_id, utcnow
+from engine.vocab import ALLOCATED, AVAILABLE, CLAIMED, REMOVED, UNAVAILABLE
 
-__all__ = ["InventoryChange", "from_agent", "upsert_inventory", "get", "get_by_name", "list_for_host",
+__all__ = ["InventoryChange", "from_agent", "identity", "sync", "get", "get_by_name", "list_for_host",
            "list_for_vm", "claim", "allocate", "release", "release_for_vm"]
 
 #: Agent field (Host.hostdevListByCaps, camelCase) -> column.
@@ -26,17 +26,28 @@ _AGENT_KEYS = {
     "portPath": "port_path", "serial": "serial", "pciAddress": "pci_address", "iommuGroup": "iommu_group",
     "driver": "driver", "parent": "parent", "allowed": "allowed",
 }
-#: Columns the inventory describes (the host's facts); status and vm_id are the engine's.
+#: Columns the inventory describes (the host's facts); identity, status, vm_id and present are the engine's.
 INVENTORY_COLUMNS = tuple(_AGENT_KEYS.values())
+CAPABILITIES = ("usb_device", "pci")
 HELD = (CLAIMED, ALLOCATED)
+# What a device no VM holds is: gone, not assignable (the whitelist), or free.
+FREE_STATUS = case((HostDevice.present.is_(False), REMOVED), (HostDevice.allowed.is_(False), UNAVAILABLE),
+                   else_=AVAILABLE)
 
 
 @dataclass
 class InventoryChange:
-    added: list[str] = field(default_factory=list)      # node-device names
-    updated: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    returned: list[str] = field(default_factory=list)   # were 'removed', seen again
+    """What a sync changed, by device id."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)     # facts changed (name, bus/device, whitelist, ...)
+    removed: list[str] = field(default_factory=list)     # gone from the host, no VM held it
+    returned: list[str] = field(default_factory=list)    # were removed, seen again
+    lost: list[str] = field(default_factory=list)        # gone from the host while a VM holds it
+    found: list[str] = field(default_factory=list)       # a VM's lost device is back on the host
+
+    def __bool__(self) -> bool:
+        return any((self.added, self.updated, self.removed, self.returned, self.lost, self.found))
 
 
 def from_agent(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,42 +60,93 @@ def from_agent(item: Mapping[str, Any]) -> dict[str, Any]:
     missing = {"name", "capability", "vendor_id", "product_id"} - out.keys()
     if missing:
         raise ValueError(f"host device {item.get('name')!r} lacks {sorted(missing)}")
+    out.setdefault("allowed", False)
     return out
 
 
-def upsert_inventory(s: Session, host_id: str, inventory: Iterable[Mapping[str, Any]]) -> InventoryChange:
-    """Bring the host's rows to the inventory just read from it: new devices are added as available,
-    known ones get their facts updated (claims untouched), devices seen again after being removed
-    become available, and devices no longer reported are marked removed (a claim keeps its vm_id
-    so the VM's owner can see what disappeared)."""
-    change = InventoryChange()
-    rows = {row.name: row for row in s.scalars(select(HostDevice).where(HostDevice.host_id == host_id))}
-    seen: set[str] = set()
+def identity(facts: Mapping[str, Any]) -> str:
+    """What stays of a device across a pull and a replug: where it is plugged (a USB port path, a PCI
+    address), its ids and its serial -- never the node-device name or bus/device numbers. Another
+    device on a known port is another identity, so it is a new device (Proxmox's "hardware changed")."""
+    place = facts.get("pci_address") if facts["capability"] == "pci" else facts.get("port_path")
+    return ":".join((facts["capability"], str(place or facts["name"]), str(facts["vendor_id"]).lower(),
+                     str(facts["product_id"]).lower(), str(facts.get("serial") or "")))
+
+
+_SYNC_COLUMNS = (HostDevice.id, HostDevice.identity, HostDevice.status, HostDevice.present,
+                 *(getattr(HostDevice, c) for c in INVENTORY_COLUMNS))
+
+
+def sync(s: Session, host_id: str, inventory: Iterable[Mapping[str, Any]], *,
+         capabilities: Iterable[str] = CAPABILITIES) -> InventoryChange:
+    """Bring the host's rows of `capabilities` to the inventory just read from it, in a few statements
+    whatever the host's size (rows are compared as tuples, written in bulk):
+
+    - a new identity is a new row, available (unavailable when the whitelist does not allow it);
+    - a known one gets its facts refreshed (name and bus/device change on every replug); a free device
+      follows the whitelist; a removed one comes back;
+    - a device no longer reported is removed -- unless a VM holds it: then it stays the VM's, with
+      present = false, until the VM lets it go or the device comes back (present again).
+    """
+    caps = tuple(capabilities)
+    reported: dict[str, dict[str, Any]] = {}
     for item in inventory:
-        facts = from_agent(item)
-        name = facts["name"]
-        if name in seen:
-            raise ValueError(f"host device {name!r} reported twice")
-        seen.add(name)
-        row = rows.get(name)
-        if row is None:
-            s.add(HostDevice(host_id=host_id, status=AVAILABLE, **facts))
-            change.added.append(name)
+        seen = from_agent(item)
+        if seen["capability"] not in caps:
             continue
-        if row.status == REMOVED:
-            row.status = AVAILABLE
-            row.vm_id = None
-            change.returned.append(name)
-        if any(getattr(row, k) != v for k, v in facts.items()):
-            for k, v in facts.items():
-                setattr(row, k, v)
-            change.updated.append(name)
-    for name, row in rows.items():
-        if name not in seen and row.status != REMOVED:
-            row.status = REMOVED
-            change.removed.append(name)
-    s.flush()
+        key = identity(seen)
+        if key in reported:
+            raise ValueError(f"host device {key!r} reported twice")
+        reported[key] = seen
+    change = InventoryChange()
+    now = utcnow()
+    updates: list[dict[str, Any]] = []
+    rows = s.execute(select(*_SYNC_COLUMNS).where(HostDevice.host_id == host_id, HostDevice.capability.in_(caps)))
+    for row in rows:
+        facts: dict[str, Any] | None = reported.pop(row.identity, None)
+        values: dict[str, Any] = {}
+        if facts is None:
+            if row.status in HELD and row.present:
+                values["present"] = False
+                change.lost.append(row.id)
+            elif row.status not in HELD and row.status != REMOVED:
+                values["status"] = REMOVED
+                change.removed.append(row.id)
+        else:
+            values = {k: v for k, v in facts.items() if getattr(row, k) != v}
+            if values:
+                change.updated.append(row.id)
+            if row.status in HELD:
+                if not row.present:
+                    values["present"] = True
+                    change.found.append(row.id)
+            else:
+                status = AVAILABLE if facts["allowed"] else UNAVAILABLE
+                if row.status != status:
+                    values["status"] = status
+                if row.status == REMOVED:
+                    change.returned.append(row.id)
+        if values:
+            updates.append({"id": row.id, "updated_at": now, **values})
+    inserts = []
+    for key, new in reported.items():
+        dev_id = new_id()
+        inserts.append({"id": dev_id, "host_id": host_id, "identity": key, "present": True, "updated_at": now,
+                        "status": AVAILABLE if new["allowed"] else UNAVAILABLE, **_all_facts(new)})
+        change.added.append(dev_id)
+    if inserts:
+        s.execute(insert(HostDevice), inserts)
+    if updates:
+        s.execute(update(HostDevice), updates)
+        for values in updates:      # copies the session holds are read again when next used
+            if (obj := s.identity_map.get(identity_key(HostDevice, values["id"]))) is not None:
+                s.expire(obj)
     return change
+
+
+def _all_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """Every inventory column, so that one bulk INSERT takes every row alike."""
+    return {c: facts.get(c) for c in INVENTORY_COLUMNS}
 
 
 def get(s: Session, dev_id: str) -> HostDevice | None:
@@ -92,8 +154,10 @@ def get(s: Session, dev_id: str) -> HostDevice | None:
 
 
 def get_by_name(s: Session, host_id: str, name: str) -> HostDevice | None:
-    return s.scalars(select(HostDevice).where(HostDevice.host_id == host_id,
-                                              HostDevice.name == name)).one_or_none()
+    """The device the host now calls `name` (a removed device may have had that name before)."""
+    return s.scalars(select(HostDevice).where(HostDevice.host_id == host_id, HostDevice.name == name)
+                     .order_by((HostDevice.status == REMOVED).asc(), HostDevice.updated_at.desc())
+                     .limit(1)).first()
 
 
 def list_for_host(s: Session, host_id: str, capability: str | None = None, status: str | None = None,
@@ -128,15 +192,16 @@ def allocate(s: Session, dev_id: str, vm_id: str) -> bool:
 
 
 def release(s: Session, dev_id: str, vm_id: str) -> bool:
-    """claimed|allocated by `vm_id` -> available. False when `vm_id` does not hold it."""
+    """claimed|allocated by `vm_id` -> free again (available; removed if it left the host meanwhile,
+    unavailable if the whitelist no longer allows it). False when `vm_id` does not hold it."""
     return _cas(s, dev_id, [HostDevice.status.in_(HELD), HostDevice.vm_id == vm_id],
-                {"status": AVAILABLE, "vm_id": None})
+                {"status": FREE_STATUS, "vm_id": None})
 
 
 def release_for_vm(s: Session, vm_id: str) -> int:
     """Release every device `vm_id` holds; returns how many."""
     released = s.scalars(update(HostDevice).where(HostDevice.vm_id == vm_id, HostDevice.status.in_(HELD))
-                         .values(status=AVAILABLE, vm_id=None).returning(HostDevice.id)
+                         .values(status=FREE_STATUS, vm_id=None).returning(HostDevice.id)
                          .execution_options(synchronize_session=False)).all()
     for dev_id in released:     # copies the session holds are read again when next used
         if (obj := s.identity_map.get(identity_key(HostDevice, dev_id))) is not None:

@@ -172,15 +172,21 @@ class VmNic(Base):
 
 
 class HostDevice(Base):
+    """One device of a host's inventory. Its identity is what stays when it is pulled and plugged back
+    (a USB device's port path, ids and serial; a PCI function's address and ids), never the node-device
+    name or the bus/device numbers, which the host hands out anew on every plug."""
+
     __tablename__ = "host_devices"
     __table_args__ = (
-        UniqueConstraint("host_id", "name"),
+        UniqueConstraint("host_id", "identity"),
+        Index("ix_host_devices_host_id_name", "host_id", "name"),
         CheckConstraint(f"status {_in(HOSTDEV_STATUSES)}", name="status"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(128))           # libvirt node-device name
+    identity: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(128))           # libvirt node-device name, as last seen
     capability: Mapped[str] = mapped_column(String(16))      # usb_device, pci
     vendor_id: Mapped[str] = mapped_column(String(8))
     product_id: Mapped[str] = mapped_column(String(8))
@@ -198,6 +204,9 @@ class HostDevice(Base):
     status: Mapped[str] = mapped_column(String(16), default=AVAILABLE)
     vm_id: Mapped[str | None] = mapped_column(ForeignKey("vms.id", ondelete="SET NULL"), default=None,
                                               index=True)
+    # False while a device a VM holds is gone from the host: it stays with its VM, flagged.
+    present: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

@@ -43,7 +43,7 @@ def test_deleting_a_vm_removes_its_devices_and_nics_and_releases_host_devices(se
     kept = make_nic(other)
     host = make_host()
     with sessions.begin() as s:
-        host_devices.upsert_inventory(s, host.id, [{"name": "usb_1_2", "capability": "usb_device",
+        host_devices.sync(s, host.id, [{"name": "usb_1_2", "capability": "usb_device",
                                                     "vendorId": "0x1234", "productId": "0x5678", "allowed": True}])
         dev = host_devices.get_by_name(s, host.id, "usb_1_2")
         assert host_devices.claim(s, dev.id, vm.id)

@@ -112,7 +112,7 @@ def test_vm_stopped_settles_every_transition_in_flight_once(sessions, make_vm, m
 
 def _host_device(sessions, host):
     with sessions.begin() as s:
-        host_devices.upsert_inventory(s, host.id, [{"name": "usb_1_4", "capability": "usb_device",
+        host_devices.sync(s, host.id, [{"name": "usb_1_4", "capability": "usb_device",
                                                     "vendorId": "136b", "productId": "0003", "allowed": True}])
     with sessions() as s:
         return host_devices.get_by_name(s, host.id, "usb_1_4").id
