@@ -15,10 +15,13 @@ from typing import Any
 
 import requests
 
-from plugboard import pki
+from plugboard import accounts, pki
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_VM, DEMO_NIC, BRIDGE = "demo", "nic1", "pbbr0"
+TOKEN_FILE = "admin.token"          # in the state dir, mode 0600: the demo administrator's API token
+# Sent on every call to the engine: the demo administrator's token, once up() has it.
+_HEADERS: dict[str, str] = {}
 
 
 class UpError(SystemExit):
@@ -58,7 +61,7 @@ def _wait(what: str, probe, log: Path, timeout: float = 60) -> None:
 
 
 def _api(method: str, url: str, **kw: Any) -> Any:
-    r = requests.request(method, url, timeout=60, **kw)
+    r = requests.request(method, url, timeout=60, headers=_HEADERS, **kw)
     if r.status_code >= 400:
         raise UpError(f"{method} {url} -> {r.status_code}: {r.text}")
     return r.json() if r.content else None
@@ -96,12 +99,16 @@ def up(args: argparse.Namespace) -> int:
     tls = {"verify": str(certs.ca_cert), "cert": (str(certs.engine_cert), str(certs.engine_key))}
     _wait("the agent", lambda: requests.post(agent_url, json={"jsonrpc": "2.0", "method": "Host.ping", "id": 1},
                                              timeout=2, **tls).ok, state / "agent.log")
+    db_url = f"sqlite:///{state / 'engine' / 'engine.db'}"
     _spawn("engine", ["engine", "serve", "--listen", f"127.0.0.1:{args.engine_port}"], state,
            {"PLUGBOARD_STATE_DIR": str(state / "engine"),
-            "PLUGBOARD_DB_URL": f"sqlite:///{state / 'engine' / 'engine.db'}",
+            "PLUGBOARD_DB_URL": db_url,
             "PLUGBOARD_TLS_CA": str(certs.ca_cert), "PLUGBOARD_TLS_CERT": str(certs.engine_cert),
             "PLUGBOARD_TLS_KEY": str(certs.engine_key)})
-    _wait("the engine", lambda: requests.get(f"{api}/osinfo", timeout=2).ok, state / "engine.log")
+    _wait("the engine", lambda: requests.get(f"{api}/openapi.json", timeout=2).ok, state / "engine.log")
+    # The engine has migrated the database: the demo administrator and its token (kept, or made again).
+    token = accounts.demo_token(db_url, state / TOKEN_FILE)
+    _HEADERS["Authorization"] = f"Bearer {token}"
 
     hosts = _api("GET", f"{api}/hosts")
     # A state dir from before TLS has this host registered with its http:// URL: add the https one.
@@ -112,8 +119,8 @@ def up(args: argparse.Namespace) -> int:
     vm = vms.get(DEMO_VM)
     if vm is None:
         vm = _api("POST", f"{api}/vms", json={
-            "name": DEMO_VM, "os_type": "debian_12", "memory_mb": 256, "vcpus": 1, "machine": "pc",
-            "graphics": "spice",
+            "name": DEMO_VM, "project_id": accounts.DEMO_PROJECT, "os_type": "debian_12", "memory_mb": 256,
+            "vcpus": 1, "machine": "pc", "graphics": "spice",
             "boot": {"kernel": str(guest / "vmlinuz"), "initrd": str(guest / "initrd.gz"),
                      "cmdline": "console=ttyS0 quiet panic=-1 rdinit=/init",
                      "serialLog": str(state / "demo-console.log")}})
@@ -127,6 +134,7 @@ def up(args: argparse.Namespace) -> int:
         vm = _api("POST", f"{api}/vms/{vm['id']}/start", json={"host_id": host["id"]})
 
     nic_url = f"{api}/vms/{vm['id']}/nics/{nic['id']}"
+    auth = '-H "Authorization: Bearer $TOKEN"'
     print(f"""
 Plugboard is up.
   engine   {api}   (OpenAPI: {api}/openapi.json)
@@ -134,22 +142,29 @@ Plugboard is up.
   logs     {state}/engine.log, {state}/agent.log, guest console {state}/demo-console.log
   demo VM  {vm['name']} ({vm['id']}), status {vm['status']}, NIC {nic['name']} {nic['mac']} on {BRIDGE}
 
+Every request needs a token. The administrator "{accounts.DEMO_ADMIN}" has one, kept in {state / TOKEN_FILE}:
+  export TOKEN=$(cat {state / TOKEN_FILE})
+Another one (printed once; revoke with `plugboard token revoke ID`), or a member of a project:
+  .venv/bin/plugboard token create --user {accounts.DEMO_ADMIN} --db-url {db_url}
+  .venv/bin/plugboard user add alice --role member --project {accounts.DEMO_PROJECT} --db-url {db_url}
+
 Give the guest ~10 s to boot, then try:
-  curl -s {nic_url}
-  curl -s -X POST {nic_url}/deactivate
-  curl -s -X POST {nic_url}/activate
-  curl -s '{api}/events?vm_id={vm['id']}'
+  curl -s {auth} {nic_url}
+  curl -s {auth} -X POST {nic_url}/deactivate
+  curl -s {auth} -X POST {nic_url}/activate
+  curl -s {auth} '{api}/events?vm_id={vm['id']}'
   grep PB-NETS {state}/demo-console.log | tail -1     # the NICs the guest sees
   grep PB-USBHC {state}/demo-console.log | tail -1    # its USB controllers (EHCI + 3 UHCI companions)
 
 USB controllers are cold plug only (try adding one now: 409, stop the VM first); SPICE USB
 redirection plugs live:
-  curl -s {api}/vms/{vm['id']}/controllers
-  curl -s -X POST -H 'Content-Type: application/json' -d '{{"model": "xhci"}}' {api}/vms/{vm['id']}/controllers
-  curl -s -X POST -H 'Content-Type: application/json' -d '{{"type": "spicevmc"}}' {api}/vms/{vm['id']}/redirdevs
+  curl -s {auth} {api}/vms/{vm['id']}/controllers
+  curl -s {auth} -X POST -H 'Content-Type: application/json' -d '{{"model": "xhci"}}' {api}/vms/{vm['id']}/controllers
+  curl -s {auth} -X POST -H 'Content-Type: application/json' -d '{{"type": "spicevmc"}}' {api}/vms/{vm['id']}/redirdevs
 
-The same VM through the Nova-compatible facade (tenant = the VM's project, "default"):
-  curl -s http://127.0.0.1:{args.engine_port}/v2.1/default/servers/{vm['id']}
+The same VM through the Nova-compatible facade (tenant = the VM's project, "{vm['project_id']}"; the token in
+X-Auth-Token, as Keystone's travel):
+  curl -s -H "X-Auth-Token: $TOKEN" http://127.0.0.1:{args.engine_port}/v2.1/{vm['project_id']}/servers/{vm['id']}
 
 Stop everything with: make stop
 """)
@@ -160,10 +175,11 @@ def down(state: Path, engine_port: int = 8080) -> None:
     """Stop the demo VM through the engine (so its database agrees), then the engine and the agent."""
     api = f"http://127.0.0.1:{engine_port}/api"
     try:
-        for vm in requests.get(f"{api}/vms", timeout=5).json():
+        headers = {"Authorization": f"Bearer {(state / TOKEN_FILE).read_text(encoding='ascii').strip()}"}
+        for vm in requests.get(f"{api}/vms", headers=headers, timeout=5).json():
             if vm["name"] == DEMO_VM and vm["status"] != "down":
-                requests.post(f"{api}/vms/{vm['id']}/stop", json={}, timeout=60)
-    except (requests.RequestException, ValueError, KeyError, TypeError):
+                requests.post(f"{api}/vms/{vm['id']}/stop", json={}, headers=headers, timeout=60)
+    except (OSError, requests.RequestException, ValueError, KeyError, TypeError):
         pass  # the engine is not running: nothing to tell it
     for name in ("engine", "agent"):
         pidfile = state / f"{name}.pid"
