@@ -72,7 +72,11 @@ class PlugboardApi(Api):
 def init_app(app: Flask) -> None:
     for key, value in SETTINGS.items():
         app.config.setdefault(key, value)
-    api = PlugboardApi(app, spec_kwargs={"info": {"description": "Hot- and cold-plug devices of KVM VMs."}})
+    # Every operation needs the bearer token (the document itself is public).
+    api = PlugboardApi(app, spec_kwargs={"info": {"description": "Hot- and cold-plug devices of KVM VMs."},
+                                         "security": [{"bearerToken": []}]})
+    api.spec.components.security_scheme("bearerToken", {"type": "http", "scheme": "bearer",
+                                                        "description": "`plugboard token create --user NAME`"})
     for make_blueprint in BLUEPRINTS:
         api.register_blueprint(make_blueprint())
     app.extensions["plugboard.api"] = api

@@ -1,5 +1,5 @@
 """/api/flavors: list, create, get, delete, and set the extra specs (PUT replaces them, PATCH merges).
-Flavors are for admins once authentication lands."""
+Members may read flavors; creating, removing and changing them is for admins (engine.api.authorize)."""
 from __future__ import annotations
 
 from typing import Any
