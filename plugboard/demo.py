@@ -96,9 +96,10 @@ def up(args: argparse.Namespace) -> int:
 
     certs = pki.init(state / "pki")   # made once; kept on later runs
     _spawn("agent", ["agent", "serve", "--config", str(_agent_config(state, guest, args.agent_port, certs))], state)
-    tls = {"verify": str(certs.ca_cert), "cert": (str(certs.engine_cert), str(certs.engine_key))}
+    client = (str(certs.engine_cert), str(certs.engine_key))
     _wait("the agent", lambda: requests.post(agent_url, json={"jsonrpc": "2.0", "method": "Host.ping", "id": 1},
-                                             timeout=2, **tls).ok, state / "agent.log")
+                                             timeout=2, verify=str(certs.ca_cert), cert=client).ok,
+          state / "agent.log")
     db_url = f"sqlite:///{state / 'engine' / 'engine.db'}"
     _spawn("engine", ["engine", "serve", "--listen", f"127.0.0.1:{args.engine_port}"], state,
            {"PLUGBOARD_STATE_DIR": str(state / "engine"),
