@@ -8,6 +8,7 @@ import pytest
 
 from tests.integration.agentproc import AgentProcess
 from tests.integration.engine.rest import ok
+from tests.unit.engine.tokens import authenticated, issue_token
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,10 @@ def engine_parts(tmp_path_factory):
     hosts = client_factory(cfg)
     app = create_app({"sessions": sessions, "hosts": hosts, "TESTING": True})
     monitor = Monitor.from_config(sessions, hosts, cfg)
-    yield {"app": app, "client": app.test_client(), "sessions": sessions, "hosts": hosts, "monitor": monitor,
-           "config": cfg}
+    # Every request acts as an administrator; engine_parts["client_for"]() makes another such client.
+    token = issue_token(sessions)
+    yield {"app": app, "client": authenticated(app.test_client(), token), "sessions": sessions, "hosts": hosts,
+           "monitor": monitor, "config": cfg, "client_for": lambda: authenticated(app.test_client(), token)}
     hosts.close()
     engine_.dispose()
 

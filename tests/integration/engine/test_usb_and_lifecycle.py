@@ -115,7 +115,7 @@ def test_stop_during_start_never_leaves_an_orphan(api, host, engine_parts, libvi
     answers = {}
 
     def start():
-        answers["start"] = engine_parts["app"].test_client().post(f"/api/vms/{vm['id']}/start", json={})
+        answers["start"] = engine_parts["client_for"]().post(f"/api/vms/{vm['id']}/start", json={})
 
     thread = threading.Thread(target=start)
     thread.start()
