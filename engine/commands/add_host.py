@@ -14,6 +14,7 @@ from engine import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, clusters, hosts as hosts_dao
 from engine.dao.models import Cluster, Host, new_id, utcnow
+from engine.devices import inventory
 from engine.errors import HostCallFailed, HostUnreachable, Reason
 from engine.hostclient import HostClientFactory
 
@@ -89,6 +90,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
                          severity="error", host_code=err.host_code, host_message=err.host_message,
                          host=params.name, url=params.url)
         raise
+    devices = inventory.read_or_warn(sessions, hosts, host)
 
     with common.audited(sessions, "HOST_ADD"), common.unique_name("host", params.name):
         with sessions.begin() as s:
@@ -103,4 +105,6 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
             s.flush()
             audit.record(s, "HOST_ADDED", f"Host {host.name} added to cluster {cluster.name}", host_id=host.id,
                          host=host.name, cluster=cluster.name)
+            if devices is not None:
+                inventory.store(s, host, devices)
             return Outcome(id=host.id, created=True)

@@ -8,6 +8,7 @@ from engine.commands import common
 from engine.commands.outcome import Outcome
 from engine.dao import audit, hosts as hosts_dao
 from engine.dao.models import Host
+from engine.devices import inventory
 from engine.errors import HostCallFailed, HostUnreachable, NotFound, Reason
 from engine.hostclient import HostClientFactory
 from engine.vocab import HOST_UNREACHABLE, HOST_UP
@@ -42,8 +43,11 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
                          f"{err.host_code} {err.host_message}", severity="error", host_id=host.id,
                          host_code=err.host_code, host_message=err.host_message, host=host.name)
         raise
+    devices = inventory.read_or_warn(sessions, hosts, host)
     with sessions.begin() as s:
         hosts_dao.update_capabilities(s, host.id, caps, status=HOST_UP)
         audit.record(s, "HOST_REFRESHED", f"Host {host.name} capabilities refreshed", host_id=host.id,
                      host=host.name)
+        if devices is not None:
+            inventory.store(s, host, devices)
     return Outcome(id=host.id)

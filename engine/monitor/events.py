@@ -4,6 +4,8 @@
     device_removal_failed  the row in 'unplugging' -> plugged again, the error kept
     vm_lifecycle           stopped / crashed / shutdown -> the VM went down (and its domain is to be
                            undefined on the host); suspended -> paused, resumed -> up
+    hostdev_added/removed  a device came to or left the host: its inventory of that capability is read
+                           again once the batch is committed
     anything else          consumed and ignored
 
 Events are applied in the transaction that stores the host's new last_event_seq, so a restart neither
@@ -40,6 +42,7 @@ class Applied:
     """What applying a batch of events left to do once it is committed."""
 
     undefine: list[str] = field(default_factory=list)   # VMs whose shut-off domain the host should drop
+    inventory: set[str] = field(default_factory=set)     # capabilities whose inventory is to be read again
 
 
 def aware(value: datetime | None) -> datetime | None:
@@ -85,7 +88,13 @@ def _lifecycle(s: Session, host: Host, vm: Vm, event: dict[str, Any], applied: A
         vms_dao.set_status_cas(s, vm.id, (PAUSED,), UP)
 
 
+def _hostdev_event(s: Session, host: Host, event: dict[str, Any], applied: Applied) -> None:
+    name = str((event.get("data") or {}).get("name") or "")
+    applied.inventory.add("pci" if name.startswith("pci_") else "usb_device")
+
+
 Handler = Callable[[Session, Host, Vm, dict[str, Any], Applied], None]
+HostHandler = Callable[[Session, Host, dict[str, Any], Applied], None]
 
 #: event kind -> its handler; every other kind is consumed and ignored.
 HANDLERS: dict[str, Handler] = {
@@ -93,9 +102,17 @@ HANDLERS: dict[str, Handler] = {
     "device_removal_failed": _device_event,
     "vm_lifecycle": _lifecycle,
 }
+#: event kind -> its handler, for the events about the host rather than one of its VMs.
+HOST_HANDLERS: dict[str, HostHandler] = {
+    "hostdev_added": _hostdev_event,
+    "hostdev_removed": _hostdev_event,
+}
 
 
 def apply(s: Session, host: Host, event: dict[str, Any], applied: Applied) -> None:
+    if (host_handler := HOST_HANDLERS.get(str(event.get("kind")))) is not None:
+        host_handler(s, host, event, applied)
+        return
     handler = HANDLERS.get(str(event.get("kind")))
     vm_id = event.get("vmId")
     if handler is None or not vm_id:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine import agent_codes
 from engine.dao import audit, devices, hosts as hosts_dao, vms as vms_dao
 from engine.dao.models import Host, Vm
-from engine.devices import state
+from engine.devices import inventory, state
 from engine.devices.state import Subject
 from engine.errors import HostCallFailed, HostUnreachable
 from engine.hostclient import HostClientFactory
@@ -149,7 +149,17 @@ class Monitor:
             hosts_dao.advance_event_seq(s, row.id, events[-1]["seq"])
         for vm_id in applied.undefine:
             self._undefine(row, vm_id)
+        if applied.inventory:
+            self.refresh_inventory(row, applied.inventory, why=" (the host reported a change)")
         return len(events), True
+
+    def refresh_inventory(self, host: Host, capabilities: Any = inventory.CAPABILITIES, *, why: str = "") -> None:
+        """Read the host's devices again and store them; a failure is logged, the next event or
+        reconciliation tries again."""
+        try:
+            inventory.refresh(self._sessions, self._hosts, host, sorted(capabilities), why=why)
+        except (HostUnreachable, HostCallFailed) as err:
+            log.warning("host %s: could not read its devices: %s", host.name, err.message)
 
     def _undefine(self, host: Host, vm_id: str) -> None:
         """Drop the shut-off domain a VM left on its host when it stopped outside the engine."""
@@ -224,7 +234,9 @@ class Monitor:
         return changed
 
     def reconcile_host(self, host: Host, *, startup: bool = False) -> int:
-        """Reconcile every VM the database says runs on `host`. Returns the number of changes."""
+        """Reconcile the host's device inventory and every VM the database says runs on `host`.
+        Returns the number of VM changes."""
+        self.refresh_inventory(host)
         with self._sessions.begin() as s:
             vm_list = list(vms_dao.list_on_host(s, host.id, RUNNING_STATUSES))
         changed = 0

@@ -37,6 +37,7 @@ class ScriptedHost:
         self.unreachable = False
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.on_call: Callable[[str, dict[str, Any]], None] | None = None
+        self.hostdevs: list[dict[str, Any]] = []
 
     def emit(self, kind: str, vm_id: str | None = None, alias: str | None = None, *,
              at: float | None = None, **data: Any) -> int:
@@ -66,6 +67,8 @@ class ScriptedHost:
                                      host_message="Virtual machine does not exist")
             return {"vmId": params["vmId"], "name": "vm", "status": dom["status"],
                     "devices": copy.deepcopy(dom["devices"])}
+        if verb == "Host.hostdevListByCaps":
+            return {"devices": [copy.deepcopy(d) for d in self.hostdevs if d["capability"] in params["caps"]]}
         if verb == "VM.destroy":
             if self.domains.pop(params["vmId"], None) is None:
                 raise HostCallFailed("VM.destroy failed", host=self.name, host_code=1,
@@ -212,6 +215,60 @@ def test_vm_lifecycle_pause_resume_and_others(monitor, agent, host, vm, read):
     assert monitor.run_once(host) == 3
     assert read(Vm, vm.id).status == "up"
     assert read(Host, host.id).last_event_seq == 4
+
+
+def usb_key(name: str, port: str = "1-2", serial: str = "K1") -> dict[str, Any]:
+    return {"name": name, "capability": "usb_device", "vendorId": "0781", "productId": "5567",
+            "portPath": port, "serial": serial, "allowed": True}
+
+
+def test_a_device_plugged_or_pulled_on_the_host_reaches_the_inventory(monitor, agent, host, read, sessions,
+                                                                       audits):
+    from engine.dao import host_devices
+    agent.hostdevs.append(usb_key("usb_1_5"))
+    agent.emit("hostdev_added", None, None, name="usb_1_5")
+    monitor.run_once(host)
+    assert [v for v, p in agent.calls if v == "Host.hostdevListByCaps"] == ["Host.hostdevListByCaps"]
+    assert agent.calls[-1][1] == {"caps": ["usb_device"]}
+    with sessions() as s:
+        (dev,) = host_devices.list_for_host(s, host.id)
+        assert (dev.name, dev.status) == ("usb_1_5", "available")
+    agent.hostdevs.clear()
+    agent.emit("hostdev_removed", None, None, name="usb_1_5")
+    agent.emit("hostdev_removed", None, None, name="usb_1_6")     # one read for a batch of events
+    monitor.run_once(host)
+    assert [v for v, p in agent.calls].count("Host.hostdevListByCaps") == 2
+    assert read(type(dev), dev.id).status == "removed"
+    assert [e.code for e in audits()].count("HOST_DEVICES_SYNCED") == 2
+
+
+def test_a_held_device_that_leaves_the_host_is_told_to_its_vm(monitor, agent, host, vm, sessions, audits):
+    from engine.dao import host_devices
+    agent.hostdevs.append(usb_key("usb_1_5"))
+    monitor.refresh_inventory(host)
+    with sessions.begin() as s:
+        (dev,) = host_devices.list_for_host(s, host.id)
+        assert host_devices.claim(s, dev.id, vm.id) and host_devices.allocate(s, dev.id, vm.id)
+    agent.hostdevs.clear()
+    agent.emit("hostdev_removed", None, None, name="usb_1_5")
+    monitor.run_once(host)
+    lost = [e for e in audits() if e.code == "HOST_DEVICE_LOST"]
+    assert len(lost) == 1 and lost[0].vm_id == vm.id and lost[0].severity == "warning"
+    agent.hostdevs.append(usb_key("usb_1_9"))
+    agent.emit("hostdev_added", None, None, name="usb_1_9")
+    monitor.run_once(host)
+    assert [e.vm_id for e in audits() if e.code == "HOST_DEVICE_FOUND"] == [vm.id]
+
+
+def test_an_unreachable_host_does_not_stop_the_event_batch(monitor, agent, host, read):
+    agent.emit("hostdev_added", None, None, name="usb_1_5")
+
+    def fail_inventory(verb, params):
+        if verb == "Host.hostdevListByCaps":
+            agent.unreachable = True
+    agent.on_call = fail_inventory
+    assert monitor.run_once(host) == 1
+    assert read(Host, host.id).last_event_seq == 1
 
 
 def test_events_apply_in_sequence_order(monitor, agent, host, vm, make_nic, read):

@@ -57,8 +57,8 @@ def test_everything_sent_matches_the_contract(contract, sessions, make_host, mak
     stop_vm.execute(sessions, hosts, stop_vm.Params(vm.id))
 
     sent_verbs = {verb for verb, _ in fake.calls}
-    assert sent_verbs == {"Host.getCapabilities", "Host.getEvents", "VM.create", "VM.hotplugNic", "VM.updateNic",
-                          "VM.hotunplugNic", "VM.destroy"}
+    assert sent_verbs == {"Host.getCapabilities", "Host.getEvents", "Host.hostdevListByCaps", "VM.create",
+                          "VM.hotplugNic", "VM.updateNic", "VM.hotunplugNic", "VM.destroy"}
     for verb, params in fake.calls:
         check(contract, verb, params)
     for device in fake.sent("VM.create")[0]["params"]["devices"]:

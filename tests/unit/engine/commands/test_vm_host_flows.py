@@ -5,7 +5,7 @@ import pytest
 
 from engine.commands import (add_cluster, add_host, add_vm, plug_unplug_nic, refresh_host, remove_vm, run_vm,
                              stop_vm)
-from engine.dao import hosts as hosts_dao
+from engine.dao import host_devices, hosts as hosts_dao
 from engine.errors import HostCallFailed, HostUnreachable, NotFound, ValidationFailed
 from tests.unit.engine.fakehost import FakeHost
 
@@ -192,6 +192,28 @@ def test_add_host_stores_capabilities(sessions, hosts, db):
     assert db.codes() == ["HOST_ADDED"]
 
 
+USB_KEY = {"name": "usb_1_5", "capability": "usb_device", "vendorId": "0781", "productId": "5567",
+           "portPath": "1-2", "serial": "K1", "allowed": True}
+
+
+def test_add_host_stores_its_devices(sessions, hosts, db):
+    hosts.add(FakeHost("h9"))
+    hosts["h9"].hostdevs.append(dict(USB_KEY))
+    out = add_host.execute(sessions, hosts, add_host.Params("h9", "http://127.0.0.1:54321/jsonrpc"))
+    with sessions.begin() as s:
+        (dev,) = host_devices.list_for_host(s, out.id)
+        assert (dev.name, dev.serial, dev.status) == ("usb_1_5", "K1", "available")
+    assert db.codes() == ["HOST_ADDED", "HOST_DEVICES_SYNCED"]
+
+
+def test_a_host_that_cannot_list_its_devices_is_added_with_a_warning(sessions, hosts, db):
+    hosts.add(FakeHost("h9"))
+    hosts["h9"].fail("Host.hostdevListByCaps", "unexpected")
+    out = add_host.execute(sessions, hosts, add_host.Params("h9", "http://127.0.0.1:54321/jsonrpc"))
+    assert out.created
+    assert db.codes() == ["HOST_DEVICES_UNREAD", "HOST_ADDED"]
+
+
 def test_add_unreachable_host_is_not_added(sessions, hosts, db):
     hosts["h9"].unreachable = True
     with pytest.raises(HostUnreachable):
@@ -211,6 +233,11 @@ def test_refresh_host(sessions, hosts, fake, host, db):
     with sessions.begin() as s:
         assert hosts_dao.get(s, host.id).status == "unreachable"
     assert db.codes() == ["HOST_REFRESHED", "HOST_UNREACHABLE"]
+    fake.unreachable = False
+    fake.hostdevs.append(dict(USB_KEY))
+    refresh_host.execute(sessions, hosts, refresh_host.Params(host.id))
+    with sessions.begin() as s:
+        assert [d.name for d in host_devices.list_for_host(s, host.id)] == ["usb_1_5"]
     with pytest.raises(NotFound):
         refresh_host.execute(sessions, hosts, refresh_host.Params("nope"))
 
