@@ -45,10 +45,10 @@ def vm_status_illegal(vm_name: str, status: str, allowed: tuple[str, ...], actio
                   vm=vm_name, status=status, allowed=list(allowed))
 
 
-def os_nic_hotplug_unsupported(vm_name: str, os_type: str) -> Reason:
+def os_nic_hotplug_unsupported(vm_name: str, os_type: str, os_name: str | None = None) -> Reason:
     return reason(OS_NIC_HOTPLUG_UNSUPPORTED,
-                  f"The guest OS {os_type} of VM {vm_name} does not support NIC hot plug; stop the VM first.",
-                  vm=vm_name, os_type=os_type)
+                  f"The guest OS {os_name or os_type} of VM {vm_name} does not support NIC hot plug; stop the VM "
+                  "first.", vm=vm_name, os_type=os_type)
 
 
 def cluster_version_unsupported(cluster_name: str, version: str, minimum: str) -> Reason:

@@ -12,10 +12,15 @@ from engine.dao.models import Host
 from engine.vocab import HOST_UP, RUNNING_STATUSES
 
 
+def networks_of(capabilities: Mapping[str, Any] | None) -> set[str]:
+    """The bridges and libvirt networks a host reported (lists or maps)."""
+    caps = capabilities or {}
+    return set(caps.get("bridges") or ()) | set(caps.get("networks") or ())
+
+
 def has_networks(capabilities: Mapping[str, Any] | None, networks: Iterable[str]) -> bool:
     """Whether every network is a bridge or a libvirt network the host reported."""
-    caps = capabilities or {}
-    known = set(caps.get("bridges") or ()) | set(caps.get("networks") or ())
+    known = networks_of(capabilities)
     return all(n in known for n in networks)
 
 

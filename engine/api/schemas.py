@@ -273,3 +273,19 @@ class FaultSchema(StrictSchema):
     """Every error answer of the API."""
 
     fault = fields.Nested(FaultBodySchema)
+
+
+class VerdictSchema(StrictSchema):
+    allowed = fields.Boolean(required=True)
+    reasons = fields.List(fields.Nested(ReasonSchema), required=True,
+                          metadata={"description": "Every reason the action is refused now (empty when allowed)."})
+
+
+class AllowedSchema(StrictSchema):
+    vm = fields.Dict(keys=fields.String(), values=fields.Nested(VerdictSchema), required=True,
+                     metadata={"description": "start, stop, remove, add_nic, add_active_nic, add_controller, "
+                                              "add_redirdev, add_active_redirdev."})
+    devices = fields.Dict(keys=fields.String(), values=fields.Dict(), required=True,
+                          metadata={"description": "Device id -> {\"kind\": nic | controller | redirdev, and a "
+                                                   "verdict for each action the kind offers: activate, deactivate, "
+                                                   "update, remove}."})

@@ -4,10 +4,10 @@ from __future__ import annotations
 from flask import url_for
 from flask.views import MethodView
 
-from engine.commands import add_vm, remove_vm, run_vm, stop_vm
+from engine.commands import add_vm, allowed, remove_vm, run_vm, stop_vm
 from engine.dao import vms as vms_dao
 from engine.api.common import Blueprint, principal, run, sessions, status_for, visible_vm, visible_vms
-from engine.api.schemas import EmptySchema, VmCreateSchema, VmQuerySchema, VmSchema, VmStartSchema
+from engine.api.schemas import AllowedSchema, EmptySchema, VmCreateSchema, VmQuerySchema, VmSchema, VmStartSchema
 from engine.api.views import vm_view
 
 
@@ -72,5 +72,16 @@ def make_blueprint() -> Blueprint:
             """Stop (destroy) a running VM"""
             outcome = run(stop_vm, vm_id=vm_id)
             return read(vm_id), status_for(outcome)
+
+    @blp.route("/<string:vm_id>/allowed")
+    class VmAllowed(MethodView):
+        @blp.response(200, AllowedSchema)
+        def get(self, vm_id):
+            """What the caller may do now with the VM and each of its devices
+
+            For every action, whether the engine would accept it now and, when not, every reason -- the
+            same checks the action itself runs. Actions that take input are judged with valid input:
+            what is left is what the VM's state allows."""
+            return allowed.for_vm(sessions(), principal(), vm_id)
 
     return blp

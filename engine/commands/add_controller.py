@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from engine import reasons as R
 from engine import usb
 from engine.auth import LOCAL_ADMIN, Principal
@@ -77,14 +79,22 @@ def plan(params: Params, used: list[int]) -> list[usb.Controller]:
     return usb.layout(model, params.count, indexes, ports=params.ports, companions=params.companions)
 
 
+def _existing(s: Session, vm: Vm) -> list[dict[str, Any]]:
+    return [d.spec_params or {} for d in devices.list_for_vm(s, vm.id, type=kinds.CONTROLLER.type)
+            if d.device == "usb"]
+
+
+def check(s: Session, vm: Vm, params: Params) -> list[Reason]:
+    """canDo with its inputs read from the database (what execute checks; nothing changes)."""
+    return validate(params, vm=vm, existing=_existing(s, vm))
+
+
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,
             principal: Principal = LOCAL_ADMIN) -> Outcome:
     with common.audited(sessions, "CONTROLLER_ADD", vm_id=params.vm_id):
         with sessions.begin() as s:
             vm = common.load_vm(s, principal, params.vm_id, for_update=True)
-            existing = [d.spec_params or {} for d in devices.list_for_vm(s, vm.id, type=kinds.CONTROLLER.type)
-                        if d.device == "usb"]
-            found = validate(params, vm=vm, existing=existing)
+            found = check(s, vm, params)
             if found:
                 raise common.refusal(found, f"Cannot add a USB controller to VM {vm.name}.")
             ids = []

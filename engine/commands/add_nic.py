@@ -8,6 +8,9 @@ host's fault (the NIC is then listed, unplugged, and can be activated again).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common
@@ -59,6 +62,20 @@ def validate(params: Params, *, vm: Vm, cluster: Cluster | None, host: Host | No
     return found
 
 
+def _inputs(s: Session, vm: Vm, params: Params) -> dict[str, Any]:
+    """What validate() needs besides the VM."""
+    live = params.active and vm.status == common.UP
+    mac_taken = params.mac is not None and not common.check_mac_format(params.mac) \
+        and nics.mac_in_use(s, params.mac)
+    return {"cluster": clusters.get(s, vm.cluster_id), "host": common.load_host(s, vm) if live else None,
+            "name_in_use": bool(params.name) and nics.name_in_use(s, vm.id, params.name), "mac_in_use": mac_taken}
+
+
+def check(s: Session, vm: Vm, params: Params) -> list[Reason]:
+    """canDo with its inputs read from the database (what execute checks; nothing changes)."""
+    return validate(params, vm=vm, **_inputs(s, vm, params))
+
+
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,
             mac_pool: MacPool | None = None, principal: Principal = LOCAL_ADMIN) -> Outcome:
     pool = mac_pool or MacPool()
@@ -66,13 +83,9 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
         with sessions.begin() as s:
             vm = common.load_vm(s, principal, params.vm_id)
             live = params.active and vm.status == common.UP
-            cluster = clusters.get(s, vm.cluster_id)
-            host = common.load_host(s, vm) if live else None
-            name_taken = bool(params.name) and nics.name_in_use(s, vm.id, params.name)
-            mac_taken = params.mac is not None and not common.check_mac_format(params.mac) \
-                and nics.mac_in_use(s, params.mac)
-            found = validate(params, vm=vm, cluster=cluster, host=host, name_in_use=name_taken,
-                             mac_in_use=mac_taken)
+            inputs = _inputs(s, vm, params)
+            host = inputs["host"]
+            found = validate(params, vm=vm, **inputs)
             if found:
                 raise common.refusal(found, f"Cannot add NIC {params.name} to VM {vm.name}.")
             mac = nics.normalize_mac(params.mac) if params.mac else pool.allocate(s)

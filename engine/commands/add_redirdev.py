@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
 from engine import reasons as R
 from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common, redirdev_rules
@@ -67,14 +69,24 @@ def spec_params(params: Params) -> dict[str, object]:
     return spec
 
 
+def _host(s: Session, vm: Vm, params: Params) -> Host | None:
+    """The host a running VM is on, when the device is to be plugged live."""
+    return common.load_host(s, vm) if params.active and vm.status == UP else None
+
+
+def check(s: Session, vm: Vm, params: Params) -> list[Reason]:
+    """canDo with its inputs read from the database (what execute checks; nothing changes)."""
+    return validate(params, vm=vm, host=_host(s, vm, params), free_ports=redirdev_rules.free_ports(s, vm))
+
+
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,
             principal: Principal = LOCAL_ADMIN) -> Outcome:
     with common.audited(sessions, "REDIRDEV_ADD", vm_id=params.vm_id):
         with sessions.begin() as s:
             vm = common.load_vm(s, principal, params.vm_id, for_update=True)
             is_live = params.active and vm.status == UP
-            host = common.load_host(s, vm) if is_live else None
-            found = validate(params, vm=vm, host=host, free_ports=redirdev_rules.free_ports(s, vm))
+            host = _host(s, vm, params)
+            found = check(s, vm, params)
             if found:
                 raise common.refusal(found, f"Cannot add a USB redirection device to VM {vm.name}.")
             dev = devices.add(s, vm.id, type=kinds.REDIRDEV.type, device=params.type,

@@ -95,7 +95,8 @@ def check_live_nic_hotplug(vm: Vm, cluster: Cluster | None, host: Host | None, n
     cluster's compatibility version, the host, and the network on that host."""
     found: list[Reason] = []
     if not osinfo.os_supports(vm.os_type, osinfo.NIC_HOTPLUG):
-        found.append(R.os_nic_hotplug_unsupported(vm.name, vm.os_type))
+        info = osinfo.get(vm.os_type)
+        found.append(R.os_nic_hotplug_unsupported(vm.name, vm.os_type, info.name if info else None))
     if cluster is not None and not osinfo.cluster_supports(osinfo.NIC_HOTPLUG, cluster.compat_version):
         minimum = ".".join(str(p) for p in osinfo.FEATURE_MIN_CLUSTER_VERSION[osinfo.NIC_HOTPLUG])
         found.append(R.cluster_version_unsupported(cluster.name, cluster.compat_version, minimum))
@@ -137,7 +138,7 @@ def plug_or_unplug(sessions: Sessions, hosts: HostClientFactory, *, vm_id: str, 
         with sessions.begin() as s:
             vm = load_vm(s, principal, vm_id, for_update=True)   # a VM's device set changes one at a time
             dev = load_device(s, vm, device_id, kind)
-            host = load_host(s, vm) if vm.status == UP else None
+            host = running_host(s, vm)
             found = checks(s, vm, dev, host)
             if found:
                 raise refusal(found, f"Cannot {'plug' if plug else 'unplug'} {kind.describe(dev)} of VM {vm.name}.")
@@ -191,6 +192,11 @@ def load_nic(s: Session, vm: Vm, nic_id: str) -> VmNic:
 
 def load_host(s: Session, vm: Vm) -> Host | None:
     return hosts_dao.get(s, vm.run_on_host) if vm.run_on_host else None
+
+
+def running_host(s: Session, vm: Vm) -> Host | None:
+    """The host a live plug or unplug goes to: a running VM's; None when the VM is down."""
+    return load_host(s, vm) if vm.status == UP else None
 
 
 def audit_vm_host_failure(s: Session, err: HostUnreachable | HostCallFailed, *, failed_code: str, action: str,

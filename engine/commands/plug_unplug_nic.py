@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
 from engine import reasons as R
 from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common
@@ -39,14 +41,17 @@ def validate(params: Params, *, vm: Vm, nic: VmNic, device: VmDevice, cluster: C
     return found
 
 
+def check(s: Session, vm: Vm, dev: VmDevice, host: Host | None, params: Params) -> list[Reason]:
+    """canDo with its inputs read from the database; `host` is common.running_host's."""
+    nic = dev.nic
+    assert nic is not None
+    taken = params.plug and nics.mac_in_use(s, nic.mac, exclude_nic_id=nic.id)
+    return validate(params, vm=vm, nic=nic, device=dev, cluster=clusters.get(s, vm.cluster_id), host=host,
+                    mac_in_use=taken)
+
+
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,
             principal: Principal = LOCAL_ADMIN) -> Outcome:
-    def checks(s, vm: Vm, dev: VmDevice, host: Host | None) -> list[Reason]:
-        nic = dev.nic
-        assert nic is not None
-        taken = params.plug and nics.mac_in_use(s, nic.mac, exclude_nic_id=nic.id)
-        return validate(params, vm=vm, nic=nic, device=dev, cluster=clusters.get(s, vm.cluster_id), host=host,
-                        mac_in_use=taken)
-
     return common.plug_or_unplug(sessions, hosts, vm_id=params.vm_id, device_id=params.nic_id, plug=params.plug,
-                                 kind=kinds.NIC, principal=principal, checks=checks)
+                                 kind=kinds.NIC, principal=principal,
+                                 checks=lambda s, vm, dev, host: check(s, vm, dev, host, params))

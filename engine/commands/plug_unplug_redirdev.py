@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
 from engine import reasons as R
 from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common, redirdev_rules
@@ -31,11 +33,14 @@ def validate(params: Params, *, vm: Vm, device: VmDevice, host: Host | None, fre
     return found
 
 
+def check(s: Session, vm: Vm, dev: VmDevice, host: Host | None, params: Params) -> list[Reason]:
+    """canDo with its inputs read from the database; `host` is common.running_host's."""
+    free = redirdev_rules.free_ports(s, vm, besides=dev.id) if params.plug else 1
+    return validate(params, vm=vm, device=dev, host=host, free_ports=free)
+
+
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,
             principal: Principal = LOCAL_ADMIN) -> Outcome:
-    def checks(s, vm: Vm, dev: VmDevice, host: Host | None) -> list[Reason]:
-        free = redirdev_rules.free_ports(s, vm, besides=dev.id) if params.plug else 1
-        return validate(params, vm=vm, device=dev, host=host, free_ports=free)
-
     return common.plug_or_unplug(sessions, hosts, vm_id=params.vm_id, device_id=params.redirdev_id,
-                                 plug=params.plug, kind=kinds.REDIRDEV, principal=principal, checks=checks)
+                                 plug=params.plug, kind=kinds.REDIRDEV, principal=principal,
+                                 checks=lambda s, vm, dev, host: check(s, vm, dev, host, params))

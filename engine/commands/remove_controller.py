@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
 from engine import reasons as R
 from engine import usb
 from engine.auth import LOCAL_ADMIN, Principal
@@ -63,14 +65,24 @@ def group(controller: VmDevice, others: list[VmDevice]) -> list[VmDevice]:
                            == spec.get("index") and (d.spec_params or {}).get("model") in usb.COMPANION_MODELS]
 
 
+def _others(s: Session, vm: Vm, controller: VmDevice) -> list[VmDevice]:
+    return [d for d in devices.list_for_vm(s, vm.id) if d.id != controller.id]
+
+
+def check(s: Session, vm: Vm, params: Params) -> list[Reason]:
+    """canDo with its inputs read from the database (what execute checks; nothing changes)."""
+    controller = common.load_device(s, vm, params.controller_id, kinds.CONTROLLER)
+    return validate(params, vm=vm, controller=controller, others=_others(s, vm, controller))
+
+
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,
             principal: Principal = LOCAL_ADMIN) -> Outcome:
     with common.audited(sessions, "CONTROLLER_REMOVE", vm_id=params.vm_id, device_id=params.controller_id):
         with sessions.begin() as s:
             vm = common.load_vm(s, principal, params.vm_id, for_update=True)
             controller = common.load_device(s, vm, params.controller_id, kinds.CONTROLLER)
-            others = [d for d in devices.list_for_vm(s, vm.id) if d.id != controller.id]
-            found = validate(params, vm=vm, controller=controller, others=others)
+            others = _others(s, vm, controller)
+            found = check(s, vm, params)
             if found:
                 raise common.refusal(found, f"Cannot remove {kinds.CONTROLLER.describe(controller)} of VM {vm.name}.")
             for dev in group(controller, others):

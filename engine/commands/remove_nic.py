@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
 from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common
 from engine import reasons as R
@@ -29,13 +31,19 @@ def validate(params: Params, *, vm: Vm, nic: VmNic, device: VmDevice) -> list[Re
     return found
 
 
+def check(s: Session, vm: Vm, params: Params) -> list[Reason]:
+    """canDo with its inputs read from the database (what execute checks; nothing changes)."""
+    nic = common.load_nic(s, vm, params.nic_id)
+    return validate(params, vm=vm, nic=nic, device=nic.device)
+
+
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,
             principal: Principal = LOCAL_ADMIN) -> Outcome:
     with common.audited(sessions, "NIC_REMOVE", vm_id=params.vm_id, device_id=params.nic_id):
         with sessions.begin() as s:
             vm = common.load_vm(s, principal, params.vm_id)
             nic = common.load_nic(s, vm, params.nic_id)
-            found = validate(params, vm=vm, nic=nic, device=nic.device)
+            found = check(s, vm, params)
             if found:
                 raise common.refusal(found, f"Cannot remove NIC {nic.name} of VM {vm.name}.")
             name, mac = nic.name, nic.mac

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
 from engine import reasons as R
 from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common
@@ -29,13 +31,18 @@ def validate(params: Params, *, vm: Vm, device: VmDevice) -> list[Reason]:
     return []
 
 
+def check(s: Session, vm: Vm, params: Params) -> list[Reason]:
+    """canDo with its inputs read from the database (what execute checks; nothing changes)."""
+    return validate(params, vm=vm, device=common.load_device(s, vm, params.redirdev_id, kinds.REDIRDEV))
+
+
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,
             principal: Principal = LOCAL_ADMIN) -> Outcome:
     with common.audited(sessions, "REDIRDEV_REMOVE", vm_id=params.vm_id, device_id=params.redirdev_id):
         with sessions.begin() as s:
             vm = common.load_vm(s, principal, params.vm_id)
             dev = common.load_device(s, vm, params.redirdev_id, kinds.REDIRDEV)
-            found = validate(params, vm=vm, device=dev)
+            found = check(s, vm, params)
             if found:
                 raise common.refusal(found, f"Cannot remove {kinds.REDIRDEV.describe(dev)} of VM {vm.name}.")
             name = kinds.REDIRDEV.describe(dev)

@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from engine import scheduler
 from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common
@@ -20,6 +22,7 @@ from engine.dao.models import Cluster, Host, Vm, VmDevice
 from engine.errors import Conflict, HostCallFailed, HostUnreachable, Reason
 from engine.devices import kinds
 from engine.hostclient import HostClientFactory
+
 from engine.vocab import DOWN, POWERING_UP, STABLE, UP
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,22 @@ def validate(params: Params, *, vm: Vm, cluster: Cluster | None, host: Host | No
     return found
 
 
+def _inputs(s: Session, vm: Vm, params: Params) -> tuple[dict[str, Any], list[VmDevice]]:
+    """What validate() needs besides the VM, and the plugged devices VM.create gets."""
+    cluster = clusters.get(s, vm.cluster_id)
+    plugged = list(devices.list_for_vm(s, vm.id, plugged=True))
+    networks = sorted({d.nic.network for d in plugged if d.nic is not None})
+    in_flight = [d for d in devices.list_for_vm(s, vm.id) if d.plug_state != STABLE]
+    host = hosts_dao.get(s, params.host_id) if params.host_id is not None else \
+        scheduler.select_host(s, cluster_id=vm.cluster_id, networks=networks)
+    return {"cluster": cluster, "host": host, "networks": networks, "in_flight": in_flight}, plugged
+
+
+def check(s: Session, vm: Vm, params: Params) -> list[Reason]:
+    """canDo with its inputs read from the database (what execute checks; nothing changes)."""
+    return validate(params, vm=vm, **_inputs(s, vm, params)[0])
+
+
 def vm_params(vm: Vm, plugged: list[VmDevice]) -> dict[str, Any]:
     """VM.create's `params` (schema/verbs.yaml vmParams)."""
     params: dict[str, Any] = {"name": vm.name, "memSize": vm.memory_mb, "vcpus": vm.vcpus,
@@ -74,17 +93,11 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
     with common.audited(sessions, "VM_START", vm_id=params.vm_id):
         with sessions.begin() as s:
             vm = common.load_vm(s, principal, params.vm_id)
-            cluster = clusters.get(s, vm.cluster_id)
-            plugged_devices = list(devices.list_for_vm(s, vm.id, plugged=True))
-            networks = sorted({d.nic.network for d in plugged_devices if d.nic is not None})
-            in_flight = [d for d in devices.list_for_vm(s, vm.id) if d.plug_state != STABLE]
-            if params.host_id is not None:
-                host = hosts_dao.get(s, params.host_id)
-            else:
-                host = scheduler.select_host(s, cluster_id=vm.cluster_id, networks=networks)
-            found = validate(params, vm=vm, cluster=cluster, host=host, networks=networks, in_flight=in_flight)
+            inputs, plugged_devices = _inputs(s, vm, params)
+            found = validate(params, vm=vm, **inputs)
             if found:
                 raise common.refusal(found, f"Cannot run VM {vm.name}.")
+            host = inputs["host"]
             assert host is not None
             create: dict[str, Any] = {"vmId": vm.id, "params": vm_params(vm, plugged_devices)}
             by_alias = {d.alias: d.id for d in plugged_devices}

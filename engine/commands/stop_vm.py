@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
 from engine import agent_codes
 from engine import reasons as R
 from engine.auth import LOCAL_ADMIN, Principal
@@ -35,12 +37,17 @@ def validate(params: Params, *, vm: Vm) -> list[Reason]:
     return []
 
 
+
+def check(s: Session, vm: Vm, params: Params) -> list[Reason]:
+    """canDo as execute checks it (the VM is all it needs)."""
+    return validate(params, vm=vm)
+
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,
             principal: Principal = LOCAL_ADMIN) -> Outcome:
     with common.audited(sessions, "VM_STOP", vm_id=params.vm_id):
         with sessions.begin() as s:
             vm = common.load_vm(s, principal, params.vm_id)
-            found = validate(params, vm=vm)
+            found = check(s, vm, params)
             if found:
                 raise common.refusal(found, f"Cannot stop VM {vm.name}.")
             vm_name, status = vm.name, vm.status

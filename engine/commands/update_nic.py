@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common
 from engine import reasons as R
@@ -79,6 +81,21 @@ def validate(params: Params, *, vm: Vm, nic: VmNic, device: VmDevice, name_in_us
     return found
 
 
+def _taken(s: Session, vm: Vm, nic: VmNic, params: Params) -> dict[str, bool]:
+    """validate()'s name_in_use and mac_in_use for the changes asked."""
+    wanted = changes(params, nic)
+    name_taken = "name" in wanted and nics.name_in_use(s, vm.id, wanted["name"], exclude_nic_id=nic.id)
+    mac_taken = "mac" in wanted and not common.check_mac_format(params.mac or "") \
+        and nics.mac_in_use(s, wanted["mac"], exclude_nic_id=nic.id)
+    return {"name_in_use": name_taken, "mac_in_use": mac_taken}
+
+
+def check(s: Session, vm: Vm, params: Params) -> list[Reason]:
+    """canDo with its inputs read from the database (what execute checks; nothing changes)."""
+    nic = common.load_nic(s, vm, params.nic_id)
+    return validate(params, vm=vm, nic=nic, device=nic.device, **_taken(s, vm, nic, params))
+
+
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,
             principal: Principal = LOCAL_ADMIN) -> Outcome:
     with common.audited(sessions, "NIC_UPDATE", vm_id=params.vm_id, device_id=params.nic_id), \
@@ -88,10 +105,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
             nic = common.load_nic(s, vm, params.nic_id)
             device = nic.device
             wanted = changes(params, nic)
-            name_taken = "name" in wanted and nics.name_in_use(s, vm.id, wanted["name"], exclude_nic_id=nic.id)
-            mac_taken = "mac" in wanted and not common.check_mac_format(params.mac or "") \
-                and nics.mac_in_use(s, wanted["mac"], exclude_nic_id=nic.id)
-            found = validate(params, vm=vm, nic=nic, device=device, name_in_use=name_taken, mac_in_use=mac_taken)
+            found = validate(params, vm=vm, nic=nic, device=device, **_taken(s, vm, nic, params))
             if found:
                 raise common.refusal(found, f"Cannot update NIC {nic.name} of VM {vm.name}.")
             live = "linked" in wanted and vm.status == UP and device.is_plugged

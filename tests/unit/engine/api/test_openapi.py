@@ -13,6 +13,7 @@ EXPECTED = {
     "/api/vms/{vm_id}": {"get", "delete"},
     "/api/vms/{vm_id}/start": {"post"},
     "/api/vms/{vm_id}/stop": {"post"},
+    "/api/vms/{vm_id}/allowed": {"get"},
     "/api/vms/{vm_id}/nics": {"get", "post"},
     "/api/vms/{vm_id}/nics/{nic_id}": {"get", "put", "patch", "delete"},
     "/api/vms/{vm_id}/nics/{nic_id}/activate": {"post"},

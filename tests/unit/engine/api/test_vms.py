@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from engine.dao import vms as vms_dao
 from tests.unit.engine.api.conftest import fault_of, reason_codes
+from tests.unit.engine.tokens import authenticated, issue_token
 
 
 def test_create_get_list_vm(client):
@@ -116,3 +117,20 @@ def test_start_with_unknown_field_is_400(client, new_vm):
     r = client.post(f"/api/vms/{vm['id']}/start", json={"host": "h"})
     assert r.status_code == 400
     assert fault_of(r)["reasons"][0]["vars"]["field"] == "host"
+
+
+def test_allowed_tells_each_action_and_its_reasons(app, sessions, client, running_vm):
+    vm_id = running_vm["id"]
+    r = client.post(f"/api/vms/{vm_id}/nics", json={"name": "n1", "network": "ovirtmgmt", "active": False})
+    assert r.status_code == 201, r.get_json()
+    nic_id = r.get_json()["id"]
+    r = client.get(f"/api/vms/{vm_id}/allowed")
+    assert r.status_code == 200, r.get_json()
+    body = r.get_json()
+    assert body["vm"]["stop"] == {"allowed": True, "reasons": []}
+    assert [x["code"] for x in body["vm"]["remove"]["reasons"]] == ["VM_NOT_DOWN"]
+    assert [x["code"] for x in body["vm"]["add_controller"]["reasons"]] == ["NOT_HOTPLUGGABLE"]
+    assert body["devices"][nic_id]["kind"] == "nic" and body["devices"][nic_id]["activate"]["allowed"]
+    other = authenticated(app.test_client(), issue_token(sessions, "stranger", "member", project="elsewhere"))
+    assert other.get(f"/api/vms/{vm_id}/allowed").status_code == 404
+    assert app.test_client().get(f"/api/vms/{vm_id}/allowed").status_code == 401

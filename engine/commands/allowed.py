@@ -1,0 +1,107 @@
+"""What a principal may do now with a VM and with each of its devices, and for every refused action
+each reason: the answer of the commands' own `check()` -- the canDo their `execute` runs -- read in
+one transaction that changes nothing. It backs GET /api/vms/{id}/allowed and the UI's buttons, so no
+rule is written twice.
+
+Actions that take input (a new NIC's name and network, a controller's model) are asked with input
+that passes the input checks, so that what is left is what the VM's state allows: "can a NIC be
+activated on this VM now", not "is this name free".
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy.orm import Session
+
+from engine import scheduler
+from engine.auth import Principal
+from engine.commands import (add_controller, add_nic, add_redirdev, common, plug_unplug_nic,
+                             plug_unplug_redirdev, remove_controller, remove_nic, remove_redirdev, remove_vm,
+                             run_vm, stop_vm, update_nic)
+from engine.dao import devices
+from engine.dao.models import Vm, VmDevice
+from engine.devices import kinds
+from engine.errors import Reason
+
+Verdict = dict[str, Any]
+
+# The probe's input for actions that take some: valid, so that only the VM's state can refuse.
+PROBE_CONTROLLER_MODEL = "qemu-xhci"
+PROBE_REDIRDEV_TYPE = "spicevmc"
+
+
+def verdict(reasons: list[Reason]) -> Verdict:
+    return {"allowed": not reasons, "reasons": [r.to_dict() for r in reasons]}
+
+
+def _probe_name() -> str:
+    return f"probe-{uuid4().hex[:12]}"
+
+
+def _probe_network(s: Session, vm: Vm) -> str:
+    """A network a new active NIC could use: one of the running VM's host (none: the check says so)."""
+    host = common.running_host(s, vm)
+    known = sorted(scheduler.networks_of(host.capabilities if host else None))
+    return known[0] if known else "default"
+
+
+def _vm_actions(s: Session, vm: Vm) -> dict[str, Verdict]:
+    network = _probe_network(s, vm)
+    return {
+        "start": verdict(run_vm.check(s, vm, run_vm.Params(vm.id))),
+        "stop": verdict(stop_vm.check(s, vm, stop_vm.Params(vm.id))),
+        "remove": verdict(remove_vm.check(s, vm, remove_vm.Params(vm.id))),
+        "add_nic": verdict(add_nic.check(s, vm, add_nic.Params(vm.id, _probe_name(), network, active=False))),
+        "add_active_nic": verdict(add_nic.check(s, vm, add_nic.Params(vm.id, _probe_name(), network))),
+        "add_controller": verdict(add_controller.check(
+            s, vm, add_controller.Params(vm.id, model=PROBE_CONTROLLER_MODEL))),
+        "add_redirdev": verdict(add_redirdev.check(
+            s, vm, add_redirdev.Params(vm.id, type=PROBE_REDIRDEV_TYPE, active=False))),
+        "add_active_redirdev": verdict(add_redirdev.check(s, vm, add_redirdev.Params(vm.id, type=PROBE_REDIRDEV_TYPE))),
+    }
+
+
+def _nic(s: Session, vm: Vm, dev: VmDevice) -> dict[str, Verdict]:
+    host = common.running_host(s, vm)
+    plug = {action: verdict(plug_unplug_nic.check(s, vm, dev, host, plug_unplug_nic.Params(vm.id, dev.id, on)))
+            for action, on in (("activate", True), ("deactivate", False))}
+    rename = update_nic.Params(vm.id, dev.id, name=_probe_name())
+    return {**plug, "update": verdict(update_nic.check(s, vm, rename)),
+            "remove": verdict(remove_nic.check(s, vm, remove_nic.Params(vm.id, dev.id)))}
+
+
+def _redirdev(s: Session, vm: Vm, dev: VmDevice) -> dict[str, Verdict]:
+    host = common.running_host(s, vm)
+    plug = {action: verdict(plug_unplug_redirdev.check(s, vm, dev, host,
+                                                       plug_unplug_redirdev.Params(vm.id, dev.id, on)))
+            for action, on in (("activate", True), ("deactivate", False))}
+    return {**plug, "remove": verdict(remove_redirdev.check(s, vm, remove_redirdev.Params(vm.id, dev.id)))}
+
+
+def _controller(s: Session, vm: Vm, dev: VmDevice) -> dict[str, Verdict]:
+    return {"remove": verdict(remove_controller.check(s, vm, remove_controller.Params(vm.id, dev.id)))}
+
+
+#: device kind -> the actions a device of that kind offers. A kind missing here offers none yet.
+DEVICE_ACTIONS: dict[kinds.DeviceKind, tuple[str, Callable[[Session, Vm, VmDevice], dict[str, Verdict]]]] = {
+    kinds.NIC: ("nic", _nic),
+    kinds.REDIRDEV: ("redirdev", _redirdev),
+    kinds.CONTROLLER: ("controller", _controller),
+}
+
+
+def for_vm(sessions: common.Sessions, principal: Principal, vm_id: str) -> dict[str, Any]:
+    """{"vm": {action: verdict}, "devices": {device id: {"kind": ..., action: verdict}}} for the VM the
+    principal sees (another project's VM is not found, as everywhere)."""
+    with sessions() as s:
+        vm = common.load_vm(s, principal, vm_id)
+        out: dict[str, Any] = {"vm": _vm_actions(s, vm), "devices": {}}
+        for dev in devices.list_for_vm(s, vm.id):
+            entry = DEVICE_ACTIONS.get(kinds.of(dev))
+            if entry is not None:
+                name, actions = entry
+                out["devices"][dev.id] = {"kind": name, **actions(s, vm, dev)}
+        s.rollback()        # nothing was written; end the read at once
+        return out
