@@ -4,11 +4,11 @@ device core's live runner), plugged at the next start of a stopped one.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from engine import agent_patterns
 from engine import reasons as R
 from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common, redirdev_rules
@@ -20,7 +20,6 @@ from engine.errors import Reason
 from engine.hostclient import HostClientFactory
 from engine.vocab import PLUG_STATUSES, UP
 
-HOST_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,253}$")
 MODES = ("connect", "bind")
 
 
@@ -43,7 +42,7 @@ def validate(params: Params, *, vm: Vm, host: Host | None, free_ports: int) -> l
     if params.type not in redirdev_rules.TYPES:
         found.append(R.redirdev_type_unsupported(params.type))
     elif params.type == "tcp":
-        if not params.host or not HOST_RE.match(params.host):
+        if not agent_patterns.matches("hostname", params.host):
             found.append(R.field_invalid("host", params.host, "a host name or address, for type tcp"))
         if not isinstance(params.port, int) or not 1 <= params.port <= 65535:
             found.append(R.field_invalid("port", params.port, "1 to 65535, for type tcp"))

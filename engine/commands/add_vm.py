@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from engine import agent_patterns
 from engine import flavor_specs, osinfo, usb
 from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common
@@ -23,7 +24,6 @@ from engine.errors import Reason
 from engine.hostclient import HostClientFactory
 
 # The agent's vmParams rules (schema/verbs.yaml), checked here so that a VM that exists can run.
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 PROPERTY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MEMORY_MB = (16, 1048576)
 VCPUS = (1, 288)
@@ -80,8 +80,9 @@ def check_custom_properties(props: dict[str, Any] | None) -> list[Reason]:
     for key, value in (props or {}).items():
         if not isinstance(key, str) or not PROPERTY_RE.match(key):
             found.append(R.field_invalid("custom_properties", key, "names are letters, digits and '_'"))
-        elif not isinstance(value, str) or len(value) > 4096:
-            found.append(R.field_invalid(f"custom_properties.{key}", value, "a string of at most 4096 characters"))
+        elif not agent_patterns.matches("text", value) or len(value) > 4096:
+            found.append(R.field_invalid(f"custom_properties.{key}", value,
+                                         "a string of at most 4096 characters, without control characters"))
     return found
 
 
@@ -126,7 +127,7 @@ def validate(params: Params, *, cluster: Cluster | None, name_in_use: bool,
     """`flavor`: the row of params.flavor_id (None when there is none or it does not exist)."""
     found: list[Reason] = []
     size = settings(params, flavor)
-    if not NAME_RE.match(params.name or ""):
+    if not agent_patterns.matches("name", params.name):
         found.append(R.name_invalid("VM", params.name, "1-64 letters, digits, '_', '.', '-'"))
     elif name_in_use:
         found.append(R.name_in_use("VM", params.name))
@@ -145,10 +146,12 @@ def validate(params: Params, *, cluster: Cluster | None, name_in_use: bool,
     for key, value in (params.boot or {}).items():
         if key not in BOOT_KEYS:
             found.append(R.field_invalid(f"boot.{key}", value, f"boot settings are {', '.join(BOOT_KEYS)}"))
-        elif key in BOOT_PATHS and value and not (isinstance(value, str) and value.startswith("/")):
-            found.append(R.field_invalid(f"boot.{key}", value, "an absolute path"))
-        elif key == "cmdline" and (not isinstance(value, str) or len(value) > 2048):
-            found.append(R.field_invalid("boot.cmdline", value, "a string of at most 2048 characters"))
+        elif key in BOOT_PATHS and value and not agent_patterns.matches("hostPath", value):
+            found.append(R.field_invalid(f"boot.{key}", value, "an absolute path, without control characters or "
+                                         "any of < > & ' \""))
+        elif key == "cmdline" and (not agent_patterns.matches("text", value) or len(value) > 2048):
+            found.append(R.field_invalid("boot.cmdline", value, "a string of at most 2048 characters, without "
+                                         "control characters"))
         elif key == "pciePorts" and (not isinstance(value, int) or not 0 <= value <= 30):
             found.append(R.field_invalid("boot.pciePorts", value, "between 0 and 30"))
     found += check_custom_properties(params.custom_properties)

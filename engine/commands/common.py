@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine import agent_patterns
 from engine import osinfo, scheduler
 from engine import reasons as R
 from engine.auth import Principal
@@ -24,7 +25,6 @@ from engine.hostclient import HostClientFactory
 from engine.vocab import DOWN, PLUG_STATUSES, RUNNING_STATUSES, STABLE, UP
 
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-NETWORK_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 Sessions = sessionmaker[Session]
 
@@ -82,7 +82,7 @@ def check_mac_format(mac: str) -> list[Reason]:
 
 
 def check_network_name(network: str) -> list[Reason]:
-    return [] if NETWORK_RE.match(network or "") else [R.network_name_invalid(network)]
+    return [] if agent_patterns.matches("token", network) else [R.network_name_invalid(network)]
 
 
 def host_has_network(capabilities: dict[str, Any] | None, network: str) -> bool:

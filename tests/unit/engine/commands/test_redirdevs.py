@@ -135,7 +135,9 @@ def test_add_tcp_to_running_vm_sends_host_and_port(sessions, hosts, fake, up_vm)
 @pytest.mark.parametrize("fields, missing", [({}, ["host", "port"]), ({"host": "10.0.0.5"}, ["port"]),
                                              ({"port": 4000}, ["host"]),
                                              ({"host": "10.0.0.5", "port": 0}, ["port"]),
-                                             ({"host": "a b", "port": 4000}, ["host"])])
+                                             ({"host": "a b", "port": 4000}, ["host"]),
+                                             ({"host": "usbsrv\n", "port": 4000}, ["host"]),
+                                             ({"host": "h'/><evil/>", "port": 4000}, ["host"])])
 def test_add_tcp_without_a_valid_host_and_port_is_refused(sessions, hosts, fake, down_vm, db, fields, missing):
     err = refused(sessions, db, fake, "REDIRDEV_ADD", lambda: add(sessions, hosts, down_vm, "tcp", **fields),
                   *["FIELD_INVALID"] * len(missing))

@@ -144,8 +144,9 @@ def test_add_nic_name_in_use():
     assert codes(add(name_in_use=True)) == ["NAME_IN_USE"]
 
 
-def test_add_nic_network_name_invalid():
-    assert codes(add(network="br 0", vm=a_vm(status="down"))) == ["NETWORK_NAME_INVALID"]
+@pytest.mark.parametrize("network", ["br 0", "br0\n", "br0'/><evil/>", "br\u00070"])
+def test_add_nic_network_name_invalid(network):
+    assert codes(add(network=network, vm=a_vm(status="down"))) == ["NETWORK_NAME_INVALID"]
 
 
 def test_add_nic_model_unsupported():
@@ -345,6 +346,28 @@ def test_add_vm_passes():
 
 def test_add_vm_name_invalid():
     assert codes(addvm(name="my vm")) == ["NAME_INVALID"]
+
+
+@pytest.mark.parametrize("name", ["vm9\n", "vm<9>", "vm 9", "", "v" * 65])
+def test_add_vm_name_outside_the_agents_pattern(name):
+    assert codes(addvm(name=name)) == ["NAME_INVALID"]
+
+
+@pytest.mark.parametrize("boot, field", [
+    ({"cmdline": "console=ttyS0\u0007"}, "boot.cmdline"),          # a VM that could never start
+    ({"cmdline": "a\nb"}, "boot.cmdline"),
+    ({"kernel": "/boot/vmlinuz\n"}, "boot.kernel"),
+    ({"initrd": "/boot/<evil/>"}, "boot.initrd"),
+    ({"serialLog": "relative.log"}, "boot.serialLog"),
+])
+def test_add_vm_boot_strings_outside_the_agents_patterns(boot, field):
+    found = addvm(boot=boot)
+    assert codes(found) == ["FIELD_INVALID"] and found[0].vars["field"] == field
+
+
+def test_add_vm_custom_property_with_a_control_character():
+    found = addvm(custom_properties={"mode": "x\u001b[2J"})
+    assert codes(found) == ["FIELD_INVALID"] and found[0].vars["field"] == "custom_properties.mode"
 
 
 def test_add_vm_name_in_use():
