@@ -1,18 +1,18 @@
 """The engine's Flask application factory. Nothing happens at import time: `create_app(config)` builds
-an app that mounts every front -- the native API (/api), the Nova-compatible facade (/v2, /v2.1, /v3)
--- installs the one fault mapper (engine.faults), which answers each front in its own shape, and
-authenticates every request in one place (`_authenticate`), before any route runs."""
+an app that mounts every front -- the native API (/api), the Nova-compatible facade (/v2, /v2.1, /v3),
+the web UI (/ui) -- installs the one fault mapper (engine.faults), which answers each front in its own
+shape, and authenticates every request in one place (`_authenticate`), before any route runs."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g, request, session
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import UnsupportedMediaType
 
-from engine import api, authn, faults, nova
+from engine import api, authn, faults, nova, ui
 from engine import reasons as R
 from engine.auth import Principal
 from engine.dao import audit
@@ -29,6 +29,8 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 def _require_json() -> None:
     """A body, when there is one, must be JSON: refuse other content types with a 415 instead of
     reading them as an empty object."""
+    if request.blueprint == ui.NAME:
+        return      # the UI posts HTML forms
     if request.method in _BODY_METHODS and (request.content_length or request.get_data(cache=True)):
         if not request.is_json:
             raise UnsupportedMediaType()
@@ -46,15 +48,19 @@ class Front:
     authorize: Callable[[Principal, str, str, str], None]
 
 
-#: The web UI's front will put its session cookie first in its own chain.
+#: The native API takes tokens only, never the UI's cookie: a cookie rides along with cross-site requests,
+#: and the UI runs the commands itself, so the API needs no CSRF defence.
 NATIVE = Front((authn.bearer,), "send Authorization: Bearer <token>", 'Bearer realm="plugboard"',
                api.PUBLIC_ENDPOINTS, api.authorize)
 NOVA = Front((authn.x_auth_token,), "send X-Auth-Token: <token>", 'X-Auth-Token realm="plugboard"',
              nova.PUBLIC_ENDPOINTS, nova.authorize)
+UI = Front((authn.ui_session,), "log in at /ui/login", 'Cookie realm="plugboard"', ui.PUBLIC_ENDPOINTS,
+           ui.authorize)
 
 
 def _front() -> Front:
-    return NOVA if (request.blueprint or "").partition(".")[0] == nova.NAME else NATIVE
+    top = (request.blueprint or "").partition(".")[0]
+    return NOVA if top == nova.NAME else UI if top == ui.NAME else NATIVE
 
 
 def _authenticate() -> None:
@@ -69,7 +75,8 @@ def _authenticate() -> None:
     challenge = {"WWW-Authenticate": front.challenge}
     try:
         with current_app.config["sessions"]() as s:
-            principal = authn.resolve(s, authn.Presented(request.headers.get, request.cookies), front.resolvers)
+            presented = authn.Presented(request.headers.get, request.cookies, session if front is UI else {})
+            principal = authn.resolve(s, presented, front.resolvers)
     except Unauthorized as err:
         err.headers.update(challenge)
         raise
@@ -107,4 +114,5 @@ def create_app(config: dict[str, Any]) -> Flask:
     faults.register(app)
     api.init_app(app)
     nova.init_app(app)
+    ui.init_app(app)
     return app

@@ -1,7 +1,7 @@
 """Authentication: from what a request presents to the `Principal` it acts as.
 
 A front lists its resolvers in order (the native API: a bearer token; the Nova facade: X-Auth-Token;
-the web UI, later: its session cookie first). Each resolver looks for its own credential and answers
+the web UI: its session cookie). Each resolver looks for its own credential and answers
 None when there is none, a Principal when it is valid, or raises Unauthorized when it is presented but
 not valid -- a bad credential is never passed over for the next one. No Flask here: engine.app hands
 over the request's headers and cookies."""
@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from engine import credentials
 from engine import reasons as R
 from engine.auth import Principal
+from engine.dao import accounts
 from engine.dao import tokens as tokens_dao
 from engine.dao.models import User
 from engine.errors import Unauthorized
@@ -27,6 +29,8 @@ class Presented:
 
     header: Callable[[str], str | None]
     cookies: Mapping[str, str] = field(default_factory=dict)
+    #: the web UI's session, already read from its signed cookie (a forged or tampered cookie reads empty)
+    session: Mapping[str, Any] = field(default_factory=dict)
 
 
 Resolver = Callable[[Session, Presented], Principal | None]
@@ -70,6 +74,18 @@ def x_auth_token(s: Session, presented: Presented) -> Principal | None:
     if token is None:
         return None
     return by_token(s, token)
+
+
+def ui_session(s: Session, presented: Presented) -> Principal | None:
+    """The web UI's session cookie: a user who logged in less than credentials.LOGIN_LIFETIME ago and
+    has not changed its password since. No login in the session: None."""
+    name = presented.session.get(credentials.LOGIN_USER)
+    if name is None:
+        return None
+    user = accounts.get_user(s, str(name))
+    if user is None or not credentials.login_is_live(presented.session, user.password_hash):
+        raise invalid()
+    return principal_of(user)
 
 
 def resolve(s: Session, presented: Presented, resolvers: Sequence[Resolver]) -> Principal | None:

@@ -11,7 +11,10 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -60,3 +63,28 @@ def token_id_of(token: str) -> str | None:
 
 def digest_matches(stored: str, token: str) -> bool:
     return hmac.compare_digest(stored, token_digest(token))
+
+
+# ---- the web UI's login, kept in its signed session cookie ----------------------------------------
+
+LOGIN_USER = "user"
+#: How long a login lasts; the browser also forgets the cookie when it closes.
+LOGIN_LIFETIME = 12 * 3600
+
+
+def password_mark(password_hash: str | None) -> str:
+    """A short digest of a password hash, kept in the session: a new password ends every login made
+    with the old one (the hash itself never leaves the database)."""
+    return hashlib.sha256((password_hash or "").encode()).hexdigest()[:16]
+
+
+def new_login(name: str, password_hash: str | None, now: float | None = None) -> dict[str, Any]:
+    return {LOGIN_USER: name, "mark": password_mark(password_hash), "at": int(time.time() if now is None else now)}
+
+
+def login_is_live(claims: Mapping[str, Any], password_hash: str | None, now: float | None = None) -> bool:
+    """The login was made with the user's current password, less than LOGIN_LIFETIME ago."""
+    at = claims.get("at")
+    age = (time.time() if now is None else now) - at if isinstance(at, int) else -1
+    return bool(password_hash) and hmac.compare_digest(str(claims.get("mark", "")), password_mark(password_hash)) \
+        and 0 <= age < LOGIN_LIFETIME

@@ -41,7 +41,9 @@ def build(cfg):
     sessions = db.make_sessions(db.make_engine(cfg.db_url, sqlite_begin="immediate"))
     hosts = client_factory(cfg)
     monitor = Monitor.from_config(sessions, hosts, cfg)
-    app = create_app({"sessions": sessions, "hosts": hosts, "mac_pool": MacPool.from_config(cfg)})
+    # STATE_DIR: the web UI keeps the key that signs its session cookies there.
+    app = create_app({"sessions": sessions, "hosts": hosts, "mac_pool": MacPool.from_config(cfg),
+                      "STATE_DIR": cfg.state_dir})
     return app, monitor
 
 
