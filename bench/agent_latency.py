@@ -56,7 +56,10 @@ def main() -> int:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="pb-bench-"))
-    cfg = config.load(None, listen="127.0.0.1:0", libvirt_uri=args.uri, state_dir=str(tmp / "state"))
+    # Plain HTTP on loopback, so that the figures are the agent's own work (rest_latency.py measures
+    # the deployed path, mutual TLS included).
+    cfg = config.load(None, listen="127.0.0.1:0", libvirt_uri=args.uri, state_dir=str(tmp / "state"),
+                      insecure_dev_http=True, image_dirs=[str(guest_dir())], log_dir=str(tmp))
     agent = Agent.start(cfg)
     srv = server.serve(agent, verbs.METHODS)
     threading.Thread(target=srv.serve_forever, daemon=True).start()

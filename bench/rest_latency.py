@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.integration.agentproc import AgentProcess  # noqa: E402
 from tests.integration.guest import guest_dir, wait_for_serial  # noqa: E402
+from tests.unit.engine.tokens import issue_token  # noqa: E402
 
 DIRECT_MAC = "56:6f:1a:30:02:01"
 
@@ -239,12 +240,15 @@ def floors(http: requests.Session, url: str, ping) -> dict[str, float]:
 
 # ---- set-up ---------------------------------------------------------------------------------------
 
-def start_engine(state: Path, spans: Spans):
+def start_engine(state: Path, spans: Spans, agent: AgentProcess):
     from engine import config
     from plugboard.engine_main import build, make_http_server
 
+    assert agent.client_cert is not None and agent.ca is not None
     cfg = config.load(None, env={"PLUGBOARD_STATE_DIR": str(state),
-                                 "PLUGBOARD_DB_URL": f"sqlite:///{state / 'engine.db'}"})
+                                 "PLUGBOARD_DB_URL": f"sqlite:///{state / 'engine.db'}",
+                                 "PLUGBOARD_TLS_CA": agent.ca, "PLUGBOARD_TLS_CERT": agent.client_cert[0],
+                                 "PLUGBOARD_TLS_KEY": agent.client_cert[1]})
     app, monitor = build(cfg)
     spans.database(app.config["sessions"].kw["bind"])
     raw_hosts = app.config["hosts"]
@@ -357,15 +361,16 @@ def main() -> int:
     spans = Spans()
     removed: dict[str, threading.Event] = {}
     conn = libvirt_events(args.uri, removed)
-    agent = AgentProcess(tmp / "agent", args.uri, unplug_timeout=10)
+    agent = AgentProcess(tmp / "agent", args.uri, unplug_timeout=10, tls=True)   # as deployed: mutual TLS
     agent.start()
     server = monitor = None
     http = requests.Session()
     http.trust_env = False
     vm = None
     try:
-        app, server, monitor, raw_hosts = start_engine(tmp / "engine", spans)
+        app, server, monitor, raw_hosts = start_engine(tmp / "engine", spans, agent)
         base = f"http://127.0.0.1:{server.server_port}/api"
+        http.headers["Authorization"] = f"Bearer {issue_token(app.config['sessions'])}"
         g, serial = guest_dir(), tmp / "console.log"
         host = api(http, "POST", f"{base}/hosts", 201, json={"name": "bench", "url": agent.url})
         vm = api(http, "POST", f"{base}/vms", 201, json={
