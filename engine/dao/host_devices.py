@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from engine.dao._cas import update_one
-from engine.dao.models import HostDevice, new_id, utcnow
+from engine.dao.models import HostDevice, utcnow
 from engine.vocab import ALLOCATED, AVAILABLE, CLAIMED, REMOVED, UNAVAILABLE
 
 __all__ = ["InventoryChange", "from_agent", "identity", "sync", "get", "get_by_name", "list_for_host",
@@ -39,12 +39,12 @@ FREE_STATUS = case((HostDevice.present.is_(False), REMOVED), (HostDevice.allowed
 class InventoryChange:
     """What a sync changed, by device id."""
 
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)     # facts changed (name, bus/device, whitelist, ...)
-    removed: list[str] = field(default_factory=list)     # gone from the host, no VM held it
-    returned: list[str] = field(default_factory=list)    # were removed, seen again
-    lost: list[str] = field(default_factory=list)        # gone from the host while a VM holds it
-    found: list[str] = field(default_factory=list)       # a VM's lost device is back on the host
+    added: list[int] = field(default_factory=list)
+    updated: list[int] = field(default_factory=list)     # facts changed (name, bus/device, whitelist, ...)
+    removed: list[int] = field(default_factory=list)     # gone from the host, no VM held it
+    returned: list[int] = field(default_factory=list)    # were removed, seen again
+    lost: list[int] = field(default_factory=list)        # gone from the host while a VM holds it
+    found: list[int] = field(default_factory=list)       # a VM's lost device is back on the host
 
     def __bool__(self) -> bool:
         return any((self.added, self.updated, self.removed, self.returned, self.lost, self.found))
@@ -128,14 +128,12 @@ def sync(s: Session, host_id: str, inventory: Iterable[Mapping[str, Any]], *,
                     change.returned.append(row.id)
         if values:
             updates.append({"id": row.id, "updated_at": now, **values})
-    inserts = []
-    for key, new in reported.items():
-        dev_id = new_id()
-        inserts.append({"id": dev_id, "host_id": host_id, "identity": key, "present": True, "updated_at": now,
-                        "status": AVAILABLE if new["allowed"] else UNAVAILABLE, **_all_facts(new)})
-        change.added.append(dev_id)
+    inserts = [{"host_id": host_id, "identity": key, "present": True, "updated_at": now,
+                "status": AVAILABLE if new["allowed"] else UNAVAILABLE, **_all_facts(new)}
+               for key, new in reported.items()]
     if inserts:
-        s.execute(insert(HostDevice), inserts)
+        change.added = list(s.scalars(insert(HostDevice).returning(HostDevice.id, sort_by_parameter_order=True),
+                                      inserts))
     if updates:
         s.execute(update(HostDevice), updates)
         for values in updates:      # copies the session holds are read again when next used
@@ -149,7 +147,7 @@ def _all_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
     return {c: facts.get(c) for c in INVENTORY_COLUMNS}
 
 
-def get(s: Session, dev_id: str) -> HostDevice | None:
+def get(s: Session, dev_id: int) -> HostDevice | None:
     return s.get(HostDevice, dev_id)
 
 
@@ -176,22 +174,22 @@ def list_for_vm(s: Session, vm_id: str) -> Sequence[HostDevice]:
     return s.scalars(select(HostDevice).where(HostDevice.vm_id == vm_id).order_by(HostDevice.name)).all()
 
 
-def _cas(s: Session, dev_id: str, where: Sequence[Any], values: dict[str, Any]) -> bool:
+def _cas(s: Session, dev_id: int, where: Sequence[Any], values: dict[str, Any]) -> bool:
     return update_one(s, HostDevice, dev_id, values, *where)
 
 
-def claim(s: Session, dev_id: str, vm_id: str) -> bool:
+def claim(s: Session, dev_id: int, vm_id: str) -> bool:
     """available -> claimed by `vm_id`. False when the device is missing or not available."""
     return _cas(s, dev_id, [HostDevice.status == AVAILABLE], {"status": CLAIMED, "vm_id": vm_id})
 
 
-def allocate(s: Session, dev_id: str, vm_id: str) -> bool:
+def allocate(s: Session, dev_id: int, vm_id: str) -> bool:
     """claimed -> allocated (attached to the running VM), only by the VM that claimed it."""
     return _cas(s, dev_id, [HostDevice.status == CLAIMED, HostDevice.vm_id == vm_id],
                 {"status": ALLOCATED})
 
 
-def release(s: Session, dev_id: str, vm_id: str) -> bool:
+def release(s: Session, dev_id: int, vm_id: str) -> bool:
     """claimed|allocated by `vm_id` -> free again (available; removed if it left the host meanwhile,
     unavailable if the whitelist no longer allows it). False when `vm_id` does not hold it."""
     return _cas(s, dev_id, [HostDevice.status.in_(HELD), HostDevice.vm_id == vm_id],

@@ -139,7 +139,7 @@ class VmDevice(Base):
     custom_properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
     last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     # The host device a hostdev row holds: unique, so one device belongs to one VM at a time.
-    host_device_id: Mapped[str | None] = mapped_column(
+    host_device_id: Mapped[int | None] = mapped_column(
         ForeignKey("host_devices.id", ondelete="SET NULL"), unique=True, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -183,7 +183,7 @@ class HostDevice(Base):
         CheckConstraint(f"status {_in(HOSTDEV_STATUSES)}", name="status"),
     )
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)   # Nova's: {"id": 1}
     host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), index=True)
     identity: Mapped[str] = mapped_column(String(255))
     name: Mapped[str] = mapped_column(String(128))           # libvirt node-device name, as last seen

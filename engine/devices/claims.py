@@ -26,7 +26,7 @@ def claim(s: Session, dev: VmDevice) -> list[Reason]:
     if row is not None and row.vm_id == dev.vm_id and row.status in host_devices.HELD:
         return []       # already ours (e.g. a plug retried after the host refused)
     if not host_devices.claim(s, dev.host_device_id, dev.vm_id):
-        name = row.name if row is not None else dev.host_device_id
+        name = row.name if row is not None else str(dev.host_device_id)
         return [R.host_device_busy(name, row.status if row is not None else "gone")]
     return []
 

@@ -55,7 +55,7 @@ def store(s: Session, host: Host, devices: Iterable[dict], capabilities: Iterabl
     return change
 
 
-def _held_event(s: Session, host: Host, dev_id: str, code: str, text: str, *, severity: str = "info") -> None:
+def _held_event(s: Session, host: Host, dev_id: int, code: str, text: str, *, severity: str = "info") -> None:
     dev = host_devices.get(s, dev_id)
     if dev is None or dev.vm_id is None:
         return
