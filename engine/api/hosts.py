@@ -5,10 +5,10 @@ from flask import url_for
 from flask.views import MethodView
 
 from engine.commands import add_host, refresh_host
-from engine.dao import hosts as hosts_dao
+from engine.dao import host_devices, hosts as hosts_dao
 from engine.api.common import Blueprint, not_found, run, sessions, status_for
-from engine.api.schemas import EmptySchema, HostCreateSchema, HostSchema
-from engine.api.views import host_view
+from engine.api.schemas import EmptySchema, HostCreateSchema, HostDeviceQuerySchema, HostDeviceSchema, HostSchema
+from engine.api.views import host_device_view, host_view
 
 
 def read(host_id: str) -> dict:
@@ -56,5 +56,17 @@ def make_blueprint() -> Blueprint:
             """Refresh a host's capabilities"""
             outcome = run(refresh_host, host_id=host_id)
             return read(outcome.id or host_id), status_for(outcome)
+
+    @blp.route("/<string:host_id>/devices")
+    class HostDevices(MethodView):
+        @blp.arguments(HostDeviceQuerySchema, location="query", unknown="raise")
+        @blp.response(200, HostDeviceSchema(many=True))
+        def get(self, query, host_id):
+            """List a host's devices (USB devices and PCI functions), optionally of one capability or status"""
+            with sessions()() as s:
+                if hosts_dao.get(s, host_id) is None:
+                    raise not_found("host", host_id)
+                return [host_device_view(d) for d in host_devices.list_for_host(
+                    s, host_id, capability=query.get("capability"), status=query.get("status"))]
 
     return blp

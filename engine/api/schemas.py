@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, fields, validate
 
-from engine.dao.models import GRAPHICS, HOST_STATUSES, MACHINES, NIC_MODELS, PLUG_STATES, VM_STATUSES
+from engine.dao.models import GRAPHICS, HOST_STATUSES, HOSTDEV_STATUSES, MACHINES, NIC_MODELS, PLUG_STATES, VM_STATUSES
 
 MAC_RE = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
 NAME = validate.Length(min=1, max=64)
@@ -289,3 +289,35 @@ class AllowedSchema(StrictSchema):
                           metadata={"description": "Device id -> {\"kind\": nic | controller | redirdev, and a "
                                                    "verdict for each action the kind offers: activate, deactivate, "
                                                    "update, remove}."})
+
+
+class HostDeviceQuerySchema(StrictSchema):
+    capability = fields.String(validate=validate.OneOf(("usb_device", "pci")))
+    status = fields.String(validate=validate.OneOf(HOSTDEV_STATUSES))
+
+
+class HostDeviceSchema(StrictSchema):
+    """One device of a host's inventory. Identity is the port path, ids and serial (a PCI function's
+    address and ids); name and bus/device are what the host calls it now and change on every replug."""
+
+    id = fields.Integer()
+    host_id = fields.String()
+    name = fields.String(metadata={"description": "libvirt's node-device name, as last seen (usb_1_5)."})
+    capability = fields.String(metadata={"description": "usb_device or pci."})
+    vendor_id = fields.String()
+    product_id = fields.String()
+    vendor_name = fields.String(allow_none=True)
+    product_name = fields.String(allow_none=True)
+    bus = fields.Integer(allow_none=True)
+    device = fields.Integer(allow_none=True)
+    port_path = fields.String(allow_none=True)
+    serial = fields.String(allow_none=True)
+    pci_address = fields.String(allow_none=True)
+    iommu_group = fields.Integer(allow_none=True)
+    driver = fields.String(allow_none=True)
+    allowed = fields.Boolean(metadata={"description": "Whether the host's whitelist lets it be assigned."})
+    status = fields.String(metadata={"description": "available, claimed, allocated, unavailable or removed."})
+    present = fields.Boolean(metadata={"description": "False while a device a VM holds is gone from the host."})
+    vm_id = fields.String(allow_none=True, metadata={"description": "The VM that holds it."})
+    last_error = fields.Dict(allow_none=True)
+    updated_at = fields.DateTime()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine import osinfo
-from engine.dao.models import AuditEvent, Cluster, Host, Vm, VmDevice, VmNic
+from engine.dao.models import AuditEvent, Cluster, Host, HostDevice, Vm, VmDevice, VmNic
 from engine.vocab import UNPLUGGING
 
 
@@ -17,6 +17,15 @@ def cluster_view(c: Cluster) -> dict[str, Any]:
 def host_view(h: Host) -> dict[str, Any]:
     return {"id": h.id, "name": h.name, "cluster_id": h.cluster_id, "url": h.url, "status": h.status,
             "capabilities": h.capabilities or {}, "last_refresh": h.last_refresh, "created_at": h.created_at}
+
+
+def host_device_view(d: HostDevice) -> dict[str, Any]:
+    return {"id": d.id, "host_id": d.host_id, "name": d.name, "capability": d.capability,
+            "vendor_id": d.vendor_id, "product_id": d.product_id, "vendor_name": d.vendor_name,
+            "product_name": d.product_name, "bus": d.bus, "device": d.device, "port_path": d.port_path,
+            "serial": d.serial, "pci_address": d.pci_address, "iommu_group": d.iommu_group, "driver": d.driver,
+            "allowed": d.allowed, "status": d.status, "present": d.present, "vm_id": d.vm_id,
+            "last_error": d.last_error, "updated_at": d.updated_at}
 
 
 def vm_view(v: Vm) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from engine import faults
 from engine import reasons as R
 from engine.auth import Principal
 from engine.errors import Forbidden
-from engine.nova import flavors, servers, versions
+from engine.nova import flavors, hypervisors, servers, versions
 from engine.nova.shape import nova_shape
 
 NAME = "nova"
@@ -85,6 +85,7 @@ def make_resources() -> Blueprint:
     bp.after_request(versions.stamp)
     flavors.register(bp)
     servers.register(bp)
+    hypervisors.register(bp)
     bp.add_url_rule("", "unknown", _unknown, methods=_METHODS)
     bp.add_url_rule("/<path:rest>", "unknown", _unknown, methods=_METHODS)
     return bp

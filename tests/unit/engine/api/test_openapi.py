@@ -9,6 +9,7 @@ EXPECTED = {
     "/api/hosts": {"get", "post"},
     "/api/hosts/{host_id}": {"get"},
     "/api/hosts/{host_id}/refresh": {"post"},
+    "/api/hosts/{host_id}/devices": {"get"},
     "/api/vms": {"get", "post"},
     "/api/vms/{vm_id}": {"get", "delete"},
     "/api/vms/{vm_id}/start": {"post"},
