@@ -41,6 +41,8 @@ PACKAGES=(
     libvirt-dev pkg-config gcc python3-dev python3-venv
     dnsmasq-base iptables iproute2 busybox-static postgresql
     make procps gzip ca-certificates
+    # the web UI's browser tests (tests/browser): Debian's Chromium, driven by Playwright
+    chromium
 )
 
 # 1. Debian packages -------------------------------------------------------------------------
@@ -148,7 +150,22 @@ if ! [[ $(virsh -c qemu:///system net-info "$LIBVIRT_NETWORK" 2>/dev/null) =~ Ac
 fi
 ok "$note, up; libvirt network '$LIBVIRT_NETWORK' active"
 
-# 6. Test guest ------------------------------------------------------------------------------
+# 6. The web UI's assets (htmx, PatternFly) from the npm registry, as package-lock.json pins them ------
+step "web UI assets (npm ci)"
+if ! command -v npm >/dev/null; then
+    run apt-get -o DPkg::Lock::Timeout=300 update || fail "apt-get update"
+    run apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends nodejs npm || fail "apt-get install npm"
+fi
+lock_sum=$(sha256sum "$REPO/package-lock.json" | cut -d' ' -f1)
+if [[ -f $REPO/node_modules/.plugboard-lock && $(cat "$REPO/node_modules/.plugboard-lock") == "$lock_sum" ]]; then
+    ok "up to date"
+else
+    (cd "$REPO" && run npm ci --no-audit --no-fund --ignore-scripts) || fail "npm ci"
+    echo "$lock_sum" >"$REPO/node_modules/.plugboard-lock"
+    ok "installed"
+fi
+
+# 7. Test guest ------------------------------------------------------------------------------
 step "test guest"
 run bash "$REPO/scripts/build-guest.sh" || fail "scripts/build-guest.sh"
 ok "$(tail -n1 "$LOG" | sed 's/^build-guest: //')"

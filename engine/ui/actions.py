@@ -14,6 +14,6 @@ def done(message: str, *, note: str | None = None) -> Response:
     From a dialog, the alert goes to the page (out of band) and the dialog is closed by ui.js."""
     in_dialog = request.headers.get("HX-Target") == DIALOG_ALERTS
     resp = make_response(render_template("_done.html", message=message, note=note, in_dialog=in_dialog))
-    resp.headers["HX-Trigger"] = "pb-refresh"
+    resp.headers["HX-Trigger"] = "pb-refresh, pb-done"
     resp.headers["X-PB-Outcome"] = "ok"
     return resp

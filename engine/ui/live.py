@@ -23,5 +23,5 @@ def region(region_id: str, url: str, inner: str, *, busy: bool, include: str | N
     digest = hashlib.sha256(inner.encode()).hexdigest()[:20]
     if request.headers.get("HX-Request") and request.args.get("v") == digest:
         return Response(status=204)
-    return render_template("_live.html", region_id=region_id, url=url, inner=Markup(inner), digest=digest,
-                           every=BUSY_EVERY if busy else IDLE_EVERY, include=include, now=time.time())
+    return Markup(render_template("_live.html", region_id=region_id, url=url, inner=Markup(inner), digest=digest,
+                           every=BUSY_EVERY if busy else IDLE_EVERY, include=include, now=time.time()))

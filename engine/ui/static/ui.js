@@ -44,8 +44,17 @@
   document.addEventListener("htmx:afterRequest", function (evt) {
     var xhr = evt.detail.xhr;
     if (xhr && xhr.status) { connection(false); }
-    if (xhr && xhr.getResponseHeader("X-PB-Outcome") === "ok" && dialog().contains(evt.detail.elt)) {
-      dialog().close();
+  });
+
+  // An action went through (the engine's answer carries HX-Trigger: pb-done): a dialog it came from closes.
+  document.addEventListener("pb-done", function (evt) {
+    if (dialog().open && dialog().contains(evt.target)) { dialog().close(); }
+  });
+
+  // An action may take seconds (a guest releasing a NIC): show its state while it runs.
+  document.addEventListener("htmx:beforeRequest", function (evt) {
+    if (evt.detail.requestConfig && evt.detail.requestConfig.verb === "post") {
+      setTimeout(function () { htmx.trigger(document.body, "pb-refresh"); }, 400);
     }
   });
 
