@@ -81,11 +81,12 @@ def test_deactivate_unplugs_it_and_the_guest_loses_it(admin_page, engine_url, vm
     tab(page, engine_url, vms["booted"], "nics")
     row = nic_row(page, "uinic")
     mac = row.locator("td[data-label='MAC']").inner_text().strip()
+    _, plugged_at = wait_for_serial(vms["serial"], rf"PB-NETS:.*{mac}", timeout=5)
     row.get_by_role("button", name="Deactivate").click()
     expect(row).to_have_attribute("data-status", re.compile("unplugging|unplugged"))
     expect(row).to_have_attribute("data-status", "unplugged", timeout=40_000)
-    wait_for_serial(vms["serial"], rf"PB-NETS: (?!.*{mac})[^\n]*$", timeout=60)
-    expect(row.get_by_role("button", name="Activate")).to_be_enabled()
+    wait_for_serial(vms["serial"], rf"PB-NETS:(?!.*{mac})[^\n]*$", timeout=60, after_offset=plugged_at)
+    expect(row.get_by_role("button", name="Activate", exact=True)).to_be_enabled()
 
 
 def test_a_slow_unplug_shows_a_spinner_its_time_and_a_warning_then_finishes(admin_page, engine_url, vms, libvirt_uri):
@@ -98,7 +99,7 @@ def test_a_slow_unplug_shows_a_spinner_its_time_and_a_warning_then_finishes(admi
     expect(row.locator(".pb-spinner")).to_be_visible()
     expect(row.locator(".pb-elapsed")).to_have_text(re.compile(r"^\d+ s$"))
     expect(row.locator(".pb-slow")).to_be_visible(timeout=15_000)
-    expect(row.get_by_role("button", name="Activate")).to_be_disabled()      # in flight
+    expect(row.get_by_role("button", name="Activate", exact=True)).to_be_disabled()      # in flight
     page.screenshot(path=str(DOCS / "ui-nics-unplugging.png"))
     conn = libvirt.open(libvirt_uri)       # a reset releases the device, as in the agent's own tests
     try:
@@ -111,7 +112,7 @@ def test_a_slow_unplug_shows_a_spinner_its_time_and_a_warning_then_finishes(admi
 def test_windows_xp_running_shows_activate_disabled_with_the_reason(admin_page, engine_url, vms):
     page = admin_page
     tab(page, engine_url, vms["xp"], "nics")
-    button = nic_row(page, "xpnic").get_by_role("button", name="Activate")
+    button = nic_row(page, "xpnic").get_by_role("button", name="Activate", exact=True)
     expect(button).to_be_disabled()
     expect(button).to_have_attribute("title", re.compile("does not support NIC hot plug; stop the VM first"))
     expect(button).to_have_accessible_description(re.compile("does not support NIC hot plug"))
@@ -138,7 +139,6 @@ def test_usb_controllers_are_added_only_while_the_vm_is_down(admin_page, engine_
     expect(dialog).to_be_hidden()
     expect(page.locator("tr[data-controller]")).to_have_count(2)
     expect(page.locator("tr[data-controller]").first).to_contain_text("at next start")
-    expect(page.locator("#pb-alerts")).to_contain_text("next start")
 
 
 def test_a_member_sees_only_its_projects_vms(browser, engine_url, vms):
