@@ -13,8 +13,9 @@ time.
 from __future__ import annotations
 
 import logging
+import os
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from lxml import etree
 
@@ -31,6 +32,8 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_
 _HEX = re.compile(r"^(0x)?([0-9a-f]{1,4})$", re.IGNORECASE)
 _PORT_PATH = re.compile(r"^[0-9]+-[0-9]+(\.[0-9]+)*$")
 _NAME_PORT_PATH = re.compile(r"^usb_([0-9]+)_([0-9]+(?:_[0-9]+)*)$")
+SYSFS_DEVICES = "/sys/devices/"
+MAX_SERIAL = 126    # a USB string descriptor holds at most 126 UTF-16 characters
 _PCI_ADDRESS = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$")
 
 
@@ -110,10 +113,25 @@ def _id_and_name(cap: etree._Element, tag: str, where: str) -> tuple[str, str | 
     return value, name
 
 
-def parse_nodedev(xml: str | bytes) -> dict[str, Any] | None:
+def sysfs_serial(path: str) -> str | None:
+    """The serial number a USB device reported (its iSerialNumber string), from its sysfs directory:
+    libvirt's usb_device capability does not carry it. None when the device has none."""
+    if not path.startswith(SYSFS_DEVICES) or "/../" in path:
+        return None
+    try:
+        with open(os.path.join(path, "serial"), encoding="utf-8", errors="replace") as f:
+            text = f.read(MAX_SERIAL + 1).strip()
+    except OSError:
+        return None
+    return text[:MAX_SERIAL] or None
+
+
+def parse_nodedev(xml: str | bytes, serial_of: Callable[[str], str | None] | None = None) -> dict[str, Any] | None:
     """One libvirt node-device XML document -> a Host.hostdevListByCaps item, or None when the device is
     neither a USB device (capability usb_device) nor a PCI device. `allowed` is False and `attachedTo`
-    None here: `inventory` fills them in. Raises ValueError on XML that is malformed or lacks the ids."""
+    None here: `inventory` fills them in. A USB device's serial is the XML's, else what `serial_of` reads
+    at the device's sysfs path (see sysfs_serial). Raises ValueError on XML that is malformed or lacks
+    the ids."""
     if isinstance(xml, str):
         xml = xml.encode("utf-8")
     try:
@@ -139,8 +157,10 @@ def parse_nodedev(xml: str | bytes) -> dict[str, Any] | None:
     if capability == "usb_device":
         dev["bus"] = _number(_text(cap, "bus"))
         dev["device"] = _number(_text(cap, "device"))
-        dev["portPath"] = port_path_from_sysfs(_text(root, "path")) if _text(root, "path") \
-            else _port_path_from_name(name)
+        path = _text(root, "path")
+        dev["portPath"] = port_path_from_sysfs(path) if path else _port_path_from_name(name)
+        if dev["serial"] is None and path and serial_of is not None:
+            dev["serial"] = serial_of(path)
     else:
         dev["pciAddress"] = pci_address(_text(cap, "domain"), _text(cap, "bus"), _text(cap, "slot"),
                                         _text(cap, "function"))
@@ -150,15 +170,17 @@ def parse_nodedev(xml: str | bytes) -> dict[str, Any] | None:
 
 
 def inventory(nodedev_xmls: Iterable[str], whitelist: Whitelist,
-              attached: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+              attached: Mapping[str, str] | None = None,
+              serial_of: Callable[[str], str | None] | None = None) -> list[dict[str, Any]]:
     """The host's USB and PCI devices, sorted by name, each with whether the whitelist allows it (a USB
     root hub never is) and the uuid of the VM that holds it (`attached`: node-device name -> VM uuid).
+    `serial_of` reads a USB device's serial at its sysfs path (sysfs_serial on a real host).
     A document that cannot be parsed is logged and left out rather than hiding every other device."""
     attached = attached or {}
     devices = []
     for xml in nodedev_xmls:
         try:
-            dev = parse_nodedev(xml)
+            dev = parse_nodedev(xml, serial_of)
         except ValueError as e:
             log.warning("skipping a node device: %s", e)
             continue

@@ -28,7 +28,7 @@ def inventory(agent: Agent, caps: list[str]) -> list[dict[str, Any]]:
             continue  # undefined meanwhile: it holds nothing
         held += [(handle.id, d["device"], d.get("source") or {}) for d in domxml.read_devices(dom)
                  if d["type"] == "hostdev"]
-    devs = hostdevs.inventory(xmls, agent.whitelist)
+    devs = hostdevs.inventory(xmls, agent.whitelist, serial_of=hostdevs.sysfs_serial)
     attached = hostdevs.attached_map(held, devs)
     for dev in devs:
         dev["attachedTo"] = attached.get(dev["name"])

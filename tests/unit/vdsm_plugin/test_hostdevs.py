@@ -50,6 +50,27 @@ def test_usb_device_without_serial_or_names():
     assert (dev["bus"], dev["device"], dev["portPath"]) == (2, 4, "2-2")
 
 
+def test_usb_serial_read_at_the_sysfs_path_when_libvirt_gives_none():
+    # libvirt 9.0's usb_device capability has no <serial>: a real stick's serial is only in sysfs.
+    seen = []
+    dev = hostdevs.parse_nodedev(xml("usb_token_noname"), serial_of=lambda path: seen.append(path) or "YK0001")
+    assert dev["serial"] == "YK0001"
+    assert seen == ["/sys/devices/pci0000:00/0000:00:1d.0/usb2/2-2"]
+    listed = hostdevs.inventory([xml("usb_token_noname")], Whitelist(), serial_of=lambda path: "YK0001")
+    assert listed[0]["serial"] == "YK0001"
+
+
+def test_sysfs_serial(tmp_path, monkeypatch):
+    device = tmp_path / "devices" / "usb1" / "1-3"
+    device.mkdir(parents=True)
+    (device / "serial").write_text("STICK01\n")
+    monkeypatch.setattr(hostdevs, "SYSFS_DEVICES", f"{tmp_path}/devices/")
+    assert hostdevs.sysfs_serial(str(device)) == "STICK01"
+    assert hostdevs.sysfs_serial(str(device.parent)) is None          # no serial file
+    assert hostdevs.sysfs_serial(f"{tmp_path}/devices/../devices/usb1/1-3") is None
+    assert hostdevs.sysfs_serial("/etc") is None                       # never outside sysfs
+
+
 def test_usb_hub_has_its_own_port_path():
     dev = hostdevs.parse_nodedev(xml("usb_hub"))
     assert (dev["name"], dev["portPath"], dev["parent"]) == ("usb_1_4", "1-4", "usb_usb1")
