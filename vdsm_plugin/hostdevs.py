@@ -209,16 +209,18 @@ def _one(matches: list[dict[str, Any]], what: str) -> dict[str, Any]:
 
 def resolve_usb(source: Mapping[str, Any], devices: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The one inventory USB device a schema `usbSource` designates: by nodeDev name, by portPath (the
-    device currently in that port, with its current bus/device), by bus+device (and, when given too,
-    vendor+product must agree: a device re-plugged since may now have that number), or by vendor+product
-    (must match exactly one device). Raises AgentError hostdevMissing / hostdevAmbiguous (with
-    `candidates`) / invalidParams."""
+    device currently in that port, with its current bus/device), by serial (two devices reporting the
+    same one are ambiguous), by bus+device (and, when given too, vendor+product must agree: a device
+    re-plugged since may now have that number), or by vendor+product (must match exactly one device).
+    Raises AgentError hostdevMissing / hostdevAmbiguous (with `candidates`) / invalidParams."""
     usb = [dict(d) for d in devices if d.get("capability") == "usb_device"]
     what = _describe(source)
     if source.get("nodeDev"):
         return _one([d for d in usb if d["name"] == source["nodeDev"]], what)
     if source.get("portPath"):
         return _one([d for d in usb if d.get("portPath") == str(source["portPath"]).strip()], what)
+    if source.get("serial"):
+        return _one([d for d in usb if d.get("serial") == source["serial"]], what)
     vendor, product = source.get("vendor"), source.get("product")
     if (vendor is None) != (product is None):
         raise AgentError("invalidParams", f"usb source {what}: give vendor and product together")
@@ -234,7 +236,7 @@ def resolve_usb(source: Mapping[str, Any], devices: Iterable[Mapping[str, Any]])
     if want_ids is not None:
         return _one([d for d in usb if (d["vendorId"], d["productId"]) == want_ids], what)
     raise AgentError("invalidParams", f"usb source {what or '{}'} names no device: give vendor+product, "
-                     "bus+device, portPath or nodeDev")
+                     "bus+device, portPath, nodeDev or serial")
 
 
 def resolve_pci(source: Mapping[str, Any], devices: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from vdsm_plugin import contract, hostdevs
+from vdsm_plugin import contract, hostdevs, validation
 from vdsm_plugin.errors import AgentError
 from vdsm_plugin.whitelist import Whitelist
 
@@ -212,6 +212,35 @@ def test_resolve_usb_by_port_path_gives_the_current_bus_device(devices):
     with pytest.raises(AgentError) as e:
         hostdevs.resolve_usb({"portPath": "3-1"}, devices)
     assert e.value.name == "hostdevMissing"
+
+
+def test_resolve_usb_by_serial(devices):
+    dev = hostdevs.resolve_usb({"serial": "STEC0003A1B2C3"}, devices)
+    assert (dev["name"], dev["bus"], dev["device"]) == ("usb_1_4_2", 1, 7)
+    with pytest.raises(AgentError) as e:
+        hostdevs.resolve_usb({"serial": "NO-SUCH-SERIAL"}, devices)
+    assert e.value.name == "hostdevMissing"
+    twins = [{**d, "name": f"{d['name']}_{i}"} for i, d in enumerate([by_name(devices, "usb_1_4_2")] * 2)]
+    with pytest.raises(AgentError) as e:
+        hostdevs.resolve_usb({"serial": "STEC0003A1B2C3"}, twins)
+    assert e.value.name == "hostdevAmbiguous"
+
+
+@pytest.mark.parametrize("source, valid", [
+    ({"serial": "STICK01"}, True),
+    ({"serial": "STICK01", "vendor": "46f4", "product": "0001"}, False),
+    ({"serial": "STICK01", "portPath": "1-3"}, False),
+    ({"serial": "<x>"}, False),
+])
+def test_contract_takes_a_usb_source_by_serial(source, valid):
+    params = {"vmId": "0b6b8e53-4c2a-4f31-9a55-3f1f0b6a2f10",
+              "hostdev": {"type": "hostdev", "device": "usb", "source": source}}
+    if valid:
+        validation.check_params("VM.hotplugHostdev", params)
+    else:
+        with pytest.raises(AgentError) as e:
+            validation.check_params("VM.hotplugHostdev", params)
+        assert e.value.name == "invalidParams"
 
 
 def test_resolve_usb_by_node_device(devices):
