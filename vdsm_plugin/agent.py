@@ -18,6 +18,10 @@ from vdsm_plugin.whitelist import Whitelist
 
 log = logging.getLogger(__name__)
 
+# The node devices whose coming and going the journal reports: what Host.hostdevListByCaps lists.
+# Not a USB device's interfaces, whose names start with usb_ too (usb_1_6 has usb_1_6_1_0).
+HOSTDEV_CAPS = ("usb_device", "pci")
+
 
 @dataclass
 class VmLocks:
@@ -52,6 +56,9 @@ class Agent:
     locks: VmLocks
     # Held while a host device is resolved and attached, so two VMs can never get one device.
     hostdev_lock: threading.Lock = field(default_factory=threading.Lock)
+    # The host devices present (HOSTDEV_CAPS), by node-device name: a "deleted" event names a device
+    # that can no longer be asked what it was.
+    hostdev_names: set[str] = field(default_factory=set)
 
     @classmethod
     def start(cls, config: AgentConfig) -> "Agent":
@@ -64,6 +71,7 @@ class Agent:
                     whitelist=Whitelist.from_config(config.whitelist),
                     removals=removals, locks=VmLocks(config.lock_timeout))
         hv.subscribe(removals.on_removed, removals.on_removal_failed, agent._on_lifecycle, agent._on_nodedev)
+        agent.hostdev_names.update(hv.nodedev_names(list(HOSTDEV_CAPS)))
         removals.recover(agent._device_present)
         return agent
 
@@ -80,9 +88,14 @@ class Agent:
 
     def _on_nodedev(self, name: str, event: str) -> None:
         """A host device appeared or vanished (a USB stick plugged in or pulled out)."""
-        if name.startswith(("usb_", "pci_")):
-            kind = "hostdev_added" if event == "created" else "hostdev_removed"
-            self.journal.append(kind, data={"name": name})
+        if event == "created":
+            if not set(self.hv.nodedev_caps(name)) & set(HOSTDEV_CAPS):
+                return
+            self.hostdev_names.add(name)
+            self.journal.append("hostdev_added", data={"name": name})
+        elif name in self.hostdev_names:
+            self.hostdev_names.discard(name)
+            self.journal.append("hostdev_removed", data={"name": name})
 
     def close(self) -> None:
         self.hv.close()

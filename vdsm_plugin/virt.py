@@ -194,14 +194,29 @@ class Hypervisor:
     def active_networks(self) -> list[str]:
         return sorted(n.name() for n in self._conn.listAllNetworks(self._lv.VIR_CONNECT_LIST_NETWORKS_ACTIVE))
 
-    def nodedev_xmls(self, caps: list[str]) -> list[str]:
+    def _nodedev_flags(self, caps: list[str]) -> int:
         flags = 0
         if "usb_device" in caps:
             flags |= self._lv.VIR_CONNECT_LIST_NODE_DEVICES_CAP_USB_DEV
         if "pci" in caps:
             flags |= self._lv.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV
+        return flags
+
+    def nodedev_xmls(self, caps: list[str]) -> list[str]:
         with _libvirt_call():
-            return [d.XMLDesc(0) for d in self._nodedev_conn.listAllDevices(flags)]
+            return [d.XMLDesc(0) for d in self._nodedev_conn.listAllDevices(self._nodedev_flags(caps))]
+
+    def nodedev_names(self, caps: list[str]) -> list[str]:
+        with _libvirt_call():
+            return [d.name() for d in self._nodedev_conn.listAllDevices(self._nodedev_flags(caps))]
+
+    def nodedev_caps(self, name: str) -> list[str]:
+        """The capabilities of a node device ("usb_device", "usb" for an interface, "pci", ...); none
+        when it is gone already."""
+        try:
+            return list(self._nodedev_conn.nodeDeviceLookupByName(name).listCaps())
+        except self._lv.libvirtError:
+            return []
 
     # -- domains ----------------------------------------------------------------------------------
     def lookup(self, vm_id: str) -> "Domain":

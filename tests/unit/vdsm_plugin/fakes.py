@@ -63,6 +63,7 @@ class FakeHypervisor:
         self.attach_error: LibvirtFailure | None = None
         self.calls: list[tuple[str, str]] = []
         self.nodedevs: list[str] = []
+        self.nodedev_kinds: dict[str, list[str]] = {}   # node-device name -> its capabilities
         self._slot = 3
         self.on_removed: Callable[[str, str], None] = lambda *_: None
         self.on_removal_failed: Callable[[str, str], None] = lambda *_: None
@@ -182,6 +183,12 @@ class FakeHypervisor:
 
     def nodedev_xmls(self, caps: list[str]) -> list[str]:
         return list(self.nodedevs)
+
+    def nodedev_names(self, caps: list[str]) -> list[str]:
+        return [name for name, kinds in self.nodedev_kinds.items() if set(kinds) & set(caps)]
+
+    def nodedev_caps(self, name: str) -> list[str]:
+        return list(self.nodedev_kinds.get(name, []))
 
     def attach(self, vm_id: str, device_xml: str, flags: int) -> None:
         self.calls.append(("attach", device_xml))

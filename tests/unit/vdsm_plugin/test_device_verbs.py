@@ -133,12 +133,26 @@ def test_unplugs_in_flight_survive_a_restart(tmp_path, fake_agent, vm_id):
 
 
 def test_host_devices_appearing_and_vanishing_are_journaled(fake_agent):
+    fake_agent.hv.nodedev_kinds.update({"usb_1_4_2": ["usb_device"], "usb_1_4_2_1_0": ["usb"],
+                                        "net_eth0_52_54_00_12_34_56": ["net"]})
     fake_agent._on_nodedev("usb_1_4_2", "created")
+    fake_agent._on_nodedev("usb_1_4_2_1_0", "created")      # its interface: not a device of its own
     fake_agent._on_nodedev("net_eth0_52_54_00_12_34_56", "created")   # not a passthrough candidate
+    fake_agent._on_nodedev("usb_1_4_2_1_0", "deleted")
     fake_agent._on_nodedev("usb_1_4_2", "deleted")
     events, _ = fake_agent.journal.read(after=0)
     assert [(e["kind"], e["data"]["name"]) for e in events] == [("hostdev_added", "usb_1_4_2"),
                                                                 ("hostdev_removed", "usb_1_4_2")]
+
+
+def test_host_device_present_at_start_is_journaled_when_it_goes(fake_agent):
+    # A real stick pulled: libvirt sends "deleted" for the device and its interface; only the
+    # device's name, known since the agent started, is a host device.
+    fake_agent.hostdev_names.add("usb_2_3")
+    fake_agent._on_nodedev("usb_2_3_1_0", "deleted")
+    fake_agent._on_nodedev("usb_2_3", "deleted")
+    events, _ = fake_agent.journal.read(after=0)
+    assert [(e["kind"], e["data"]["name"]) for e in events] == [("hostdev_removed", "usb_2_3")]
 
 
 def test_port_mirroring_is_refused_not_ignored(fake_agent, vm_id):
