@@ -287,3 +287,43 @@ def password_too_short(minimum: int) -> Reason:
 
 def expiry_invalid(days: object, maximum: int) -> Reason:
     return reason(EXPIRY_INVALID, f"A token expires in 1 to {maximum} days, not {days}.", days=days, maximum=maximum)
+
+
+# ---- USB host devices --------------------------------------------------------------------------
+HOST_DEVICE_NOT_FOUND = "HOST_DEVICE_NOT_FOUND"
+HOST_DEVICE_NOT_ALLOWED = "HOST_DEVICE_NOT_ALLOWED"
+HOST_DEVICE_GONE = "HOST_DEVICE_GONE"
+HOST_DEVICE_CAPABILITY = "HOST_DEVICE_CAPABILITY"
+HOST_DEVICE_ON_OTHER_HOST = "HOST_DEVICE_ON_OTHER_HOST"
+HOST_DEVICES_PIN_VM = "HOST_DEVICES_PIN_VM"
+
+
+def host_device_not_found(device_id: object) -> Reason:
+    return reason(HOST_DEVICE_NOT_FOUND, f"Host device {device_id} does not exist.", id=device_id)
+
+
+def host_device_not_allowed(name: str, host: str) -> Reason:
+    return reason(HOST_DEVICE_NOT_ALLOWED, f"Host device {name} is not on the whitelist of host {host}.",
+                  device=name, host=host)
+
+
+def host_device_gone(name: str, host: str) -> Reason:
+    return reason(HOST_DEVICE_GONE, f"Host device {name} is no longer plugged into host {host}.",
+                  device=name, host=host)
+
+
+def host_device_capability(name: str, capability: str) -> Reason:
+    return reason(HOST_DEVICE_CAPABILITY, f"Host device {name} is a {capability} device: PCI devices are "
+                  "attached by alias (pci_passthrough:alias), USB devices by id.", device=name, capability=capability)
+
+
+def host_device_on_other_host(name: str, device_host: str, vm_name: str, vm_host: str) -> Reason:
+    return reason(HOST_DEVICE_ON_OTHER_HOST, f"Host device {name} is on host {device_host}, but VM {vm_name} "
+                  f"runs (or is pinned) on host {vm_host}.", device=name, device_host=device_host, vm=vm_name,
+                  vm_host=vm_host)
+
+
+def host_devices_pin_vm(vm_name: str, pinned: str, asked: str) -> Reason:
+    return reason(HOST_DEVICES_PIN_VM, f"VM {vm_name} holds USB devices of host {pinned}: it can run only there, "
+                  f"not on host {asked} (a VM with host devices does not move).", vm=vm_name, pinned=pinned,
+                  asked=asked)

@@ -9,7 +9,7 @@ from flask import Flask
 from flask_smorest import Api
 
 from engine import reasons as R
-from engine.api import clusters, controllers, events, flavors, hosts, nics, osinfo, redirdevs, vms
+from engine.api import clusters, controllers, events, flavors, hostdevs, hosts, nics, osinfo, redirdevs, vms
 from engine.api.common import Blueprint
 from engine.api.schemas import FaultSchema
 from engine.auth import Principal
@@ -23,6 +23,7 @@ BLUEPRINTS: tuple[Callable[[], Blueprint], ...] = (
     nics.make_blueprint,
     controllers.make_blueprint,
     redirdevs.make_blueprint,
+    hostdevs.make_blueprint,
     events.make_blueprint,
     osinfo.make_blueprint,
     flavors.make_blueprint,

@@ -321,3 +321,21 @@ class HostDeviceSchema(StrictSchema):
     vm_id = fields.String(allow_none=True, metadata={"description": "The VM that holds it."})
     last_error = fields.Dict(allow_none=True)
     updated_at = fields.DateTime()
+
+
+class HostdevCreateSchema(StrictSchema):
+    host_device_id = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=MAX_ID),
+                                    metadata={"description": "A USB device of GET /api/hosts/{id}/devices."})
+    required = JsonBoolean(load_default=False,
+                           metadata={"description": "Startup policy: the VM may not start without the device. "
+                                                    "Default false (optional: a start drops a missing device)."})
+    active = JsonBoolean(load_default=True, metadata={"description": "Plug it (now if the VM is up, else at its "
+                                                                     "next start). Default true."})
+
+
+class HostdevSchema(DeviceStateFields):
+    id = fields.String()
+    vm_id = fields.String()
+    host_device_id = fields.Integer(allow_none=True)
+    source = fields.Dict(metadata={"description": "How the host finds it: portPath, serial or vendor/product."})
+    required = fields.Boolean()

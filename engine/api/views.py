@@ -61,6 +61,12 @@ def redirdev_view(d: VmDevice) -> dict[str, Any]:
             "port": spec.get("port"), "mode": spec.get("mode"), **device_state(d)}
 
 
+def hostdev_view(d: VmDevice) -> dict[str, Any]:
+    spec = d.spec_params or {}
+    return {"id": d.id, "vm_id": d.vm_id, "host_device_id": d.host_device_id, "source": spec.get("source") or {},
+            "required": spec.get("startupPolicy") == "mandatory", **device_state(d)}
+
+
 def event_view(e: AuditEvent) -> dict[str, Any]:
     return {"id": e.id, "time": e.time, "severity": e.severity, "code": e.code, "message": e.message,
             "vm_id": e.vm_id, "device_id": e.device_id, "host_id": e.host_id, "host_code": e.host_code,

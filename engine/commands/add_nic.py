@@ -98,7 +98,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
             subject = state.Subject.of(device, vm, host)
             if not live:
                 if params.active:       # to be plugged at the next start: it claims its MAC now
-                    state.claim(s, subject, device)
+                    state.claim_for_next_start(s, subject, device)
                 return Outcome(id=nic.id, created=True)
             assert host is not None
             call = live_runner.prepare(s, device, subject, host, plug=True)

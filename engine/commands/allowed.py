@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session
 
 from engine import scheduler
 from engine.auth import Principal
-from engine.commands import (add_controller, add_nic, add_redirdev, common, plug_unplug_nic,
-                             plug_unplug_redirdev, remove_controller, remove_nic, remove_redirdev, remove_vm,
-                             run_vm, stop_vm, update_nic)
+from engine import reasons as R
+from engine.commands import (add_controller, add_nic, add_redirdev, common, plug_unplug_hostdev, plug_unplug_nic,
+                             plug_unplug_redirdev, remove_controller, remove_hostdev, remove_nic, remove_redirdev,
+                             remove_vm, run_vm, stop_vm, update_nic)
 from engine.dao import devices
 from engine.dao.models import Vm, VmDevice
 from engine.devices import kinds
@@ -63,7 +64,7 @@ def _vm_actions(s: Session, vm: Vm) -> dict[str, Verdict]:
     }
 
 
-def _nic(s: Session, vm: Vm, dev: VmDevice) -> dict[str, Verdict]:
+def _nic(s: Session, vm: Vm, dev: VmDevice, principal: Principal) -> dict[str, Verdict]:
     host = common.running_host(s, vm)
     plug = {action: verdict(plug_unplug_nic.check(s, vm, dev, host, plug_unplug_nic.Params(vm.id, dev.id, on)))
             for action, on in (("activate", True), ("deactivate", False))}
@@ -72,7 +73,7 @@ def _nic(s: Session, vm: Vm, dev: VmDevice) -> dict[str, Verdict]:
             "remove": verdict(remove_nic.check(s, vm, remove_nic.Params(vm.id, dev.id)))}
 
 
-def _redirdev(s: Session, vm: Vm, dev: VmDevice) -> dict[str, Verdict]:
+def _redirdev(s: Session, vm: Vm, dev: VmDevice, principal: Principal) -> dict[str, Verdict]:
     host = common.running_host(s, vm)
     plug = {action: verdict(plug_unplug_redirdev.check(s, vm, dev, host,
                                                        plug_unplug_redirdev.Params(vm.id, dev.id, on)))
@@ -80,15 +81,27 @@ def _redirdev(s: Session, vm: Vm, dev: VmDevice) -> dict[str, Verdict]:
     return {**plug, "remove": verdict(remove_redirdev.check(s, vm, remove_redirdev.Params(vm.id, dev.id)))}
 
 
-def _controller(s: Session, vm: Vm, dev: VmDevice) -> dict[str, Verdict]:
+def _controller(s: Session, vm: Vm, dev: VmDevice, principal: Principal) -> dict[str, Verdict]:
     return {"remove": verdict(remove_controller.check(s, vm, remove_controller.Params(vm.id, dev.id)))}
 
 
+def _hostdev(s: Session, vm: Vm, dev: VmDevice, principal: Principal) -> dict[str, Verdict]:
+    """Raw host-device assignment is an admin's: a member is told so, besides what the VM's state says."""
+    admin = [] if principal.is_admin else [R.admin_required("plug, unplug or detach a host device")]
+    host = common.running_host(s, vm)
+    plug = {action: verdict(admin + plug_unplug_hostdev.check(s, vm, dev, host,
+                                                              plug_unplug_hostdev.Params(vm.id, dev.id, on)))
+            for action, on in (("activate", True), ("deactivate", False))}
+    return {**plug, "remove": verdict(admin + remove_hostdev.check(s, vm, remove_hostdev.Params(vm.id, dev.id)))}
+
+
 #: device kind -> the actions a device of that kind offers. A kind missing here offers none yet.
-DEVICE_ACTIONS: dict[kinds.DeviceKind, tuple[str, Callable[[Session, Vm, VmDevice], dict[str, Verdict]]]] = {
+DeviceActions = Callable[[Session, Vm, VmDevice, Principal], dict[str, Verdict]]
+DEVICE_ACTIONS: dict[kinds.DeviceKind, tuple[str, DeviceActions]] = {
     kinds.NIC: ("nic", _nic),
     kinds.REDIRDEV: ("redirdev", _redirdev),
     kinds.CONTROLLER: ("controller", _controller),
+    kinds.HOSTDEV: ("hostdev", _hostdev),
 }
 
 
@@ -102,6 +115,6 @@ def for_vm(sessions: common.Sessions, principal: Principal, vm_id: str) -> dict[
             entry = DEVICE_ACTIONS.get(kinds.of(dev))
             if entry is not None:
                 name, actions = entry
-                out["devices"][dev.id] = {"kind": name, **actions(s, vm, dev)}
+                out["devices"][dev.id] = {"kind": name, **actions(s, vm, dev, principal)}
         s.rollback()        # nothing was written; end the read at once
         return out

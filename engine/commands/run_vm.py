@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from engine import scheduler
 from engine.auth import LOCAL_ADMIN, Principal
-from engine.commands import common
+from engine.commands import common, hostdev_rules
 from engine import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, clusters, devices, hosts as hosts_dao, vms
@@ -37,10 +37,13 @@ class Params:
 
 
 def validate(params: Params, *, vm: Vm, cluster: Cluster | None, host: Host | None, networks: list[str],
-             in_flight: list[VmDevice]) -> list[Reason]:
+             in_flight: list[VmDevice], pinned: Host | None = None) -> list[Reason]:
     """canDo of RunVm. `host`: the requested host, or the scheduler's choice (None: not found / none
-    available); `networks`: those of the VM's plugged NICs; `in_flight`: devices mid-operation."""
+    available); `networks`: those of the VM's plugged NICs; `in_flight`: devices mid-operation;
+    `pinned`: the host whose devices the VM holds (it runs there or nowhere)."""
     found: list[Reason] = []
+    if pinned is not None and host is not None and host.id != pinned.id:
+        found.append(R.host_devices_pin_vm(vm.name, pinned.name, host.name))
     if vm.status != DOWN:
         found.append(R.vm_not_down(vm.name, vm.status, "run the VM"))
     for device in in_flight:
@@ -67,9 +70,14 @@ def _inputs(s: Session, vm: Vm, params: Params) -> tuple[dict[str, Any], list[Vm
     plugged = list(devices.list_for_vm(s, vm.id, plugged=True))
     networks = sorted({d.nic.network for d in plugged if d.nic is not None})
     in_flight = [d for d in devices.list_for_vm(s, vm.id) if d.plug_state != STABLE]
-    host = hosts_dao.get(s, params.host_id) if params.host_id is not None else \
-        scheduler.select_host(s, cluster_id=vm.cluster_id, networks=networks)
-    return {"cluster": cluster, "host": host, "networks": networks, "in_flight": in_flight}, plugged
+    pinned_id = hostdev_rules.pinned_host(s, vm)
+    pinned = hosts_dao.get(s, pinned_id) if pinned_id else None
+    if params.host_id is not None:
+        host = hosts_dao.get(s, params.host_id)
+    else:       # a VM holding host devices goes where they are; the checks then judge that host
+        host = pinned or scheduler.select_host(s, cluster_id=vm.cluster_id, networks=networks)
+    return {"cluster": cluster, "host": host, "networks": networks, "in_flight": in_flight,
+            "pinned": pinned}, plugged
 
 
 def check(s: Session, vm: Vm, params: Params) -> list[Reason]:

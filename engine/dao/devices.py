@@ -49,6 +49,11 @@ def get_by_alias(s: Session, vm_id: str, alias: str) -> VmDevice | None:
     return s.scalars(select(VmDevice).where(VmDevice.vm_id == vm_id, VmDevice.alias == alias)).one_or_none()
 
 
+def holding(s: Session, host_device_id: int) -> VmDevice | None:
+    """The hostdev row (of any VM) that stands for host device `host_device_id`: at most one."""
+    return s.scalars(select(VmDevice).where(VmDevice.host_device_id == host_device_id)).one_or_none()
+
+
 def list_for_vm(s: Session, vm_id: str, type: str | None = None,  # noqa: A002
                 plugged: bool | None = None) -> Sequence[VmDevice]:
     stmt = select(VmDevice).where(VmDevice.vm_id == vm_id)

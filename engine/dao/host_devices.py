@@ -106,21 +106,22 @@ def sync(s: Session, host_id: str, inventory: Iterable[Mapping[str, Any]], *,
         facts: dict[str, Any] | None = reported.pop(row.identity, None)
         values: dict[str, Any] = {}
         if facts is None:
-            if row.status in HELD and row.present:
+            if row.present:
                 values["present"] = False
-                change.lost.append(row.id)
-            elif row.status not in HELD and row.status != REMOVED:
+                if row.status in HELD:
+                    change.lost.append(row.id)
+            if row.status not in HELD and row.status != REMOVED:
                 values["status"] = REMOVED
                 change.removed.append(row.id)
         else:
             values = {k: v for k, v in facts.items() if getattr(row, k) != v}
             if values:
                 change.updated.append(row.id)
-            if row.status in HELD:
-                if not row.present:
-                    values["present"] = True
+            if not row.present:
+                values["present"] = True
+                if row.status in HELD:
                     change.found.append(row.id)
-            else:
+            if row.status not in HELD:
                 status = AVAILABLE if facts["allowed"] else UNAVAILABLE
                 if row.status != status:
                     values["status"] = status
@@ -189,11 +190,12 @@ def allocate(s: Session, dev_id: int, vm_id: str) -> bool:
                 {"status": ALLOCATED})
 
 
-def release(s: Session, dev_id: int, vm_id: str) -> bool:
+def release(s: Session, dev_id: int, vm_id: str, *, error: dict[str, Any] | None = None) -> bool:
     """claimed|allocated by `vm_id` -> free again (available; removed if it left the host meanwhile,
-    unavailable if the whitelist no longer allows it). False when `vm_id` does not hold it."""
+    unavailable if the whitelist no longer allows it), keeping `error` as its last error (a failed
+    attach). False when `vm_id` does not hold it."""
     return _cas(s, dev_id, [HostDevice.status.in_(HELD), HostDevice.vm_id == vm_id],
-                {"status": FREE_STATUS, "vm_id": None})
+                {"status": FREE_STATUS, "vm_id": None, "last_error": error})
 
 
 def release_for_vm(s: Session, vm_id: str) -> int:

@@ -8,6 +8,8 @@ machine takes and gives back host devices exactly as it does a NIC's MAC.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from engine import reasons as R
@@ -38,7 +40,8 @@ def allocated(s: Session, device_id: str) -> None:
         host_devices.allocate(s, dev.host_device_id, dev.vm_id)
 
 
-def release(s: Session, device_id: str) -> None:
+def release(s: Session, device_id: str, error: dict[str, Any] | None = None) -> None:
+    """Give the host device back; a failed plug's error stays on it (the seeds' "failed")."""
     dev = devices.get(s, device_id)
     if dev is not None and dev.host_device_id is not None:
-        host_devices.release(s, dev.host_device_id, dev.vm_id)
+        host_devices.release(s, dev.host_device_id, dev.vm_id, error=error)

@@ -30,6 +30,7 @@ _OWN_FIELDS = ("type", "device", "alias", "address")
 Payload = Callable[[VmDevice], dict[str, Any]]
 Claim = Callable[[Session, VmDevice], list[Reason]]
 Release = Callable[[Session, str], None]    # gets the device's id: no row to read
+GiveBack = Callable[[Session, str, "dict[str, Any] | None"], None]     # and the failed plug's error, if any
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class DeviceKind:
     ref: Payload                # what the unplug verb gets
     name: Callable[[VmDevice], str]
     claim: Claim | None = None        # taken when the device is to be on the wire
-    release: Release | None = None    # given back when it no longer is
+    release: GiveBack | None = None   # given back when it no longer is (with a failed plug's error)
     allocated: Release | None = None  # the host has it: the claim becomes an allocation
 
     def audit(self, suffix: str) -> str:
@@ -119,7 +120,7 @@ def _claim_mac(s: Session, dev: VmDevice) -> list[Reason]:
     return [] if nics_dao.claim_mac(s, dev.id) else [R.mac_in_use(dev.nic.mac)]
 
 
-def _release_mac(s: Session, device_id: str) -> None:
+def _release_mac(s: Session, device_id: str, error: dict[str, Any] | None = None) -> None:
     nics_dao.release_mac(s, device_id)
 
 

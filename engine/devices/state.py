@@ -78,9 +78,17 @@ def claim(s: Session, subject: Subject, dev: VmDevice) -> None:
         raise Conflict(f"Cannot plug {subject.label}: {lost[0].message}", reasons=lost)
 
 
-def _release(s: Session, subject: Subject) -> None:
+def claim_for_next_start(s: Session, subject: Subject, dev: VmDevice) -> None:
+    """A stopped VM's device that is to be plugged at its next start: its claim is taken and, being in
+    the VM's definition, it counts as allocated at once (a host device: attached)."""
+    claim(s, subject, dev)
+    if subject.kind.allocated is not None:
+        subject.kind.allocated(s, subject.device_id)
+
+
+def _release(s: Session, subject: Subject, error: dict[str, Any] | None = None) -> None:
     if subject.kind.release is not None:
-        subject.kind.release(s, subject.device_id)
+        subject.kind.release(s, subject.device_id, error)
 
 
 # ---- a command's transitions -----------------------------------------------------------------------
@@ -105,7 +113,7 @@ def desired(s: Session, subject: Subject, *, plug: bool) -> None:
         raise Conflict(f"Cannot {'plug' if plug else 'unplug'} {subject.label}: another operation is in "
                        f"flight on it.", reasons=[R.device_in_flight(subject.device_id, "in flight")])
     if plug:
-        claim(s, subject, _row(s, subject))
+        claim_for_next_start(s, subject, _row(s, subject))
     else:
         _release(s, subject)
     subject.record(s, "PLUGGED" if plug else "UNPLUGGED",
@@ -131,7 +139,7 @@ def plug_failed(s: Session, subject: Subject, error: dict[str, Any], message: st
     if not devices.finish_transition(s, subject.device_id, from_state=PLUGGING, is_plugged=False,
                                      error=error):
         return False
-    _release(s, subject)
+    _release(s, subject, error)
     subject.record(s, "PLUG_FAILED", message, severity=severity, err=err, **vars)
     return True
 

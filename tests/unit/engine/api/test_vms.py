@@ -134,3 +134,26 @@ def test_allowed_tells_each_action_and_its_reasons(app, sessions, client, runnin
     other = authenticated(app.test_client(), issue_token(sessions, "stranger", "member", project="elsewhere"))
     assert other.get(f"/api/vms/{vm_id}/allowed").status_code == 404
     assert app.test_client().get(f"/api/vms/{vm_id}/allowed").status_code == 401
+
+
+def test_usb_host_device_attach_and_detach_through_the_api(app, sessions, client, host1, running_vm):
+    from engine.dao import hosts as hosts_dao
+    host1.hostdevs[:] = [{"name": "usb_1_5", "capability": "usb_device", "vendorId": "0781", "productId": "5567",
+                          "portPath": "1-2", "allowed": True}]
+    with sessions() as s:
+        host_id = hosts_dao.get_by_name(s, "host1").id
+    assert client.post(f"/api/hosts/{host_id}/refresh").status_code == 200
+    (dev,) = client.get(f"/api/hosts/{host_id}/devices").get_json()
+    vm_id = running_vm["id"]
+    r = client.post(f"/api/vms/{vm_id}/hostdevs", json={"host_device_id": dev["id"]})
+    assert r.status_code == 201, r.get_json()
+    hostdev = r.get_json()
+    assert (hostdev["plugged"], hostdev["host_device_id"], hostdev["source"]) == (True, dev["id"], {"portPath": "1-2"})
+    assert client.get(f"/api/vms/{vm_id}/allowed").get_json()["devices"][hostdev["id"]]["kind"] == "hostdev"
+    assert client.delete(f"/api/vms/{vm_id}/hostdevs/{hostdev['id']}").status_code == 409   # deactivate first
+    r = client.post(f"/api/vms/{vm_id}/hostdevs/{hostdev['id']}/deactivate")
+    assert r.status_code == 200 and r.get_json()["plugged"] is False
+    assert client.delete(f"/api/vms/{vm_id}/hostdevs/{hostdev['id']}").status_code == 204
+    assert client.get(f"/api/hosts/{host_id}/devices").get_json()[0]["status"] == "available"
+    member = authenticated(app.test_client(), issue_token(sessions, "m", "member", project=running_vm["project_id"]))
+    assert member.post(f"/api/vms/{vm_id}/hostdevs", json={"host_device_id": dev["id"]}).status_code == 403

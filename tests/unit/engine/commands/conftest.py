@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from engine.dao import audit, devices, nics, vms
+from engine.dao import db as dao_db
 from engine.dao.models import Host, Vm, VmDevice, VmNic
 from tests.unit.engine.fakehost import FakeHost, FakeHosts
 
@@ -83,3 +84,17 @@ class Db:
 @pytest.fixture
 def db(sessions) -> Db:
     return Db(sessions)
+
+
+@pytest.fixture
+def race_sessions(sessions, db_url):
+    """A second engine on the test's database (its tables made by `sessions`), configured as the
+    engine's production one."""
+    kwargs: dict[str, Any] = {}
+    if not dao_db.is_sqlite(db_url):
+        kwargs.update(pool_size=25, max_overflow=10)
+    engine = dao_db.make_engine(db_url, sqlite_begin="immediate", **kwargs)
+    try:
+        yield dao_db.make_sessions(engine)
+    finally:
+        engine.dispose()

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from engine.api.views import controller_view
 from engine.app import create_app
 from engine.commands import add_controller, add_nic, add_redirdev, plug_unplug_redirdev
-from engine.dao import db, devices, nics
+from engine.dao import devices, nics
 from engine.errors import EngineError
 from tests.unit.engine.tokens import authenticated, issue_token
 
@@ -56,20 +56,6 @@ def refusals(results: list[Any]) -> list[EngineError]:
 
 def reason_codes(err: EngineError) -> list[str]:
     return [r.code for r in err.reasons]
-
-
-@pytest.fixture
-def race_sessions(sessions, db_url):
-    """A second engine on the test's database (its tables made by `sessions`), configured as the
-    engine's production one."""
-    kwargs: dict[str, Any] = {}
-    if not db.is_sqlite(db_url):
-        kwargs.update(pool_size=25, max_overflow=10)
-    engine = db.make_engine(db_url, sqlite_begin="immediate", **kwargs)
-    try:
-        yield db.make_sessions(engine)
-    finally:
-        engine.dispose()
 
 
 def nic_rows(sessions, vm_id: str) -> list[Any]:

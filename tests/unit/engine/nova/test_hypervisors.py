@@ -61,3 +61,28 @@ def test_the_native_inventory_filters_by_capability_and_status(app, sessions, cl
     assert client.get("/api/hosts/nope/devices").status_code == 404
     member = authenticated(app.test_client(), issue_token(sessions, "m", "member", project=TENANT))
     assert member.get(f"/api/hosts/{inventoried['id']}/devices").status_code == 403
+
+
+def test_attach_and_detach_usb_devices_as_seed_001_asks(client, inventoried, nova_server, host1):
+    server = nova_server("usb-user")
+    dev_id = client.get(f"/v2.1/{TENANT}/os-hypervisors/host1").get_json()["hypervisor"]["usb_device_stats"][0]["id"]
+    url = f"/v2/{TENANT}/servers/{server['id']}/action"
+    r = client.post(url, json={"attach_usb_devices": {"usb_devices_requests": [{"id": dev_id}]}})
+    assert r.status_code == 202, r.get_json()
+    (stat,) = client.get("/v3/os-hypervisors/host1").get_json()["hypervisor"]["usb_device_stats"]
+    assert (stat["status"], stat["instance_uuid"]) == ("allocated", server["id"])
+    again = client.post(url, json={"attach_usb_devices": {"usb_devices_requests": [{"id": dev_id}]}})
+    assert again.status_code == 409, again.get_json()                       # one VM per device
+    r = client.post(f"/v3/servers/{server['id']}/action",
+                    json={"detach_usb_devices": {"usb_devices_requests": [{"id": dev_id}]}})
+    assert r.status_code == 202, r.get_json()
+    (stat,) = client.get("/v3/os-hypervisors/host1").get_json()["hypervisor"]["usb_device_stats"]
+    assert (stat["status"], stat["instance_uuid"]) == ("available", "")
+
+
+@pytest.mark.parametrize("body", [{"attach_usb_devices": {}}, {"attach_usb_devices": {"usb_devices_requests": []}},
+                                  {"attach_usb_devices": {"usb_devices_requests": [{"id": "x"}]}},
+                                  {"detach_usb_devices": {"usb_devices_requests": [{"idx": 1}]}}])
+def test_malformed_usb_device_requests_are_bad_requests(client, inventoried, nova_server, body):
+    server = nova_server("usb-user")
+    nova_fault(client.post(f"/v2.1/{TENANT}/servers/{server['id']}/action", json=body), "badRequest", 400)

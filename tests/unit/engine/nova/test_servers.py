@@ -153,7 +153,8 @@ def test_status_follows_the_vm(client, make_vm, status, nova):
 
 
 def test_actions_table():
-    assert set(actions.ACTIONS) == {"os-start", "os-stop", "attach_usb_controller"}
+    assert set(actions.ACTIONS) == {"os-start", "os-stop", "attach_usb_controller", "attach_usb_devices",
+                                    "detach_usb_devices"}
 
 
 def test_unknown_action_is_a_bad_request(client, nova_server):
