@@ -3,6 +3,7 @@
 #   make test    lint (ruff, mypy), then the test suite through tox (SQLite, then the engine's tests on PostgreSQL)
 #   make run     agent + engine + a demo VM (plugboard up); make stop stops them
 #   make clean   tox envs, the built guest, logs and run state (make distclean: also .venv)
+#   make testhost  only the test-host tier (tests/testhost: the agent on a host made of QEMU)
 # make test TOX_ARGS='-e py311 -- tests/unit -x' passes arguments to tox.
 
 SHELL := /bin/bash
@@ -12,7 +13,7 @@ EXTRAS := .[engine,libvirt,test]
 STAMP := $(VENV)/.plugboard-installed
 TOX_ARGS ?=
 
-.PHONY: setup host venv test run stop clean distclean
+.PHONY: setup host venv test testhost run stop clean distclean
 
 setup: host venv
 
@@ -33,6 +34,9 @@ $(STAMP): pyproject.toml | host
 test: setup
 	@bash scripts/start-postgres.sh
 	$(VENV)/bin/tox $(TOX_ARGS)
+
+testhost: setup
+	$(VENV)/bin/tox -e py311 -- tests/testhost
 
 run: setup
 	$(VENV)/bin/plugboard up

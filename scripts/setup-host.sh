@@ -43,6 +43,8 @@ PACKAGES=(
     make procps gzip ca-certificates
     # the web UI's browser tests (tests/browser): Debian's Chromium, driven by Playwright
     chromium
+    # the test host's image (tests/testhost/build-image.sh)
+    debootstrap e2fsprogs
 )
 
 # 1. Debian packages -------------------------------------------------------------------------
