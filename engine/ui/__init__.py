@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 from engine import reasons as R
 from engine.auth import Principal
 from engine.errors import Forbidden
-from engine.ui import admin, assets, csrf, errors, login, secret, vm_page, vms
+from engine.ui import admin, assets, csrf, errors, hostdevs, login, secret, vm_page, vms
 from engine.ui.cookie import SessionInterface
 
 NAME = "ui"
@@ -23,7 +23,7 @@ COOKIE_NAME = "plugboard_ui"
 #: Open to anyone: the login form and the browser assets.
 PUBLIC_ENDPOINTS = frozenset({f"{NAME}.{e}" for e in login.PUBLIC + assets.ENDPOINTS})
 #: Pages for admins only (a member is refused with 403 and a page saying so).
-ADMIN_ENDPOINTS = frozenset({f"{NAME}.{e}" for e in admin.ENDPOINTS})
+ADMIN_ENDPOINTS = frozenset({f"{NAME}.{e}" for e in admin.ENDPOINTS + hostdevs.ENDPOINTS})
 
 
 def authorize(principal: Principal, endpoint: str, method: str, path: str) -> None:
@@ -37,7 +37,7 @@ def make_blueprint() -> Blueprint:
     bp.before_request(csrf.check)
     bp.context_processor(lambda: {"csrf_token": csrf.token, "principal": g.get("principal")})
     bp.add_url_rule("/", "home", lambda: redirect(url_for("ui.vms")))
-    for module in (assets, login, vms, vm_page, admin):
+    for module in (assets, login, vms, vm_page, hostdevs, admin):
         module.register(bp)
     errors.register(bp)
     return bp

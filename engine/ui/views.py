@@ -45,7 +45,7 @@ def device_status(dev: VmDevice) -> str:
     return PLUGGED if dev.is_plugged else UNPLUGGED
 
 
-def _error_text(error: dict[str, Any] | None) -> str:
+def error_text(error: dict[str, Any] | None) -> str:
     if not error:
         return ""
     parts = [str(error.get(k)) for k in ("message", "host_message") if error.get(k)]
@@ -59,7 +59,7 @@ def device_row(dev: VmDevice, vm: Vm) -> dict[str, Any]:
     row: dict[str, Any] = {
         "id": dev.id, "label": kind.describe(dev), "status": device_status(dev), "plugged": dev.is_plugged,
         "in_flight": dev.plug_state in IN_FLIGHT_STATES, "since": _epoch(dev.plug_started_at),
-        "error": _error_text(dev.last_error), "address": dev.address, "alias": dev.alias,
+        "error": error_text(dev.last_error), "address": dev.address, "alias": dev.alias,
         # VM not running: the flag is all that changes; it is applied when the VM next starts.
         "next_start": vm.status not in RUNNING_STATUSES,
         "spec": spec, "device": dev.device,

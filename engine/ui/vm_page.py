@@ -16,7 +16,7 @@ from engine.commands import (add_controller, add_nic, add_redirdev, plug_unplug_
 from engine.commands.common import load_vm
 from engine.dao import audit as audit_dao, devices as devices_dao, hosts as hosts_dao, vms as vms_dao
 from engine.devices import kinds
-from engine.ui import gating, live
+from engine.ui import gating, hostdevs, live
 from engine.ui.actions import done
 from engine.ui.context import principal, run, sessions
 from engine.ui.forms import Form, pick
@@ -24,8 +24,9 @@ from engine.ui.views import VM_MOVING, device_row, event_row, vm_row
 from engine.vocab import DOWN, NIC_MODELS
 
 TABS = (("general", "General"), ("nics", "Network interfaces"), ("controllers", "USB controllers"),
-        ("redirdevs", "USB redirection"), ("events", "Events"))
-KIND_OF_TAB = {"nics": kinds.NIC, "controllers": kinds.CONTROLLER, "redirdevs": kinds.REDIRDEV}
+        ("redirdevs", "USB redirection"), ("hostdevs", "Host devices"), ("events", "Events"))
+KIND_OF_TAB = {"nics": kinds.NIC, "controllers": kinds.CONTROLLER, "redirdevs": kinds.REDIRDEV,
+               "hostdevs": kinds.HOSTDEV}
 EVENTS_SHOWN = 200
 #: The controller models offered in the add dialog (the short names first, as the seed writes them).
 CONTROLLER_MODELS = tuple(usb.SHORT_NAMES) + tuple(m for m in usb.MODELS if m not in usb.SHORT_NAMES.values()
@@ -40,7 +41,10 @@ def _snapshot(vm_id: str, tab: str) -> dict[str, Any]:
         out: dict[str, Any] = {"vm": vm_row(vm, host_names), "devices": [], "events": []}
         kind = KIND_OF_TAB.get(tab)
         if kind is not None:
-            out["devices"] = [device_row(d, vm) for d in devices_dao.list_for_vm(s, vm.id, type=kind.type)]
+            listed = list(devices_dao.list_for_vm(s, vm.id, type=kind.type))
+            out["devices"] = [device_row(d, vm) for d in listed]
+            if kind is kinds.HOSTDEV:
+                hostdevs.host_device_rows(s, out["devices"], listed)
         if tab == "nics":
             out["devices"].sort(key=lambda d: d.get("name", ""))
         if tab == "general":
@@ -193,8 +197,8 @@ def redirdev_action(vm_id: str, dev_id: str, action: str) -> Response:
 
 def register(bp: Blueprint) -> None:
     bp.add_url_rule("/vms/<vm_id>", "vm", lambda vm_id: redirect(url_for("ui.vm_tab", vm_id=vm_id, tab="general")))
-    bp.add_url_rule("/vms/<vm_id>/<any(general,nics,controllers,redirdevs,events):tab>", "vm_tab", vm_tab)
-    bp.add_url_rule("/vms/<vm_id>/<any(general,nics,controllers,redirdevs,events):tab>/live", "vm_tab_live",
+    bp.add_url_rule("/vms/<vm_id>/<any(general,nics,controllers,redirdevs,hostdevs,events):tab>", "vm_tab", vm_tab)
+    bp.add_url_rule("/vms/<vm_id>/<any(general,nics,controllers,redirdevs,hostdevs,events):tab>/live", "vm_tab_live",
                     _region)
     bp.add_url_rule("/vms/<vm_id>/nics/new", "nic_new_dialog", nic_dialog, methods=["GET"])
     bp.add_url_rule("/vms/<vm_id>/nics", "nic_new", new_nic, methods=["POST"])

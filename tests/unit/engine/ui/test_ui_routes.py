@@ -202,3 +202,160 @@ def test_the_secret_key_is_made_once_and_kept_0600(tmp_path):
     os.chmod(path, 0o644)
     with pytest.raises(PermissionError):
         secret.load_or_create(tmp_path)
+
+
+# ---- USB host devices: the VM's Host devices tab, the Add host device dialog, the host's inventory ----
+
+def usb(name, port, serial, allowed=True, product="Cruzer Blade", **kw):
+    return {"name": name, "capability": "usb_device", "vendorId": "0781", "productId": "5567",
+            "vendorName": "SanDisk Corp.", "productName": product, "portPath": port, "serial": serial,
+            "allowed": allowed, "bus": 1, "device": int(port[-1]) + 1, **kw}
+
+
+PCI = {"name": "pci_0000_00_19_0", "capability": "pci", "vendorId": "8086", "productId": "10f5",
+       "vendorName": "Intel Corporation", "productName": "82567LM Gigabit", "pciAddress": "0000:00:19.0",
+       "iommuGroup": 7, "driver": "e1000e", "allowed": True}
+
+
+@pytest.fixture
+def inventory(sessions, make_host, make_vm):
+    """A host with three USB keys (one free, one off the whitelist, one held by a stopped VM) and a PCI
+    function; a running VM on it; a second host with one key."""
+    from engine.commands import add_hostdev
+    from engine.dao import host_devices
+
+    host, other_host = make_host("lab1"), make_host("lab2")
+    with sessions.begin() as s:
+        free, banned, held = host_devices.sync(s, host.id, [
+            usb("usb_1_2", "1-2", "FREE1"), usb("usb_1_3", "1-3", "BANNED", allowed=False, product="Token"),
+            usb("usb_1_4", "1-4", "HELD1", product="Held key"), PCI]).added[:3]
+        (away,) = host_devices.sync(s, other_host.id, [usb("usb_2_1", "2-1", "AWAY")]).added
+    running = make_vm("runner", status="up", host=host)
+    holder = make_vm("holder", status="down")
+    add_hostdev.execute(sessions, None, add_hostdev.Params(holder.id, held))
+    return {"host": host, "other_host": other_host, "running": running, "holder": holder,
+            "free": free, "banned": banned, "held": held, "away": away}
+
+
+def choice(dialog, hd_id):
+    row = re.search(rf'<tr[^>]*data-choice="{hd_id}".*?</tr>', dialog, re.S)
+    assert row, dialog[:2000]
+    return row.group(0)
+
+
+def test_the_dialog_lists_the_vm_hosts_usb_devices_and_only_free_whitelisted_ones_can_be_picked(app, inventory):
+    client, _, _ = logged_in(app)
+    vm = inventory["running"]
+    dialog = client.get(f"/ui/vms/{vm.id}/hostdevs/new", headers={"HX-Request": "true"}).text
+    free = choice(dialog, inventory["free"])
+    assert 'data-selectable="true"' in free and "disabled" not in free
+    assert "Cruzer Blade" in free and "SanDisk Corp." in free and "1-2" in free and "FREE1" in free
+    held = choice(dialog, inventory["held"])
+    assert 'data-selectable="false"' in held and re.search(r'<input[^>]*type="radio"[^>]*disabled', held)
+    assert "used by VM" in held and ">holder</a>" in held
+    banned = choice(dialog, inventory["banned"])
+    assert 'data-selectable="false"' in banned and "unavailable: not on the host" in banned
+    assert f'data-choice="{inventory["away"]}"' not in dialog         # another host's key is not listed
+    assert "pci_0000" not in dialog and "82567LM" not in dialog          # PCI functions are not USB devices
+    assert re.search(r'<input[^>]*id="hostdev-required"', dialog) and \
+        not re.search(r'<input[^>]*id="hostdev-required"[^>]*checked', dialog)      # optional by default
+    assert '<label class="pf-v6-c-check__label" for="hostdev-required">Required at start</label>' in dialog
+    for d in ("free", "held", "banned"):      # every radio has a label
+        assert f'<label for="hostdev-choice-{inventory[d]}">' in dialog
+
+
+def test_a_stopped_vm_without_a_host_picks_one_first_and_a_pinned_one_lists_its_hosts(app, inventory, make_vm):
+    client, _, _ = logged_in(app)
+    loose = make_vm("loose", status="down")
+    dialog = client.get(f"/ui/vms/{loose.id}/hostdevs/new", headers={"HX-Request": "true"}).text
+    assert '<label class="pf-v6-c-form__label" for="hostdev-host">Host</label>' in dialog
+    assert "data-choice" not in dialog and 'name="host_device_id"' not in dialog
+    dialog = client.get(f"/ui/vms/{loose.id}/hostdevs/new?host={inventory['other_host'].id}",
+                        headers={"HX-Request": "true"}).text
+    assert 'data-selectable="true"' in choice(dialog, inventory["away"])
+    assert f'data-choice="{inventory["free"]}"' not in dialog
+    assert client.get(f"/ui/vms/{loose.id}/hostdevs/new?host=nope", headers={"HX-Request": "true"}).status_code == 404
+    # The holder is pinned to lab1 by its key: no picker, lab1's devices, its own key shown as its own.
+    holder = inventory["holder"]
+    dialog = client.get(f"/ui/vms/{holder.id}/hostdevs/new?host={inventory['other_host'].id}",
+                        headers={"HX-Request": "true"}).text
+    assert 'id="hostdev-host"' not in dialog and "USB devices of host lab1" in dialog
+    assert "attached to this VM" in choice(dialog, inventory["held"])
+
+
+def test_adding_a_host_device_runs_the_command_optional_unless_asked(app, inventory, make_vm, sessions):
+    from engine.dao import host_devices
+
+    vm = make_vm("cold", status="down")
+    client, token, _ = logged_in(app)
+    headers = {"HX-Request": "true", "X-CSRF-Token": token}
+    resp = client.post(f"/ui/vms/{vm.id}/hostdevs", headers=headers,
+                       data={"host_device_id": str(inventory["free"]), "required": "on"})
+    assert resp.status_code == 200 and "required at start" in resp.text and "next start" in resp.text
+    with sessions() as s:
+        assert (host_devices.get(s, inventory["free"]).status, host_devices.get(s, inventory["free"]).vm_id) == \
+            ("allocated", vm.id)
+    page = client.get(f"/ui/vms/{vm.id}/hostdevs").text
+    row = re.search(rf'<tr[^>]*data-hostdev="{inventory["free"]}".*?</tr>', page, re.S).group(0)
+    assert "Cruzer Blade" in row and "FREE1" in row and 'data-startup="required"' in row and "lab1" in row
+    assert re.search(r'<button[^>]*id="hostdev-remove-\d+"', row) and \
+        not re.search(r'<button[^>]*id="hostdev-remove-\d+"[^>]*disabled', row)
+    # The one held by another VM is refused by the command with its reason, shown where the action was taken.
+    resp = client.post(f"/ui/vms/{inventory['running'].id}/hostdevs", headers=headers,
+                       data={"host_device_id": str(inventory["held"])})
+    assert resp.status_code == 409 and "HOST_DEVICE_BUSY" in resp.text
+    assert client.post(f"/ui/vms/{vm.id}/hostdevs", headers=headers, data={}).status_code == 400
+    # Remove detaches it (a stopped VM's definition).
+    dev_id = re.search(r'id="hostdev-remove-\d+"[^>]*hx-post="/ui/vms/[^/]+/hostdevs/([^/]+)/remove"', row).group(1)
+    resp = client.post(f"/ui/vms/{vm.id}/hostdevs/{dev_id}/remove", headers=headers)
+    assert resp.status_code == 200 and "detached" in resp.text
+    with sessions() as s:
+        assert host_devices.get(s, inventory["free"]).status == "available"
+
+
+def test_a_held_device_gone_from_the_host_is_flagged_missing_on_the_vm_tab(app, inventory, sessions):
+    from engine.dao import host_devices
+
+    with sessions.begin() as s:      # lab1 now reports only its free key: the holder's key is gone
+        host_devices.sync(s, inventory["host"].id, [usb("usb_1_2", "1-2", "FREE1")])
+    client, _, _ = logged_in(app)
+    page = client.get(f"/ui/vms/{inventory['holder'].id}/hostdevs").text
+    row = re.search(rf'<tr[^>]*data-hostdev="{inventory["held"]}"[^>]*>', page).group(0)
+    assert 'data-missing="true"' in row and "missing from the host" in page
+    assert 'data-startup="optional"' in page
+
+
+def test_the_hosts_inventory_page_shows_usb_and_pci_with_status_holder_and_whitelist(app, inventory):
+    client, _, _ = logged_in(app)
+    hosts = client.get("/ui/hosts").text
+    assert f'href="/ui/hosts/{inventory["host"].id}/devices"' in hosts
+    page = client.get(f"/ui/hosts/{inventory['host'].id}/devices").text
+    assert page.count("data-device=") == 4 and "82567LM Gigabit" in page and "0000:00:19.0" in page
+    held = re.search(rf'<tr[^>]*data-device="{inventory["held"]}".*?</tr>', page, re.S).group(0)
+    assert 'data-status="allocated"' in held and f'href="/ui/vms/{inventory["holder"].id}/hostdevs">holder</a>' in held
+    banned = re.search(rf'<tr[^>]*data-device="{inventory["banned"]}"[^>]*>', page).group(0)
+    assert 'data-status="unavailable"' in banned and 'data-allowed="false"' in banned
+    only_usb = client.get(f"/ui/hosts/{inventory['host'].id}/devices?capability=usb_device").text
+    assert only_usb.count("data-device=") == 3
+    assert client.get(f"/ui/hosts/{inventory['host'].id}/devices?status=bogus").status_code == 400
+    assert client.get("/ui/hosts/nope/devices").status_code == 404
+
+
+def test_host_devices_are_for_admins_a_member_gets_403_and_sees_no_add_button(app, inventory, make_vm):
+    mine = make_vm("mine", project_id="other", status="down")
+    client, token, _ = logged_in(app, "mel")
+    headers = {"HX-Request": "true", "X-CSRF-Token": token}
+    page = client.get(f"/ui/vms/{mine.id}/hostdevs")
+    assert page.status_code == 200 and 'id="hostdev-new"' not in page.text
+    assert client.get(f"/ui/vms/{mine.id}/hostdevs/new", headers={"HX-Request": "true"}).status_code == 403
+    assert client.post(f"/ui/vms/{mine.id}/hostdevs", headers=headers,
+                       data={"host_device_id": str(inventory["free"])}).status_code == 403
+    assert client.post(f"/ui/vms/{mine.id}/hostdevs/x/activate", headers=headers).status_code == 403
+    assert client.get(f"/ui/hosts/{inventory['host'].id}/devices").status_code == 403
+
+
+def test_host_device_actions_need_the_csrf_token(app, inventory):
+    client, _, _ = logged_in(app)
+    vm = inventory["running"]
+    assert client.post(f"/ui/vms/{vm.id}/hostdevs", data={"host_device_id": str(inventory["free"])}).status_code == 403
+    assert client.post(f"/ui/vms/{vm.id}/hostdevs/x/remove", headers={"X-CSRF-Token": "forged"}).status_code == 403
