@@ -13,8 +13,14 @@ Extra specs are strings, as in Nova (numbers are accepted and kept as their text
   ``none`` leaves the VM without USB, so it cannot go with redirection devices.
 - ``hw:redirected_usb_ports`` (Nova): 0..15 spicevmc redirection devices. Nova's way and the
   blueprint's way of asking for redirection are not combined: a flavor says one or the other.
-- ``usb_devices`` and ``pci_passthrough:alias``: reserved for host-device passthrough from a flavor,
-  which comes next; kept as opaque strings, not applied yet.
+- ``usb_devices`` (the USB-passthrough blueprint): the USB host devices a VM of the flavor gets, as
+  the JSON text of a list (a list given as such is stored as its JSON text). An entry is either
+  ``{"id": 5}`` -- one device of the inventory (the blueprint's form; its host is where the VM runs)
+  -- or ``{"vendor_id": "0781", "product_id": "5567", "count": 1}`` -- any ``count`` (default 1)
+  free devices with these ids (4 hex digits each, an optional ``0x``), on whichever host has them.
+  At most 8 devices in all; an id is asked for once. The scheduler places the VM where they are free
+  (engine.commands.flavor_hostdevs).
+- ``pci_passthrough:alias``: reserved for PCI passthrough from a flavor; kept as an opaque string.
 
 Namespaces: a key that starts with ``hw:``, ``pci_passthrough:``, ``plugboard:`` or ``usb_`` is
 Plugboard's to apply, so an unknown one is refused (a misspelt key would otherwise be silently
@@ -37,12 +43,14 @@ from engine.errors import Reason
 USB_REDIRECTION_DEVICES: Final = "usb_redirection_devices"
 HW_USB_MODEL: Final = "hw:usb_model"
 HW_REDIRECTED_USB_PORTS: Final = "hw:redirected_usb_ports"
-USB_DEVICES: Final = "usb_devices"                      # reserved: USB host devices from a flavor
+USB_DEVICES: Final = "usb_devices"                      # USB host devices from a flavor
 PCI_PASSTHROUGH_ALIAS: Final = "pci_passthrough:alias"  # reserved: PCI passthrough by alias
 
 KNOWN_KEYS = (USB_REDIRECTION_DEVICES, HW_USB_MODEL, HW_REDIRECTED_USB_PORTS, USB_DEVICES,
               PCI_PASSTHROUGH_ALIAS)
-RESERVED_KEYS = (USB_DEVICES, PCI_PASSTHROUGH_ALIAS)
+RESERVED_KEYS = (PCI_PASSTHROUGH_ALIAS,)
+#: Keys whose value is a JSON list (given as a list, stored as its text).
+LIST_KEYS = (USB_REDIRECTION_DEVICES, USB_DEVICES)
 #: Namespaces whose keys Plugboard applies: an unknown key in them is refused.
 OWN_PREFIXES = ("hw:", "pci_passthrough:", "plugboard:", "usb_")
 
@@ -52,6 +60,10 @@ REDIRDEV_MODES = ("connect", "bind")
 REDIRDEV_FIELDS = ("bus", "type", "host", "port", "mode")
 MAX_REDIRECTED_USB_PORTS = 15
 MAX_REDIRECTION_DEVICES = 15
+MAX_USB_DEVICES = 8
+USB_BY_ID_FIELDS = ("id",)
+USB_BY_IDS_FIELDS = ("vendor_id", "product_id", "count")
+USB_ID_RE = re.compile(r"^(0x)?[0-9A-Fa-f]{4}$")
 # Nova's key syntax. Values may be longer than Nova's 255 characters so that a JSON list of
 # redirection devices fits.
 KEY_RE = re.compile(r"^[A-Za-z0-9_.:\- ]{1,255}$")
@@ -91,8 +103,9 @@ def conflict(key: str, other: str) -> Reason:
 
 
 def needs_usb_controller(key: str) -> Reason:
+    what = "USB host devices" if key == USB_DEVICES else "USB redirection devices"
     return Reason(SPEC_NEEDS_USB_CONTROLLER, f"Extra spec {HW_USB_MODEL}=none leaves the VM without a USB "
-                  f"controller, but {key} asks for USB redirection devices.", {"key": HW_USB_MODEL, "other": key})
+                  f"controller, but {key} asks for {what}.", {"key": HW_USB_MODEL, "other": key})
 
 
 # ---- parsing -------------------------------------------------------------------------------------
@@ -116,12 +129,29 @@ class Redirdev:
 
 
 @dataclass(frozen=True)
+class UsbRequest:
+    """USB host devices a flavor asks for: one device of the inventory (`id`), or `count` free
+    devices with these vendor/product ids (lower-case, 4 hex digits, no 0x)."""
+
+    id: int | None = None
+    vendor_id: str | None = None
+    product_id: str | None = None
+    count: int = 1
+
+    def describe(self) -> str:
+        if self.id is not None:
+            return f"USB device {self.id}"
+        return f"{self.count} USB device{'s' if self.count > 1 else ''} {self.vendor_id}:{self.product_id}"
+
+
+@dataclass(frozen=True)
 class Specs:
     """Extra specs as stored (strings) and what they mean."""
 
     stored: dict[str, str] = field(default_factory=dict)
     redirdevs: tuple[Redirdev, ...] = ()
     usb_model: str | None = None
+    usb_devices: tuple[UsbRequest, ...] = ()
 
 
 def _text(key: str, value: Any, found: list[Reason]) -> str | None:
@@ -132,7 +162,7 @@ def _text(key: str, value: Any, found: list[Reason]) -> str | None:
         return None
     if isinstance(value, (int, float)):
         return str(value)
-    if isinstance(value, list) and key == USB_REDIRECTION_DEVICES:
+    if isinstance(value, list) and key in LIST_KEYS:
         value = json.dumps(value)
     if not isinstance(value, str):
         found.append(value_invalid(key, value, "a string"))
@@ -196,6 +226,65 @@ def _redirection_devices(text: str, found: list[Reason]) -> tuple[Redirdev, ...]
     return tuple(d for d in parsed if d is not None)
 
 
+def _hex_id(where: str, name: str, value: Any, found: list[Reason]) -> str | None:
+    if not isinstance(value, str) or not USB_ID_RE.match(value):
+        found.append(value_invalid(USB_DEVICES, value, "4 hex digits, e.g. \"0781\"", path=f"{where}.{name}"))
+        return None
+    return value[-4:].lower()
+
+
+def _usb_request(index: int, entry: Any, found: list[Reason]) -> UsbRequest | None:
+    key = USB_DEVICES
+    where = f"{key}[{index}]"
+    if not isinstance(entry, dict):
+        found.append(value_invalid(key, entry, 'an object like {"id": 5} or {"vendor_id": "0781", "product_id": '
+                                   '"5567", "count": 1}', path=where))
+        return None
+    before = len(found)
+    by_id = "id" in entry
+    fields = USB_BY_ID_FIELDS if by_id else USB_BY_IDS_FIELDS
+    for name in entry:
+        if name not in fields:
+            rule = ("not with id: a device is asked for by its id or by vendor_id and product_id" if by_id and
+                    name in USB_BY_IDS_FIELDS else f"unknown field; fields are {', '.join(fields)}")
+            found.append(value_invalid(key, entry[name], rule, path=f"{where}.{name}"))
+    if by_id:
+        dev_id = entry["id"]
+        if isinstance(dev_id, bool) or not isinstance(dev_id, int) or dev_id < 1:
+            found.append(value_invalid(key, dev_id, "a host device id (a whole number from 1)", path=f"{where}.id"))
+        return None if len(found) > before else UsbRequest(id=dev_id)
+    vendor = _hex_id(where, "vendor_id", entry.get("vendor_id"), found)
+    product = _hex_id(where, "product_id", entry.get("product_id"), found)
+    count = entry.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_USB_DEVICES:
+        found.append(value_invalid(key, count, f"a whole number between 1 and {MAX_USB_DEVICES}",
+                                   path=f"{where}.count"))
+    if len(found) > before:
+        return None
+    return UsbRequest(vendor_id=vendor, product_id=product, count=count)
+
+
+def _usb_devices(text: str, found: list[Reason]) -> tuple[UsbRequest, ...]:
+    key = USB_DEVICES
+    rule = 'a JSON list like [{"id": 5}] or [{"vendor_id": "0781", "product_id": "5567", "count": 1}]'
+    try:
+        entries = json.loads(text)
+    except ValueError:
+        entries = None
+    if not isinstance(entries, list):
+        found.append(value_invalid(key, text, rule))
+        return ()
+    parsed = [_usb_request(i, entry, found) for i, entry in enumerate(entries)]
+    requests = tuple(r for r in parsed if r is not None)
+    ids = [r.id for r in requests if r.id is not None]
+    for dev_id in sorted({i for i in ids if ids.count(i) > 1}):
+        found.append(value_invalid(key, dev_id, "each device id once"))
+    total = sum(r.count for r in requests)
+    if total > MAX_USB_DEVICES:
+        found.append(value_invalid(key, f"{total} devices", f"at most {MAX_USB_DEVICES} devices"))
+    return requests if len(requests) == len(entries) else ()
+
+
 def _port_count(text: str, found: list[Reason]) -> int | None:
     rule = f"a whole number between 0 and {MAX_REDIRECTED_USB_PORTS}"
     if not re.fullmatch(r"[0-9]{1,3}", text.strip()):
@@ -243,7 +332,10 @@ def parse(specs: Mapping[str, Any] | None) -> tuple[Specs, list[Reason]]:
     if usb_model == "none" and redirdevs:
         asked = USB_REDIRECTION_DEVICES if USB_REDIRECTION_DEVICES in stored else HW_REDIRECTED_USB_PORTS
         found.append(needs_usb_controller(asked))
-    return Specs(stored=stored, redirdevs=redirdevs, usb_model=usb_model), found
+    usb_devices = _usb_devices(stored[USB_DEVICES], found) if USB_DEVICES in stored else ()
+    if usb_model == "none" and usb_devices:
+        found.append(needs_usb_controller(USB_DEVICES))
+    return Specs(stored=stored, redirdevs=redirdevs, usb_model=usb_model, usb_devices=usb_devices), found
 
 
 def normalize(specs: Mapping[str, Any] | None) -> tuple[dict[str, str], list[Reason]]:
@@ -261,6 +353,11 @@ def _valid(specs: Mapping[str, Any] | None) -> Specs:
     if found:
         raise ValueError("invalid extra specs: " + "; ".join(r.message for r in found))
     return parsed
+
+
+def usb_requests(specs: Mapping[str, Any] | None) -> tuple[UsbRequest, ...]:
+    """The USB host devices (valid) specs ask for. ValueError if the specs are invalid."""
+    return _valid(specs).usb_devices
 
 
 def needs_spice(specs: Mapping[str, Any] | None) -> bool:

@@ -25,6 +25,7 @@ NAME_INVALID = "NAME_INVALID"
 VM_NOT_DOWN = "VM_NOT_DOWN"
 VM_NOT_RUNNING = "VM_NOT_RUNNING"
 NO_HOST_AVAILABLE = "NO_HOST_AVAILABLE"
+NO_HOST_WITH_USB_DEVICES = "NO_HOST_WITH_USB_DEVICES"
 HOST_NOT_FOUND = "HOST_NOT_FOUND"
 HOST_NOT_UP = "HOST_NOT_UP"
 HOST_NOT_IN_CLUSTER = "HOST_NOT_IN_CLUSTER"
@@ -128,6 +129,15 @@ def no_host_available(cluster_name: str, networks: list[str]) -> Reason:
     needs = f" with networks {', '.join(networks)}" if networks else ""
     return reason(NO_HOST_AVAILABLE, f"No host of cluster {cluster_name} is up{needs}.",
                   cluster=cluster_name, networks=networks)
+
+
+def no_host_with_usb_devices(cluster_name: str, flavor: str, missing: list[str]) -> Reason:
+    """`missing`: each request of the flavor no host can meet, with what is free of it ("1 USB device
+    0781:5567 (0 free)"); empty when each can be met somewhere but no one host meets them all."""
+    what = ", ".join(missing) if missing else "all of its USB devices on one host"
+    return reason(NO_HOST_WITH_USB_DEVICES, f"No up host of cluster {cluster_name} with the VM's networks has "
+                  f"the USB devices flavor {flavor} asks for free: missing {what}.", cluster=cluster_name,
+                  flavor=flavor, missing=missing)
 
 
 def host_not_found(host_id: str | None) -> Reason:

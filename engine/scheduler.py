@@ -1,13 +1,14 @@
-"""Where a VM runs: an up host of the VM's cluster that has every network the VM's plugged NICs use.
-Among those, the host running the fewest VMs wins (ties broken by name, so the choice is stable)."""
+"""Where a VM runs: an up host of the VM's cluster that has every network the VM's plugged NICs use
+(and, for a flavor's USB devices, has them free). Among those, the host running the fewest VMs wins
+(ties broken by name, so the choice is stable)."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine.dao import hosts as hosts_dao
+from engine.dao import host_devices, hosts as hosts_dao
 from engine.dao.models import Host
 from engine.vocab import HOST_UP, RUNNING_STATUSES
 
@@ -45,3 +46,22 @@ def select_host(s: Session, *, cluster_id: str, networks: Iterable[str] = ()) ->
     hosts = hosts_dao.list(s, cluster_id=cluster_id, status=HOST_UP)
     load = hosts_dao.running_vm_counts(s, [h.id for h in hosts], RUNNING_STATUSES)
     return pick(hosts, load, cluster_id=cluster_id, networks=networks)
+
+
+def hosts_with_devices(s: Session, *, cluster_id: str, networks: Iterable[str], wants: Sequence[host_devices.Want],
+                       host_id: str | None = None) -> list[Host]:
+    """Up hosts of `cluster_id` with the networks and every wanted USB device free, least loaded first:
+    the inventory is read in one grouped query (host_devices.hosts_with_free), the networks (a host's
+    reported capabilities) are filtered here on its answer."""
+    wanted = list(networks)
+    found = host_devices.hosts_with_free(s, wants, cluster_id=cluster_id, host_status=HOST_UP,
+                                         running_statuses=RUNNING_STATUSES, host_id=host_id)
+    return [h for h, _load in found if has_networks(h.capabilities, wanted)]
+
+
+def free_for(s: Session, *, cluster_id: str, networks: Iterable[str], wants: Sequence[host_devices.Want]) -> list[int]:
+    """For each want, the most devices free for it on one up host of the cluster with the networks."""
+    wanted = list(networks)
+    hosts = [h.id for h in hosts_dao.list(s, cluster_id=cluster_id, status=HOST_UP)
+             if has_networks(h.capabilities, wanted)]
+    return host_devices.free_counts(s, wants, hosts)

@@ -2,7 +2,8 @@
 and the address it kept from earlier runs; the addresses libvirt assigned are stored by alias.
 
 The host is the one asked for, or the scheduler's choice: an up host of the VM's cluster with every
-network of the plugged NICs.
+network of the plugged NICs -- and, when the VM's flavor asks for USB host devices it does not hold
+yet, one that has them free; they are claimed there and go into VM.create (flavor_hostdevs).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from engine import scheduler
 from engine.auth import LOCAL_ADMIN, Principal
-from engine.commands import common, hostdev_rules
+from engine.commands import common, flavor_hostdevs, hostdev_rules
 from engine import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, clusters, devices, hosts as hosts_dao, vms
@@ -37,11 +38,16 @@ class Params:
 
 
 def validate(params: Params, *, vm: Vm, cluster: Cluster | None, host: Host | None, networks: list[str],
-             in_flight: list[VmDevice], pinned: Host | None = None) -> list[Reason]:
+             in_flight: list[VmDevice], pinned: Host | None = None,
+             usb: flavor_hostdevs.Placement | None = None) -> list[Reason]:
     """canDo of RunVm. `host`: the requested host, or the scheduler's choice (None: not found / none
     available); `networks`: those of the VM's plugged NICs; `in_flight`: devices mid-operation;
     `pinned`: the host whose devices the VM holds (it runs there or nowhere)."""
     found: list[Reason] = []
+    if usb is not None and not usb.hosts:       # `usb`: where the flavor's USB devices can be had
+        found.append(R.no_host_with_usb_devices(cluster.name if cluster else vm.cluster_id, usb.flavor, usb.missing))
+        if params.host_id is None:
+            return found
     if pinned is not None and host is not None and host.id != pinned.id:
         found.append(R.host_devices_pin_vm(vm.name, pinned.name, host.name))
     if vm.status != DOWN:
@@ -72,12 +78,15 @@ def _inputs(s: Session, vm: Vm, params: Params) -> tuple[dict[str, Any], list[Vm
     in_flight = [d for d in devices.list_for_vm(s, vm.id) if d.plug_state != STABLE]
     pinned_id = hostdev_rules.pinned_host(s, vm)
     pinned = hosts_dao.get(s, pinned_id) if pinned_id else None
+    usb = None if pinned is not None else flavor_hostdevs.placement(s, vm, networks=networks, host_id=params.host_id)
     if params.host_id is not None:
         host = hosts_dao.get(s, params.host_id)
+    elif usb is not None:
+        host = usb.hosts[0] if usb.hosts else None
     else:       # a VM holding host devices goes where they are; the checks then judge that host
         host = pinned or scheduler.select_host(s, cluster_id=vm.cluster_id, networks=networks)
     return {"cluster": cluster, "host": host, "networks": networks, "in_flight": in_flight,
-            "pinned": pinned}, plugged
+            "pinned": pinned, "usb": usb}, plugged
 
 
 def check(s: Session, vm: Vm, params: Params) -> list[Reason]:
@@ -106,6 +115,14 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
             if found:
                 raise common.refusal(found, f"Cannot run VM {vm.name}.")
             host = inputs["host"]
+            if inputs["usb"] is not None:       # a device lost to another request: the next host
+                host, taken = flavor_hostdevs.take_first(s, vm, inputs["usb"])
+                if host is None:
+                    usb = inputs["usb"]
+                    raise common.refusal([R.no_host_with_usb_devices(
+                        inputs["cluster"].name, usb.flavor,
+                        flavor_hostdevs.missing(s, vm, usb.wants, inputs["networks"]))], f"Cannot run VM {vm.name}.")
+                plugged_devices = plugged_devices + taken
             assert host is not None
             create: dict[str, Any] = {"vmId": vm.id, "params": vm_params(vm, plugged_devices)}
             by_alias = {d.alias: d.id for d in plugged_devices}

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import case, insert, select, update
+from sqlalchemy import ColumnElement, and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from engine.dao._cas import update_one
-from engine.dao.models import HostDevice, utcnow
+from engine.dao.models import Host, HostDevice, Vm, utcnow
 from engine.vocab import ALLOCATED, AVAILABLE, CLAIMED, REMOVED, UNAVAILABLE
 
 __all__ = ["InventoryChange", "from_agent", "identity", "sync", "get", "get_by_name", "list_for_host",
-           "list_for_vm", "claim", "allocate", "release", "release_for_vm"]
+           "list_for_vm", "claim", "allocate", "release", "release_for_vm", "Want", "hosts_with_free",
+           "free_counts", "free_on_host", "matches"]
 
 #: Agent field (Host.hostdevListByCaps, camelCase) -> column.
 _AGENT_KEYS = {
@@ -207,3 +208,84 @@ def release_for_vm(s: Session, vm_id: str) -> int:
         if (obj := s.identity_map.get(identity_key(HostDevice, dev_id))) is not None:
             s.expire(obj)
     return len(released)
+
+
+# ---- placement: hosts with the USB devices a VM asks for free -----------------------------------
+
+class Want(Protocol):
+    """Devices asked for: one device by `id`, or `count` devices with these vendor/product ids
+    (lower-case hex, no 0x; the inventory keeps the agent's spelling, with or without 0x)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def vendor_id(self) -> str | None: ...
+    @property
+    def product_id(self) -> str | None: ...
+    @property
+    def count(self) -> int: ...
+
+
+USB = "usb_device"
+# Free to take: available (so allowed by the whitelist) and on the host now.
+_FREE = (HostDevice.capability == USB, HostDevice.status == AVAILABLE, HostDevice.present.is_(True),
+         HostDevice.allowed.is_(True))
+
+
+def _hex_is(column: Any, value: str | None) -> ColumnElement[bool]:
+    return func.lower(column).in_((value or "", f"0x{value}"))
+
+
+def _match(want: Want) -> ColumnElement[bool]:
+    if want.id is not None:
+        return HostDevice.id == want.id
+    return and_(_hex_is(HostDevice.vendor_id, want.vendor_id), _hex_is(HostDevice.product_id, want.product_id))
+
+
+def matches(dev: HostDevice, want: Want) -> bool:
+    """Python's reading of _match, for sharing out the rows free_on_host returned."""
+    if want.id is not None:
+        return dev.id == want.id
+    return (dev.vendor_id.lower().removeprefix("0x"), dev.product_id.lower().removeprefix("0x")) == \
+        (want.vendor_id, want.product_id)
+
+
+def _tallies(wants: Sequence[Want]) -> list[Any]:
+    return [func.sum(case((_match(w), 1), else_=0)) for w in wants]
+
+
+def hosts_with_free(s: Session, wants: Sequence[Want], *, cluster_id: str, host_status: str,
+                    running_statuses: tuple[str, ...], host_id: str | None = None) -> list[tuple[Host, int]]:
+    """Hosts of `cluster_id` in `host_status` (only `host_id` when given) with every want free, and the
+    VMs each runs, least loaded first (then by name): one grouped query over the inventory, whatever the
+    number of hosts. Each want is counted on its own and all of them together, so a device that two
+    wants could take is not counted twice toward the total; the caller shares the devices out."""
+    if not wants:
+        return []
+    load = (select(func.count()).where(Vm.run_on_host == Host.id, Vm.status.in_(running_statuses))
+            .correlate(Host).scalar_subquery().label("load"))
+    total = sum(w.count for w in wants)
+    enough = [tally >= w.count for tally, w in zip(_tallies(wants), wants)]
+    stmt = (select(Host, load).join(HostDevice, HostDevice.host_id == Host.id)
+            .where(Host.cluster_id == cluster_id, Host.status == host_status, *_FREE, or_(*map(_match, wants)))
+            .group_by(Host.id).having(and_(func.count(HostDevice.id) >= total, *enough))
+            .order_by(load, Host.name))
+    if host_id is not None:
+        stmt = stmt.where(Host.id == host_id)
+    return [(host, count) for host, count in s.execute(stmt).all()]
+
+
+def free_counts(s: Session, wants: Sequence[Want], host_ids: Sequence[str]) -> list[int]:
+    """For each want, the most devices free for it on any one of `host_ids` (what a refusal names
+    as missing), in one grouped query."""
+    if not wants or not host_ids:
+        return [0] * len(wants)
+    rows = s.execute(select(*_tallies(wants)).where(HostDevice.host_id.in_(tuple(host_ids)), *_FREE)
+                     .group_by(HostDevice.host_id)).all()
+    return [max((int(row[i] or 0) for row in rows), default=0) for i in range(len(wants))]
+
+
+def free_on_host(s: Session, host_id: str, wants: Sequence[Want]) -> Sequence[HostDevice]:
+    """The host's free devices that some want matches, by id."""
+    return s.scalars(select(HostDevice).where(HostDevice.host_id == host_id, *_FREE, or_(*map(_match, wants)))
+                     .order_by(HostDevice.id)).all()

@@ -180,6 +180,8 @@ class HostDevice(Base):
     __table_args__ = (
         UniqueConstraint("host_id", "identity"),
         Index("ix_host_devices_host_id_name", "host_id", "name"),
+        # Placement reads a host's free devices (host_devices.hosts_with_free).
+        Index("ix_host_devices_host_id_status", "host_id", "status"),
         CheckConstraint(f"status {_in(HOSTDEV_STATUSES)}", name="status"),
     )
 

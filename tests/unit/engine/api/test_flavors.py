@@ -248,3 +248,16 @@ def test_concurrent_duplicate_names_one_wins_the_others_get_409(app, monkeypatch
         if status == 409:
             assert [r["code"] for r in body["fault"]["reasons"]] == ["NAME_IN_USE"]
     assert [f["name"] for f in authenticated(app.test_client(), token).get("/api/flavors").get_json()] == ["race"]
+
+
+def test_usb_devices_given_as_a_list_are_stored_as_json_text_and_mistakes_named(client):
+    r = client.post("/api/flavors", json={"name": "m1.key", "memory_mb": 256, "vcpus": 1, "extra_specs": {
+        "usb_devices": [{"vendor_id": "0781", "product_id": "5567", "count": 2}]}})
+    assert r.status_code == 201, r.get_json()
+    assert json.loads(r.get_json()["extra_specs"]["usb_devices"]) == [{"vendor_id": "0781", "product_id": "5567",
+                                                                      "count": 2}]
+    r = client.post("/api/flavors", json={"name": "m1.bad", "memory_mb": 256, "vcpus": 1, "extra_specs": {
+        "usb_devices": [{"id": 0}, {"vendor_id": "0781"}]}})
+    assert r.status_code == 400
+    assert sorted(x["vars"]["path"] for x in fault_of(r)["reasons"]) == ["usb_devices[0].id",
+                                                                        "usb_devices[1].product_id"]

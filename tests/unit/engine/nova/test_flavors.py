@@ -178,3 +178,12 @@ def test_other_mounts_answer_too(client, nova_flavor):
     assert r.get_json()["flavor"]["links"] == [
         {"rel": "self", "href": f"http://localhost/v3/flavors/{flavor['id']}"},
         {"rel": "bookmark", "href": f"http://localhost/flavors/{flavor['id']}"}]
+
+
+def test_usb_devices_through_os_extra_specs(client, nova_flavor):
+    specs = f"{V21}/flavors/{nova_flavor()['id']}/os-extra_specs"
+    r = client.post(specs, json={"extra_specs": {"usb_devices": '[{"id": 5}]'}})
+    assert r.status_code == 200 and r.get_json() == {"extra_specs": {"usb_devices": '[{"id": 5}]'}}
+    r = client.put(f"{specs}/usb_devices", json={"usb_devices": '[{"vendor_id": "0781", "product_id": "5567"}]'})
+    assert r.status_code == 200
+    nova_fault(client.put(f"{specs}/usb_devices", json={"usb_devices": '[{"id": 5, "count": 2}]'}), "badRequest", 400)
