@@ -180,3 +180,62 @@ def test_every_control_has_a_label_and_the_keyboard_works(admin_page, engine_url
     expect(dialog.get_by_label("Name")).to_be_focused()
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
+
+
+def test_add_host_device_dialog_and_the_hosts_device_inventory(admin_page, engine_url, vms, engine_parts, host, api):
+    """This machine has no USB devices to give: the inventory is seeded through the dao (three made-up
+    keys on the agent's host, one held by a stopped VM through the API); no device is attached for real
+    (the test host tier does that). The monitor is paused meanwhile: its reconciliation would find the
+    made-up keys gone from the host."""
+    from engine.dao import host_devices
+
+    def usb(port, serial, allowed=True, product="Cruzer Blade"):
+        return {"name": f"usb_9_{port[-1]}", "capability": "usb_device", "vendorId": "0781", "productId": "5567",
+                "vendorName": "SanDisk Corp.", "productName": product, "portPath": port, "serial": serial,
+                "allowed": allowed, "bus": 9, "device": int(port[-1]) + 1}
+
+    monitor = engine_parts["monitor"]
+    monitor.stop(timeout=5)
+    try:
+        with engine_parts["sessions"].begin() as s:
+            free, banned, held = host_devices.sync(s, host["id"], [
+                usb("9-1", f"UI{TAG}"), usb("9-2", f"NO{TAG}", allowed=False, product="Token"),
+                usb("9-3", f"HD{TAG}", product="Held key")], capabilities=("usb_device",)).added
+        assert api.post(f"/api/vms/{vms['other']['id']}/hostdevs", json={"host_device_id": held}).status_code == 201
+
+        page = admin_page
+        tab(page, engine_url, vms["silent"], "hostdevs")
+        page.get_by_role("button", name="Add host device").click()
+        dialog = page.locator("#pb-dialog")
+        expect(dialog).to_be_visible()
+        expect(dialog.get_by_label("Required at start")).not_to_be_checked()
+        row = dialog.locator(f"tr[data-choice='{free}']")
+        expect(row).to_contain_text("Cruzer Blade")
+        expect(row).to_contain_text("SanDisk Corp.")
+        expect(row).to_contain_text("9-1")
+        expect(row).to_contain_text(f"UI{TAG}")
+        expect(row.get_by_role("radio")).to_be_enabled()
+        taken = dialog.locator(f"tr[data-choice='{held}']")
+        expect(taken).to_contain_text(f"used by VM {vms['other']['name']}")
+        expect(taken.get_by_role("radio")).to_be_disabled()
+        barred = dialog.locator(f"tr[data-choice='{banned}']")
+        expect(barred).to_contain_text("unavailable: not on the host's whitelist")
+        expect(barred.get_by_role("radio")).to_be_disabled()
+        row.get_by_label("Cruzer Blade").check()        # the product names the radio; keyboard reaches it
+        expect(row.get_by_role("radio")).to_be_checked()
+        page.keyboard.press("Escape")
+        expect(dialog).to_be_hidden()
+
+        page.goto(f"{engine_url}/ui/hosts")
+        page.get_by_role("link", name="Devices of lab").click()
+        expect(page.locator("tr[data-device]")).not_to_have_count(0)      # the agent's PCI functions too
+        page.get_by_label("Kind").select_option("usb_device")
+        page.get_by_role("button", name="Show").click()
+        expect(page.locator("tr[data-device]")).to_have_count(3)          # this machine has no USB devices
+        holder = page.locator(f"tr[data-device='{held}']")
+        expect(holder).to_have_attribute("data-status", "allocated")
+        expect(holder.get_by_role("link", name=vms["other"]["name"])).to_be_visible()
+        expect(page.locator(f"tr[data-device='{banned}']")).to_have_attribute("data-allowed", "false")
+        expect(page.locator(f"tr[data-device='{free}']")).to_have_attribute("data-status", "available")
+    finally:
+        monitor.start()
