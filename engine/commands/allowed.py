@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 from engine import scheduler
 from engine.auth import Principal
 from engine import reasons as R
-from engine.commands import (add_controller, add_nic, add_redirdev, common, plug_unplug_hostdev, plug_unplug_nic,
-                             plug_unplug_redirdev, remove_controller, remove_hostdev, remove_nic, remove_redirdev,
-                             remove_vm, run_vm, stop_vm, update_nic)
+from engine.commands import (add_controller, add_hostdev, add_nic, add_redirdev, common, plug_unplug_hostdev,
+                             plug_unplug_nic, plug_unplug_redirdev, remove_controller, remove_hostdev, remove_nic,
+                             remove_redirdev, remove_vm, run_vm, stop_vm, update_nic)
 from engine.dao import devices
 from engine.dao.models import Vm, VmDevice
 from engine.devices import kinds
@@ -48,9 +48,14 @@ def _probe_network(s: Session, vm: Vm) -> str:
     return known[0] if known else "default"
 
 
-def _vm_actions(s: Session, vm: Vm) -> dict[str, Verdict]:
+def _vm_actions(s: Session, vm: Vm, principal: Principal) -> dict[str, Verdict]:
     network = _probe_network(s, vm)
+    # Which device is the dialog's choice; the VM's side of it is the same validate's, and raw
+    # assignment is an admin's.
+    admin = [] if principal.is_admin else [R.admin_required("assign a host device to a VM")]
+    add_hostdev_state = add_hostdev.validate(add_hostdev.Params(vm.id, 0), vm=vm, hd=None, device_reasons=[])
     return {
+        "add_hostdev": verdict(admin + add_hostdev_state),
         "start": verdict(run_vm.check(s, vm, run_vm.Params(vm.id))),
         "stop": verdict(stop_vm.check(s, vm, stop_vm.Params(vm.id))),
         "remove": verdict(remove_vm.check(s, vm, remove_vm.Params(vm.id))),
@@ -110,7 +115,7 @@ def for_vm(sessions: common.Sessions, principal: Principal, vm_id: str) -> dict[
     principal sees (another project's VM is not found, as everywhere)."""
     with sessions() as s:
         vm = common.load_vm(s, principal, vm_id)
-        out: dict[str, Any] = {"vm": _vm_actions(s, vm), "devices": {}}
+        out: dict[str, Any] = {"vm": _vm_actions(s, vm, principal), "devices": {}}
         for dev in devices.list_for_vm(s, vm.id):
             entry = DEVICE_ACTIONS.get(kinds.of(dev))
             if entry is not None:

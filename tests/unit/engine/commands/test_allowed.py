@@ -30,8 +30,10 @@ def test_a_down_vm(sessions, host, make_vm, make_nic, db):
     assert (db.table_counts(), db.codes()) == before        # a read: nothing written, nothing audited
     assert got["vm"]["start"] == {"allowed": True, "reasons": []}
     assert codes(got["vm"]["stop"]) == ["VM_NOT_RUNNING"]
-    for action in ("remove", "add_nic", "add_active_nic", "add_controller"):
+    for action in ("remove", "add_nic", "add_active_nic", "add_controller", "add_hostdev"):
         assert got["vm"][action]["allowed"], action
+    member = Principal("m", roles=frozenset({MEMBER}), projects=frozenset({vm.project_id}))
+    assert codes(allowed.for_vm(sessions, member, vm.id)["vm"]["add_hostdev"]) == ["ADMIN_REQUIRED"]
     ok = {"allowed": True, "reasons": []}
     assert got["devices"] == {nic.id: {"kind": "nic", "activate": ok, "update": ok, "remove": ok,
                                        "deactivate": got["devices"][nic.id]["deactivate"]}}
