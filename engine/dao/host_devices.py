@@ -142,7 +142,7 @@ def sync(s: Session, host_id: str, inventory: Iterable[Mapping[str, Any]], *,
     if inserts:
         # A plain executemany: RETURNING in parameter order would make SQLAlchemy send one INSERT per
         # row (no sentinel column to sort a batch's ids by). The ids are then read back by identity.
-        s.execute(insert(HostDevice.__table__), inserts)
+        s.execute(insert(HostDevice.metadata.tables[HostDevice.__tablename__]), inserts)
         ids = dict(s.execute(select(HostDevice.identity, HostDevice.id).where(
             HostDevice.host_id == host_id, HostDevice.identity.in_(list(reported)))).tuples().all())
         change.added = [ids[key] for key in reported]
