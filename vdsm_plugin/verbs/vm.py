@@ -48,10 +48,13 @@ def vm_info(vm: devices.Vm) -> dict[str, Any]:
             "persistent": vm.handle.is_persistent(), "devices": domxml.read_devices(vm.dom)}
 
 
-def _resolve_hostdevs(agent: Agent, vm_id: str, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _resolve_hostdevs(agent: Agent, vm_id: str, params: dict[str, Any], *,
+                      starting: bool = False) -> dict[str, dict[str, Any] | None]:
     """Concrete host devices for the VM's hostdevs, by alias, from one scan of the host. A USB device
-    that is gone is left for the before_vm_start startup-policy hook to drop or refuse, so it is built
-    from its request. One device asked for twice is refused like a device another VM holds."""
+    that is gone, when the VM is to start now, follows its startup policy here, whatever names it:
+    optional -> None (left out of the domain), else `hostdevRequiredMissing`. Otherwise (a definition)
+    it is built from its request and the before_vm_start hook judges it at the start. One device asked
+    for twice is refused like a device another VM holds."""
     wanted = [dev for dev in params.get("devices", []) if dev["type"] == "hostdev"]
     if not wanted:
         return {}
@@ -59,13 +62,19 @@ def _resolve_hostdevs(agent: Agent, vm_id: str, params: dict[str, Any]) -> dict[
     for found in devs:
         if found.get("attachedTo") == vm_id:
             found["attachedTo"] = None  # held by this VM's own shut-off definition, which is replaced
-    resolved: dict[str, dict[str, Any]] = {}
+    resolved: dict[str, dict[str, Any] | None] = {}
     taken: dict[str, str] = {}
     for dev in wanted:
         try:
             found = hostdev_verbs.resolve(agent, dev, devs)
         except AgentError as e:
             src = dev["source"]
+            if e.name == "hostdevMissing" and dev["device"] == "usb" and starting:
+                if dev.get("startupPolicy") != "optional":
+                    raise AgentError("hostdevRequiredMissing", f"{dev['alias']}: {e.detail}",
+                                     alias=dev["alias"]) from e
+                resolved[dev["alias"]] = None
+                continue
             if e.name != "hostdevMissing" or dev["device"] != "usb" or "vendor" not in src and "bus" not in src:
                 raise
             resolved[dev["alias"]] = {"vendorId": src.get("vendor"), "productId": src.get("product"),
@@ -89,13 +98,15 @@ def _existing(agent: Agent, vm_id: str) -> Domain | None:
 
 
 def _build(agent: Agent, vm_id: str, params: dict[str, Any], *,
-           replace_shut_off: bool = False) -> tuple[str, Domain | None]:
+           replace_shut_off: bool = False) -> tuple[str, Domain | None, list[str]]:
     """The domain XML for `params`, and the shut-off definition of the VM it replaces, if any.
 
     With `replace_shut_off` (VM.create) a definition whose domain is shut off -- the VM stopped
     outside the engine: a crash, a guest power-off, `virsh destroy` -- is replaced, since the engine
     owns the desired state; a domain that runs (or is paused) is still `exist`. A domain of that
-    uuid without the agent's mark is never touched: `exist`."""
+    uuid without the agent's mark is never touched: `exist`. With `replace_shut_off` the VM starts
+    now, so its gone USB devices follow their startup policy (_resolve_hostdevs): the aliases of
+    those left out come third."""
     check_paths(agent, params)
     replace = None
     old = _existing(agent, vm_id)
@@ -106,7 +117,18 @@ def _build(agent: Agent, vm_id: str, params: dict[str, Any], *,
             raise AgentError("exist", f"VM {vm_id} is already defined on this host" + (f" ({state})" if mine else ""),
                              vmId=vm_id, **({"state": state} if mine else {}))
         replace = old
-    return domxml.build_domain(vm_id, params, _resolve_hostdevs(agent, vm_id, params)), replace
+    resolved = _resolve_hostdevs(agent, vm_id, params, starting=replace_shut_off)
+    dropped = sorted(alias for alias, found in resolved.items() if found is None)
+    if dropped:
+        params = {**params, "devices": [d for d in params["devices"] if d.get("alias") not in dropped]}
+    kept = {alias: found for alias, found in resolved.items() if found is not None}
+    return domxml.build_domain(vm_id, params, kept), replace, dropped
+
+
+def _report_dropped(agent: Agent, vm_id: str, aliases: Any) -> None:
+    for alias in sorted(aliases):
+        agent.journal.append("hostdev_dropped", vm_id=vm_id, alias=alias,
+                             data={"reason": "host device not present; startup policy optional"})
 
 
 def _usb_inventory(agent: Agent) -> str:
@@ -123,9 +145,7 @@ def _before_start(agent: Agent, vm_id: str, xml: str, custom: dict[str, str] | N
     result = agent.hooks.run("before_vm_start", xml, devices.hook_env(vm_id, custom),
                              extra_files={"_hook_usb_inventory": _usb_inventory(agent)})
     after = {d["alias"] for d in domxml.read_devices(domxml.parse(result.xml)) if d["type"] == "hostdev"}
-    for alias in sorted(before - after):
-        agent.journal.append("hostdev_dropped", vm_id=vm_id, alias=alias,
-                             data={"reason": "host device not present; startup policy optional"})
+    _report_dropped(agent, vm_id, before - after)
     return result.xml
 
 
@@ -184,15 +204,16 @@ def _undefine_quietly(handle: Domain) -> None:
 def create(agent: Agent, vmId: str, params: dict[str, Any]) -> dict[str, Any]:
     vm_id = devices.vm_key(vmId)
     with agent.locks.hold(vm_id):
-        xml, replace = _build(agent, vm_id, params, replace_shut_off=True)
+        xml, replace, dropped = _build(agent, vm_id, params, replace_shut_off=True)
         _vm, seq, info = _start(agent, vm_id, xml, params.get("customProperties"), created=True, replace=replace)
+        _report_dropped(agent, vm_id, dropped)
         return {**info, "eventSeq": seq}
 
 
 def define(agent: Agent, vmId: str, params: dict[str, Any]) -> dict[str, Any]:
     vm_id = devices.vm_key(vmId)
     with agent.locks.hold(vm_id):
-        xml, _ = _build(agent, vm_id, params)
+        xml, _, _ = _build(agent, vm_id, params)
         handle: Domain | None = None
         try:
             handle = agent.hv.define(xml)

@@ -128,8 +128,25 @@ def test_required_usb_device_gone_refuses_start(rpc, guest):
             "name": f"pb-req-{vm_id[:8]}", "memSize": 128, "vcpus": 1, "machine": "pc",
             "kernel": str(guest.kernel), "initrd": str(guest.initrd),
             "devices": [{**GONE_USB, "startupPolicy": "mandatory"}]})
-    assert e.value.code == 306 and "no longer on the host" in e.value.error["message"]
+    assert e.value.code == 317 and "ua-gone" in e.value.error["message"]   # hostdevRequiredMissing
     assert vm_id not in {v["vmId"] for v in rpc("VM.list")["vms"]}
+
+
+def test_an_optional_usb_device_by_port_path_gone_is_dropped_at_start(rpc, guest):
+    """The engine names USB devices by port path: the agent applies their policy itself."""
+    vm_id = str(uuid.uuid4())
+    last = rpc("Host.getEvents")["last"]
+    try:
+        info = rpc("VM.create", vmId=vm_id, params={
+            "name": f"pb-port-{vm_id[:8]}", "memSize": 128, "vcpus": 1, "machine": "pc",
+            "kernel": str(guest.kernel), "initrd": str(guest.initrd), "cmdline": "console=ttyS0 rdinit=/init",
+            "devices": [{"type": "hostdev", "device": "usb", "alias": "ua-port", "startupPolicy": "optional",
+                         "source": {"portPath": "9-9.9"}}]})
+        assert info["status"] == "up" and "ua-port" not in {d["alias"] for d in info["devices"]}
+        events = rpc("Host.getEvents", after=last)["events"]
+        assert [e["alias"] for e in events if e["kind"] == "hostdev_dropped"] == ["ua-port"]
+    finally:
+        destroy_quietly(rpc, vm_id)
 
 
 def test_one_host_device_twice_in_one_vm_is_refused(rpc):
