@@ -306,6 +306,7 @@ HOST_DEVICE_GONE = "HOST_DEVICE_GONE"
 HOST_DEVICE_CAPABILITY = "HOST_DEVICE_CAPABILITY"
 HOST_DEVICE_ON_OTHER_HOST = "HOST_DEVICE_ON_OTHER_HOST"
 HOST_DEVICES_PIN_VM = "HOST_DEVICES_PIN_VM"
+HOST_DEVICE_REQUIRED_MISSING = "HOST_DEVICE_REQUIRED_MISSING"
 
 
 def host_device_not_found(device_id: object) -> Reason:
@@ -337,3 +338,8 @@ def host_devices_pin_vm(vm_name: str, pinned: str, asked: str) -> Reason:
     return reason(HOST_DEVICES_PIN_VM, f"VM {vm_name} holds USB devices of host {pinned}: it can run only there, "
                   f"not on host {asked} (a VM with host devices does not move).", vm=vm_name, pinned=pinned,
                   asked=asked)
+
+
+def host_device_required_missing(name: str, host: str) -> Reason:
+    return reason(HOST_DEVICE_REQUIRED_MISSING, f"Required host device {name} is not plugged into host {host}: "
+                  "the VM cannot start without it (plug it back, or make it optional).", device=name, host=host)

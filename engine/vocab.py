@@ -38,6 +38,9 @@ ALLOCATED: Final = "allocated"
 UNAVAILABLE: Final = "unavailable"
 REMOVED: Final = "removed"
 HOSTDEV_STATUSES = (AVAILABLE, CLAIMED, ALLOCATED, UNAVAILABLE, REMOVED)
+#: A VM's USB device's startup policy (libvirt's words): optional starts without it, mandatory refuses.
+OPTIONAL: Final = "optional"
+MANDATORY: Final = "mandatory"
 
 # ---- VM settings -------------------------------------------------------------------------------
 MACHINES = ("pc", "q35")

@@ -339,3 +339,5 @@ class HostdevSchema(DeviceStateFields):
     host_device_id = fields.Integer(allow_none=True)
     source = fields.Dict(metadata={"description": "How the host finds it: portPath, serial or vendor/product."})
     required = fields.Boolean()
+    present = fields.Boolean(allow_none=True, metadata={"description": "False while the device is pulled from its "
+                                                                       "host: it is plugged in again when it is back."})

@@ -6,7 +6,7 @@ from typing import Any
 
 from engine import osinfo
 from engine.dao.models import AuditEvent, Cluster, Host, HostDevice, Vm, VmDevice, VmNic
-from engine.vocab import UNPLUGGING
+from engine.vocab import MANDATORY, UNPLUGGING
 
 
 def cluster_view(c: Cluster) -> dict[str, Any]:
@@ -64,7 +64,9 @@ def redirdev_view(d: VmDevice) -> dict[str, Any]:
 def hostdev_view(d: VmDevice) -> dict[str, Any]:
     spec = d.spec_params or {}
     return {"id": d.id, "vm_id": d.vm_id, "host_device_id": d.host_device_id, "source": spec.get("source") or {},
-            "required": spec.get("startupPolicy") == "mandatory", **device_state(d)}
+            "required": spec.get("startupPolicy") == MANDATORY,
+            # False while the device is pulled from its host (the VM keeps it; a replug plugs it again).
+            "present": d.host_device.present if d.host_device is not None else None, **device_state(d)}
 
 
 def event_view(e: AuditEvent) -> dict[str, Any]:

@@ -23,10 +23,10 @@ from engine.dao.models import HostDevice, Vm
 from engine.devices import kinds, live, state
 from engine.errors import Conflict, Reason
 from engine.hostclient import HostClientFactory
-from engine.vocab import PLUG_STATUSES, UP
+from engine.vocab import MANDATORY, OPTIONAL, PLUG_STATUSES, UP
 
 #: startup policy -> libvirt's startupPolicy on the hostdev's source.
-STARTUP_POLICIES = {False: "optional", True: "mandatory"}
+STARTUP_POLICIES = {False: OPTIONAL, True: MANDATORY}
 
 
 @dataclass(frozen=True)

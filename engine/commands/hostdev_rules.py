@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 from engine import reasons as R
 from engine.dao import devices, host_devices, hosts as hosts_dao
 from engine.dao.host_devices import HELD
-from engine.dao.models import HostDevice, Vm
+from engine.devices import inventory
+from engine.dao.models import HostDevice, Vm, VmDevice
 from engine.errors import Reason
-from engine.vocab import AVAILABLE, UNAVAILABLE, UP
+from engine.vocab import AVAILABLE, MANDATORY, UNAVAILABLE, UP
 
 USB = "usb_device"
 
@@ -38,6 +39,28 @@ def pinned_host(s: Session, vm: Vm, *, besides: int | None = None) -> str | None
     """The host whose devices the VM holds (None when it holds none)."""
     held = [d for d in host_devices.list_for_vm(s, vm.id) if d.id != besides]
     return held[0].host_id if held else None
+
+
+def required(dev: VmDevice) -> bool:
+    """The VM may not start without this device (its startup policy is mandatory)."""
+    return (dev.spec_params or {}).get("startupPolicy") == MANDATORY
+
+
+def missing_at_start(s: Session, plugged: list[VmDevice]) -> tuple[list[HostDevice], list[VmDevice]]:
+    """Of a starting VM's plugged devices, the missing host devices it requires, and its plugged rows
+    whose optional device is missing (left out of VM.create; they come back when it is replugged)."""
+    required_missing: list[HostDevice] = []
+    dropped: list[VmDevice] = []
+    for dev in plugged:
+        hd = host_devices.get(s, dev.host_device_id) if dev.host_device_id is not None else None
+        if not inventory.gone(hd):
+            continue
+        if required(dev):
+            assert hd is not None
+            required_missing.append(hd)
+        else:
+            dropped.append(dev)
+    return required_missing, dropped
 
 
 def host_name(s: Session, host_id: str | None) -> str:

@@ -13,15 +13,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine import scheduler
+from engine import agent_codes, scheduler
 from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common, flavor_hostdevs, hostdev_rules
 from engine import reasons as R
 from engine.commands.outcome import Outcome
-from engine.dao import audit, clusters, devices, hosts as hosts_dao, vms
-from engine.dao.models import Cluster, Host, Vm, VmDevice
-from engine.errors import Conflict, HostCallFailed, HostUnreachable, Reason
-from engine.devices import kinds
+from engine.dao import audit, clusters, devices, host_devices, hosts as hosts_dao, vms
+from engine.dao.models import Cluster, Host, HostDevice, Vm, VmDevice
+from engine.errors import Conflict, HostCallFailed, HostUnreachable, Reason, ValidationFailed
+from engine.devices import inventory, kinds
 from engine.hostclient import HostClientFactory
 
 from engine.vocab import DOWN, POWERING_UP, STABLE, UP
@@ -39,15 +39,19 @@ class Params:
 
 def validate(params: Params, *, vm: Vm, cluster: Cluster | None, host: Host | None, networks: list[str],
              in_flight: list[VmDevice], pinned: Host | None = None,
-             usb: flavor_hostdevs.Placement | None = None) -> list[Reason]:
+             usb: flavor_hostdevs.Placement | None = None,
+             required_missing: tuple[HostDevice, ...] | list[HostDevice] = ()) -> list[Reason]:
     """canDo of RunVm. `host`: the requested host, or the scheduler's choice (None: not found / none
     available); `networks`: those of the VM's plugged NICs; `in_flight`: devices mid-operation;
-    `pinned`: the host whose devices the VM holds (it runs there or nowhere)."""
+    `pinned`: the host whose devices the VM holds (it runs there or nowhere); `required_missing`: host
+    devices the VM requires that are gone from their host."""
     found: list[Reason] = []
     if usb is not None and not usb.hosts:       # `usb`: where the flavor's USB devices can be had
         found.append(R.no_host_with_usb_devices(cluster.name if cluster else vm.cluster_id, usb.flavor, usb.missing))
         if params.host_id is None:
             return found
+    for hd in required_missing:
+        found.append(R.host_device_required_missing(hostdev_rules.label(hd), pinned.name if pinned else hd.host_id))
     if pinned is not None and host is not None and host.id != pinned.id:
         found.append(R.host_devices_pin_vm(vm.name, pinned.name, host.name))
     if vm.status != DOWN:
@@ -70,10 +74,13 @@ def validate(params: Params, *, vm: Vm, cluster: Cluster | None, host: Host | No
     return found
 
 
-def _inputs(s: Session, vm: Vm, params: Params) -> tuple[dict[str, Any], list[VmDevice]]:
-    """What validate() needs besides the VM, and the plugged devices VM.create gets."""
+def _inputs(s: Session, vm: Vm, params: Params) -> tuple[dict[str, Any], list[VmDevice], list[VmDevice]]:
+    """What validate() needs besides the VM, the plugged devices VM.create gets, and the plugged host
+    devices left out of it because their optional device is gone (they stay plugged: a replug brings
+    them back)."""
     cluster = clusters.get(s, vm.cluster_id)
     plugged = list(devices.list_for_vm(s, vm.id, plugged=True))
+    required_missing, dropped = hostdev_rules.missing_at_start(s, plugged)
     networks = sorted({d.nic.network for d in plugged if d.nic is not None})
     in_flight = [d for d in devices.list_for_vm(s, vm.id) if d.plug_state != STABLE]
     pinned_id = hostdev_rules.pinned_host(s, vm)
@@ -86,7 +93,8 @@ def _inputs(s: Session, vm: Vm, params: Params) -> tuple[dict[str, Any], list[Vm
     else:       # a VM holding host devices goes where they are; the checks then judge that host
         host = pinned or scheduler.select_host(s, cluster_id=vm.cluster_id, networks=networks)
     return {"cluster": cluster, "host": host, "networks": networks, "in_flight": in_flight,
-            "pinned": pinned, "usb": usb}, plugged
+            "pinned": pinned, "usb": usb, "required_missing": required_missing}, \
+        [d for d in plugged if d not in dropped], dropped
 
 
 def check(s: Session, vm: Vm, params: Params) -> list[Reason]:
@@ -110,7 +118,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
     with common.audited(sessions, "VM_START", vm_id=params.vm_id):
         with sessions.begin() as s:
             vm = common.load_vm(s, principal, params.vm_id)
-            inputs, plugged_devices = _inputs(s, vm, params)
+            inputs, plugged_devices, dropped = _inputs(s, vm, params)
             found = validate(params, vm=vm, **inputs)
             if found:
                 raise common.refusal(found, f"Cannot run VM {vm.name}.")
@@ -126,6 +134,8 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
             assert host is not None
             create: dict[str, Any] = {"vmId": vm.id, "params": vm_params(vm, plugged_devices)}
             by_alias = {d.alias: d.id for d in plugged_devices}
+            dropped_ids = [d.id for d in dropped]
+            required = {d.alias: d.host_device_id for d in plugged_devices if hostdev_rules.required(d)}
             vm_name = vm.name
             if not vms.set_status_cas(s, vm.id, (DOWN,), POWERING_UP, run_on_host=host.id):
                 raise Conflict(f"Cannot run VM {vm_name}: its status changed meanwhile.",
@@ -134,10 +144,15 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
     try:
         result = hosts(host).call("VM.create", create)
     except (HostUnreachable, HostCallFailed) as err:
+        refused = None
         with sessions.begin() as s:
             vms.set_status_cas(s, params.vm_id, (POWERING_UP,), DOWN, run_on_host=None)
             common.audit_vm_host_failure(s, err, failed_code="VM_START_FAILED", action="run",
                                          vm_id=params.vm_id, vm_name=vm_name, host=host)
+            if isinstance(err, HostCallFailed) and err.host_code == agent_codes.code("hostdevRequiredMissing"):
+                refused = _required_gone_on_host(s, err, required, vm_name, host)
+        if refused is not None:
+            raise refused from err
         raise
 
     result = result or {}
@@ -150,12 +165,26 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
             vms.set_run_event_seq(s, params.vm_id, result.get("eventSeq"))
             audit.record(s, "VM_STARTED", f"VM {vm_name} started on host {host.name}", vm_id=params.vm_id,
                          host_id=host.id, host=host.name, devices=len(create["params"]["devices"]))
+            for dev_id in dropped_ids:
+                inventory.record_dropped(s, params.vm_id, dev_id, host, "the inventory says it is gone")
             return Outcome(id=params.vm_id)
     # Powering up is ours alone (stop refuses it, the monitor leaves it to us): a VM no longer
     # powering up was taken away -- e.g. removed. Its domain must not run on as an orphan.
     _undo_start(hosts, host, params.vm_id)
     raise Conflict(f"VM {vm_name} changed while it was starting; its domain on host {host.name} was destroyed.",
                    reasons=[R.vm_not_down(vm_name, "changing", "run the VM")])
+
+
+def _required_gone_on_host(s: Session, err: HostCallFailed, required: dict[str, int | None], vm_name: str,
+                           host: Host) -> ValidationFailed:
+    """The host found a required device missing that the inventory still had: the same refusal as
+    canDo's, naming the device the host's message names by its alias."""
+    named = [hd for alias, hd_id in required.items() if alias in (err.host_message or "")
+             and hd_id is not None and (hd := host_devices.get(s, hd_id)) is not None]
+    reasons = [R.host_device_required_missing(hostdev_rules.label(hd), host.name) for hd in named] or \
+        [R.host_device_required_missing(err.host_message or "(unnamed)", host.name)]
+    return ValidationFailed(f"Cannot run VM {vm_name}.", reasons=reasons, host_code=err.host_code,
+                            host_message=err.host_message, host=host.name)
 
 
 def _undo_start(hosts: HostClientFactory, host: Host, vm_id: str) -> None:

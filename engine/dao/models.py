@@ -146,6 +146,7 @@ class VmDevice(Base):
     vm: Mapped[Vm] = relationship(back_populates="devices")
     nic: Mapped["VmNic | None"] = relationship(back_populates="device", cascade="all, delete-orphan",
                                                passive_deletes=True, uselist=False)
+    host_device: Mapped["HostDevice | None"] = relationship(viewonly=True)   # read by views only
 
 
 class VmNic(Base):

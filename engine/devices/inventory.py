@@ -4,18 +4,27 @@ so a USB key plugged in shows up within seconds rather than at the next poll.
 
 One audit event tells what a sync changed (counts), and each device a VM holds that left the host, or
 came back to it, gets its own event on the VM: its owner must hear of it.
+
+A running VM's device that comes back (same identity) is plugged into it again (`reattach`), as
+Proxmox and Incus do; a plugged device whose device is gone stays plugged meanwhile, waiting for it.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.dao import audit, host_devices, vms as vms_dao
+from engine.dao import audit, devices as devices_dao, host_devices, vms as vms_dao
 from engine.dao.host_devices import CAPABILITIES, InventoryChange
-from engine.dao.models import Host
-from engine.errors import HostCallFailed
+from engine.dao.models import Host, HostDevice, VmDevice
+from engine.devices import live
+from engine.devices.state import Subject
+from engine.errors import Conflict, HostCallFailed, HostUnreachable
 from engine.hostclient import HostClientFactory
+from engine.vocab import REMOVED, STABLE, UP
+
+log = logging.getLogger(__name__)
 
 
 def read(hosts: HostClientFactory, host: Host, capabilities: Iterable[str] = CAPABILITIES) -> list[dict]:
@@ -74,3 +83,62 @@ def refresh(sessions: sessionmaker[Session], hosts: HostClientFactory, host: Hos
     devices = read(hosts, host, caps)
     with sessions.begin() as s:
         return store(s, host, devices, caps, why=why)
+
+
+def gone(hd: HostDevice | None) -> bool:
+    """Gone from its host as far as the inventory knows (held and pulled, or removed)."""
+    return hd is not None and (not hd.present or hd.status == REMOVED)
+
+
+def waiting(s: Session, dev: VmDevice) -> bool:
+    """A plugged hostdev row whose device is gone from the host: the domain may lack it (dropped at
+    start, or removed by libvirt) without the row being wrong -- it is plugged again on replug."""
+    return dev.host_device_id is not None and gone(host_devices.get(s, dev.host_device_id))
+
+
+def record_dropped(s: Session, vm_id: str, device_id: str, host: Host, why: str) -> bool:
+    """A VM started without its optional host device: one warning on the VM."""
+    dev, vm = devices_dao.get(s, device_id), vms_dao.get(s, vm_id)
+    if dev is None or vm is None:
+        return False
+    subject = Subject.of(dev, vm, host)
+    subject.record(s, "DROPPED", f"VM {vm.name} started on host {host.name} without {subject.label}: {why}; "
+                   "its startup policy is optional, and it is plugged in again when the device comes back",
+                   severity="warning")
+    return True
+
+
+def reattach(sessions: sessionmaker[Session], hosts: HostClientFactory, host: Host, found: Iterable[int]) -> list[str]:
+    """Plug each device a running VM holds that is back on the host into that VM again: the stale
+    device goes first (QEMU keeps the pulled device's bus/device numbers, which the replug changed;
+    an unplug of a device the domain lacks ends unplugged too), then the device core plugs it by its
+    port path, as the host numbers it now. Returns the re-attached VM device ids; a failure is logged
+    and audited by the device core."""
+    done: list[str] = []
+    for hd_id in found:
+        with sessions.begin() as s:
+            dev = devices_dao.holding(s, hd_id)
+            vm = vms_dao.get(s, dev.vm_id) if dev is not None else None
+            if dev is None or vm is None or vm.status != UP or vm.run_on_host != host.id \
+                    or not dev.is_plugged or dev.plug_state != STABLE:
+                continue
+            subject = Subject.of(dev, vm, host)
+            unplug = live.prepare(s, dev, subject, host, plug=False)
+        try:
+            if live.run(sessions, hosts, unplug):
+                continue        # the guest holds on to it: the unplug's own end decides
+            with sessions.begin() as s:
+                row = devices_dao.get(s, subject.device_id)
+                if row is None or row.is_plugged or row.plug_state != STABLE:
+                    continue
+                plug = live.prepare(s, row, subject, host, plug=True)
+            live.run(sessions, hosts, plug)
+        except (HostCallFailed, HostUnreachable, Conflict) as err:
+            log.warning("host %s: %s of VM %s not re-attached: %s", host.name, subject.label, subject.vm_name,
+                        err.message)
+            continue
+        with sessions.begin() as s:
+            subject.record(s, "REATTACHED", f"{subject.label} is back on host {host.name} and plugged into VM "
+                           f"{subject.vm_name} again", host_device_id=hd_id)
+        done.append(subject.device_id)
+    return done

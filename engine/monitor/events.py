@@ -5,7 +5,10 @@
     vm_lifecycle           stopped / crashed / shutdown -> the VM went down (and its domain is to be
                            undefined on the host); suspended -> paused, resumed -> up
     hostdev_added/removed  a device came to or left the host: its inventory of that capability is read
-                           again once the batch is committed
+                           again once the batch is committed (a VM's device that came back is then
+                           plugged into it again)
+    hostdev_dropped        the host started a VM without an optional USB device it found gone: one
+                           warning on the VM, and the USB inventory is read again (the engine's was stale)
     anything else          consumed and ignored
 
 Events are applied in the transaction that stores the host's new last_event_seq, so a restart neither
@@ -26,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from engine.dao import devices, vms as vms_dao
 from engine.dao.models import Host, Vm
-from engine.devices import state
+from engine.devices import inventory, state
 from engine.devices.state import Subject
 from engine.vocab import PAUSED, POWERING_DOWN, UNKNOWN, UNPLUGGING, UP
 
@@ -93,6 +96,14 @@ def _hostdev_event(s: Session, host: Host, event: dict[str, Any], applied: Appli
     applied.inventory.add("pci" if name.startswith("pci_") else "usb_device")
 
 
+def _hostdev_dropped(s: Session, host: Host, vm: Vm, event: dict[str, Any], applied: Applied) -> None:
+    dev = devices.get_by_alias(s, vm.id, str(event["alias"]))
+    if dev is None:
+        return
+    inventory.record_dropped(s, vm.id, dev.id, host, f"host {host.name} found it gone")
+    applied.inventory.add("usb_device")
+
+
 Handler = Callable[[Session, Host, Vm, dict[str, Any], Applied], None]
 HostHandler = Callable[[Session, Host, dict[str, Any], Applied], None]
 
@@ -101,6 +112,7 @@ HANDLERS: dict[str, Handler] = {
     "device_removed": _device_event,
     "device_removal_failed": _device_event,
     "vm_lifecycle": _lifecycle,
+    "hostdev_dropped": _hostdev_dropped,
 }
 #: event kind -> its handler, for the events about the host rather than one of its VMs.
 HOST_HANDLERS: dict[str, HostHandler] = {

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from engine.dao import devices
 from engine.dao.models import Host, Vm, VmDevice
-from engine.devices import state
+from engine.devices import inventory, state
 from engine.devices.state import Subject
 from engine.monitor.events import aware
 from engine.vocab import PLUGGING, UNPLUGGING
@@ -71,6 +71,8 @@ def device(s: Session, host: Host, vm: Vm, dev: VmDevice, live: dict[str, Any] |
         return int(state.plug_failed(s, subject, error, f"Plug of {subject.label} into VM {vm.name} did not "
                                      f"complete: host {host.name} does not have it", severity="warning"))
 
+    if dev.is_plugged and live is None and inventory.waiting(s, dev):
+        return 0        # its device is gone from the host: plugged again when it comes back
     if dev.is_plugged != (live is not None):
         return int(state.repaired(s, subject, plug=live is not None, address=address))
     if live is not None and address and address != dev.address:

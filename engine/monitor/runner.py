@@ -154,12 +154,15 @@ class Monitor:
         return len(events), True
 
     def refresh_inventory(self, host: Host, capabilities: Any = inventory.CAPABILITIES, *, why: str = "") -> None:
-        """Read the host's devices again and store them; a failure is logged, the next event or
-        reconciliation tries again."""
+        """Read the host's devices again and store them, then plug the devices of running VMs that
+        came back into them again; a failure is logged, the next event or reconciliation tries again."""
         try:
-            inventory.refresh(self._sessions, self._hosts, host, sorted(capabilities), why=why)
+            change = inventory.refresh(self._sessions, self._hosts, host, sorted(capabilities), why=why)
         except (HostUnreachable, HostCallFailed) as err:
             log.warning("host %s: could not read its devices: %s", host.name, err.message)
+            return
+        if change.found:
+            inventory.reattach(self._sessions, self._hosts, host, change.found)
 
     def _undefine(self, host: Host, vm_id: str) -> None:
         """Drop the shut-off domain a VM left on its host when it stopped outside the engine."""

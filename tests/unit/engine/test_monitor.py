@@ -69,6 +69,17 @@ class ScriptedHost:
                     "devices": copy.deepcopy(dom["devices"])}
         if verb == "Host.hostdevListByCaps":
             return {"devices": [copy.deepcopy(d) for d in self.hostdevs if d["capability"] in params["caps"]]}
+        if verb == "VM.hotunplugHostdev":     # a device the domain lacks: deviceNotFound, as the agent says
+            live = self.domains[params["vmId"]]["devices"]
+            if not any(d.get("alias") == params["hostdev"]["alias"] for d in live):
+                raise HostCallFailed("VM.hotunplugHostdev failed", host=self.name, host_code=304,
+                                     host_message="Device not found on the VM")
+            live[:] = [d for d in live if d.get("alias") != params["hostdev"]["alias"]]
+            return {"status": "done"}
+        if verb == "VM.hotplugHostdev":
+            dev = {**params["hostdev"], "address": {"type": "usb", "bus": "0", "port": "2"}}
+            self.domains[params["vmId"]]["devices"].append(dev)
+            return dev
         if verb == "VM.destroy":
             if self.domains.pop(params["vmId"], None) is None:
                 raise HostCallFailed("VM.destroy failed", host=self.name, host_code=1,
@@ -632,3 +643,108 @@ def test_from_config(sessions, fakes):
                                                             host_timeout=10, unplug_wait=15))
     assert (mon.poll_timeout, mon.reconcile_interval, mon.stale_after) == (20, 30, 400)
     assert mon.in_flight_grace >= 10 + 15     # longer than any command's host call
+
+
+# ---- USB devices pulled and plugged back ------------------------------------------------------------
+
+def held_key(sessions, monitor, agent, host, vm, *, in_domain: bool = True) -> tuple[int, VmDevice]:
+    """The host's key, allocated to the running VM through a plugged hostdev row."""
+    from engine.dao import host_devices
+    agent.hostdevs[:] = [usb_key("usb_1_5")]
+    monitor.refresh_inventory(host)
+    with sessions.begin() as s:
+        (hd,) = host_devices.list_for_host(s, host.id)
+        assert host_devices.claim(s, hd.id, vm.id) and host_devices.allocate(s, hd.id, vm.id)
+        dev = VmDevice(id="d0000000-0000-0000-0000-0000000000a1", vm_id=vm.id, type="hostdev", device="usb",
+                       is_plugged=True, plug_state="stable", alias="ua-d0000000-0000-0000-0000-0000000000a1",
+                       spec_params={"source": {"portPath": "1-2"}, "startupPolicy": "optional"},
+                       host_device_id=hd.id)
+        s.add(dev)
+        hd_id = hd.id
+    agent.run(vm.id, *([{"type": "hostdev", "device": "usb", "alias": dev.alias}] if in_domain else []))
+    return hd_id, dev
+
+
+def test_a_held_device_plugged_back_is_reattached_to_its_vm(sessions, monitor, agent, host, vm, read, audits):
+    from engine.dao.models import HostDevice
+    hd_id, dev = held_key(sessions, monitor, agent, host, vm)
+    agent.hostdevs.clear()
+    agent.emit("hostdev_removed", None, None, name="usb_1_5")
+    monitor.run_once(host)
+    assert (read(HostDevice, hd_id).present, read(HostDevice, hd_id).status) == (False, "allocated")
+    assert monitor.reconcile_vm(vm) == 0                 # libvirt keeps the pulled device: nothing to repair
+    agent.calls.clear()
+    agent.hostdevs.append(usb_key("usb_1_9"))            # same port, ids and serial; new bus/device
+    agent.emit("hostdev_added", None, None, name="usb_1_9")
+    monitor.run_once(host)
+    verbs = [v for v, p in agent.calls if v.startswith("VM.")]
+    assert verbs == ["VM.hotunplugHostdev", "VM.hotplugHostdev"]
+    assert [p["hostdev"]["source"] for v, p in agent.calls if v == "VM.hotplugHostdev"] == [{"portPath": "1-2"}]
+    row = read(HostDevice, hd_id)
+    assert (row.present, row.status, row.vm_id) == (True, "allocated", vm.id)
+    assert (read(VmDevice, dev.id).is_plugged, read(VmDevice, dev.id).plug_state) == (True, "stable")
+    (event,) = audits("HOSTDEV_REATTACHED")
+    assert (event.vm_id, event.device_id) == (vm.id, dev.id)
+
+
+def test_a_device_dropped_at_start_waits_and_is_plugged_when_it_comes(sessions, monitor, agent, host, vm, read,
+                                                                       audits):
+    hd_id, dev = held_key(sessions, monitor, agent, host, vm, in_domain=False)
+    agent.hostdevs.clear()
+    monitor.refresh_inventory(host)
+    assert monitor.reconcile_vm(vm) == 0                 # plugged and absent, but its device is gone: it waits
+    assert read(VmDevice, dev.id).is_plugged
+    agent.hostdevs.append(usb_key("usb_1_9"))
+    monitor.refresh_inventory(host)
+    assert [v for v, p in agent.calls if v.startswith("VM.hot")] == ["VM.hotunplugHostdev", "VM.hotplugHostdev"]
+    assert [a.device_id for a in audits("HOSTDEV_REATTACHED")] == [dev.id]
+
+
+def test_another_device_on_the_port_is_not_reattached(sessions, monitor, agent, host, vm, read, audits):
+    from engine.dao.models import HostDevice
+    hd_id, dev = held_key(sessions, monitor, agent, host, vm)
+    agent.hostdevs.clear()
+    monitor.refresh_inventory(host)
+    agent.hostdevs.append(usb_key("usb_1_9", serial="OTHER"))      # another key in the same port
+    monitor.refresh_inventory(host)
+    assert not [v for v, p in agent.calls if v.startswith("VM.hot")]
+    assert read(HostDevice, hd_id).present is False and audits("HOSTDEV_REATTACHED") == []
+
+
+def test_a_device_of_a_stopped_vm_is_not_plugged_anywhere(sessions, monitor, agent, host, make_vm, read, audits):
+    down = make_vm("vm-down", status="down")
+    held_key(sessions, monitor, agent, host, down)
+    agent.hostdevs.clear()
+    monitor.refresh_inventory(host)
+    agent.hostdevs.append(usb_key("usb_1_9"))
+    monitor.refresh_inventory(host)
+    assert not [v for v, p in agent.calls if v.startswith("VM.hot")]
+    assert [e.vm_id for e in audits("HOST_DEVICE_FOUND")] == [down.id]
+
+
+def test_a_failed_reattach_leaves_the_device_free_with_its_error(sessions, monitor, agent, host, vm, read, audits):
+    from engine.dao.models import HostDevice
+    hd_id, dev = held_key(sessions, monitor, agent, host, vm)
+    agent.hostdevs.clear()
+    monitor.refresh_inventory(host)
+
+    def refuse(verb, params):
+        if verb == "VM.hotplugHostdev":
+            raise HostCallFailed("VM.hotplugHostdev failed", host=agent.name, host_code=301,
+                                 host_message="Failed to hotplug host device")
+    agent.on_call = refuse
+    agent.hostdevs.append(usb_key("usb_1_9"))
+    monitor.refresh_inventory(host)
+    assert read(VmDevice, dev.id).is_plugged is False and read(HostDevice, hd_id).status == "available"
+    assert audits("HOSTDEV_REATTACHED") == [] and len(audits("HOSTDEV_PLUG_FAILED")) == 1
+
+
+def test_the_host_dropping_an_optional_device_at_start_is_told_to_the_vm(sessions, monitor, agent, host, vm,
+                                                                         audits):
+    hd_id, dev = held_key(sessions, monitor, agent, host, vm, in_domain=False)
+    agent.calls.clear()
+    agent.emit("hostdev_dropped", vm.id, dev.alias, reason="host device not present; startup policy optional")
+    monitor.run_once(host)
+    (event,) = audits("HOSTDEV_DROPPED")
+    assert (event.vm_id, event.device_id, event.severity) == (vm.id, dev.id, "warning")
+    assert ("Host.hostdevListByCaps", {"caps": ["usb_device"]}) in agent.calls     # the inventory was stale
