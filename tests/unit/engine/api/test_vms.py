@@ -138,8 +138,9 @@ def test_allowed_tells_each_action_and_its_reasons(app, sessions, client, runnin
 
 def test_usb_host_device_attach_and_detach_through_the_api(app, sessions, client, host1, running_vm):
     from engine.dao import hosts as hosts_dao
-    host1.hostdevs[:] = [{"name": "usb_1_5", "capability": "usb_device", "vendorId": "0781", "productId": "5567",
-                          "portPath": "1-2", "allowed": True}]
+    key = {"name": "usb_1_5", "capability": "usb_device", "vendorId": "0781", "productId": "5567",
+           "portPath": "1-2", "allowed": True}
+    host1.hostdevs[:] = [key]
     with sessions() as s:
         host_id = hosts_dao.get_by_name(s, "host1").id
     assert client.post(f"/api/hosts/{host_id}/refresh").status_code == 200
@@ -149,6 +150,13 @@ def test_usb_host_device_attach_and_detach_through_the_api(app, sessions, client
     assert r.status_code == 201, r.get_json()
     hostdev = r.get_json()
     assert (hostdev["plugged"], hostdev["host_device_id"], hostdev["source"]) == (True, dev["id"], {"portPath": "1-2"})
+    assert (hostdev["present"], hostdev["required"]) == (True, False)
+    host1.hostdevs.clear()                       # pulled: the VM keeps it, flagged
+    assert client.post(f"/api/hosts/{host_id}/refresh").status_code == 200
+    pulled = client.get(f"/api/vms/{vm_id}/hostdevs/{hostdev['id']}").get_json()
+    assert (pulled["present"], pulled["plugged"]) == (False, True)
+    host1.hostdevs[:] = [key]
+    assert client.post(f"/api/hosts/{host_id}/refresh").status_code == 200
     assert client.get(f"/api/vms/{vm_id}/allowed").get_json()["devices"][hostdev["id"]]["kind"] == "hostdev"
     assert client.delete(f"/api/vms/{vm_id}/hostdevs/{hostdev['id']}").status_code == 409   # deactivate first
     r = client.post(f"/api/vms/{vm_id}/hostdevs/{hostdev['id']}/deactivate")
