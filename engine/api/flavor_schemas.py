@@ -11,9 +11,9 @@ SPEC_KEY = fields.String(validate=validate.Length(min=1, max=255))
 # Strings as in Nova; numbers are kept as their text; usb_redirection_devices may be given as a list.
 SPECS_DESCRIPTION = ("Extra specs: usb_redirection_devices (a list of {bus: usb, type: spicevmc | tcp, host, port}, "
                      "or its JSON text), hw:usb_model (none | nec-xhci | qemu-xhci), hw:redirected_usb_ports "
-                     "(0-15), usb_devices (a list of {id} or {vendor_id, product_id, count}, or its JSON text: USB host "
-                     "devices, placed by the scheduler); pci_passthrough:alias is reserved. Unknown keys of the hw:, usb_, "
-                     "plugboard: and pci_passthrough: namespaces are refused; other keys are kept as given.")
+                     "(0-15), usb_devices (a list of {id} or {vendor_id, product_id, count}, or its JSON text: USB "
+                     "host devices, placed by the scheduler); pci_passthrough:alias is reserved. Unknown keys of the "
+                     "hw:, usb_, plugboard: and pci_passthrough: namespaces are refused; other keys are kept as given.")
 
 
 class FlavorCreateSchema(StrictSchema):
