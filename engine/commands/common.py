@@ -151,6 +151,38 @@ def plug_or_unplug(sessions: Sessions, hosts: HostClientFactory, *, vm_id: str, 
     return Outcome(id=device_id, pending=live.run(sessions, hosts, call))
 
 
+def check_remove(vm: Vm, dev: VmDevice) -> list[Reason]:
+    """What removing a device checks: no operation in flight on it, and not plugged into a running VM
+    (deactivate it first)."""
+    if dev.plug_state != STABLE:
+        return [R.device_in_flight(dev.id, dev.plug_state)]
+    if vm.status != DOWN and dev.is_plugged:
+        return [R.plugged_on_running_vm(kinds.of(dev).describe(dev), vm.name, "remove")]
+    return []
+
+
+def remove_device(sessions: Sessions, *, vm_id: str, device_id: str, kind: DeviceKind, principal: Principal,
+                  checks: Callable[[Session, Vm], list[Reason]]) -> Outcome:
+    """Remove a device row of any kind, its claim given back in the same transaction. `checks(s, vm)`
+    is the kind's canDo."""
+    with audited(sessions, kind.audit("REMOVE"), vm_id=vm_id, device_id=device_id):
+        with sessions.begin() as s:
+            vm = load_vm(s, principal, vm_id, for_update=True)
+            dev = load_device(s, vm, device_id, kind)
+            found = checks(s, vm)
+            if found:
+                raise refusal(found, f"Cannot remove {kind.describe(dev)} of VM {vm.name}.")
+            name = kind.describe(dev)
+            if kind.release is not None:
+                kind.release(s, dev.id, None)       # undone with the rest if the delete below loses
+            if not devices.delete_if_stable(s, dev.id, unplugged_only=vm.status != DOWN):
+                raise Conflict(f"Cannot remove {name}: another operation is in flight.",
+                               reasons=[R.device_in_flight(device_id, "in flight")])
+            audit.record(s, kind.audit("REMOVED"), f"{name} removed from VM {vm.name}", vm_id=vm.id,
+                         device_id=device_id)
+            return Outcome(id=device_id)
+
+
 def load_vm(s: Session, principal: Principal, vm_id: str, *, for_update: bool = False) -> Vm:
     """The one loader of a command's VM, where tenancy is checked: a VM of a project the principal
     does not see answers as if it did not exist, so ids leak nothing. `for_update` locks the row until
