@@ -7,8 +7,6 @@ taken at BEGIN, so a canDo read and the write that follows are one step).
 """
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,30 +17,10 @@ from engine.app import create_app
 from engine.commands import add_controller, add_nic, add_redirdev, plug_unplug_redirdev
 from engine.dao import devices, nics
 from engine.errors import EngineError
+from tests.unit.engine.race import race
 from tests.unit.engine.tokens import authenticated, issue_token
 
 MAC = "56:6f:1a:00:42:42"
-
-
-def race(n: int, attempt: Callable[[int], Any]) -> list[Any]:
-    """Run attempt(0..n-1) in n threads released together; each result or the exception it raised."""
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(10)
-            results[i] = attempt(i)
-        except Exception as exc:  # collected and asserted on by the caller
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads), "a racing command never finished"
-    return results
 
 
 def refusals(results: list[Any]) -> list[EngineError]:

@@ -2,8 +2,6 @@
 host a VM is pinned to, detach, and the failure paths (issue: USB host devices end to end)."""
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from engine.auth import MEMBER, Principal
@@ -11,6 +9,7 @@ from engine.commands import add_hostdev, plug_unplug_hostdev, remove_hostdev, re
 from engine.dao import devices, host_devices
 from engine.errors import Conflict, EngineError, Forbidden, HostCallFailed
 from tests.unit.engine.commands.refusals import refused
+from tests.unit.engine.race import race
 
 
 def usb(name="usb_1_5", port="1-2", serial="K1", allowed=True, **kw):
@@ -139,30 +138,23 @@ def test_many_attaches_of_few_devices_never_give_one_device_twice(sessions, race
     """100 concurrent attaches of 10 devices, by 10 stopped VMs: each device ends with one VM."""
     keys = inventory(sessions, host, *(usb(f"usb_1_{i}", port=f"1-{i}", serial=f"S{i}") for i in range(10)))
     vms = [make_vm(f"racer{i}", status="down", os_type="rhel_9x64") for i in range(10)]
-    barrier = threading.Barrier(20)
-    wins: list[tuple[str, int]] = []
-    errors: list[BaseException] = []
 
-    def worker(n: int) -> None:
-        mine = [(vms[(n + j) % 10], keys[(n * 3 + j) % 10]) for j in range(5)]
-        barrier.wait()
-        for vm, key in mine:
+    def worker(n: int) -> list[tuple[str, int]]:
+        won = []
+        for vm, key in [(vms[(n + j) % 10], keys[(n * 3 + j) % 10]) for j in range(5)]:
             try:
                 attach(race_sessions, hosts, vm, key)
-                wins.append((vm.id, key))
+                won.append((vm.id, key))
             except Conflict:
                 pass
-            except EngineError as err:      # refused: held already, or pinned elsewhere (same host here)
+            except EngineError as err:      # refused: held already (the only refusal expected here)
                 if not {r.code for r in err.reasons} <= {"HOST_DEVICE_BUSY"}:
-                    errors.append(err)
-            except Exception as err:  # noqa: BLE001 - any other failure is the test's failure
-                errors.append(err)
+                    raise
+        return won
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    results = race(20, worker)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    wins = [w for r in results if not isinstance(r, BaseException) for w in r]
     assert not errors, errors
     assert sorted(k for _, k in wins) == sorted(set(k for _, k in wins))      # no device won twice
     with sessions() as s:

@@ -1,13 +1,13 @@
 """The plug state machine's compare-and-set transitions."""
 from __future__ import annotations
 
-import threading
 
 import pytest
 
 from engine.dao import db, devices
 from engine.dao.devices import KEEP
 from engine.dao.models import VmDevice
+from tests.unit.engine.race import race
 
 ADDRESS = {"type": "pci", "domain": "0x0000", "bus": "0x00", "slot": "0x03", "function": "0x0"}
 
@@ -146,25 +146,6 @@ def test_list_for_vm_filters_and_list_in_flight(sessions, make_vm, make_nic):
         assert devices.get_by_alias(s, vm.id, f"ua-{a.id}").id == a.id
 
 
-def _race(n_threads: int, attempt) -> list[object]:
-    barrier = threading.Barrier(n_threads)
-    results: list[object] = [None] * n_threads
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = attempt()
-        except Exception as exc:  # collected and asserted on by the caller
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    return results
-
-
 @pytest.mark.parametrize("round_", range(5))
 def test_two_threads_racing_exactly_one_wins(sessions, make_vm, make_nic, round_):
     nic = make_nic(make_vm(status="up"), is_plugged=False)
@@ -173,7 +154,7 @@ def test_two_threads_racing_exactly_one_wins(sessions, make_vm, make_nic, round_
         with sessions.begin() as s:
             return devices.begin_transition(s, nic.id, "plugging")
 
-    results = _race(2, attempt)
+    results = race(2, lambda _: attempt())
     assert sorted(results, key=repr) == [False, True]
     assert _row(sessions, nic.id).plug_state == "plugging"
 
@@ -195,7 +176,7 @@ def test_read_then_cas_race_with_immediate_transactions(tmp_path, make_vm, make_
 
     try:
         for _ in range(5):
-            results = _race(4, attempt)
+            results = race(4, lambda _: attempt())
             assert sorted(results, key=repr) == [False, False, False, True]
             with sessions.begin() as s:
                 devices.finish_transition(s, nic.id, from_state="plugging", is_plugged=False)
