@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 
 # A checkout keeps schema/ at the top, next to the packages.
-_ERRORS = Path(os.environ.get("PLUGBOARD_SCHEMA_DIR", Path(__file__).resolve().parent.parent / "schema")) \
-    / "errors.yaml"
+SCHEMA_DIR = Path(os.environ.get("PLUGBOARD_SCHEMA_DIR", Path(__file__).resolve().parent.parent / "schema"))
+_ERRORS = SCHEMA_DIR / "errors.yaml"
 
 
 @functools.cache

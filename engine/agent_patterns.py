@@ -4,14 +4,13 @@ read from the contract so that the engine refuses at once what the agent would r
 from __future__ import annotations
 
 import functools
-import os
 import re
-from pathlib import Path
 
 import yaml
 
-_VERBS = Path(os.environ.get("PLUGBOARD_SCHEMA_DIR", Path(__file__).resolve().parent.parent / "schema")) \
-    / "verbs.yaml"
+from engine.agent_codes import SCHEMA_DIR
+
+_VERBS = SCHEMA_DIR / "verbs.yaml"
 
 
 def _whole_string(pattern: str) -> str:

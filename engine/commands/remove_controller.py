@@ -82,7 +82,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
             vm = common.load_vm(s, principal, params.vm_id, for_update=True)
             controller = common.load_device(s, vm, params.controller_id, kinds.CONTROLLER)
             others = _others(s, vm, controller)
-            found = check(s, vm, params)
+            found = validate(params, vm=vm, controller=controller, others=others)   # check()'s, rows in hand
             if found:
                 raise common.refusal(found, f"Cannot remove {kinds.CONTROLLER.describe(controller)} of VM {vm.name}.")
             for dev in group(controller, others):

@@ -43,7 +43,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
         with sessions.begin() as s:
             vm = common.load_vm(s, principal, params.vm_id)
             nic = common.load_nic(s, vm, params.nic_id)
-            found = check(s, vm, params)
+            found = validate(params, vm=vm, nic=nic, device=nic.device)   # check()'s, the NIC in hand
             if found:
                 raise common.refusal(found, f"Cannot remove NIC {nic.name} of VM {vm.name}.")
             name, mac = nic.name, nic.mac

@@ -79,10 +79,11 @@ def _inputs(s: Session, vm: Vm, params: Params) -> tuple[dict[str, Any], list[Vm
     devices left out of it because their optional device is gone (they stay plugged: a replug brings
     them back)."""
     cluster = clusters.get(s, vm.cluster_id)
-    plugged = list(devices.list_for_vm(s, vm.id, plugged=True))
+    every = devices.list_for_vm(s, vm.id)
+    plugged = [d for d in every if d.is_plugged]
     required_missing, dropped = hostdev_rules.missing_at_start(s, plugged)
     networks = sorted({d.nic.network for d in plugged if d.nic is not None})
-    in_flight = [d for d in devices.list_for_vm(s, vm.id) if d.plug_state != STABLE]
+    in_flight = [d for d in every if d.plug_state != STABLE]
     pinned_id = hostdev_rules.pinned_host(s, vm)
     pinned = hosts_dao.get(s, pinned_id) if pinned_id else None
     usb = None if pinned is not None else flavor_hostdevs.placement(s, vm, networks=networks, host_id=params.host_id)
