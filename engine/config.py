@@ -27,6 +27,10 @@ File layout (every key optional)::
     reconcile_interval = 60                   # $PLUGBOARD_RECONCILE_INTERVAL
     stale_after = 300                         # $PLUGBOARD_STALE_AFTER
 
+    [pci]                                     # PCI passthrough by alias (seed 003's pci_alias)
+    alias = ['{"vendor_id": "8086", "product_id": "10c9", "name": "a1"}']   # $PLUGBOARD_PCI_ALIAS (JSON)
+    pcie_ports = 4                            # $PLUGBOARD_PCIE_PORTS: spare q35 root ports per VM
+
 The file is read from the path given to `load`, else from $PLUGBOARD_CONFIG when set; without either
 the defaults run a single engine on one machine. Every bad value raises ConfigError naming its key
 (and the environment variable when the value came from there).
@@ -41,11 +45,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.pci_aliases import Alias, parse_aliases
+
 DEFAULT_STATE_DIR = Path("/var/lib/plugboard")
 ENV_PREFIX = "PLUGBOARD_"
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 # The agent refuses a Host.getEvents long-poll longer than this (schema/verbs.yaml).
 MAX_POLL_TIMEOUT = 60.0
+# schema/verbs.yaml vmParams.pciePorts.
+MAX_PCIE_PORTS = 30
 
 
 class ConfigError(ValueError):
@@ -88,6 +96,8 @@ class EngineConfig:
     reconcile_interval: float = 60.0      # seconds between two reconciliations of every host
     stale_after: float = 300.0            # an unplug still in flight after this long is given up
     unplug_wait: float = 15.0             # how long a hot-unplug command waits for the agent's answer
+    pci_aliases: tuple[Alias, ...] = ()   # several may share a name: it then means any of them
+    pcie_ports: int = 4                   # spare q35 root ports a VM gets for hot-plug, unless it says
 
     @property
     def listen(self) -> str:
@@ -177,6 +187,13 @@ def _listen(value: Any) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def _pcie_ports(value: Any) -> int:
+    number = _number(value)
+    if number != int(number) or not 0 <= number <= MAX_PCIE_PORTS:
+        raise ValueError(f"expected a whole number from 0 to {MAX_PCIE_PORTS}, got {value!r}")
+    return int(number)
+
+
 @dataclass(frozen=True)
 class _Key:
     section: str
@@ -205,6 +222,8 @@ _KEYS = [
     _Key("monitor", "poll_timeout", _poll_timeout, "POLL_TIMEOUT"),
     _Key("monitor", "reconcile_interval", _positive, "RECONCILE_INTERVAL"),
     _Key("monitor", "stale_after", _positive, "STALE_AFTER"),
+    _Key("pci", "alias", parse_aliases, "PCI_ALIAS"),
+    _Key("pci", "pcie_ports", _pcie_ports, "PCIE_PORTS"),
 ]
 _SECTIONS = {k.section for k in _KEYS}
 
@@ -290,4 +309,6 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
         reconcile_interval=reconcile_interval,
         stale_after=stale_after,
         unplug_wait=unplug_wait,
+        pci_aliases=values.get("pci.alias", ()),
+        pcie_ports=values.get("pci.pcie_ports", EngineConfig.pcie_ports),
     )

@@ -20,7 +20,9 @@ Extra specs are strings, as in Nova (numbers are accepted and kept as their text
   free devices with these ids (4 hex digits each, an optional ``0x``), on whichever host has them.
   At most 8 devices in all; an id is asked for once. The scheduler places the VM where they are free
   (engine.commands.flavor_hostdevs).
-- ``pci_passthrough:alias``: reserved for PCI passthrough from a flavor; kept as an opaque string.
+- ``pci_passthrough:alias`` (Nova, seed 003): the PCI devices a VM of the flavor gets at each start,
+  by alias, in Nova's syntax: ``"a1:2"`` or ``"a1:2,b1:1"`` (engine.pci_aliases). An alias the engine's
+  configuration does not name is refused when the flavor is written (the callers pass the names).
 
 Namespaces: a key that starts with ``hw:``, ``pci_passthrough:``, ``plugboard:`` or ``usb_`` is
 Plugboard's to apply, so an unknown one is refused (a misspelt key would otherwise be silently
@@ -33,22 +35,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from engine import usb
+from engine import pci_aliases, reasons as R, usb
 from engine.errors import Reason
 
 USB_REDIRECTION_DEVICES: Final = "usb_redirection_devices"
 HW_USB_MODEL: Final = "hw:usb_model"
 HW_REDIRECTED_USB_PORTS: Final = "hw:redirected_usb_ports"
 USB_DEVICES: Final = "usb_devices"                      # USB host devices from a flavor
-PCI_PASSTHROUGH_ALIAS: Final = "pci_passthrough:alias"  # reserved: PCI passthrough by alias
+PCI_PASSTHROUGH_ALIAS: Final = "pci_passthrough:alias"  # PCI passthrough by alias
 
 KNOWN_KEYS = (USB_REDIRECTION_DEVICES, HW_USB_MODEL, HW_REDIRECTED_USB_PORTS, USB_DEVICES,
               PCI_PASSTHROUGH_ALIAS)
-RESERVED_KEYS = (PCI_PASSTHROUGH_ALIAS,)
 #: Keys whose value is a JSON list (given as a list, stored as its text).
 LIST_KEYS = (USB_REDIRECTION_DEVICES, USB_DEVICES)
 #: Namespaces whose keys Plugboard applies: an unknown key in them is refused.
@@ -152,6 +153,7 @@ class Specs:
     redirdevs: tuple[Redirdev, ...] = ()
     usb_model: str | None = None
     usb_devices: tuple[UsbRequest, ...] = ()
+    pci_devices: tuple[pci_aliases.PciRequest, ...] = ()
 
 
 def _text(key: str, value: Any, found: list[Reason]) -> str | None:
@@ -297,8 +299,20 @@ def _port_count(text: str, found: list[Reason]) -> int | None:
     return count
 
 
-def parse(specs: Mapping[str, Any] | None) -> tuple[Specs, list[Reason]]:
-    """Every key checked; returns what the flavor stores and means, and every reason it cannot."""
+def _pci_devices(text: str, known: Iterable[str] | None, found: list[Reason]) -> tuple[pci_aliases.PciRequest, ...]:
+    requests, problems = pci_aliases.parse_request(text)
+    for problem in problems:
+        found.append(value_invalid(PCI_PASSTHROUGH_ALIAS, text, problem))
+    names = sorted(set(known)) if known is not None else None
+    unknown = [r.alias for r in requests if names is not None and r.alias not in names]
+    found.extend(R.pci_alias_unknown(alias, names or []) for alias in unknown)
+    return () if unknown else requests
+
+
+def parse(specs: Mapping[str, Any] | None, *,
+          pci_alias_names: Iterable[str] | None = None) -> tuple[Specs, list[Reason]]:
+    """Every key checked; returns what the flavor stores and means, and every reason it cannot.
+    `pci_alias_names`: the configured PCI aliases (None: the names a request uses are not checked)."""
     found: list[Reason] = []
     if specs is None:
         return Specs(), found
@@ -335,17 +349,21 @@ def parse(specs: Mapping[str, Any] | None) -> tuple[Specs, list[Reason]]:
     usb_devices = _usb_devices(stored[USB_DEVICES], found) if USB_DEVICES in stored else ()
     if usb_model == "none" and usb_devices:
         found.append(needs_usb_controller(USB_DEVICES))
-    return Specs(stored=stored, redirdevs=redirdevs, usb_model=usb_model, usb_devices=usb_devices), found
+    pci_devices = (_pci_devices(stored[PCI_PASSTHROUGH_ALIAS], pci_alias_names, found)
+                   if PCI_PASSTHROUGH_ALIAS in stored else ())
+    return Specs(stored=stored, redirdevs=redirdevs, usb_model=usb_model, usb_devices=usb_devices,
+                 pci_devices=pci_devices), found
 
 
-def normalize(specs: Mapping[str, Any] | None) -> tuple[dict[str, str], list[Reason]]:
+def normalize(specs: Mapping[str, Any] | None, *,
+              pci_alias_names: Iterable[str] | None = None) -> tuple[dict[str, str], list[Reason]]:
     """The specs as the flavor stores them (strings), and every reason they cannot be stored."""
-    parsed, found = parse(specs)
+    parsed, found = parse(specs, pci_alias_names=pci_alias_names)
     return parsed.stored, found
 
 
-def validate(specs: Mapping[str, Any] | None) -> list[Reason]:
-    return parse(specs)[1]
+def validate(specs: Mapping[str, Any] | None, *, pci_alias_names: Iterable[str] | None = None) -> list[Reason]:
+    return parse(specs, pci_alias_names=pci_alias_names)[1]
 
 
 def _valid(specs: Mapping[str, Any] | None) -> Specs:
@@ -358,6 +376,11 @@ def _valid(specs: Mapping[str, Any] | None) -> Specs:
 def usb_requests(specs: Mapping[str, Any] | None) -> tuple[UsbRequest, ...]:
     """The USB host devices (valid) specs ask for. ValueError if the specs are invalid."""
     return _valid(specs).usb_devices
+
+
+def pci_requests(specs: Mapping[str, Any] | None) -> tuple[pci_aliases.PciRequest, ...]:
+    """The PCI devices (valid) specs ask for, by alias. ValueError if the specs are invalid."""
+    return _valid(specs).pci_devices
 
 
 def needs_spice(specs: Mapping[str, Any] | None) -> bool:

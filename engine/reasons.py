@@ -343,3 +343,47 @@ def host_devices_pin_vm(vm_name: str, pinned: str, asked: str) -> Reason:
 def host_device_required_missing(name: str, host: str) -> Reason:
     return reason(HOST_DEVICE_REQUIRED_MISSING, f"Required host device {name} is not plugged into host {host}: "
                   "the VM cannot start without it (plug it back, or make it optional).", device=name, host=host)
+
+
+# ---- PCI passthrough by alias --------------------------------------------------------------------
+PCI_ALIAS_UNKNOWN = "PCI_ALIAS_UNKNOWN"
+PCI_REQUEST_INVALID = "PCI_REQUEST_INVALID"
+NO_HOST_WITH_PCI_DEVICES = "NO_HOST_WITH_PCI_DEVICES"
+PCI_DEVICES_SHORT = "PCI_DEVICES_SHORT"
+IOMMU_GROUP_BUSY = "IOMMU_GROUP_BUSY"
+NO_FREE_PCIE_PORT = "NO_FREE_PCIE_PORT"
+
+
+def pci_alias_unknown(alias: str, known: list[str]) -> Reason:
+    return reason(PCI_ALIAS_UNKNOWN, f"PCI alias {alias} is not configured (configured: "
+                  f"{', '.join(known) or 'none'}).", alias=alias, known=known)
+
+
+def pci_request_invalid(text: object, problem: str) -> Reason:
+    return reason(PCI_REQUEST_INVALID, f"PCI request {text!r}: {problem}.", request=text, problem=problem)
+
+
+def no_host_with_pci_devices(cluster_name: str, flavor: str, missing: list[str]) -> Reason:
+    """`missing`: each alias request no host can meet, with the most free of it on one host; empty
+    when each can be met somewhere but no one host meets them all."""
+    what = ", ".join(missing) if missing else "all of its PCI devices on one host"
+    return reason(NO_HOST_WITH_PCI_DEVICES, f"No up host of cluster {cluster_name} with the VM's networks has "
+                  f"the PCI devices flavor {flavor} asks for free: missing {what}.", cluster=cluster_name,
+                  flavor=flavor, missing=missing)
+
+
+def pci_devices_short(host: str, wanted: str, free: int) -> Reason:
+    return reason(PCI_DEVICES_SHORT, f"Host {host} has {free} free PCI device(s) for {wanted}, not enough.",
+                  host=host, wanted=wanted, free=free)
+
+
+def iommu_group_busy(name: str, group: int, blockers: list[str]) -> Reason:
+    return reason(IOMMU_GROUP_BUSY, f"PCI device {name} shares IOMMU group {group} with {', '.join(blockers)}, "
+                  "which another VM holds or the host does not offer: a group goes to one VM whole.",
+                  device=name, group=group, blockers=blockers)
+
+
+def no_free_pcie_port(vm_name: str, free: int, wanted: int) -> Reason:
+    return reason(NO_FREE_PCIE_PORT, f"VM {vm_name} has {free} free PCIe root port(s) for hot-plug and "
+                  f"{wanted} are needed: give it more (boot.pciePorts) and restart it.", vm=vm_name, free=free,
+                  wanted=wanted)

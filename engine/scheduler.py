@@ -61,7 +61,11 @@ def hosts_with_devices(s: Session, *, cluster_id: str, networks: Iterable[str], 
 
 def free_for(s: Session, *, cluster_id: str, networks: Iterable[str], wants: Sequence[host_devices.Want]) -> list[int]:
     """For each want, the most devices free for it on one up host of the cluster with the networks."""
+    return host_devices.free_counts(s, wants, up_hosts_with_networks(s, cluster_id=cluster_id, networks=networks))
+
+
+def up_hosts_with_networks(s: Session, *, cluster_id: str, networks: Iterable[str]) -> list[str]:
+    """The ids of the cluster's up hosts that have the networks."""
     wanted = list(networks)
-    hosts = [h.id for h in hosts_dao.list(s, cluster_id=cluster_id, status=HOST_UP)
-             if has_networks(h.capabilities, wanted)]
-    return host_devices.free_counts(s, wants, hosts)
+    return [h.id for h in hosts_dao.list(s, cluster_id=cluster_id, status=HOST_UP)
+            if has_networks(h.capabilities, wanted)]

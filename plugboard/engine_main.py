@@ -29,7 +29,7 @@ def db_upgrade(args: argparse.Namespace) -> int:
 
 def build(cfg):
     """The engine's parts: database sessions, host clients, monitor and the REST app."""
-    from engine.dao import db
+    from engine.dao import db, pci_aliases
     from engine.jsonrpc_client import client_factory
     from engine.macpool import MacPool
     from engine.monitor import Monitor
@@ -39,11 +39,13 @@ def build(cfg):
     db.upgrade(cfg.db_url)
     # IMMEDIATE transactions on SQLite: a read-then-compare-and-set loses cleanly (409), never "locked".
     sessions = db.make_sessions(db.make_engine(cfg.db_url, sqlite_begin="immediate"))
+    with sessions.begin() as s:     # the configuration's PCI aliases, and only them
+        pci_aliases.replace_all(s, cfg.pci_aliases)
     hosts = client_factory(cfg)
     monitor = Monitor.from_config(sessions, hosts, cfg)
     # STATE_DIR: the web UI keeps the key that signs its session cookies there.
     app = create_app({"sessions": sessions, "hosts": hosts, "mac_pool": MacPool.from_config(cfg),
-                      "STATE_DIR": cfg.state_dir})
+                      "pcie_ports": cfg.pcie_ports, "STATE_DIR": cfg.state_dir})
     return app, monitor
 
 

@@ -9,6 +9,7 @@ writing can.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from engine.commands import common
 from engine.commands import flavor_common as F
 from engine.commands.add_vm import MEMORY_MB, VCPUS
 from engine.commands.outcome import Outcome
-from engine.dao import audit, flavors
+from engine.dao import audit, flavors, pci_aliases
 from engine.errors import Reason
 from engine.hostclient import HostClientFactory
 
@@ -46,7 +47,9 @@ def _between(field: str, value: Any, bounds: tuple[int, int]) -> list[Reason]:
     return []
 
 
-def validate(params: Params, *, name_in_use: bool, id_in_use: bool) -> list[Reason]:
+def validate(params: Params, *, name_in_use: bool, id_in_use: bool,
+             pci_alias_names: Iterable[str] = ()) -> list[Reason]:
+    """canDo of AddFlavor. `pci_alias_names`: the PCI aliases configured."""
     found: list[Reason] = []
     if not isinstance(params.name, str) or not NAME_RE.match(params.name):
         found.append(R.name_invalid("flavor", params.name, f"1-{NAME_MAX} printable characters, no surrounding "
@@ -61,7 +64,7 @@ def validate(params: Params, *, name_in_use: bool, id_in_use: bool) -> list[Reas
     found += _between("memory_mb", params.memory_mb, MEMORY_MB)
     found += _between("vcpus", params.vcpus, VCPUS)
     found += _between("disk_gb", params.disk_gb, DISK_GB)
-    found += flavor_specs.validate(params.extra_specs)
+    found += flavor_specs.validate(params.extra_specs, pci_alias_names=pci_alias_names)
     return found
 
 
@@ -71,7 +74,8 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
         with sessions() as s:
             name_in_use = isinstance(params.name, str) and flavors.get_by_name(s, params.name) is not None
             id_in_use = isinstance(params.flavor_id, str) and flavors.get(s, params.flavor_id) is not None
-        found = validate(params, name_in_use=name_in_use, id_in_use=id_in_use)
+            alias_names = pci_aliases.names(s)
+        found = validate(params, name_in_use=name_in_use, id_in_use=id_in_use, pci_alias_names=alias_names)
         if found:
             raise F.refusal(found, f"Cannot add flavor {params.name}.")
         specs, _ = flavor_specs.normalize(params.extra_specs)

@@ -28,9 +28,8 @@ from engine.commands.add_hostdev import STARTUP_POLICIES
 from engine.dao import devices, flavors, host_devices
 from engine.dao.models import Host, HostDevice, Vm, VmDevice
 from engine.devices import kinds
+from engine.devices.claims import FLAVOR, ORIGIN
 
-ORIGIN = "origin"
-FLAVOR = "flavor"
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@ and the address it kept from earlier runs; the addresses libvirt assigned are st
 
 The host is the one asked for, or the scheduler's choice: an up host of the VM's cluster with every
 network of the plugged NICs -- and, when the VM's flavor asks for USB host devices it does not hold
-yet, one that has them free; they are claimed there and go into VM.create (flavor_hostdevs).
+yet, one that has them free; they are claimed there and go into VM.create (flavor_hostdevs). PCI
+devices a flavor asks for by alias are placed the same way at every start, and given back when the
+run ends or the start fails (flavor_pci).
 """
 from __future__ import annotations
 
@@ -15,13 +17,13 @@ from sqlalchemy.orm import Session
 
 from engine import agent_codes, scheduler
 from engine.auth import LOCAL_ADMIN, Principal
-from engine.commands import common, flavor_hostdevs, hostdev_rules
+from engine.commands import common, flavor_hostdevs, flavor_pci, hostdev_rules
 from engine import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, clusters, devices, host_devices, hosts as hosts_dao, vms
 from engine.dao.models import Cluster, Host, HostDevice, Vm, VmDevice
 from engine.errors import Conflict, HostCallFailed, HostUnreachable, Reason, ValidationFailed
-from engine.devices import inventory, kinds
+from engine.devices import claims, inventory, kinds
 from engine.hostclient import HostClientFactory
 
 from engine.vocab import DOWN, POWERING_UP, STABLE, UP
@@ -39,7 +41,7 @@ class Params:
 
 def validate(params: Params, *, vm: Vm, cluster: Cluster | None, host: Host | None, networks: list[str],
              in_flight: list[VmDevice], pinned: Host | None = None,
-             usb: flavor_hostdevs.Placement | None = None,
+             usb: flavor_hostdevs.Placement | None = None, pci: flavor_pci.Placement | None = None,
              required_missing: tuple[HostDevice, ...] | list[HostDevice] = ()) -> list[Reason]:
     """canDo of RunVm. `host`: the requested host, or the scheduler's choice (None: not found / none
     available); `networks`: those of the VM's plugged NICs; `in_flight`: devices mid-operation;
@@ -48,6 +50,10 @@ def validate(params: Params, *, vm: Vm, cluster: Cluster | None, host: Host | No
     found: list[Reason] = []
     if usb is not None and not usb.hosts:       # `usb`: where the flavor's USB devices can be had
         found.append(R.no_host_with_usb_devices(cluster.name if cluster else vm.cluster_id, usb.flavor, usb.missing))
+        if params.host_id is None:
+            return found
+    if pci is not None and not pci.hosts:       # `pci`: where the flavor's PCI devices can be had
+        found += pci.reasons
         if params.host_id is None:
             return found
     for hd in required_missing:
@@ -87,14 +93,20 @@ def _inputs(s: Session, vm: Vm, params: Params) -> tuple[dict[str, Any], list[Vm
     pinned_id = hostdev_rules.pinned_host(s, vm)
     pinned = hosts_dao.get(s, pinned_id) if pinned_id else None
     usb = None if pinned is not None else flavor_hostdevs.placement(s, vm, networks=networks, host_id=params.host_id)
+    pci = flavor_pci.placement(s, vm, networks=networks, cluster_name=cluster.name if cluster else vm.cluster_id,
+                               host_id=params.host_id or pinned_id)
+    if usb is not None and pci is not None:     # a host that has both
+        usb = flavor_hostdevs.Placement(usb.flavor, usb.wants, [h for h in usb.hosts if h in pci.hosts],
+                                        usb.missing)
     if params.host_id is not None:
         host = hosts_dao.get(s, params.host_id)
-    elif usb is not None:
-        host = usb.hosts[0] if usb.hosts else None
+    elif usb is not None or pci is not None:
+        places = usb.hosts if usb is not None else pci.hosts if pci is not None else []
+        host = places[0] if places else None
     else:       # a VM holding host devices goes where they are; the checks then judge that host
         host = pinned or scheduler.select_host(s, cluster_id=vm.cluster_id, networks=networks)
     return {"cluster": cluster, "host": host, "networks": networks, "in_flight": in_flight,
-            "pinned": pinned, "usb": usb, "required_missing": required_missing}, \
+            "pinned": pinned, "usb": usb, "pci": pci, "required_missing": required_missing}, \
         [d for d in plugged if d not in dropped], dropped
 
 
@@ -132,6 +144,14 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
                         inputs["cluster"].name, usb.flavor,
                         flavor_hostdevs.missing(s, vm, usb.wants, inputs["networks"]))], f"Cannot run VM {vm.name}.")
                 plugged_devices = plugged_devices + taken
+            if inputs["pci"] is not None:       # on the host chosen so far, else the placement's first
+                pci = inputs["pci"]
+                fixed = params.host_id is not None or inputs["usb"] is not None or inputs["pinned"] is not None
+                host, taken = flavor_pci.take_first(s, vm, pci, among=[host] if fixed and host else None)
+                if host is None:
+                    raise common.refusal([R.no_host_with_pci_devices(inputs["cluster"].name, pci.flavor, [])],
+                                         f"Cannot run VM {vm.name}.")
+                plugged_devices = plugged_devices + taken
             assert host is not None
             create: dict[str, Any] = {"vmId": vm.id, "params": vm_params(vm, plugged_devices)}
             by_alias = {d.alias: d.id for d in plugged_devices}
@@ -148,6 +168,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
         refused = None
         with sessions.begin() as s:
             vms.set_status_cas(s, params.vm_id, (POWERING_UP,), DOWN, run_on_host=None)
+            claims.drop_for_run(s, params.vm_id)
             common.audit_vm_host_failure(s, err, failed_code="VM_START_FAILED", action="run",
                                          vm_id=params.vm_id, vm_name=vm_name, host=host)
             if isinstance(err, HostCallFailed) and err.host_code == agent_codes.code("hostdevRequiredMissing"):

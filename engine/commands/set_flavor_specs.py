@@ -6,7 +6,7 @@ were made from the specs it was created with, as Nova's instances keep the flavo
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +15,7 @@ from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common
 from engine.commands import flavor_common as F
 from engine.commands.outcome import Outcome
-from engine.dao import audit, flavors
+from engine.dao import audit, flavors, pci_aliases
 from engine.dao.models import Flavor
 from engine.errors import NotFound, Reason
 from engine.hostclient import HostClientFactory
@@ -38,10 +38,11 @@ def merged(params: Params, current: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def validate(params: Params, *, flavor: Flavor) -> list[Reason]:
+def validate(params: Params, *, flavor: Flavor, pci_alias_names: Iterable[str] = ()) -> list[Reason]:
+    """`pci_alias_names`: the PCI aliases configured (a request naming another is refused)."""
     if not isinstance(params.specs, Mapping):
         return [flavor_specs.value_invalid("extra_specs", params.specs, "an object of key/value pairs")]
-    return flavor_specs.validate(merged(params, flavor.extra_specs or {}))
+    return flavor_specs.validate(merged(params, flavor.extra_specs or {}), pci_alias_names=pci_alias_names)
 
 
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,
@@ -53,7 +54,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
             if missing:
                 raise NotFound(f"Flavor {flavor.id} has no extra spec {', '.join(missing)}.",
                                reasons=[F.spec_not_set(flavor.id, key) for key in missing])
-            found = validate(params, flavor=flavor)
+            found = validate(params, flavor=flavor, pci_alias_names=pci_aliases.names(s))
             if found:
                 raise F.refusal(found, f"Cannot set the extra specs of flavor {flavor.name}.")
             specs, _ = flavor_specs.normalize(merged(params, flavor.extra_specs or {}))

@@ -25,7 +25,7 @@ NAMING = {
 
 __all__ = ["AUDIT_SEVERITIES", "GRAPHICS", "HOST_STATUSES", "HOSTDEV_STATUSES", "MACHINES", "NIC_MODELS",
            "PLUG_STATES", "VM_STATUSES", "Base", "Cluster", "Host", "Vm", "VmDevice", "VmNic", "HostDevice",
-           "Flavor", "AuditEvent", "Project", "User", "Membership", "Token", "ROLES", "new_id", "utcnow"]
+           "PciAlias", "Flavor", "AuditEvent", "Project", "User", "Membership", "Token", "ROLES", "new_id", "utcnow"]
 
 
 def new_id() -> str:
@@ -103,6 +103,9 @@ class Vm(Base):
     # Direct kernel boot and other VM-level settings sent to the agent: kernel, initrd, cmdline, serialLog.
     boot: Mapped[dict[str, Any]] = mapped_column(default=dict)
     custom_properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # q35, while it runs: its spare root ports at start plus the ports its devices took then. The ports
+    # free for hot-plug are this minus what its devices take now (engine.devices.pcie_ports).
+    pcie_ports_base: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -183,6 +186,8 @@ class HostDevice(Base):
         Index("ix_host_devices_host_id_name", "host_id", "name"),
         # Placement reads a host's free devices (host_devices.hosts_with_free).
         Index("ix_host_devices_host_id_status", "host_id", "status"),
+        # PCI placement reads the free devices of an alias's ids across every host (dao.pci_devices).
+        Index("ix_host_devices_vendor_id_product_id_status", "vendor_id", "product_id", "status"),
         CheckConstraint(f"status {_in(HOSTDEV_STATUSES)}", name="status"),
     )
 
@@ -211,6 +216,19 @@ class HostDevice(Base):
     present: Mapped[bool] = mapped_column(Boolean, default=True)
     last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class PciAlias(Base):
+    """One PCI alias of the engine's configuration (engine.pci_aliases), written at every engine start;
+    several rows may share a name (it then means any of them)."""
+
+    __tablename__ = "pci_aliases"
+    __table_args__ = (UniqueConstraint("name", "vendor_id", "product_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    vendor_id: Mapped[str] = mapped_column(String(8))
+    product_id: Mapped[str] = mapped_column(String(8))
 
 
 class Flavor(Base):

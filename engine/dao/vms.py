@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.dao._cas import KEEP, update_one
-from engine.dao import host_devices
+from engine.dao import host_devices, pci_devices
 from engine.dao.models import VM_STATUSES, Vm
 
 __all__ = ["KEEP", "get", "get_by_name", "list", "list_on_host", "set_status_cas", "set_run_event_seq", "delete"]
@@ -59,7 +59,9 @@ def delete(s: Session, vm_id: str) -> bool:
     obj = s.get(Vm, vm_id)
     if obj is None:
         return False
+    groups = pci_devices.held_groups(s, vm_id)
     host_devices.release_for_vm(s, vm_id)
+    pci_devices.settle(s, groups)       # their IOMMU siblings are free again
     s.delete(obj)
     s.flush()
     return True

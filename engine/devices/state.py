@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from engine import reasons as R
 from engine.dao import audit, devices, vms as vms_dao
 from engine.dao.models import Host, Vm, VmDevice
-from engine.devices import kinds
+from engine.devices import claims, kinds
 from engine.devices.kinds import DeviceKind
 from engine.errors import Conflict, EngineError
 from engine.vocab import DOWN, PLUGGING, RUNNING_STATUSES, UNPLUGGING
@@ -225,6 +225,7 @@ def vm_stopped(s: Session, vm: Vm, message: str, *, expected: tuple[str, ...] = 
                  **vars)
     for dev in devices.list_in_flight(s, vm_id=vm.id):
         gone_with_vm(s, Subject.of(dev, vm, host), dev.plug_state, "the VM stopped")
+    claims.drop_for_run(s, vm.id)      # a flavor's PCI devices last one run
     return True
 
 
