@@ -11,7 +11,8 @@ from engine.dao._cas import KEEP, update_one
 from engine.dao import host_devices, pci_devices
 from engine.dao.models import VM_STATUSES, Vm
 
-__all__ = ["KEEP", "get", "get_by_name", "list", "list_on_host", "set_status_cas", "set_run_event_seq", "delete"]
+__all__ = ["KEEP", "get", "get_by_name", "list", "list_on_host", "set_status_cas", "set_run_event_seq",
+           "set_pcie_ports_base", "delete"]
 
 
 def get(s: Session, vm_id: str, *, for_update: bool = False) -> Vm | None:
@@ -51,6 +52,11 @@ def set_status_cas(s: Session, vm_id: str, expected: tuple[str, ...], new: str, 
 def set_run_event_seq(s: Session, vm_id: str, seq: int | None) -> None:
     """Where the host's event journal stood once the VM's current run had started (None: not running)."""
     update_one(s, Vm, vm_id, {"run_event_seq": seq})
+
+
+def set_pcie_ports_base(s: Session, vm_id: str, base: int | None) -> None:
+    """The q35 root ports of the VM's current run (engine.devices.pcie_ports; None: not running)."""
+    update_one(s, Vm, vm_id, {"pcie_ports_base": base})
 
 
 def delete(s: Session, vm_id: str) -> bool:

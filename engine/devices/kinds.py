@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine import reasons as R
+from engine import reasons as R, usb
 from engine.dao import nics as nics_dao
 from engine.dao.models import VmDevice
 from engine.devices import claims
@@ -24,6 +24,7 @@ from engine.errors import Reason
 NIC_DEVICES = ("bridge", "network", "vnlink", "bridgeless")
 NIC_SPEC_PARAMS = ("vlan", "portProfile", "mtu")
 PCI_ADDRESS_KEYS = ("type", "domain", "bus", "slot", "function", "multifunction")
+USB = "usb"
 # Fields of a row's identity that spec_params never override.
 _OWN_FIELDS = ("type", "device", "alias", "address")
 
@@ -48,6 +49,9 @@ class DeviceKind:
     claim: Claim | None = None        # taken when the device is to be on the wire
     release: GiveBack | None = None   # given back when it no longer is (with a failed plug's error)
     allocated: Release | None = None  # the host has it: the claim becomes an allocation
+    # Takes a pcie-root-port of its own on q35 (unless its guest address is on bus 0): see
+    # engine.devices.pcie_ports, which applies the address rule.
+    root_port: Callable[[VmDevice], bool] = lambda dev: False
 
     def audit(self, suffix: str) -> str:
         return f"{self.code}_{suffix}"
@@ -128,7 +132,7 @@ NIC = DeviceKind(
     type="interface", label="NIC", code="NIC", param="nic",
     plug_verb="VM.hotplugNic", unplug_verb="VM.hotunplugNic", hotpluggable=True,
     payload=nic_payload, ref=nic_ref, name=lambda d: d.nic.name if d.nic is not None else d.alias,
-    claim=_claim_mac, release=_release_mac)
+    claim=_claim_mac, release=_release_mac, root_port=lambda dev: True)
 
 
 # ---- USB controller (cold plug only: QEMU cannot hot-plug one) -----------------------------------
@@ -148,7 +152,8 @@ def _controller_payload(dev: VmDevice) -> dict[str, Any]:
 CONTROLLER = DeviceKind(
     type="controller", label="USB controller", code="CONTROLLER", param="controller",
     plug_verb="VM.addController", unplug_verb="VM.removeController", hotpluggable=False,
-    payload=_controller_payload, ref=_by_alias, name=controller_name)
+    payload=_controller_payload, ref=_by_alias, name=controller_name,
+    root_port=lambda dev: dev.device == USB and (dev.spec_params or {}).get("model") != usb.NONE)
 
 
 # ---- SPICE / TCP USB redirection -------------------------------------------------------------------
@@ -179,7 +184,7 @@ HOSTDEV = DeviceKind(
     type="hostdev", label="host device", code="HOSTDEV", param="hostdev",
     plug_verb="VM.hotplugHostdev", unplug_verb="VM.hotunplugHostdev", hotpluggable=True,
     payload=_hostdev_payload, ref=_by_alias, name=_alias_name, claim=claims.claim, release=claims.release,
-    allocated=claims.allocated)
+    allocated=claims.allocated, root_port=lambda dev: dev.device == claims.PCI)
 
 
 #: vm_devices.type -> its kind. The only place a kind is described.

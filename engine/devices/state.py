@@ -221,6 +221,7 @@ def vm_stopped(s: Session, vm: Vm, message: str, *, expected: tuple[str, ...] = 
     if not vms_dao.set_status_cas(s, vm.id, expected, DOWN, run_on_host=None):
         return False
     vms_dao.set_run_event_seq(s, vm.id, None)
+    vms_dao.set_pcie_ports_base(s, vm.id, None)
     audit.record(s, "VM_STOPPED", message, severity=severity, vm_id=vm.id, host_id=host.id if host else None,
                  **vars)
     for dev in devices.list_in_flight(s, vm_id=vm.id):
