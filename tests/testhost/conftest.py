@@ -34,6 +34,9 @@ BUILD_TIMEOUT = 420
 BOOT_TIMEOUT = 150
 AGENT_TIMEOUT = 60
 L2_BOOT_TIMEOUT = 420                   # from VM.create: TCG inside TCG, on a busy machine
+BOOTED = {"l2_booted", "engine_vm_booted"}  # fixtures that wait for a guest to boot
+NIC_IN_L1 = {"test_inventory", "test_stopped_vm"}   # modules that need the e1000e unassigned
+ENGINE_PCI = "test_engine_pci"
 MEMORY_MARGIN_MIB = 1536                # what L0's own QEMU and the rest of the suite need beside L1
 
 # What the agent in L1 may pass through: the USB devices the tests attach (the 0627:0001 pair too,
@@ -73,9 +76,15 @@ def pytest_collection_modifyitems(config, items):
     ours = [item for item in items if HERE in Path(item.path).resolve().parents]
     for item in ours:
         item.add_marker(pytest.mark.testhost)
-    # Tests that need L2's guest booted run last: it boots (a minute or more, TCG inside TCG) while
-    # the USB tests, which do not need it, run. sort() is stable: the rest keep their order.
-    items.sort(key=lambda item: "l2_booted" in getattr(item, "fixturenames", ()))
+    # Tests that need a booted guest (L2's, the engine's PCI VM's) run last: it boots (minutes, TCG
+    # inside TCG) while the tests that do not need it run. The engine's PCI VM takes L1's e1000e when
+    # it starts, so the modules that need the NIC in L1's own driver come before it, and the rest
+    # after it, while it boots. sort() is stable: the rest keep their order.
+    def order(item: pytest.Item) -> tuple[bool, int]:
+        module = Path(item.path).stem
+        phase = 0 if module in NIC_IN_L1 else 1 if module == ENGINE_PCI else 2
+        return bool(BOOTED & set(getattr(item, "fixturenames", ()))), phase
+    items.sort(key=order)
     # The first test also waits for the image to build and L1 to boot: its own deadlines bound
     # those, so its timeout makes room for them.
     first = next((item for item in items if item in ours), None)

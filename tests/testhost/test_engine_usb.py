@@ -15,87 +15,30 @@ from typing import Any
 import pytest
 
 from tests.testhost.conftest import CCID, journal_last, record, wait_event, wait_until
-from tests.unit.engine.tokens import authenticated, issue_token
+from tests.testhost.engine import Engine, fault, ok, running_engine
 
 KEY, PORT, SERIAL = "ext-engine", 8, "PBENGINE1"
 TIMEOUT = 25            # L1's udev and libvirt event, the agent's journal, one long-poll of the monitor
-TIMINGS: list[str] = []
 
 
-def ok(resp, status=200):
-    assert resp.status_code == status, resp.get_json()
-    return resp.get_json()
-
-
-def fault(resp, status=409):
-    assert resp.status_code == status, resp.get_json()
-    return resp.get_json()["fault"]
-
-
-class Engine:
-    def __init__(self, api, monitor, agent) -> None:
-        self.api, self.monitor, self.agent = api, monitor, agent
-        self.host: dict[str, Any] = {}
-
+class UsbEngine(Engine):
     def key(self) -> dict[str, Any] | None:
-        devs = ok(self.api.get(f"/api/hosts/{self.host['id']}/devices?capability=usb_device"))
-        found = [d for d in devs if d.get("serial") == SERIAL]
+        found = [d for d in self.devices("usb_device") if d.get("serial") == SERIAL]
         return found[0] if found else None
 
     def hostdev(self, vm: dict[str, Any], dev_id: str) -> dict[str, Any]:
         return ok(self.api.get(f"/api/vms/{vm['id']}/hostdevs/{dev_id}"))
 
-    def events(self, vm: dict[str, Any], code: str) -> list[dict[str, Any]]:
-        return [e for e in ok(self.api.get(f"/api/events?vm_id={vm['id']}&limit=500")) if e["code"] == code]
-
-    def live(self, vm: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        return {d["alias"]: d for d in self.agent.call("VM.getDevices", {"vmId": vm["id"]})["devices"]
-                if d["type"] == "hostdev"}
-
-    def new_vm(self, name: str) -> dict[str, Any]:
-        return ok(self.api.post("/api/vms", json={"name": name, "os_type": "debian_12", "memory_mb": 64,
-                                                  "vcpus": 1, "machine": "q35"}), 201)
-
     def attach(self, vm: dict[str, Any], hd_id: int, **kw: Any) -> dict[str, Any]:
         return ok(self.api.post(f"/api/vms/{vm['id']}/hostdevs", json={"host_device_id": hd_id, **kw}), 201)
 
 
-def timed(what: str, start: float) -> None:
-    TIMINGS.append(f"{what}: {time.monotonic() - start:.2f} s")
-
-
 @pytest.fixture(scope="module")
-def engine(testhost, agent, tmp_path_factory) -> Iterator[Engine]:
-    from engine import config
-    from engine.app import create_app
-    from engine.dao import db
-    from engine.jsonrpc_client import client_factory
-    from engine.monitor import Monitor
-
-    state = tmp_path_factory.mktemp("engine")
-    url = f"sqlite:///{state}/engine.db"
-    tls = testhost.tls
-    cfg = config.load(None, env={"PLUGBOARD_STATE_DIR": str(state), "PLUGBOARD_DB_URL": url,
-                                 "PLUGBOARD_HOST_TIMEOUT": "90", "PLUGBOARD_TLS_CA": str(tls.ca_file),
-                                 "PLUGBOARD_TLS_CERT": str(tls.cert_file), "PLUGBOARD_TLS_KEY": str(tls.key_file)})
-    db.upgrade(url)
-    engine_ = db.make_engine(url, sqlite_begin="immediate")
-    sessions = db.make_sessions(engine_)
-    hosts = client_factory(cfg)
-    app = create_app({"sessions": sessions, "hosts": hosts, "TESTING": True})
-    monitor = Monitor(sessions, hosts, poll_timeout=2, reconcile_interval=3600, retry_delay=0.5)
-    it = Engine(authenticated(app.test_client(), issue_token(sessions)), monitor, agent)
-    it.host = ok(it.api.post("/api/hosts", json={"name": "l1", "url": testhost.url}), 201)
-    monitor.start()
-    yield it
-    monitor.stop()
-    for vm in ok(it.api.get("/api/vms")):
-        it.api.post(f"/api/vms/{vm['id']}/stop", json={})
-        it.api.delete(f"/api/vms/{vm['id']}")
-    hosts.close()
-    engine_.dispose()
-    record("engine-usb-timings.txt", "\n".join(TIMINGS) + "\n")
-    print("\ntesthost, engine USB flows:\n  " + "\n  ".join(TIMINGS))
+def engine(testhost, agent, tmp_path_factory) -> Iterator[UsbEngine]:
+    with running_engine(testhost, agent, tmp_path_factory.mktemp("engine"), UsbEngine) as it:
+        yield it
+    record("engine-usb-timings.txt", "\n".join(it.timings) + "\n")
+    print("\ntesthost, engine USB flows:\n  " + "\n  ".join(it.timings))
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +68,7 @@ def test_the_engine_discovers_a_key_plugged_into_the_host(engine, key, state):
     start = time.monotonic()
     key(True)
     found = wait_until(engine.key, TIMEOUT, "the key in the engine's inventory")
-    timed("plugged -> in the engine's inventory", start)
+    engine.timed("plugged -> in the engine's inventory", start)
     assert (found["vendor_id"], found["product_id"]) == CCID
     assert (found["status"], found["vm_id"]) == ("available", None) and found["port_path"]
     state["hd"] = found["id"]
@@ -136,7 +79,7 @@ def test_attached_to_a_running_vm_pulled_plugged_back_and_detached(engine, key, 
     ok(engine.api.post(f"/api/vms/{vm['id']}/start", json={}))
     start = time.monotonic()
     dev = engine.attach(vm, state["hd"])
-    timed("live attach through the REST API", start)
+    engine.timed("live attach through the REST API", start)
     alias = f"ua-{dev['id']}"
     assert dev["plugged"] and dev["present"] is True and dev["alias"] == alias
     before = engine.live(vm)[alias]
@@ -145,14 +88,14 @@ def test_attached_to_a_running_vm_pulled_plugged_back_and_detached(engine, key, 
     start = time.monotonic()
     key(False)
     wait_until(lambda: engine.hostdev(vm, dev["id"])["present"] is False, TIMEOUT, "the VM's device flagged missing")
-    timed("pulled -> the VM's device flagged missing", start)
+    engine.timed("pulled -> the VM's device flagged missing", start)
     assert engine.hostdev(vm, dev["id"])["plugged"] and engine.events(vm, "HOST_DEVICE_LOST")
     assert alias in engine.live(vm)          # libvirt keeps the vanished device in the domain
 
     start = time.monotonic()
     key(True)
     wait_until(lambda: engine.events(vm, "HOSTDEV_REATTACHED"), TIMEOUT, "HOSTDEV_REATTACHED")
-    timed("plugged back -> re-attached to the VM", start)
+    engine.timed("plugged back -> re-attached to the VM", start)
     again = engine.hostdev(vm, dev["id"])
     assert (again["present"], again["plugged"], again["plug_state"]) == (True, True, "stable")
     now = engine.live(vm)[alias]
@@ -162,7 +105,7 @@ def test_attached_to_a_running_vm_pulled_plugged_back_and_detached(engine, key, 
     start = time.monotonic()
     ok(engine.api.post(f"/api/vms/{vm['id']}/hostdevs/{dev['id']}/deactivate", json={}))
     assert engine.api.delete(f"/api/vms/{vm['id']}/hostdevs/{dev['id']}").status_code == 204
-    timed("live detach", start)
+    engine.timed("live detach", start)
     assert alias not in engine.live(vm)
     assert engine.key()["status"] == "available"
     ok(engine.api.post(f"/api/vms/{vm['id']}/stop", json={}))
@@ -174,7 +117,7 @@ def test_attached_to_a_stopped_vm_then_started(engine, key, state):
     assert engine.key()["status"] == "allocated" and engine.key()["vm_id"] == vm["id"]
     start = time.monotonic()
     ok(engine.api.post(f"/api/vms/{vm['id']}/start", json={}))
-    timed("start of a VM holding the key", start)
+    engine.timed("start of a VM holding the key", start)
     assert f"ua-{dev['id']}" in engine.live(vm)
     ok(engine.api.post(f"/api/vms/{vm['id']}/stop", json={}))
     state["cold"], state["cold_dev"] = vm, dev
@@ -186,14 +129,14 @@ def test_an_optional_key_pulled_is_left_out_at_start_and_plugged_when_back(engin
     wait_until(lambda: engine.hostdev(vm, dev["id"])["present"] is False, TIMEOUT, "the key flagged missing")
     start = time.monotonic()
     assert ok(engine.api.post(f"/api/vms/{vm['id']}/start", json={}))["status"] == "up"
-    timed("start without the optional key", start)
+    engine.timed("start without the optional key", start)
     assert f"ua-{dev['id']}" not in engine.live(vm)
     (dropped,) = engine.events(vm, "HOSTDEV_DROPPED")
     assert dropped["severity"] == "warning" and dropped["device_id"] == dev["id"]
     start = time.monotonic()
     key(True)
     wait_until(lambda: engine.events(vm, "HOSTDEV_REATTACHED"), TIMEOUT, "the dropped key re-attached")
-    timed("plugged back -> the dropped key plugged into the running VM", start)
+    engine.timed("plugged back -> the dropped key plugged into the running VM", start)
     assert f"ua-{dev['id']}" in engine.live(vm)
     ok(engine.api.post(f"/api/vms/{vm['id']}/stop", json={}))
 
@@ -211,7 +154,7 @@ def test_a_required_key_pulled_refuses_the_start(engine, agent, key, state):
     wait_event(agent, after, lambda e: e["kind"] == "hostdev_removed", TIMEOUT, "hostdev_removed")
     start = time.monotonic()
     got = fault(engine.api.post(f"/api/vms/{vm['id']}/start", json={}))
-    timed("start refused by the host (required key gone, inventory stale)", start)
+    engine.timed("start refused by the host (required key gone, inventory stale)", start)
     assert [r["code"] for r in got["reasons"]] == ["HOST_DEVICE_REQUIRED_MISSING"]
     assert got["host"]["code"] == 317 and f"ua-{required['id']}" in got["host"]["message"]
     assert got["reasons"][0]["message"].startswith(f"Required host device {state['hd']} (08e6:4433")
