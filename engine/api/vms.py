@@ -1,7 +1,7 @@
 """/api/vms: list, create, get, delete, start, stop."""
 from __future__ import annotations
 
-from flask import url_for
+from flask import current_app, url_for
 from flask.views import MethodView
 
 from engine.commands import add_vm, allowed, remove_vm, run_vm, stop_vm
@@ -60,7 +60,8 @@ def make_blueprint() -> Blueprint:
         @blp.alt_response(202, schema=VmSchema, description="Accepted; the VM is still powering up.")
         def post(self, data, vm_id):
             """Start a VM with its activated devices"""
-            outcome = run(run_vm, vm_id=vm_id, host_id=data.get("host_id"))
+            outcome = run(run_vm, vm_id=vm_id, host_id=data.get("host_id"),
+                          _options={"pcie_ports": current_app.config.get("pcie_ports")})
             return read(vm_id), status_for(outcome)
 
     @blp.route("/<string:vm_id>/stop")

@@ -18,7 +18,7 @@ from engine import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, clusters, nics
 from engine.dao.models import NIC_MODELS, Cluster, Host, Vm
-from engine.devices import live as live_runner, state
+from engine.devices import live as live_runner, pcie_ports, state
 from engine.errors import Reason
 from engine.hostclient import HostClientFactory
 from engine.macpool import MacPool
@@ -38,9 +38,10 @@ class Params:
 
 
 def validate(params: Params, *, vm: Vm, cluster: Cluster | None, host: Host | None,
-             name_in_use: bool, mac_in_use: bool) -> list[Reason]:
+             name_in_use: bool, mac_in_use: bool, free_ports: int | None = None) -> list[Reason]:
     """canDo of AddNic. `host`: the host a running VM is on; `name_in_use`: another NIC of the VM has
-    the name; `mac_in_use`: a plugged NIC already has the requested MAC."""
+    the name; `mac_in_use`: a plugged NIC already has the requested MAC; `free_ports`: the PCIe root
+    ports free on a running q35 VM (None: not counted)."""
     found: list[Reason] = []
     if not params.name or len(params.name) > NAME_MAX:
         found.append(R.name_invalid("NIC", params.name, f"1 to {NAME_MAX} characters"))
@@ -59,6 +60,7 @@ def validate(params: Params, *, vm: Vm, cluster: Cluster | None, host: Host | No
             found.append(R.vm_status_illegal(vm.name, vm.status, common.PLUG_STATUSES, "add an active NIC"))
         elif vm.status == common.UP:
             found += common.check_live_nic_hotplug(vm, cluster, host, params.network)
+            found += pcie_ports.check(vm, free_ports, 1)
     return found
 
 
@@ -68,7 +70,8 @@ def _inputs(s: Session, vm: Vm, params: Params) -> dict[str, Any]:
     mac_taken = params.mac is not None and not common.check_mac_format(params.mac) \
         and nics.mac_in_use(s, params.mac)
     return {"cluster": clusters.get(s, vm.cluster_id), "host": common.load_host(s, vm) if live else None,
-            "name_in_use": bool(params.name) and nics.name_in_use(s, vm.id, params.name), "mac_in_use": mac_taken}
+            "name_in_use": bool(params.name) and nics.name_in_use(s, vm.id, params.name), "mac_in_use": mac_taken,
+            "free_ports": pcie_ports.free(vm) if live else None}
 
 
 def check(s: Session, vm: Vm, params: Params) -> list[Reason]:

@@ -16,7 +16,7 @@ from engine.commands import common
 from engine.commands.outcome import Outcome
 from engine.dao import clusters, nics
 from engine.dao.models import Cluster, Host, Vm, VmDevice, VmNic
-from engine.devices import kinds
+from engine.devices import kinds, pcie_ports
 from engine.errors import Reason
 from engine.hostclient import HostClientFactory
 from engine.vocab import UP
@@ -30,14 +30,16 @@ class Params:
 
 
 def validate(params: Params, *, vm: Vm, nic: VmNic, device: VmDevice, cluster: Cluster | None,
-             host: Host | None, mac_in_use: bool) -> list[Reason]:
+             host: Host | None, mac_in_use: bool, free_ports: int | None = None) -> list[Reason]:
     """canDo of plug/unplug. `host` is the host the VM runs on (None when down or unknown);
-    `mac_in_use` whether another plugged NIC has this NIC's MAC."""
+    `mac_in_use` whether another plugged NIC has this NIC's MAC; `free_ports` the PCIe root ports free
+    on a running q35 VM (None: not counted)."""
     found = common.check_plug(vm, device, plug=params.plug)
     if params.plug and mac_in_use:
         found.append(R.mac_in_use(nic.mac))
     if vm.status == UP:
         found += common.check_live_nic_hotplug(vm, cluster, host, nic.network if params.plug else None)
+        found += pcie_ports.check(vm, free_ports, 1) if params.plug else []
     return found
 
 
@@ -47,7 +49,7 @@ def check(s: Session, vm: Vm, dev: VmDevice, host: Host | None, params: Params) 
     assert nic is not None
     taken = params.plug and nics.mac_in_use(s, nic.mac, exclude_nic_id=nic.id)
     return validate(params, vm=vm, nic=nic, device=dev, cluster=clusters.get(s, vm.cluster_id), host=host,
-                    mac_in_use=taken)
+                    mac_in_use=taken, free_ports=pcie_ports.free(vm) if params.plug else None)
 
 
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,

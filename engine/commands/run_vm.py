@@ -6,6 +6,9 @@ network of the plugged NICs -- and, when the VM's flavor asks for USB host devic
 yet, one that has them free; they are claimed there and go into VM.create (flavor_hostdevs). PCI
 devices a flavor asks for by alias are placed the same way at every start, and given back when the
 run ends or the start fails (flavor_pci).
+
+A q35 VM is started with spare PCIe root ports for hot-plug (its boot.pciePorts, else the engine's
+`pcie_ports` setting); the run's port count is kept in vms.pcie_ports_base (engine.devices.pcie_ports).
 """
 from __future__ import annotations
 
@@ -17,13 +20,14 @@ from sqlalchemy.orm import Session
 
 from engine import agent_codes, scheduler
 from engine.auth import LOCAL_ADMIN, Principal
+from engine.config import EngineConfig
 from engine.commands import common, flavor_hostdevs, flavor_pci, hostdev_rules
 from engine import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, clusters, devices, host_devices, hosts as hosts_dao, vms
 from engine.dao.models import Cluster, Host, HostDevice, Vm, VmDevice
 from engine.errors import Conflict, HostCallFailed, HostUnreachable, Reason, ValidationFailed
-from engine.devices import claims, inventory, kinds
+from engine.devices import claims, inventory, kinds, pcie_ports as ports
 from engine.hostclient import HostClientFactory
 
 from engine.vocab import DOWN, POWERING_UP, STABLE, UP
@@ -115,11 +119,15 @@ def check(s: Session, vm: Vm, params: Params) -> list[Reason]:
     return validate(params, vm=vm, **_inputs(s, vm, params)[0])
 
 
-def vm_params(vm: Vm, plugged: list[VmDevice]) -> dict[str, Any]:
-    """VM.create's `params` (schema/verbs.yaml vmParams)."""
+def vm_params(vm: Vm, plugged: list[VmDevice], *, pcie_ports: int = EngineConfig.pcie_ports) -> dict[str, Any]:
+    """VM.create's `params` (schema/verbs.yaml vmParams); `pcie_ports`: the spare q35 root ports of a
+    VM whose boot settings name none."""
     params: dict[str, Any] = {"name": vm.name, "memSize": vm.memory_mb, "vcpus": vm.vcpus,
                               "machine": vm.machine, "osType": vm.os_type, "graphics": vm.graphics}
     params.update({k: v for k, v in (vm.boot or {}).items() if k in BOOT_KEYS and v not in (None, "")})
+    spare = ports.spare(vm, pcie_ports)
+    if spare is not None:
+        params["pciePorts"] = spare
     if vm.custom_properties:
         params["customProperties"] = {str(k): str(v) for k, v in vm.custom_properties.items()}
     params["devices"] = [kinds.of(d).payload(d) for d in plugged]
@@ -127,7 +135,8 @@ def vm_params(vm: Vm, plugged: list[VmDevice]) -> dict[str, Any]:
 
 
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params, *,
-            principal: Principal = LOCAL_ADMIN) -> Outcome:
+            principal: Principal = LOCAL_ADMIN, pcie_ports: int = EngineConfig.pcie_ports) -> Outcome:
+    """`pcie_ports`: the engine's default of spare q35 root ports (a VM's boot.pciePorts wins)."""
     with common.audited(sessions, "VM_START", vm_id=params.vm_id):
         with sessions.begin() as s:
             vm = common.load_vm(s, principal, params.vm_id)
@@ -153,7 +162,8 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
                                          f"Cannot run VM {vm.name}.")
                 plugged_devices = plugged_devices + taken
             assert host is not None
-            create: dict[str, Any] = {"vmId": vm.id, "params": vm_params(vm, plugged_devices)}
+            create: dict[str, Any] = {"vmId": vm.id, "params": vm_params(vm, plugged_devices, pcie_ports=pcie_ports)}
+            ports_base = ports.base(vm, pcie_ports, plugged_devices)
             by_alias = {d.alias: d.id for d in plugged_devices}
             dropped_ids = [d.id for d in dropped]
             required = {d.alias: d.host_device_id for d in plugged_devices if hostdev_rules.required(d)}
@@ -185,6 +195,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
                 if dev_id is not None and reported.get("address"):
                     devices.set_address(s, dev_id, reported["address"])
             vms.set_run_event_seq(s, params.vm_id, result.get("eventSeq"))
+            vms.set_pcie_ports_base(s, params.vm_id, ports_base)
             audit.record(s, "VM_STARTED", f"VM {vm_name} started on host {host.name}", vm_id=params.vm_id,
                          host_id=host.id, host=host.name, devices=len(create["params"]["devices"]))
             for dev_id in dropped_ids:

@@ -59,11 +59,13 @@ def base(vm: Vm, default: int, started: Iterable[VmDevice]) -> int | None:
     return None if ports is None else ports + sum(map(takes_root_port, started))
 
 
-def free(vm: Vm, devices: Iterable[VmDevice]) -> int | None:
-    """The ports free for hot-plug now; None when the VM does not run or is not q35."""
+def free(vm: Vm, devices: Iterable[VmDevice] | None = None) -> int | None:
+    """The ports free for hot-plug now; None when the VM does not run or is not q35. `devices`: the
+    VM's, when already read (else its relationship is read, only when it counts)."""
     if vm.pcie_ports_base is None or vm.machine != Q35 or vm.status not in RUNNING_STATUSES:
         return None
-    return max(0, vm.pcie_ports_base - sum(takes_root_port(d) for d in devices if on_wire(d)))
+    rows = vm.devices if devices is None else devices
+    return max(0, vm.pcie_ports_base - sum(takes_root_port(d) for d in rows if on_wire(d)))
 
 
 def check(vm: Vm, free_ports: int | None, wanted: int) -> list[Reason]:

@@ -35,14 +35,17 @@ def sessions() -> sessionmaker[Session]:
 
 
 @cache
-def _takes_principal(command: Any) -> bool:
-    return "principal" in inspect.signature(command.execute).parameters
+def _takes(command: Any, option: str) -> bool:
+    return option in inspect.signature(command.execute).parameters
 
 
 def run(command: Any, **params: Any) -> Any:
     """Run one command module with the app's sessions and hosts, acting as the request's principal
-    when the command takes one (VM commands check tenancy in their loader)."""
-    options = {"principal": principal()} if _takes_principal(command) else {}
+    when the command takes one (VM commands check tenancy in their loader), and with the spare PCIe
+    ports setting for the commands that take it (starting a VM)."""
+    options: dict[str, Any] = {"principal": principal()} if _takes(command, "principal") else {}
+    if _takes(command, "pcie_ports") and current_app.config.get("pcie_ports") is not None:
+        options["pcie_ports"] = current_app.config["pcie_ports"]
     return command.execute(sessions(), current_app.config["hosts"], command.Params(**params), **options)
 
 

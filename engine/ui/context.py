@@ -21,6 +21,10 @@ def principal() -> Principal:
     return g.principal
 
 
+#: The app's settings a command takes as options when its execute() names them.
+SETTINGS = ("mac_pool", "pcie_ports")
+
+
 @cache
 def _takes(command: Any, option: str) -> bool:
     return option in inspect.signature(command.execute).parameters
@@ -28,10 +32,11 @@ def _takes(command: Any, option: str) -> bool:
 
 def run(command: Any, **params: Any) -> Any:
     """Execute one command module with the app's sessions and hosts, as the request's principal (and
-    with the MAC pool for the commands that take it)."""
+    with the app's SETTINGS for the commands that take them: the MAC pool, the spare PCIe ports)."""
     options: dict[str, Any] = {}
     if _takes(command, "principal"):
         options["principal"] = principal()
-    if _takes(command, "mac_pool") and current_app.config.get("mac_pool") is not None:
-        options["mac_pool"] = current_app.config["mac_pool"]
+    for setting in SETTINGS:
+        if _takes(command, setting) and current_app.config.get(setting) is not None:
+            options[setting] = current_app.config[setting]
     return command.execute(sessions(), current_app.config["hosts"], command.Params(**params), **options)

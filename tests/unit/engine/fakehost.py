@@ -1,10 +1,11 @@
 """An in-memory host agent for the engine's unit tier.
 
 `FakeHost` implements the `engine.hostclient.HostClient` Protocol: it keeps one domain per VM with its
-devices, assigns guest addresses the way libvirt does (the lowest free PCI slot from 0x03 on bus 0,
-USB ports in order), keeps user aliases as given, and answers with the shapes of schema/verbs.yaml.
-Every call's params are checked against the verb's schema, as the real agent does, and a bad call
-answers -32602 -- so every engine test is also a contract test.
+devices, assigns guest addresses the way libvirt does (the lowest free PCI slot from 0x03 on bus 0, on
+q35 the first free root port from bus 0x01; USB ports in order), keeps user aliases as given, and
+answers with the shapes of schema/verbs.yaml. Every call's params are checked against the verb's
+schema, as the real agent does, and a bad call answers -32602 -- so every engine test is also a
+contract test.
 
 It can be told to:
 - fail a verb with an agent code: `host.fail("VM.hotplugNic", 49)` (once; `times=None` for always);
@@ -234,6 +235,12 @@ class FakeHost:
                 raise self._error(err, f"Attempted double use of PCI Address {key[0]}:{key[1]}")
             addr = {"type": "pci", **{k: v for k, v in wanted.items() if k != "type"}}
             return addr
+        if dom.params.get("machine") == "q35":     # libvirt puts a PCIe device on the first free root port
+            buses = {bus for bus, _ in used}
+            for bus in range(1, PCI_LAST_SLOT + 1):
+                if f"0x{bus:02x}" not in buses:
+                    return {"type": "pci", "domain": "0x0000", "bus": f"0x{bus:02x}", "slot": "0x00",
+                            "function": "0x0"}
         for slot in range(PCI_FIRST_SLOT, PCI_LAST_SLOT + 1):
             if ("0x00", f"0x{slot:02x}") not in used:
                 return {"type": "pci", "domain": "0x0000", "bus": "0x00", "slot": f"0x{slot:02x}",
