@@ -16,8 +16,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-HEX4_RE = re.compile(r"^[0-9A-Fa-f]{4}$")
+# \Z, not $: "$" also matches before a final newline, which would let "8086\n" in.
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
+HEX4_RE = re.compile(r"^[0-9A-Fa-f]{4}\Z")
+COUNT_RE = re.compile(r"^[0-9]{1,9}\Z")     # ASCII digits: str.isdigit() takes "²", which int() refuses
 FIELDS = ("name", "vendor_id", "product_id")
 MAX_COUNT: Final = 16
 
@@ -115,7 +117,7 @@ def parse_request(text: Any, known: Iterable[str] | None = None) -> tuple[tuple[
         if not NAME_RE.match(name):
             problems.append(f"{part.strip()!r} does not start with an alias name")
             continue
-        if not count.isdigit() or not 1 <= int(count) <= MAX_COUNT:
+        if not COUNT_RE.match(count) or not 1 <= int(count) <= MAX_COUNT:
             problems.append(f"{part.strip()!r}: the count must be a whole number from 1 to {MAX_COUNT}")
             continue
         if any(r.alias == name for r in requests):
