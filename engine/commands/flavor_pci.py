@@ -61,16 +61,24 @@ def placement(s: Session, vm: Vm, *, networks: list[str], cluster_name: str,
     found = pci_devices.hosts_with_free(s, requests, pairs, cluster_id=vm.cluster_id, host_status=HOST_UP,
                                         running_statuses=RUNNING_STATUSES, host_id=host_id)
     hosts = [h for h in found if scheduler.has_networks(h.capabilities, networks)]
-    missing = [] if hosts else _missing(s, vm, requests, pairs, networks)
+    missing = [] if hosts else _missing(s, vm, requests, pairs, networks, host_id)
     reasons = [] if hosts else [R.no_host_with_pci_devices(cluster_name, name, missing)]
     return Placement(name, requests, pairs, hosts, reasons)
 
 
 def _missing(s: Session, vm: Vm, requests: Sequence[PciRequest], pairs: pci_devices.Pairs,
-             networks: list[str]) -> list[str]:
-    hosts = scheduler.up_hosts_with_networks(s, cluster_id=vm.cluster_id, networks=networks)
+             networks: list[str], host_id: str | None = None) -> list[str]:
+    """Each request the hosts (only `host_id` when given) cannot meet, with the most free on one."""
+    hosts = [h for h in scheduler.up_hosts_with_networks(s, cluster_id=vm.cluster_id, networks=networks)
+             if host_id is None or h == host_id]
     free = pci_devices.free_counts(s, requests, pairs, hosts)
     return [f"{want.describe()} ({count} free)" for want, count in zip(requests, free) if count < want.count]
+
+
+def shortfall(s: Session, vm: Vm, place: Placement, networks: list[str], host_id: str | None = None) -> list[str]:
+    """What a refusal names as missing once no host of the placement (or `host_id`) could be claimed
+    from: the requests no host can meet now, as `placement` names them."""
+    return _missing(s, vm, place.wants, place.pairs, networks, host_id)
 
 
 def take_first(s: Session, vm: Vm, place: Placement, *,

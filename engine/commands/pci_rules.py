@@ -80,17 +80,23 @@ def take(s: Session, vm: Vm, host_id: str, requests: Sequence[PciRequest], pairs
          origin: str, plugged: bool, allocate: bool) -> list[VmDevice] | None:
     """Claim devices meeting every request on the host for the VM and make its hostdev rows (plugged
     or not; the devices allocated at once, or left claimed for a live plug to allocate). None, with
-    nothing kept, when the host has not enough or another request took one first."""
-    chosen = _share_out(s, vm, pci_devices.free_on_host(s, host_id, requests, pairs), requests, pairs)
-    if chosen is None:
+    nothing kept, when the host has not enough or another request took one first.
+
+    The free devices and their IOMMU groups are locked (pci_devices.lock) and read again before any
+    is chosen: a request that finds a device taken meanwhile picks another free one of the host
+    rather than giving the host up. The locks are held in a savepoint, let go if the host is."""
+    free = pci_devices.free_on_host(s, host_id, requests, pairs)
+    if not free:
         return None
-    claimed: list[int] = []
-    for _, hd in chosen:
-        if not host_devices.claim(s, hd.id, vm.id):
-            for dev_id in claimed:
-                host_devices.release(s, dev_id, vm.id)
-            return None
-        claimed.append(hd.id)
+    savepoint = s.begin_nested()
+    locked = pci_devices.lock(s, host_id, free)
+    free = [d for d in pci_devices.free_on_host(s, host_id, requests, pairs) if d.id in locked]
+    chosen = _share_out(s, vm, free, requests, pairs)
+    if chosen is None or not all(host_devices.claim(s, hd.id, vm.id) for _, hd in chosen):
+        savepoint.rollback()
+        for _, hd in chosen or ():
+            s.expire(hd)
+        return None
     rows = []
     for want, hd in chosen:
         if allocate:
@@ -99,6 +105,7 @@ def take(s: Session, vm: Vm, host_id: str, requests: Sequence[PciRequest], pairs
                                 spec_params={"source": source(hd), "managed": True}, host_device_id=hd.id,
                                 custom_properties={ORIGIN: origin, ALIAS: want.alias}))
     pci_devices.settle_groups(s, host_id, {hd.iommu_group for _, hd in chosen if hd.iommu_group is not None})
+    savepoint.commit()
     return rows
 
 

@@ -156,9 +156,11 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
             if inputs["pci"] is not None:       # on the host chosen so far, else the placement's first
                 pci = inputs["pci"]
                 fixed = params.host_id is not None or inputs["usb"] is not None or inputs["pinned"] is not None
-                host, taken = flavor_pci.take_first(s, vm, pci, among=[host] if fixed and host else None)
-                if host is None:
-                    raise common.refusal([R.no_host_with_pci_devices(inputs["cluster"].name, pci.flavor, [])],
+                among = [host] if fixed and host else None
+                host, taken = flavor_pci.take_first(s, vm, pci, among=among)
+                if host is None:        # taken meanwhile: what is missing now
+                    missing = flavor_pci.shortfall(s, vm, pci, inputs["networks"], among[0].id if among else None)
+                    raise common.refusal([R.no_host_with_pci_devices(inputs["cluster"].name, pci.flavor, missing)],
                                          f"Cannot run VM {vm.name}.")
                 plugged_devices = plugged_devices + taken
             assert host is not None

@@ -82,9 +82,26 @@ def free_counts(s: Session, wants: Sequence[PciRequest], pairs: Pairs, host_ids:
 
 
 def free_on_host(s: Session, host_id: str, wants: Sequence[PciRequest], pairs: Pairs) -> Sequence[HostDevice]:
-    """The host's free devices some request's alias names, by PCI address."""
+    """The host's free devices some request's alias names, by PCI address (as the database has them
+    now, even those the session read before: see `lock`)."""
     return s.scalars(select(HostDevice).where(HostDevice.host_id == host_id, *_FREE, _wanted(wants, pairs))
-                     .order_by(HostDevice.pci_address, HostDevice.id)).all()
+                     .order_by(HostDevice.pci_address, HostDevice.id)
+                     .execution_options(populate_existing=True)).all()
+
+
+def lock(s: Session, host_id: str, devs: Iterable[HostDevice]) -> set[int]:
+    """Lock the rows a claim of `devs` may change -- the devices and every member of their IOMMU
+    groups -- in id order, until the transaction (or its savepoint) ends; returns their ids. Two
+    claims on one host's devices then wait for each other and the second reads what the first
+    wrote, instead of both finding a device, or two members of one group, free (PostgreSQL, READ
+    COMMITTED; SQLite has no row locks, and its IMMEDIATE transactions are serialized whole)."""
+    devs = list(devs)
+    which: ColumnElement[bool] = HostDevice.id.in_(sorted({d.id for d in devs}))
+    groups = sorted({d.iommu_group for d in devs if d.iommu_group is not None})
+    if groups:
+        which = or_(which, HostDevice.iommu_group.in_(groups))
+    return set(s.scalars(select(HostDevice.id).where(HostDevice.host_id == host_id, HostDevice.capability == PCI,
+                                                     which).order_by(HostDevice.id).with_for_update()))
 
 
 def group_members(s: Session, dev: HostDevice) -> Sequence[HostDevice]:
@@ -94,7 +111,7 @@ def group_members(s: Session, dev: HostDevice) -> Sequence[HostDevice]:
     return s.scalars(select(HostDevice).where(HostDevice.host_id == dev.host_id, HostDevice.capability == PCI,
                                               HostDevice.iommu_group == dev.iommu_group,
                                               HostDevice.id != dev.id, HostDevice.present.is_(True))
-                     .order_by(HostDevice.pci_address)).all()
+                     .order_by(HostDevice.pci_address).execution_options(populate_existing=True)).all()
 
 
 def group_blockers(s: Session, dev: HostDevice, vm_id: str, *, taking: Iterable[int] = ()) -> list[HostDevice]:

@@ -44,6 +44,7 @@ def claim(s: Session, dev: VmDevice) -> list[Reason]:
     if row is not None and row.vm_id == dev.vm_id and row.status in host_devices.HELD:
         return []       # already ours (e.g. a plug retried after the host refused)
     if row is not None and row.capability == PCI:
+        pci_devices.lock(s, row.host_id, [row])     # its group, read as it is once no other claim is in it
         blockers = pci_devices.group_blockers(s, row, dev.vm_id)
         if blockers:
             assert row.iommu_group is not None
