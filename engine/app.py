@@ -15,7 +15,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 from engine import api, authn, faults, nova, ui
 from engine import reasons as R
 from engine.auth import Principal
-from engine.dao import audit
+from engine.dao import audit, db
 from engine.errors import Unauthorized
 
 DEFAULTS: dict[str, Any] = {
@@ -74,7 +74,7 @@ def _authenticate() -> None:
         return
     challenge = {"WWW-Authenticate": front.challenge}
     try:
-        with current_app.config["sessions"]() as s:
+        with current_app.config["read_sessions"]() as s:
             presented = authn.Presented(request.headers.get, request.cookies, session if front is UI else {})
             principal = authn.resolve(s, presented, front.resolvers)
     except Unauthorized as err:
@@ -98,7 +98,9 @@ def create_app(config: dict[str, Any]) -> Flask:
     """Build the engine's web application.
 
     `config` must hold `sessions` (a sessionmaker) and `hosts` (a HostClientFactory); any other key
-    is a Flask / flask-smorest setting and overrides the defaults.
+    is a Flask / flask-smorest setting and overrides the defaults. `read_sessions`, the sessions of
+    transactions that only read (authentication, reads after a command), default to
+    db.read_sessions(sessions).
     """
     missing = [key for key in ("sessions", "hosts") if key not in config]
     if missing:
@@ -106,6 +108,7 @@ def create_app(config: dict[str, Any]) -> Flask:
     app = Flask("engine")
     app.config.update(DEFAULTS)
     app.config.update(config)
+    app.config.setdefault("read_sessions", db.read_sessions(app.config["sessions"]))
     assert isinstance(app.json, DefaultJSONProvider)    # Flask's json_provider_class, not replaced here
     app.json.sort_keys = False  # keep the schemas' field order
     app.before_request(_authenticate)     # first: an anonymous request learns nothing else

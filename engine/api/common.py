@@ -37,6 +37,11 @@ def sessions() -> sessionmaker[Session]:
     return current_app.config["sessions"]
 
 
+def read_sessions() -> sessionmaker[Session]:
+    """Sessions for transactions that only read (see engine.dao.db.read_sessions)."""
+    return current_app.config["read_sessions"]
+
+
 def hosts() -> Any:
     return current_app.config["hosts"]
 

@@ -12,11 +12,13 @@ from typing import Any
 from flask import url_for
 from flask.views import MethodView
 from marshmallow import Schema
+from sqlalchemy.orm.exc import DetachedInstanceError
 
-from engine.api.common import Blueprint, run, sessions, status_for, visible_vm
+from engine.api.common import Blueprint, read_sessions, run, status_for, visible_vm
 from engine.api.schemas import EmptySchema
 from engine.dao import devices as devices_dao
 from engine.dao.models import VmDevice
+from engine.devices import kinds
 from engine.devices.kinds import DeviceKind
 from engine.errors import NotFound, Reason
 
@@ -43,9 +45,9 @@ class DeviceRoutes:
 
 
 def read(routes: DeviceRoutes, vm_id: str, dev_id: str) -> dict[str, Any]:
-    with sessions()() as s:
+    with read_sessions()() as s:
         visible_vm(s, vm_id)
-        dev = devices_dao.get(s, dev_id)
+        dev = devices_dao.get(s, dev_id, with_nic=routes.kind.type == kinds.NIC.type)
         if dev is None or dev.vm_id != vm_id or dev.type != routes.kind.type:
             raise NotFound(f"{routes.kind.label} {dev_id} of VM {vm_id} does not exist.",
                            reasons=[Reason(routes.kind.audit("NOT_FOUND"), f"{routes.kind.label} {dev_id} does "
@@ -53,8 +55,21 @@ def read(routes: DeviceRoutes, vm_id: str, dev_id: str) -> dict[str, Any]:
         return routes.view(dev)
 
 
+def answer(routes: DeviceRoutes, vm_id: str, dev_id: str, outcome: Any) -> dict[str, Any]:
+    """The device as the command left it: the view of the row the command's outcome carries, when
+    that row holds all the view reads; else (a relationship the command did not load, a row whose
+    last compare-and-set lost and was expired) the device read again."""
+    dev = getattr(outcome, "device", None)
+    if dev is not None:
+        try:
+            return routes.view(dev)
+        except DetachedInstanceError:
+            pass
+    return read(routes, vm_id, dev_id)
+
+
 def read_all(routes: DeviceRoutes, vm_id: str) -> list[dict[str, Any]]:
-    with sessions()() as s:
+    with read_sessions()() as s:
         visible_vm(s, vm_id)
         return [routes.view(d) for d in devices_dao.list_for_vm(s, vm_id, type=routes.kind.type)]
 
@@ -129,7 +144,7 @@ def _action_view(blp: Blueprint, routes: DeviceRoutes, plug: bool, action: str) 
 
     def post(self, _data, vm_id, **ids):
         outcome = run(routes.plug, vm_id=vm_id, plug=plug, **ids)
-        return read(routes, vm_id, ids[routes.id_param]), status_for(outcome)
+        return answer(routes, vm_id, ids[routes.id_param], outcome), status_for(outcome)
 
     post.__doc__ = routes.doc(action, f"{action.capitalize()} ({'plug' if plug else 'unplug'}) a {label}")
     post = blp.response(200, routes.schema)(post)

@@ -17,7 +17,7 @@ from engine.devices import kinds
 
 def _view(dev: VmDevice) -> dict[str, Any]:
     assert dev.nic is not None      # every device of the NIC kind has its vm_nics row
-    return nic_view(dev.nic)
+    return nic_view(dev.nic, dev)
 
 
 ROUTES = DeviceRoutes(

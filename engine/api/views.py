@@ -44,9 +44,10 @@ def device_state(d: VmDevice) -> dict[str, Any]:
             "alias": d.alias, "last_error": d.last_error}
 
 
-def nic_view(n: VmNic) -> dict[str, Any]:
+def nic_view(n: VmNic, device: VmDevice | None = None) -> dict[str, Any]:
+    """`device`: the NIC's vm_devices row when the caller holds it (else read through n.device)."""
     return {"id": n.id, "vm_id": n.vm_id, "name": n.name, "mac": n.mac, "network": n.network,
-            "model": n.model, "linked": n.linked, **device_state(n.device)}
+            "model": n.model, "linked": n.linked, **device_state(device if device is not None else n.device)}
 
 
 def controller_view(d: VmDevice) -> dict[str, Any]:

@@ -135,20 +135,26 @@ def plug_or_unplug(sessions: Sessions, hosts: HostClientFactory, *, vm_id: str, 
     gets the host a running VM is on). VM down: the desired state only, applied at the next start.
     VM up: the live runner, whose transition is committed before the host is called."""
     with audited(sessions, kind.audit("PLUG" if plug else "UNPLUG"), vm_id=vm_id, device_id=device_id):
-        with sessions.begin() as s:
-            vm = load_vm(s, principal, vm_id, for_update=True)   # a VM's device set changes one at a time
-            dev = load_device(s, vm, device_id, kind)
-            host = running_host(s, vm)
-            found = checks(s, vm, dev, host)
-            if found:
-                raise refusal(found, f"Cannot {'plug' if plug else 'unplug'} {kind.describe(dev)} of VM {vm.name}.")
-            subject = state.Subject.of(dev, vm, host)
-            if vm.status == DOWN:
-                state.desired(s, subject, plug=plug)
-                return Outcome(id=device_id)
-            assert host is not None     # the checks refuse a running VM without a host
-            call = live.prepare(s, dev, subject, host, plug=plug)
-    return Outcome(id=device_id, pending=live.run(sessions, hosts, call))
+        # One session for both transactions: the second one's compare-and-set refreshes the row the
+        # first one loaded, which the outcome carries (the caller answers with it, reading nothing).
+        with sessions() as s:
+            with s.begin():
+                # a VM's device set changes one at a time; its host and cluster come in the same statement
+                vm = load_vm(s, principal, vm_id, for_update=True, placement=True)
+                dev = load_device(s, vm, device_id, kind)
+                host = running_host(s, vm)
+                found = checks(s, vm, dev, host)
+                if found:
+                    raise refusal(found, f"Cannot {'plug' if plug else 'unplug'} {kind.describe(dev)} of VM "
+                                         f"{vm.name}.")
+                subject = state.Subject.of(dev, vm, host)
+                if vm.status == DOWN:
+                    state.desired(s, subject, plug=plug)
+                    return Outcome(id=device_id, device=dev)
+                assert host is not None     # the checks refuse a running VM without a host
+                call = live.prepare(s, dev, subject, host, plug=plug)
+            pending = live.run(sessions, hosts, call, session=s)
+            return Outcome(id=device_id, pending=pending, device=dev)
 
 
 def check_remove(vm: Vm, dev: VmDevice) -> list[Reason]:
@@ -183,11 +189,13 @@ def remove_device(sessions: Sessions, *, vm_id: str, device_id: str, kind: Devic
             return Outcome(id=device_id)
 
 
-def load_vm(s: Session, principal: Principal, vm_id: str, *, for_update: bool = False) -> Vm:
+def load_vm(s: Session, principal: Principal, vm_id: str, *, for_update: bool = False,
+            placement: bool = False) -> Vm:
     """The one loader of a command's VM, where tenancy is checked: a VM of a project the principal
     does not see answers as if it did not exist, so ids leak nothing. `for_update` locks the row until
-    the transaction ends (changes to a VM's device set are serialized per VM)."""
-    vm = vms_dao.get(s, vm_id, for_update=for_update)
+    the transaction ends (changes to a VM's device set are serialized per VM); `placement` loads its
+    cluster and host with it."""
+    vm = vms_dao.get(s, vm_id, for_update=for_update, placement=placement)
     if vm is None or not principal.sees_project(vm.project_id):
         reason = R.vm_not_found(vm_id)
         raise NotFound(reason.message, reasons=[reason])
@@ -209,7 +217,7 @@ def check_project(principal: Principal, project_id: str) -> None:
 
 
 def load_device(s: Session, vm: Vm, device_id: str, kind: DeviceKind) -> VmDevice:
-    dev = devices.get(s, device_id)
+    dev = devices.get(s, device_id, with_nic=kind.type == kinds.NIC.type)
     if dev is None or dev.vm_id != vm.id or dev.type != kind.type:
         raise NotFound(f"{kind.label} {device_id} of VM {vm.name} does not exist.")
     return dev

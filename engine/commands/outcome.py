@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.dao.models import VmDevice
+
 
 @dataclass
 class Outcome:
@@ -10,3 +12,5 @@ class Outcome:
     pending: bool = False     # the host accepted but has not finished (e.g. the guest has not released a NIC)
     created: bool = False     # a new entity was created
     ids: tuple[str, ...] = ()  # every entity created, when one request creates several (USB controllers)
+    # The device row as the command left it (detached; its loaded attributes readable), when it has one
+    device: VmDevice | None = None

@@ -86,13 +86,44 @@ def _configure_sqlite(engine: Engine, *, begin: SqliteBegin, foreign_keys: bool)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(statement)
+        # A reader's transaction (read_sessions) never takes the write lock: in WAL mode it reads its
+        # snapshot while a writer works, instead of queueing behind it.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else statement)
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:
     """The session factory every caller uses: ``with sessions.begin() as s: ...``. Objects stay
     readable after commit (expire_on_commit=False) so that commands can return what they wrote."""
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+#: The execution option that marks a reader's connection (read_sessions).
+READ_ONLY = "plugboard_read_only"
+
+
+class ReadOnlyTransaction(RuntimeError):
+    """A write was attempted in a session of read_sessions."""
+
+
+def read_sessions(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """A session factory on the same database for transactions that only read (authentication, the
+    answer's read after a command). On SQLite they begin DEFERRED whatever the engine's sqlite_begin,
+    so a reader neither takes nor waits for the write lock (WAL: it reads the last committed state);
+    elsewhere they are ordinary transactions. A write in one raises ReadOnlyTransaction: a deferred
+    transaction that tries to write could fail with "database is locked" instead of waiting."""
+    bind = sessions.kw["bind"]
+    readers = sessionmaker(bind=bind.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+
+    def refuse(*_args: Any) -> None:
+        raise ReadOnlyTransaction("a read-only session cannot write")
+
+    def refuse_dml(state: Any) -> None:
+        if state.is_insert or state.is_update or state.is_delete:
+            refuse()
+
+    event.listen(readers, "before_flush", refuse)
+    event.listen(readers, "do_orm_execute", refuse_dml)
+    return readers
 
 
 def alembic_config(url: str | None = None) -> Any:

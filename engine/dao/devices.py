@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, delete, inspect, select
+from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.util import identity_key
 
-from engine.dao._cas import KEEP, rowcount, update_one
+from engine.dao._cas import KEEP, OneRowUpdate, Prebuilt, rowcount, update_one
 from engine.dao.models import VmDevice, new_id, utcnow
 from engine.vocab import IN_FLIGHT_STATES, PLUGGING, STABLE
 
@@ -41,7 +41,16 @@ def add(s: Session, vm_id: str, *, type: str, device: str, is_plugged: bool = Tr
     return row
 
 
-def get(s: Session, dev_id: str) -> VmDevice | None:
+_GET_WITH_NIC = Prebuilt(lambda: select(VmDevice).where(VmDevice.id == bindparam("dev_id"))
+                         .options(joinedload(VmDevice.nic)))
+
+
+def get(s: Session, dev_id: str, *, with_nic: bool = False) -> VmDevice | None:
+    """The device; `with_nic` loads its vm_nics row (a NIC's) in the same statement."""
+    if with_nic:
+        found = s.identity_map.get(identity_key(VmDevice, dev_id))
+        if found is None or "nic" in inspect(found).unloaded:
+            return s.scalars(_GET_WITH_NIC.statement, {"dev_id": dev_id}).one_or_none()
     return s.get(VmDevice, dev_id)
 
 
@@ -82,9 +91,17 @@ def begin_transition(s: Session, dev_id: str, to_state: str) -> bool:
     the device is missing or another transition is in flight (nothing is changed then)."""
     if to_state not in TRANSITION_STATES:
         raise ValueError(f"to_state must be one of {TRANSITION_STATES}, not {to_state!r}")
-    return update_one(s, VmDevice, dev_id, {"plug_state": to_state, "is_plugged": to_state == PLUGGING,
-                                            "plug_started_at": utcnow(), "last_error": None},
-                      VmDevice.plug_state == STABLE)
+    return _BEGIN(s, dev_id, {"plug_state": to_state, "is_plugged": to_state == PLUGGING, "plug_started_at": utcnow(),
+                              "last_error": None}, plug_state=STABLE)
+
+
+# The transitions' compare-and-set UPDATEs, prebuilt (every plug and unplug runs two of them).
+_BEGIN = OneRowUpdate(VmDevice, ("plug_state", "is_plugged", "plug_started_at", "last_error"), guards=("plug_state",))
+_FINISH = OneRowUpdate(VmDevice, ("plug_state", "plug_started_at", "is_plugged", "last_error"), guards=("plug_state",))
+_FINISH_ADDRESS = OneRowUpdate(VmDevice, ("plug_state", "plug_started_at", "is_plugged", "last_error", "address"),
+                               guards=("plug_state",))
+_SET_PLUGGED = OneRowUpdate(VmDevice, ("is_plugged", "last_error"), guards=("plug_state",))
+_SET_PLUGGED_ADDRESS = OneRowUpdate(VmDevice, ("is_plugged", "last_error", "address"), guards=("plug_state",))
 
 
 def finish_transition(s: Session, dev_id: str, *, from_state: str, is_plugged: bool,
@@ -99,9 +116,9 @@ def finish_transition(s: Session, dev_id: str, *, from_state: str, is_plugged: b
         raise ValueError(f"from_state must be one of {TRANSITION_STATES}, not {from_state!r}")
     values: dict[str, Any] = {"plug_state": STABLE, "plug_started_at": None, "is_plugged": is_plugged,
                               "last_error": error}
-    if address is not KEEP:
-        values["address"] = address
-    return update_one(s, VmDevice, dev_id, values, VmDevice.plug_state == from_state)
+    if address is KEEP:
+        return _FINISH(s, dev_id, values, plug_state=from_state)
+    return _FINISH_ADDRESS(s, dev_id, {**values, "address": address}, plug_state=from_state)
 
 
 def set_plugged(s: Session, dev_id: str, is_plugged: bool, *,
@@ -109,9 +126,9 @@ def set_plugged(s: Session, dev_id: str, is_plugged: bool, *,
     """Change the desired state without a host call (VM down), as a compare-and-set on
     plug_state='stable'. False when the device is missing or a transition is in flight."""
     values: dict[str, Any] = {"is_plugged": is_plugged, "last_error": None}
-    if address is not KEEP:
-        values["address"] = address
-    return update_one(s, VmDevice, dev_id, values, VmDevice.plug_state == STABLE)
+    if address is KEEP:
+        return _SET_PLUGGED(s, dev_id, values, plug_state=STABLE)
+    return _SET_PLUGGED_ADDRESS(s, dev_id, {**values, "address": address}, plug_state=STABLE)
 
 
 def delete_if_stable(s: Session, dev_id: str, *, unplugged_only: bool) -> bool:

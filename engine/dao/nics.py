@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from engine.dao import devices
-from engine.dao._cas import update_one
+from engine.dao._cas import OneRowUpdate, Prebuilt
 from engine.dao.models import VmDevice, VmNic
 
 __all__ = ["normalize_mac", "add", "get", "get_by_name", "list_for_vm", "mac_in_use", "name_in_use", "claim_mac",
@@ -66,10 +66,23 @@ def mac_in_use(s: Session, mac: str, exclude_nic_id: str | None = None, plugged_
     """Whether another NIC (of any VM) has `mac`. With `plugged_only`, only NICs that claim it
     (plugged or in flight) count, as oVirt allows an unplugged NIC to share a MAC."""
     mac = normalize_mac(mac)
+    if plugged_only and exclude_nic_id is not None:      # the check of every plug: prebuilt
+        return s.execute(_CLAIMED_BY_OTHER.statement, {"mac": mac, "nic_id": exclude_nic_id}).first() is not None
     stmt = select(VmNic.id).where(VmNic.claimed_mac == mac if plugged_only else VmNic.mac == mac)
     if exclude_nic_id is not None:
         stmt = stmt.where(VmNic.id != exclude_nic_id)
     return s.scalars(stmt.limit(1)).first() is not None
+
+
+def _claimed_by_other() -> Any:
+    table = VmNic.__table__
+    return (select(table.c.id).where(table.c.claimed_mac == bindparam("mac"), table.c.id != bindparam("nic_id"))
+            .limit(1))
+
+
+_CLAIMED_BY_OTHER = Prebuilt(_claimed_by_other)
+_CLAIM = OneRowUpdate(VmNic, expressions={"claimed_mac": lambda table: table.c.mac})
+_RELEASE = OneRowUpdate(VmNic, ("claimed_mac",))
 
 
 def claim_mac(s: Session, nic_id: str) -> bool:
@@ -77,14 +90,14 @@ def claim_mac(s: Session, nic_id: str) -> bool:
     NIC holds that MAC. The unique constraint decides, so two concurrent claims never both win."""
     try:
         with s.begin_nested():
-            update_one(s, VmNic, nic_id, {"claimed_mac": VmNic.mac})
+            _CLAIM(s, nic_id)
     except IntegrityError:
         return False
     return True
 
 
 def release_mac(s: Session, nic_id: str) -> None:
-    update_one(s, VmNic, nic_id, {"claimed_mac": None})
+    _RELEASE(s, nic_id, {"claimed_mac": None})
 
 
 def used_macs(s: Session, first: str, last: str) -> Sequence[str]:

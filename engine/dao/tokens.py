@@ -3,15 +3,17 @@ Functions take the session first and never commit."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from engine.dao._cas import rowcount
-from engine.dao.models import Token, User, utcnow
+from engine.dao._cas import Prebuilt, rowcount
+from engine.dao.models import Membership, Token, User, utcnow
 
-__all__ = ["add", "get", "list", "revoke", "is_live"]
+__all__ = ["add", "get", "lookup", "Holder", "list", "revoke", "is_live"]
 
 
 def add(s: Session, *, token_id: str, user: User, digest: str, expires_at: datetime,
@@ -24,6 +26,46 @@ def add(s: Session, *, token_id: str, user: User, digest: str, expires_at: datet
 
 def get(s: Session, token_id: str) -> Token | None:
     return s.get(Token, token_id)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """What authenticating a request needs of a token: its digest and lifetime, its user's name and
+    the user's memberships as (project_id, role) pairs."""
+
+    digest: str
+    expires_at: datetime
+    revoked_at: datetime | None
+    user: str
+    memberships: tuple[tuple[str, str], ...]
+
+    @property
+    def live(self) -> bool:
+        return _live(self.revoked_at, self.expires_at)
+
+
+def lookup(s: Session, token_id: str) -> Holder | None:
+    """The token `token_id` with its user and memberships, read as they are now by one statement on
+    the primary key (one row per membership), without loading ORM objects; None when unknown."""
+    rows = s.execute(_LOOKUP.statement, {"token_id": token_id}).all()
+    if not rows:
+        return None
+    first = rows[0]
+    return Holder(digest=first.digest, expires_at=first.expires_at, revoked_at=first.revoked_at, user=first.name,
+                  memberships=tuple((r.project_id, r.role) for r in rows if r.project_id is not None))
+
+
+def _lookup() -> Any:
+    token, user, membership = Token.__table__, User.__table__, Membership.__table__
+    return (select(token.c.digest, token.c.expires_at, token.c.revoked_at, user.c.name, membership.c.project_id,
+                   membership.c.role)
+            .join(user, user.c.id == token.c.user_id)
+            .outerjoin(membership, membership.c.user_id == user.c.id)
+            .where(token.c.id == bindparam("token_id")))
+
+
+# Prebuilt: every authenticated request runs it.
+_LOOKUP = Prebuilt(_lookup)
 
 
 def list(s: Session, user: User | None = None) -> Sequence[Token]:  # noqa: A001
@@ -45,6 +87,10 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
+def _live(revoked_at: datetime | None, expires_at: datetime, now: datetime | None = None) -> bool:
+    return revoked_at is None and _aware(expires_at) > (now or utcnow())
+
+
 def is_live(token: Token, now: datetime | None = None) -> bool:
     """Neither revoked nor expired."""
-    return token.revoked_at is None and _aware(token.expires_at) > (now or utcnow())
+    return _live(token.revoked_at, token.expires_at, now)

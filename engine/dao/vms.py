@@ -1,13 +1,14 @@
 """Queries on VMs. Functions take the session first and never commit."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, joinedload
 
-from engine.dao._cas import KEEP, update_one
+from engine.dao._cas import KEEP, Prebuilt, update_one
 from engine.dao import host_devices, pci_devices
 from engine.dao.models import VM_STATUSES, Vm
 
@@ -15,13 +16,27 @@ __all__ = ["KEEP", "get", "get_by_name", "list", "list_on_host", "set_status_cas
            "set_pcie_ports_base", "delete"]
 
 
-def get(s: Session, vm_id: str, *, for_update: bool = False) -> Vm | None:
+def get(s: Session, vm_id: str, *, for_update: bool = False, placement: bool = False) -> Vm | None:
     """The VM; `for_update` locks its row until the transaction ends (PostgreSQL; SQLite's IMMEDIATE
-    transactions are serialized already)."""
+    transactions are serialized already). `placement` loads its cluster and host in the same statement
+    (then vm.cluster, vm.host and session.get of either read no more)."""
+    if not for_update and not placement:
+        return s.get(Vm, vm_id)
+    return s.scalars(_GET[for_update, placement].statement, {"vm_id": vm_id}).one_or_none()
+
+
+def _get(for_update: bool, placement: bool) -> Any:
+    stmt = select(Vm).where(Vm.id == bindparam("vm_id"))
+    if placement:
+        stmt = stmt.options(joinedload(Vm.cluster, innerjoin=True), joinedload(Vm.host))
     if for_update:
-        return s.scalars(select(Vm).where(Vm.id == vm_id).with_for_update()
-                         .execution_options(populate_existing=True)).one_or_none()
-    return s.get(Vm, vm_id)
+        stmt = stmt.with_for_update(of=Vm).execution_options(populate_existing=True)
+    return stmt
+
+
+# Prebuilt (a command's first statement): by (for_update, placement).
+_GET: dict[tuple[bool, bool], Prebuilt[Any]] = {
+    (u, p): Prebuilt(functools.partial(_get, u, p)) for u in (False, True) for p in (False, True)}
 
 
 def get_by_name(s: Session, name: str) -> Vm | None:

@@ -13,6 +13,8 @@ kind's agent verb and finishes the transition in a second short transaction:
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -59,16 +61,31 @@ def host_error(err: EngineError, verb: str) -> dict[str, Any]:
             "host": err.host, "verb": verb, "time": datetime.now(timezone.utc).isoformat()}
 
 
-def run(sessions: sessionmaker[Session], hosts: HostClientFactory, call: LiveCall) -> bool:
-    """Call the host and finish the transition. True when an unplug is still pending in the guest."""
+@contextmanager
+def _transaction(sessions: sessionmaker[Session], session: Session | None) -> Iterator[Session]:
+    if session is None:
+        with sessions.begin() as s:
+            yield s
+    else:
+        with session.begin():
+            yield session
+
+
+def run(sessions: sessionmaker[Session], hosts: HostClientFactory, call: LiveCall, *,
+        session: Session | None = None) -> bool:
+    """Call the host and finish the transition. True when an unplug is still pending in the guest.
+
+    `session`: finish in a new transaction of this session (the one `prepare` ran in, its transaction
+    committed), so that the rows it loaded take the values the transition writes (read back by its
+    UPDATE's RETURNING). What happens is decided by the compare-and-set in SQL, never by those rows."""
     subject, host = call.subject, call.host
     try:
         result = hosts(host).call(call.verb, {"vmId": subject.vm_id, subject.kind.param: call.payload}) or {}
     except HostUnreachable as err:
-        _unreachable(sessions, call, err)
+        _unreachable(sessions, call, err, session)
         raise
     except HostCallFailed as err:
-        with sessions.begin() as s:
+        with _transaction(sessions, session) as s:
             if not call.plug and err.host_code == agent_codes.code("deviceNotFound"):
                 state.unplugged(s, subject, why=f": host {host.name} no longer had it", severity="warning",
                                 err=err)
@@ -79,7 +96,7 @@ def run(sessions: sessionmaker[Session], hosts: HostClientFactory, call: LiveCal
             finish = state.plug_failed if call.plug else state.unplug_failed
             finish(s, subject, host_error(err, call.verb), text, err=err)
         raise
-    with sessions.begin() as s:
+    with _transaction(sessions, session) as s:
         if call.plug:
             state.plugged(s, subject, result.get("address"))
             return False
@@ -90,12 +107,13 @@ def run(sessions: sessionmaker[Session], hosts: HostClientFactory, call: LiveCal
         return False
 
 
-def _unreachable(sessions: sessionmaker[Session], call: LiveCall, err: HostUnreachable) -> None:
+def _unreachable(sessions: sessionmaker[Session], call: LiveCall, err: HostUnreachable,
+                 session: Session | None) -> None:
     """Never reached: the device goes back as it was. Sent but unanswered: the host may have acted, so
     the device stays in flight until the monitor reads the host's truth."""
     subject = call.subject
     message = f"Host {call.host.name} could not be reached: {err.message}"
-    with sessions.begin() as s:
+    with _transaction(sessions, session) as s:
         if not err.outcome_unknown:
             state.rolled_back(s, subject, plug=call.plug, before=call.before, message=message)
             return
