@@ -202,9 +202,20 @@ class Hypervisor:
             flags |= self._lv.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV
         return flags
 
-    def nodedev_xmls(self, caps: list[str]) -> list[str]:
-        with _libvirt_call():
-            return [d.XMLDesc(0) for d in self._nodedev_conn.listAllDevices(self._nodedev_flags(caps))]
+    def nodedev_xmls(self, caps: list[str], names: list[str] | None = None) -> list[str]:
+        """The XML of the node devices of `caps`; with `names`, of the devices so named alone (one lookup
+        each, whatever their capability), a name the host has no device for left out."""
+        if names is None:
+            with _libvirt_call():
+                return [d.XMLDesc(0) for d in self._nodedev_conn.listAllDevices(self._nodedev_flags(caps))]
+        xmls = []
+        for name in names:
+            try:
+                xmls.append(self._nodedev_conn.nodeDeviceLookupByName(name).XMLDesc(0))
+            except self._lv.libvirtError as e:
+                if e.get_error_code() != self._lv.VIR_ERR_NO_NODE_DEVICE:     # gone: not an error
+                    raise _failure(e) from e
+        return xmls
 
     def nodedev_names(self, caps: list[str]) -> list[str]:
         with _libvirt_call():

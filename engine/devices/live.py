@@ -13,7 +13,9 @@ kind's agent verb and finishes the transition in a second short transaction:
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -44,6 +46,52 @@ class LiveCall:
     def verb(self) -> str:
         kind = self.subject.kind
         return kind.plug_verb if self.plug else kind.unplug_verb
+
+
+class Finishing:
+    """The live operations of this process that are between their host call and the commit of their
+    last transaction, by (VM id, device alias).
+
+    The agent journals a device's DEVICE_REMOVED an instant before it answers the unplug, so the
+    monitor's transaction that applies the event and the command's final one would run at once and
+    one would wait for the other's write lock. The monitor applies a device event once the operation
+    on that device here, if any, has finished (`wait`). The outcome is the same in either order --
+    the second finds the row settled and changes nothing -- only the wait moves off the request."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._running: Counter[tuple[str, str]] = Counter()
+
+    @staticmethod
+    def _key(vm_id: str, alias: str) -> tuple[str, str]:
+        return vm_id.lower(), alias
+
+    @contextmanager
+    def running(self, vm_id: str, alias: str) -> Iterator[None]:
+        key = self._key(vm_id, alias)
+        with self._cond:
+            self._running[key] += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._running[key] -= 1
+                if self._running[key] <= 0:
+                    del self._running[key]
+                self._cond.notify_all()
+
+    def wait(self, devices: Iterable[tuple[str, str]], timeout: float) -> bool:
+        """Wait until no operation runs on any of `devices` ((VM id, alias) pairs), at most `timeout`
+        seconds; True when none runs."""
+        keys = {self._key(vm_id, alias) for vm_id, alias in devices}
+        if not keys:
+            return True
+        with self._cond:
+            return self._cond.wait_for(lambda: keys.isdisjoint(self._running), timeout)
+
+
+#: This process's live operations in their last stretch (see Finishing).
+FINISHING = Finishing()
 
 
 def prepare(s: Session, dev: VmDevice, subject: Subject, host: Host, *, plug: bool) -> LiveCall:
@@ -78,6 +126,12 @@ def run(sessions: sessionmaker[Session], hosts: HostClientFactory, call: LiveCal
     `session`: finish in a new transaction of this session (the one `prepare` ran in, its transaction
     committed), so that the rows it loaded take the values the transition writes (read back by its
     UPDATE's RETURNING). What happens is decided by the compare-and-set in SQL, never by those rows."""
+    with FINISHING.running(call.subject.vm_id, call.subject.alias):
+        return _run(sessions, hosts, call, session)
+
+
+def _run(sessions: sessionmaker[Session], hosts: HostClientFactory, call: LiveCall,
+         session: Session | None) -> bool:
     subject, host = call.subject, call.host
     try:
         result = hosts(host).call(call.verb, {"vmId": subject.vm_id, subject.kind.param: call.payload}) or {}

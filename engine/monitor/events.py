@@ -4,9 +4,10 @@
     device_removal_failed  the row in 'unplugging' -> plugged again, the error kept
     vm_lifecycle           stopped / crashed / shutdown -> the VM went down (and its domain is to be
                            undefined on the host); suspended -> paused, resumed -> up
-    hostdev_added/removed  a device came to or left the host: its inventory of that capability is read
-                           again once the batch is committed (a VM's device that came back is then
-                           plugged into it again)
+    hostdev_added/removed  a device came to or left the host: once the batch is committed, the devices
+                           its events name are read from the host and synced, those alone (a VM's
+                           device that came back is then plugged into it again); an event that names
+                           none has the whole inventory read
     hostdev_dropped        the host started a VM without an optional USB device it found gone: one
                            warning on the VM, and the USB inventory is read again (the engine's was stale)
     anything else          consumed and ignored
@@ -29,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from engine.dao import devices, vms as vms_dao
 from engine.dao.models import Host, Vm
-from engine.devices import inventory, state
+from engine.devices import inventory, live, state
 from engine.devices.state import Subject
 from engine.vocab import PAUSED, POWERING_DOWN, UNKNOWN, UNPLUGGING, UP
 
@@ -46,6 +47,11 @@ class Applied:
 
     undefine: list[str] = field(default_factory=list)   # VMs whose shut-off domain the host should drop
     inventory: set[str] = field(default_factory=set)     # capabilities whose inventory is to be read again
+    hostdevs: set[str] = field(default_factory=set)      # node devices to read again (by name), one by one
+
+    def named(self) -> set[str]:
+        """The devices to read by name: those whose whole capability is not read again anyway."""
+        return {n for n in self.hostdevs if inventory.capability_of(n) not in self.inventory}
 
 
 def aware(value: datetime | None) -> datetime | None:
@@ -93,7 +99,10 @@ def _lifecycle(s: Session, host: Host, vm: Vm, event: dict[str, Any], applied: A
 
 def _hostdev_event(s: Session, host: Host, event: dict[str, Any], applied: Applied) -> None:
     name = str((event.get("data") or {}).get("name") or "")
-    applied.inventory.add("pci" if name.startswith("pci_") else "usb_device")
+    if name:
+        applied.hostdevs.add(name)
+    else:
+        applied.inventory.update(inventory.CAPABILITIES)
 
 
 def _hostdev_dropped(s: Session, host: Host, vm: Vm, event: dict[str, Any], applied: Applied) -> None:
@@ -119,6 +128,22 @@ HOST_HANDLERS: dict[str, HostHandler] = {
     "hostdev_added": _hostdev_event,
     "hostdev_removed": _hostdev_event,
 }
+
+
+#: How long the monitor waits for a command of this process still finishing on a device before it
+#: applies that device's event anyway (seconds): the command usually commits within milliseconds.
+COMMAND_WAIT = 5.0
+DEVICE_EVENTS = frozenset({"device_removed", "device_removal_failed"})
+
+
+def let_commands_finish(events: list[dict[str, Any]], timeout: float = COMMAND_WAIT) -> None:
+    """Before a batch is applied: wait for this process's live operations still finishing on a device
+    the batch's device events name (engine.devices.live.FINISHING), so that the command's last
+    transaction does not queue behind the monitor's for the write lock."""
+    named = [(str(e["vmId"]), str(e["alias"])) for e in events
+             if e.get("kind") in DEVICE_EVENTS and e.get("vmId") and e.get("alias")]
+    if named and not live.FINISHING.wait(named, timeout):
+        log.info("a command on %s is still running after %g s; its events are applied now", named, timeout)
 
 
 def apply(s: Session, host: Host, event: dict[str, Any], applied: Applied) -> None:

@@ -135,6 +135,7 @@ class Monitor:
                 self._journal_restarted(row, after, last)
             return 0, True
 
+        events_mod.let_commands_finish(events)
         applied = events_mod.Applied()
         with self._sessions.begin() as s:
             current = hosts_dao.get(s, row.id)
@@ -149,16 +150,29 @@ class Monitor:
             hosts_dao.advance_event_seq(s, row.id, events[-1]["seq"])
         for vm_id in applied.undefine:
             self._undefine(row, vm_id)
+        why = " (the host reported a change)"
         if applied.inventory:
-            self.refresh_inventory(row, applied.inventory, why=" (the host reported a change)")
+            self.refresh_inventory(row, applied.inventory, why=why)
+        if named := applied.named():
+            self.refresh_inventory(row, {inventory.capability_of(n) for n in named}, why=why, names=named)
         return len(events), True
 
-    def refresh_inventory(self, host: Host, capabilities: Any = inventory.CAPABILITIES, *, why: str = "") -> None:
-        """Read the host's devices again and store them, then plug the devices of running VMs that
-        came back into them again; a failure is logged, the next event or reconciliation tries again."""
+    def refresh_inventory(self, host: Host, capabilities: Any = inventory.CAPABILITIES, *, why: str = "",
+                          names: set[str] | None = None) -> None:
+        """Read the host's devices again (only those it calls `names`, when given) and store them, then
+        plug the devices of running VMs that came back into them again. A host that cannot answer for
+        names has its inventory of `capabilities` read whole; a failure is logged, the next event or
+        reconciliation tries again."""
         try:
-            change = inventory.refresh(self._sessions, self._hosts, host, sorted(capabilities), why=why)
-        except (HostUnreachable, HostCallFailed) as err:
+            change = inventory.refresh(self._sessions, self._hosts, host, sorted(capabilities), why=why,
+                                       names=names)
+        except HostCallFailed as err:
+            log.warning("host %s: could not read its devices%s: %s", host.name,
+                        f" {', '.join(sorted(names))}" if names else "", err.message)
+            if names:
+                self.refresh_inventory(host, capabilities, why=why)
+            return
+        except HostUnreachable as err:
             log.warning("host %s: could not read its devices: %s", host.name, err.message)
             return
         if change.found:

@@ -45,8 +45,8 @@ def get_capabilities(agent: Agent) -> dict[str, Any]:
     }
 
 
-def hostdev_list_by_caps(agent: Agent, caps: list[str] | None = None) -> dict[str, Any]:
-    return {"devices": hostdev.inventory(agent, caps or ["usb_device", "pci"])}
+def hostdev_list_by_caps(agent: Agent, caps: list[str] | None = None, names: list[str] | None = None) -> dict[str, Any]:
+    return {"devices": hostdev.inventory(agent, caps or ["usb_device", "pci"], names)}
 
 
 def get_events(agent: Agent, after: int = 0, timeout: float = 0, limit: int = 100) -> dict[str, Any]:

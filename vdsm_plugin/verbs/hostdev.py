@@ -16,9 +16,10 @@ from vdsm_plugin.virt import LibvirtFailure
 CAPS = {"usb": "usb_device", "pci": "pci"}
 
 
-def inventory(agent: Agent, caps: list[str]) -> list[dict[str, Any]]:
-    """The host's devices, each with whether the whitelist allows it and which VM holds it."""
-    xmls = agent.hv.nodedev_xmls(caps)
+def inventory(agent: Agent, caps: list[str], names: list[str] | None = None) -> list[dict[str, Any]]:
+    """The host's devices of `caps` (only those named `names`, when given: one lookup each rather than
+    the whole list), each with whether the whitelist allows it and which VM holds it."""
+    xmls = agent.hv.nodedev_xmls(caps, names)
     held: list[tuple[str, str, dict[str, Any]]] = []
     # Every domain of the host counts, Plugboard's or not: a device another domain holds is busy.
     for handle in agent.hv.domains():
@@ -28,8 +29,13 @@ def inventory(agent: Agent, caps: list[str]) -> list[dict[str, Any]]:
             continue  # undefined meanwhile: it holds nothing
         held += [(handle.id, d["device"], d.get("source") or {}) for d in domxml.read_devices(dom)
                  if d["type"] == "hostdev"]
-    devs = hostdevs.inventory(xmls, agent.whitelist, serial_of=hostdevs.sysfs_serial)
-    attached = hostdevs.attached_map(held, devs)
+    devs = [d for d in hostdevs.inventory(xmls, agent.whitelist, serial_of=hostdevs.sysfs_serial)
+            if d["capability"] in caps]
+    pool = devs
+    if names is not None and any(hostdevs.source_key(kind, source) is None for _, kind, source in held):
+        # A source by vendor/product holds a device only when it matches no other: count among all.
+        pool = hostdevs.inventory(agent.hv.nodedev_xmls(caps), agent.whitelist)
+    attached = hostdevs.attached_map(held, pool)
     for dev in devs:
         dev["attachedTo"] = attached.get(dev["name"])
     return devs

@@ -301,8 +301,9 @@ class FakeHost:
         return copy.deepcopy(self.capabilities)
 
     def _Host_hostdevListByCaps(self, params: dict[str, Any]) -> dict[str, Any]:
-        caps = params.get("caps")
-        return {"devices": [copy.deepcopy(d) for d in self.hostdevs if not caps or d["capability"] in caps]}
+        caps, names = params.get("caps"), params.get("names")
+        return {"devices": [copy.deepcopy(d) for d in self.hostdevs if (not caps or d["capability"] in caps)
+                            and (names is None or d["name"] in names)]}
 
     def _Host_getEvents(self, params: dict[str, Any]) -> dict[str, Any]:
         after = params.get("after", 0)

@@ -68,7 +68,8 @@ class ScriptedHost:
             return {"vmId": params["vmId"], "name": "vm", "status": dom["status"],
                     "devices": copy.deepcopy(dom["devices"])}
         if verb == "Host.hostdevListByCaps":
-            return {"devices": [copy.deepcopy(d) for d in self.hostdevs if d["capability"] in params["caps"]]}
+            return {"devices": [copy.deepcopy(d) for d in self.hostdevs if d["capability"] in params["caps"]
+                                and ("names" not in params or d["name"] in params["names"])]}
         if verb == "VM.hotunplugHostdev":     # a device the domain lacks: deviceNotFound, as the agent says
             live = self.domains[params["vmId"]]["devices"]
             if not any(d.get("alias") == params["hostdev"]["alias"] for d in live):
@@ -240,7 +241,7 @@ def test_a_device_plugged_or_pulled_on_the_host_reaches_the_inventory(monitor, a
     agent.emit("hostdev_added", None, None, name="usb_1_5")
     monitor.run_once(host)
     assert [v for v, p in agent.calls if v == "Host.hostdevListByCaps"] == ["Host.hostdevListByCaps"]
-    assert agent.calls[-1][1] == {"caps": ["usb_device"]}
+    assert agent.calls[-1][1] == {"caps": ["usb_device"], "names": ["usb_1_5"]}     # that device alone
     with sessions() as s:
         (dev,) = host_devices.list_for_host(s, host.id)
         assert (dev.name, dev.status) == ("usb_1_5", "available")
@@ -248,7 +249,8 @@ def test_a_device_plugged_or_pulled_on_the_host_reaches_the_inventory(monitor, a
     agent.emit("hostdev_removed", None, None, name="usb_1_5")
     agent.emit("hostdev_removed", None, None, name="usb_1_6")     # one read for a batch of events
     monitor.run_once(host)
-    assert [v for v, p in agent.calls].count("Host.hostdevListByCaps") == 2
+    assert [p for v, p in agent.calls if v == "Host.hostdevListByCaps"][1:] == [
+        {"caps": ["usb_device"], "names": ["usb_1_5", "usb_1_6"]}]
     assert read(type(dev), dev.id).status == "removed"
     assert [e.code for e in audits()].count("HOST_DEVICES_SYNCED") == 2
 
@@ -269,6 +271,45 @@ def test_a_held_device_that_leaves_the_host_is_told_to_its_vm(monitor, agent, ho
     agent.emit("hostdev_added", None, None, name="usb_1_9")
     monitor.run_once(host)
     assert [e.vm_id for e in audits() if e.code == "HOST_DEVICE_FOUND"] == [vm.id]
+
+
+def test_a_device_event_reads_only_that_device_and_leaves_the_others(monitor, agent, host, sessions):
+    from engine.dao import host_devices
+    agent.hostdevs[:] = [usb_key("usb_1_5"), usb_key("usb_1_6", port="1-3", serial="K2")]
+    monitor.refresh_inventory(host)
+    agent.hostdevs[:] = [usb_key("usb_1_7", port="1-4", serial="K3")]     # usb_1_6 pulled unannounced
+    agent.emit("hostdev_added", None, None, name="usb_1_7")
+    agent.emit("hostdev_removed", None, None, name="usb_1_5")
+    monitor.run_once(host)
+    with sessions() as s:
+        assert {d.name: d.status for d in host_devices.list_for_host(s, host.id)} == {
+            "usb_1_5": "removed", "usb_1_6": "available", "usb_1_7": "available"}
+    monitor.reconcile_host(host)                        # the full read is the safety net
+    with sessions() as s:
+        assert host_devices.get_by_name(s, host.id, "usb_1_6").status == "removed"
+
+
+def test_a_device_event_without_a_name_reads_the_whole_inventory(monitor, agent, host):
+    agent.emit("hostdev_added", None, None)
+    monitor.run_once(host)
+    assert [p for v, p in agent.calls if v == "Host.hostdevListByCaps"] == [{"caps": ["pci", "usb_device"]}]
+
+
+def test_a_host_that_cannot_list_by_name_is_read_whole(monitor, agent, host, sessions):
+    from engine.dao import host_devices
+    agent.hostdevs[:] = [usb_key("usb_1_5")]
+    agent.emit("hostdev_added", None, None, name="usb_1_5")
+
+    def refuse_names(verb, params):
+        if verb == "Host.hostdevListByCaps" and "names" in params:
+            raise HostCallFailed("Host.hostdevListByCaps failed", host=agent.name, host_code=-32602,
+                                 host_message="Invalid params: (params): additional properties")
+    agent.on_call = refuse_names
+    monitor.run_once(host)
+    assert [p for v, p in agent.calls if v == "Host.hostdevListByCaps"] == [
+        {"caps": ["usb_device"], "names": ["usb_1_5"]}, {"caps": ["usb_device"]}]
+    with sessions() as s:
+        assert [d.name for d in host_devices.list_for_host(s, host.id)] == ["usb_1_5"]
 
 
 def test_an_unreachable_host_does_not_stop_the_event_batch(monitor, agent, host, read):

@@ -64,6 +64,7 @@ class FakeHypervisor:
         self.calls: list[tuple[str, str]] = []
         self.nodedevs: list[str] = []
         self.nodedev_kinds: dict[str, list[str]] = {}   # node-device name -> its capabilities
+        self.nodedev_lookups = 0                        # node devices looked up by name
         self._slot = 3
         self.on_removed: Callable[[str, str], None] = lambda *_: None
         self.on_removal_failed: Callable[[str, str], None] = lambda *_: None
@@ -181,8 +182,11 @@ class FakeHypervisor:
     def affect_flags(self, vm_id: str) -> int:
         return self.AFFECT_CONFIG | (self.AFFECT_LIVE if self.running[vm_id] else 0)
 
-    def nodedev_xmls(self, caps: list[str]) -> list[str]:
-        return list(self.nodedevs)
+    def nodedev_xmls(self, caps: list[str], names: list[str] | None = None) -> list[str]:
+        if names is None:
+            return list(self.nodedevs)
+        self.nodedev_lookups += len(names)
+        return [x for x in self.nodedevs if etree.fromstring(x.encode()).findtext("name") in names]
 
     def nodedev_names(self, caps: list[str]) -> list[str]:
         return [name for name, kinds in self.nodedev_kinds.items() if set(kinds) & set(caps)]

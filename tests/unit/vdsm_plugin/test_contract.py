@@ -17,7 +17,7 @@ NIC = {"type": "interface", "device": "bridge", "network": "pbbr0", "alias": "ua
 SAMPLES = {
     "Host.ping": {},
     "Host.getCapabilities": {},
-    "Host.hostdevListByCaps": {"caps": ["usb_device", "pci"]},
+    "Host.hostdevListByCaps": {"caps": ["usb_device", "pci"], "names": ["usb_1_4_2"]},
     "Host.getEvents": {"after": 10, "timeout": 5, "limit": 50},
     "VM.create": {"vmId": VM, "params": {"name": "demo", "memSize": 256, "vcpus": 1, "machine": "q35",
                                         "kernel": "/g/vmlinuz", "devices": [NIC]}},
