@@ -352,6 +352,7 @@ NO_HOST_WITH_PCI_DEVICES = "NO_HOST_WITH_PCI_DEVICES"
 PCI_DEVICES_SHORT = "PCI_DEVICES_SHORT"
 IOMMU_GROUP_BUSY = "IOMMU_GROUP_BUSY"
 NO_FREE_PCIE_PORT = "NO_FREE_PCIE_PORT"
+PCI_ATTACHMENT_NOT_FOUND = "PCI_ATTACHMENT_NOT_FOUND"
 
 
 def pci_alias_unknown(alias: str, known: list[str]) -> Reason:
@@ -367,8 +368,9 @@ def no_host_with_pci_devices(cluster_name: str, flavor: str, missing: list[str])
     """`missing`: each alias request no host can meet, with the most free of it on one host; empty
     when each can be met somewhere but no one host meets them all."""
     what = ", ".join(missing) if missing else "all of its PCI devices on one host"
+    asking = f"flavor {flavor}" if flavor else "the request"     # no flavor: an attach to a stopped VM
     return reason(NO_HOST_WITH_PCI_DEVICES, f"No up host of cluster {cluster_name} with the VM's networks has "
-                  f"the PCI devices flavor {flavor} asks for free: missing {what}.", cluster=cluster_name,
+                  f"the PCI devices {asking} asks for free: missing {what}.", cluster=cluster_name,
                   flavor=flavor, missing=missing)
 
 
@@ -387,3 +389,8 @@ def no_free_pcie_port(vm_name: str, free: int, wanted: int) -> Reason:
     return reason(NO_FREE_PCIE_PORT, f"VM {vm_name} has {free} free PCIe root port(s) for hot-plug and "
                   f"{wanted} are needed: give it more (boot.pciePorts) and restart it.", vm=vm_name, free=free,
                   wanted=wanted)
+
+
+def pci_attachment_not_found(attachment_id: str, vm_name: str) -> Reason:
+    return reason(PCI_ATTACHMENT_NOT_FOUND, f"PCI attachment {attachment_id} of VM {vm_name} does not exist.",
+                  id=attachment_id, vm=vm_name)

@@ -9,7 +9,8 @@ from flask import Flask
 from flask_smorest import Api
 
 from engine import reasons as R
-from engine.api import clusters, controllers, events, flavors, hostdevs, hosts, nics, osinfo, redirdevs, vms
+from engine.api import (clusters, controllers, events, flavors, hostdevs, hosts, nics, osinfo, pci_attachments,
+                        redirdevs, vms)
 from engine.api.common import Blueprint
 from engine.api.schemas import FaultSchema
 from engine.auth import Principal
@@ -24,6 +25,8 @@ BLUEPRINTS: tuple[Callable[[], Blueprint], ...] = (
     controllers.make_blueprint,
     redirdevs.make_blueprint,
     hostdevs.make_blueprint,
+    pci_attachments.make_blueprint,
+    pci_attachments.make_aliases_blueprint,
     events.make_blueprint,
     osinfo.make_blueprint,
     flavors.make_blueprint,
@@ -43,9 +46,10 @@ SETTINGS = {
 #: Open to anyone: the OpenAPI document.
 PUBLIC_ENDPOINTS = frozenset({"api-docs.openapi_json"})
 #: A member's routes: its projects' VMs and their devices (the commands' loader checks the project),
-#: their events, the OS table. Every other route -- hosts, clusters, writing flavors, and any route
-#: added later until it is listed here -- is for admins.
-MEMBER_BLUEPRINTS = frozenset({"vms", "nics", "controllers", "redirdevs", "events", "osinfo"})
+#: PCI devices by alias among them (an alias is what an admin allowed), their events, the OS table.
+#: Every other route -- hosts, clusters, writing flavors, PCI aliases, and any route added later until
+#: it is listed here -- is for admins.
+MEMBER_BLUEPRINTS = frozenset({"vms", "nics", "controllers", "redirdevs", "pci_attachments", "events", "osinfo"})
 #: Read by members too: the flavors a VM may be created from, as Nova lets its users list them.
 MEMBER_READS = frozenset({"flavors"})
 READS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -178,6 +178,9 @@ class VmSchema(StrictSchema):
     flavor = fields.String(allow_none=True)
     boot = fields.Dict()
     custom_properties = fields.Dict()
+    pcie_ports_free = fields.Integer(allow_none=True, metadata={
+        "description": "q35 while it runs: the PCIe root ports free for hot-plug (NICs, PCI devices); null "
+                       "otherwise. Set at start by boot.pciePorts, else the engine's default."})
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 
@@ -341,3 +344,34 @@ class HostdevSchema(DeviceStateFields):
     required = fields.Boolean()
     present = fields.Boolean(allow_none=True, metadata={"description": "False while the device is pulled from its "
                                                                        "host: it is plugged in again when it is back."})
+
+
+class PciAttachmentCreateSchema(StrictSchema):
+    alias = fields.String(required=True, validate=NAME,
+                          metadata={"description": "A configured PCI alias (GET /api/pci_aliases), e.g. a1."})
+    count = fields.Integer(strict=True, load_default=1, metadata={"description": "How many devices; default 1."})
+
+
+class PciAttachmentSchema(StrictSchema):
+    """A PCI device of a VM (seed 003's os-pci_attachments entry), whether an attach or its flavor gave it."""
+
+    attachment_id = fields.String(metadata={"description": "The VM's device id: DELETE it to detach."})
+    vm_id = fields.String()
+    dev_id = fields.String(allow_none=True,
+                           metadata={"description": "The host's node-device name, e.g. pci_0000_02_00_0."})
+    address = fields.String(allow_none=True, metadata={"description": "The host's PCI address, e.g. 0000:02:00.0."})
+    inner_address = fields.String(allow_none=True, metadata={
+        "description": "The guest's PCI address libvirt reported, e.g. 0000:03:00.0; null while not plugged."})
+    vendor_id = fields.String(allow_none=True)
+    product_id = fields.String(allow_none=True)
+    alias = fields.String(allow_none=True, metadata={"description": "The PCI alias that asked for it."})
+    origin = fields.String(allow_none=True, metadata={"description": "attachment, or flavor (for the run)."})
+    host = fields.String(allow_none=True, metadata={"description": "The name of the device's host."})
+    status = fields.String(metadata={"enum": ["attaching", "attached", "detaching", "detached"]})
+    last_error = fields.Dict(allow_none=True)
+
+
+class PciAliasSchema(StrictSchema):
+    name = fields.String()
+    vendor_id = fields.String()
+    product_id = fields.String()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine import osinfo
+from engine.commands import pci_rules
 from engine.dao.models import AuditEvent, Cluster, Host, HostDevice, Vm, VmDevice, VmNic
 from engine.vocab import MANDATORY, UNPLUGGING
 
@@ -33,7 +34,7 @@ def vm_view(v: Vm) -> dict[str, Any]:
             "os_type": v.os_type, "status": v.status, "run_on_host": v.run_on_host, "memory_mb": v.memory_mb,
             "vcpus": v.vcpus, "machine": v.machine, "graphics": v.graphics, "flavor": v.flavor,
             "boot": v.boot or {}, "custom_properties": v.custom_properties or {},
-            "created_at": v.created_at, "updated_at": v.updated_at}
+            "pcie_ports_free": pci_rules.pcie_ports_free(v), "created_at": v.created_at, "updated_at": v.updated_at}
 
 
 def device_state(d: VmDevice) -> dict[str, Any]:
@@ -68,6 +69,15 @@ def hostdev_view(d: VmDevice) -> dict[str, Any]:
             "required": spec.get("startupPolicy") == MANDATORY,
             # False while the device is pulled from its host (the VM keeps it; a replug plugs it again).
             "present": d.host_device.present if d.host_device is not None else None, **device_state(d)}
+
+
+def pci_attachment_view(d: VmDevice, host_name: str | None) -> dict[str, Any]:
+    hd = d.host_device
+    return {"attachment_id": d.id, "vm_id": d.vm_id, "dev_id": hd.name if hd else None,
+            "address": hd.pci_address if hd else None, "inner_address": pci_rules.guest_address(d),
+            "vendor_id": hd.vendor_id if hd else None, "product_id": hd.product_id if hd else None,
+            "alias": pci_rules.alias_of(d), "origin": pci_rules.origin(d), "host": host_name,
+            "status": pci_rules.status(d), "last_error": d.last_error}
 
 
 def event_view(e: AuditEvent) -> dict[str, Any]:

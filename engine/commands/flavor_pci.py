@@ -55,15 +55,22 @@ def placement(s: Session, vm: Vm, *, networks: list[str], cluster_name: str,
     name, requests = wants(s, vm)
     if not requests:
         return None
+    return place(s, vm, requests, flavor=name, networks=networks, cluster_name=cluster_name, host_id=host_id)
+
+
+def place(s: Session, vm: Vm, requests: tuple[PciRequest, ...], *, flavor: str, networks: list[str],
+          cluster_name: str, host_id: str | None = None) -> Placement:
+    """Where PCI requests can be had for the VM (a flavor's, or an attach's to a stopped VM: `flavor`
+    empty): up hosts of its cluster with its networks and the devices free, best first."""
     pairs, unknown = pci_rules.alias_pairs(s, requests)
     if unknown:
-        return Placement(name, requests, pairs, [], unknown)
+        return Placement(flavor, requests, pairs, [], unknown)
     found = pci_devices.hosts_with_free(s, requests, pairs, cluster_id=vm.cluster_id, host_status=HOST_UP,
                                         running_statuses=RUNNING_STATUSES, host_id=host_id)
     hosts = [h for h in found if scheduler.has_networks(h.capabilities, networks)]
     missing = [] if hosts else _missing(s, vm, requests, pairs, networks, host_id)
-    reasons = [] if hosts else [R.no_host_with_pci_devices(cluster_name, name, missing)]
-    return Placement(name, requests, pairs, hosts, reasons)
+    reasons = [] if hosts else [R.no_host_with_pci_devices(cluster_name, flavor, missing)]
+    return Placement(flavor, requests, pairs, hosts, reasons)
 
 
 def _missing(s: Session, vm: Vm, requests: Sequence[PciRequest], pairs: pci_devices.Pairs,

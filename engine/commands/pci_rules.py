@@ -7,7 +7,7 @@ function to vfio-pci and back) and, in custom_properties, where they came from (
 attachment) and the alias that asked for them (`pci_alias`)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -16,14 +16,17 @@ from engine import reasons as R
 from engine.commands.hostdev_rules import label
 from engine.dao import devices, host_devices, pci_aliases, pci_devices
 from engine.dao.models import HostDevice, Vm, VmDevice
-from engine.devices import kinds
+from engine.devices import kinds, pcie_ports
 from engine.devices.claims import ORIGIN
 from engine.errors import Reason
 from engine.pci_aliases import PciRequest, by_name
+from engine.vocab import PLUGGING, RUNNING_STATUSES, UNPLUGGING
 
 ATTACHMENT = "attachment"
 ALIAS = "pci_alias"
 PCI = "pci"
+# An attachment's status, from its row's plug state (the seeds' words).
+ATTACHING, ATTACHED, DETACHING, DETACHED = "attaching", "attached", "detaching", "detached"
 
 
 def source(hd: HostDevice) -> dict[str, Any]:
@@ -45,11 +48,15 @@ def alias_of(dev: VmDevice) -> str | None:
     return (dev.custom_properties or {}).get(ALIAS)
 
 
+def unknown_aliases(requests: Sequence[PciRequest], configured: Collection[str]) -> list[Reason]:
+    """A reason for each requested alias that is not configured."""
+    return [R.pci_alias_unknown(r.alias, sorted(configured)) for r in requests if r.alias not in configured]
+
+
 def alias_pairs(s: Session, requests: Sequence[PciRequest]) -> tuple[pci_devices.Pairs, list[Reason]]:
     """The (vendor, product) pairs of each requested alias, and a reason for each alias not configured."""
     configured = by_name(pci_aliases.list_all(s))
-    unknown = [r.alias for r in requests if r.alias not in configured]
-    return configured, [R.pci_alias_unknown(a, sorted(configured)) for a in unknown]
+    return configured, unknown_aliases(requests, configured)
 
 
 def _share_out(s: Session, vm: Vm, free: Sequence[HostDevice], requests: Sequence[PciRequest],
@@ -74,6 +81,12 @@ def _share_out(s: Session, vm: Vm, free: Sequence[HostDevice], requests: Sequenc
         chosen += [(want, d) for d in picks]
         left = [d for d in left if d not in picks]
     return chosen
+
+
+def fits(s: Session, vm: Vm, host_id: str, requests: Sequence[PciRequest], pairs: pci_devices.Pairs) -> bool:
+    """Whether the host's free devices meet every request with their IOMMU groups whole (what `take`
+    would claim now; nothing changes)."""
+    return _share_out(s, vm, pci_devices.free_on_host(s, host_id, requests, pairs), requests, pairs) is not None
 
 
 def take(s: Session, vm: Vm, host_id: str, requests: Sequence[PciRequest], pairs: pci_devices.Pairs, *,
@@ -130,3 +143,36 @@ def group_reasons(s: Session, devs: Sequence[HostDevice], *, vm_id: str | None) 
             assert dev.iommu_group is not None
             found.append(R.iommu_group_busy(label(dev), dev.iommu_group, [label(b) for b in blockers]))
     return found
+
+
+# ---- a VM's PCI devices as attachments (os-pci_attachments) ----------------------------------------
+
+def attachments(s: Session, vm_id: str) -> list[VmDevice]:
+    """The VM's PCI host devices, whoever gave them (an attach by alias, or its flavor for the run)."""
+    return [d for d in devices.list_for_vm(s, vm_id, type=kinds.HOSTDEV.type) if d.device == PCI]
+
+
+def status(dev: VmDevice) -> str:
+    if dev.plug_state == PLUGGING:
+        return ATTACHING
+    if dev.plug_state == UNPLUGGING:
+        return DETACHING
+    return ATTACHED if dev.is_plugged else DETACHED
+
+
+def guest_address(dev: VmDevice) -> str | None:
+    """The guest's PCI address of the device as libvirt reported it, written as a host's is
+    ("0000:03:00.0"); None while it is in no running guest."""
+    address = kinds.pci_address(dev.address)
+    if address is None or dev.vm.status not in RUNNING_STATUSES or status(dev) not in (ATTACHED, DETACHING):
+        return None
+    try:
+        domain, bus, slot, function = (int(str(address.get(k, 0)), 16) for k in ("domain", "bus", "slot", "function"))
+    except ValueError:
+        return None
+    return f"{domain:04x}:{bus:02x}:{slot:02x}.{function:x}"
+
+
+def pcie_ports_free(vm: Vm) -> int | None:
+    """The PCIe root ports free for hot-plug on a running q35 VM, else None (what the views show)."""
+    return pcie_ports.free(vm)

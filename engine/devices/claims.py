@@ -23,6 +23,10 @@ from engine.errors import Reason
 PCI = "pci"
 # custom_properties of a PCI row a flavor gave the VM for one run (engine.commands.pci_rules).
 ORIGIN, FLAVOR = "origin", "flavor"
+# custom_properties of a row that goes when its device is given back: its removal was asked while it
+# was plugged into a running VM, and waits for the guest to release it (the unplug may answer pending
+# and finish when the host reports the removal, through any path that ends it: see `release`).
+DETACH = "detach"
 
 
 def _name(hd: HostDevice) -> str:
@@ -64,11 +68,23 @@ def allocated(s: Session, device_id: str) -> None:
 
 
 def release(s: Session, device_id: str, error: dict[str, Any] | None = None) -> None:
-    """Give the host device back; a failed plug's error stays on it (the seeds' "failed")."""
+    """Give the host device back; a failed plug's error stays on it (the seeds' "failed"). A row
+    marked for detach goes with it."""
     dev = devices.get(s, device_id)
-    if dev is not None and dev.host_device_id is not None:
+    if dev is None:
+        return
+    if dev.host_device_id is not None:
         host_devices.release(s, dev.host_device_id, dev.vm_id, error=error)
         _settle(s, host_devices.get(s, dev.host_device_id))
+    if (dev.custom_properties or {}).get(DETACH):
+        s.delete(dev)
+        s.flush()
+
+
+def mark_detach(dev: VmDevice, detach: bool = True) -> None:
+    """Mark the row to go when its device is given back (or take the mark off: the unplug failed)."""
+    props = {k: v for k, v in (dev.custom_properties or {}).items() if k != DETACH}
+    dev.custom_properties = {**props, DETACH: True} if detach else props
 
 
 def drop_for_run(s: Session, vm_id: str) -> int:

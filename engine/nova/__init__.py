@@ -2,11 +2,11 @@
 the same commands as the native API and answers in Nova's bodies, status codes and fault shape.
 
 One blueprint, "nova", holds the version documents (GET /, /v2, /v2.1) and mounts the resources
-(flavors, servers, server actions) three times: as "nova.v2", "nova.v2_1" (both with the tenant in
-the path) and "nova.v3" (without). Every fault under "nova" is rendered in Nova's shape
-(engine.nova.shape), through engine.faults like every other front's. Requests carry a token in
-X-Auth-Token, as Keystone's travel (engine.app checks it; the version documents are public);
-`authorize` then says what a member may do. Not implemented yet: microversions above 2.1
+(flavors, servers, server actions, os-hypervisors, os-pci_attachments) three times: as "nova.v2",
+"nova.v2_1" (both with the tenant in the path) and "nova.v3" (without). Every fault under "nova" is
+rendered in Nova's shape (engine.nova.shape), through engine.faults like every other front's.
+Requests carry a token in X-Auth-Token, as Keystone's travel (engine.app checks it; the version
+documents are public); `authorize` then says what a member may do. Not implemented yet: microversions above 2.1
 (engine.nova.versions).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from engine import faults
 from engine import reasons as R
 from engine.auth import Principal
 from engine.errors import Forbidden
-from engine.nova import flavors, hypervisors, servers, versions
+from engine.nova import flavors, hypervisors, pci_attachments, servers, versions
 from engine.nova.shape import nova_shape
 
 NAME = "nova"
@@ -29,12 +29,14 @@ _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 #: Open to anyone: the version documents, as Nova's are.
 PUBLIC_ENDPOINTS = frozenset({f"{NAME}.versions", f"{NAME}.v2", f"{NAME}.v2_slash", f"{NAME}.v21",
                               f"{NAME}.v21_slash"})
-#: A member's routes (by endpoint, on every mount): its project's servers and their actions, reading
-#: flavors and their extra specs. Creating, deleting and changing flavors -- and any route added later
+#: A member's routes (by endpoint, on every mount): its project's servers, their actions and their PCI
+#: devices by alias (os-pci_attachments: an alias is what an admin allowed), reading flavors and their
+#: extra specs. Creating, deleting and changing flavors -- and any route added later
 #: until it is listed here -- is for admins, as in Nova's default policy.
 MEMBER_ENDPOINTS = frozenset({"list_servers", "list_servers_detail", "show_server", "create_server", "delete_server",
                               "server_action", "list_flavors", "list_flavors_detail", "show_flavor", "list_specs",
-                              "show_spec", "unknown"})
+                              "show_spec", "list_pci_attachments", "create_pci_attachments",
+                              "delete_pci_attachment", "unknown"})
 
 
 def authorize(principal: Principal, endpoint: str, method: str, path: str) -> None:
@@ -86,6 +88,7 @@ def make_resources() -> Blueprint:
     flavors.register(bp)
     servers.register(bp)
     hypervisors.register(bp)
+    pci_attachments.register(bp)
     bp.add_url_rule("", "unknown", _unknown, methods=_METHODS)
     bp.add_url_rule("/<path:rest>", "unknown", _unknown, methods=_METHODS)
     return bp

@@ -149,7 +149,9 @@ def member(app, sessions):
 # 400 whether the VM exists or not, which tells nothing either).
 BODIES = {("POST", "nics"): {"name": "eth9", "network": "ovirtmgmt"}, ("POST", "controllers"): {"model": "ehci"},
           ("POST", "redirdevs"): {"type": "spicevmc"}, ("PUT", "{nic_id}"): {"linked": False},
-          ("PATCH", "{nic_id}"): {"linked": False}, ("POST", "action"): {"os-start": None}}
+          ("PATCH", "{nic_id}"): {"linked": False}, ("POST", "action"): {"os-start": None},
+          ("POST", "pci_attachments"): {"alias": "a1"},
+          ("POST", "os-pci_attachments"): {"pciAttachment": {"pci_passthrough:alias": "a1:1"}}}
 
 
 def test_a_member_gets_404_on_every_route_of_another_projects_vm(app, anonymous, member, others_vm, client):
