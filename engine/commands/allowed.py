@@ -18,12 +18,12 @@ from sqlalchemy.orm import Session
 from engine import scheduler
 from engine.auth import Principal
 from engine import reasons as R
-from engine.commands import (add_controller, add_hostdev, add_nic, add_redirdev, common, plug_unplug_hostdev,
-                             plug_unplug_nic, plug_unplug_redirdev, remove_controller, remove_hostdev, remove_nic,
-                             remove_redirdev, remove_vm, run_vm, stop_vm, update_nic)
-from engine.dao import devices
+from engine.commands import (add_controller, add_hostdev, add_nic, add_redirdev, common, pci_attach, pci_detach,
+                             pci_rules, plug_unplug_hostdev, plug_unplug_nic, plug_unplug_redirdev, remove_controller,
+                             remove_hostdev, remove_nic, remove_redirdev, remove_vm, run_vm, stop_vm, update_nic)
+from engine.dao import devices, pci_aliases
 from engine.dao.models import Vm, VmDevice
-from engine.devices import kinds
+from engine.devices import kinds, pcie_ports
 from engine.errors import Reason
 
 Verdict = dict[str, Any]
@@ -31,6 +31,7 @@ Verdict = dict[str, Any]
 # The probe's input for actions that take some: valid, so that only the VM's state can refuse.
 PROBE_CONTROLLER_MODEL = "qemu-xhci"
 PROBE_REDIRDEV_TYPE = "spicevmc"
+PROBE_PCI_ALIAS = "any"     # asked only when no alias is configured: the answer then says so
 
 
 def verdict(reasons: list[Reason]) -> Verdict:
@@ -66,7 +67,18 @@ def _vm_actions(s: Session, vm: Vm, principal: Principal) -> dict[str, Verdict]:
         "add_redirdev": verdict(add_redirdev.check(
             s, vm, add_redirdev.Params(vm.id, type=PROBE_REDIRDEV_TYPE, active=False))),
         "add_active_redirdev": verdict(add_redirdev.check(s, vm, add_redirdev.Params(vm.id, type=PROBE_REDIRDEV_TYPE))),
+        "pci_attach": _pci_attach(s, vm),
     }
+
+
+def _pci_attach(s: Session, vm: Vm) -> Verdict:
+    """The VM's side of attaching one PCI device by alias (its status, a free PCIe port, an alias
+    configured); which alias has devices free is the choice of the dialog, which asks pci_attach.check
+    per alias."""
+    names = pci_aliases.names(s)
+    probe = pci_attach.Params(vm.id, min(names) if names else PROBE_PCI_ALIAS, 1)
+    return verdict(pci_attach.validate(probe, vm=vm, configured=names, device_reasons=[],
+                                       free_ports=pcie_ports.free(vm)))
 
 
 def _nic(s: Session, vm: Vm, dev: VmDevice, principal: Principal) -> dict[str, Verdict]:
@@ -97,7 +109,10 @@ def _hostdev(s: Session, vm: Vm, dev: VmDevice, principal: Principal) -> dict[st
     plug = {action: verdict(admin + plug_unplug_hostdev.check(s, vm, dev, host,
                                                               plug_unplug_hostdev.Params(vm.id, dev.id, on)))
             for action, on in (("activate", True), ("deactivate", False))}
-    return {**plug, "remove": verdict(admin + remove_hostdev.check(s, vm, remove_hostdev.Params(vm.id, dev.id)))}
+    out = {**plug, "remove": verdict(admin + remove_hostdev.check(s, vm, remove_hostdev.Params(vm.id, dev.id)))}
+    if pci_rules.is_pci(dev):       # detached by its owner, as it was attached: by alias, members too
+        out["detach"] = verdict(pci_detach.validate(pci_detach.Params(vm.id, dev.id), vm=vm, device=dev))
+    return out
 
 
 #: device kind -> the actions a device of that kind offers. A kind missing here offers none yet.
