@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 from engine import reasons as R
 from engine.auth import Principal
 from engine.errors import Forbidden
-from engine.ui import admin, assets, csrf, errors, hostdevs, login, secret, vm_page, vms
+from engine.ui import admin, assets, csrf, errors, hostdevs, login, pci, secret, vm_page, vms
 from engine.ui.cookie import SessionInterface
 
 NAME = "ui"
@@ -37,7 +37,7 @@ def make_blueprint() -> Blueprint:
     bp.before_request(csrf.check)
     bp.context_processor(lambda: {"csrf_token": csrf.token, "principal": g.get("principal")})
     bp.add_url_rule("/", "home", lambda: redirect(url_for("ui.vms")))
-    for module in (assets, login, vms, vm_page, hostdevs, admin):
+    for module in (assets, login, vms, vm_page, hostdevs, pci, admin):
         module.register(bp)
     errors.register(bp)
     return bp

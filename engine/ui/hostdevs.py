@@ -4,7 +4,8 @@ dialog lists the USB devices of the VM's host as cockpit-machines does (product,
 serial), each with the verdict of add_hostdev's own canDo -- a device held by another VM, off the
 whitelist, gone, or on another host is shown with its reasons and cannot be picked; Activate,
 Deactivate and Remove run plug_unplug_hostdev and remove_hostdev; and a host's device inventory page
-(USB devices and PCI functions). Members are refused before the view runs (engine.ui.authorize)."""
+(its USB devices, and its PCI functions as engine.ui.pci shows them). Members are refused before the
+view runs (engine.ui.authorize)."""
 from __future__ import annotations
 
 from typing import Any
@@ -17,6 +18,7 @@ from engine.commands import add_hostdev, hostdev_rules, plug_unplug_hostdev, rem
 from engine.commands.common import load_vm
 from engine.dao import host_devices, hosts as hosts_dao, vms as vms_dao
 from engine.dao.models import HostDevice, Vm, VmDevice
+from engine.ui import pci
 from engine.ui.actions import done
 from engine.ui.context import principal, run, sessions
 from engine.ui.forms import Form, FormInvalid
@@ -157,15 +159,20 @@ def host_devices_page(host_id: str) -> str:
             abort(404)
         found = host_devices.list_for_host(s, host.id, capability=capability, status=status)
         names = _vm_names(s, {d.vm_id for d in found})
-        rows = []
+        usb_rows = []
         for hd in found:
+            if hd.capability != USB:
+                continue
             row = _facts(hd, names)
-            row.update(capability=hd.capability, name=hd.name, allowed=hd.allowed, bus=hd.bus, device=hd.device,
-                       driver=hd.driver or "", iommu_group=hd.iommu_group)
-            rows.append(row)
+            row.update(name=hd.name, allowed=hd.allowed, bus=hd.bus, device=hd.device)
+            usb_rows.append(row)
+        pci_found = [hd for hd in found if hd.capability == pci.PCI]
+        # The IOMMU groups' holders come from every PCI function of the host, whatever the filter shows.
+        whole = host_devices.list_for_host(s, host.id, capability=pci.PCI) if status is not None else pci_found
+        pci_rows = pci.inventory_rows(pci_found, whole, names, pci.aliases_by_ids(s)) if pci_found else []
         host_name = host.name
     return render_template("host_devices.html", tab="ui.hosts", host_id=host_id, host_name=host_name,
-                           devices=rows, capability=capability, status=status,
+                           usb=usb_rows, pci=pci_rows, capability=capability, status=status,
                            capabilities=host_devices.CAPABILITIES, statuses=HOSTDEV_STATUSES)
 
 

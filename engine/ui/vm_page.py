@@ -1,7 +1,8 @@
 """A VM's page and its sub-tabs: General; NICs (seed 004: a status icon column, Activate and Deactivate,
 New NIC with "Activate" checked by default, Edit, Remove); USB controllers (cold plug only); USB
-redirection; Events (the VM's audit log, newest first). Each tab's table is a live region; every button
-is gated by the engine's canDo and every action runs the command the REST API runs."""
+redirection; Host devices (USB, engine.ui.hostdevs); PCI devices (attached by alias, engine.ui.pci);
+Events (the VM's audit log, newest first). Each tab's table is a live region; every button is gated
+by the engine's canDo and every action runs the command the REST API runs."""
 from __future__ import annotations
 
 from collections import deque
@@ -16,7 +17,7 @@ from engine.commands import (add_controller, add_nic, add_redirdev, plug_unplug_
 from engine.commands.common import load_vm
 from engine.dao import audit as audit_dao, devices as devices_dao, hosts as hosts_dao, vms as vms_dao
 from engine.devices import kinds
-from engine.ui import gating, hostdevs, live
+from engine.ui import gating, hostdevs, live, pci
 from engine.ui.actions import done
 from engine.ui.context import principal, run, sessions
 from engine.ui.forms import Form, pick
@@ -24,9 +25,11 @@ from engine.ui.views import VM_MOVING, device_row, event_row, vm_row
 from engine.vocab import DOWN, NIC_MODELS
 
 TABS = (("general", "General"), ("nics", "Network interfaces"), ("controllers", "USB controllers"),
-        ("redirdevs", "USB redirection"), ("hostdevs", "Host devices"), ("events", "Events"))
+        ("redirdevs", "USB redirection"), ("hostdevs", "Host devices"), ("pcidevs", "PCI devices"),
+        ("events", "Events"))
+TAB_NAMES = "general,nics,controllers,redirdevs,hostdevs,pcidevs,events"
 KIND_OF_TAB = {"nics": kinds.NIC, "controllers": kinds.CONTROLLER, "redirdevs": kinds.REDIRDEV,
-               "hostdevs": kinds.HOSTDEV}
+               "hostdevs": kinds.HOSTDEV, "pcidevs": kinds.HOSTDEV}
 EVENTS_SHOWN = 200
 #: The controller models offered in the add dialog (the short names first, as the seed writes them).
 CONTROLLER_MODELS = tuple(usb.SHORT_NAMES) + tuple(m for m in usb.MODELS if m not in usb.SHORT_NAMES.values()
@@ -41,20 +44,32 @@ def _snapshot(vm_id: str, tab: str) -> dict[str, Any]:
         out: dict[str, Any] = {"vm": vm_row(vm, host_names), "devices": [], "events": []}
         kind = KIND_OF_TAB.get(tab)
         if kind is not None:
-            listed = list(devices_dao.list_for_vm(s, vm.id, type=kind.type))
+            listed = [d for d in devices_dao.list_for_vm(s, vm.id, type=kind.type) if _on_tab(d, tab)]
             out["devices"] = [device_row(d, vm) for d in listed]
-            if kind is kinds.HOSTDEV:
+            if tab == "hostdevs":
                 hostdevs.host_device_rows(s, out["devices"], listed)
+            if tab == "pcidevs":
+                pci.attachment_rows(s, out["devices"], listed)
+                out["pci"] = pci.tab_facts(s, vm)
         if tab == "nics":
             out["devices"].sort(key=lambda d: d.get("name", ""))
         if tab == "general":
-            out["counts"] = {k: sum(1 for d in vm.devices if d.type == kinds_.type)
+            out["counts"] = {k: sum(1 for d in vm.devices if d.type == kinds_.type and _on_tab(d, k))
                              for k, kinds_ in KIND_OF_TAB.items()}
             out["extra"] = {"vcpus": vm.vcpus, "machine": vm.machine, "graphics": vm.graphics,
                             "boot": vm.boot or {}, "flavor": vm.flavor, "cluster": vm.cluster_id}
         if tab == "events":
             out["events"] = [event_row(e) for e in reversed(_last_events(s, vm.id))]
     return out
+
+
+def _on_tab(dev: Any, tab: str) -> bool:
+    """Host devices are listed on two tabs: PCI functions on PCI devices, the others on Host devices."""
+    if tab == "pcidevs":
+        return pci.is_pci(dev)
+    if tab == "hostdevs":
+        return not pci.is_pci(dev)
+    return True
 
 
 def _last_events(s: Any, vm_id: str) -> list[Any]:
@@ -197,9 +212,8 @@ def redirdev_action(vm_id: str, dev_id: str, action: str) -> Response:
 
 def register(bp: Blueprint) -> None:
     bp.add_url_rule("/vms/<vm_id>", "vm", lambda vm_id: redirect(url_for("ui.vm_tab", vm_id=vm_id, tab="general")))
-    bp.add_url_rule("/vms/<vm_id>/<any(general,nics,controllers,redirdevs,hostdevs,events):tab>", "vm_tab", vm_tab)
-    bp.add_url_rule("/vms/<vm_id>/<any(general,nics,controllers,redirdevs,hostdevs,events):tab>/live", "vm_tab_live",
-                    _region)
+    bp.add_url_rule(f"/vms/<vm_id>/<any({TAB_NAMES}):tab>", "vm_tab", vm_tab)
+    bp.add_url_rule(f"/vms/<vm_id>/<any({TAB_NAMES}):tab>/live", "vm_tab_live", _region)
     bp.add_url_rule("/vms/<vm_id>/nics/new", "nic_new_dialog", nic_dialog, methods=["GET"])
     bp.add_url_rule("/vms/<vm_id>/nics", "nic_new", new_nic, methods=["POST"])
     bp.add_url_rule("/vms/<vm_id>/nics/<nic_id>/edit", "nic_edit_dialog", nic_dialog, methods=["GET"])
