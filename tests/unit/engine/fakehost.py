@@ -19,55 +19,19 @@ creating it on first use.
 from __future__ import annotations
 
 import copy
-import functools
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-import jsonschema
-import yaml
-
 from engine.errors import HostCallFailed, HostUnreachable
-
-SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schema"
+# The contract's checks live in tests/contract.py (the simulated agents of tests/sim use them too);
+# they are importable from here as before.
+from tests.contract import (INVALID_PARAMS, METHOD_NOT_FOUND, SCHEMA_DIR, definition_validator,  # noqa: F401
+                            error_code, error_message, error_table, is_verb, params_error, validator,
+                            verbs_schema)
 
 PCI_FIRST_SLOT = 0x03
 PCI_LAST_SLOT = 0x1F
-
-
-@functools.lru_cache(maxsize=None)
-def verbs_schema() -> dict[str, Any]:
-    return yaml.safe_load((SCHEMA_DIR / "verbs.yaml").read_text())
-
-
-@functools.lru_cache(maxsize=None)
-def error_table() -> dict[str, dict[str, Any]]:
-    return yaml.safe_load((SCHEMA_DIR / "errors.yaml").read_text())["errors"]
-
-
-def error_code(name: str) -> int:
-    return int(error_table()[name]["code"])
-
-
-def error_message(code: int) -> str:
-    for entry in error_table().values():
-        if entry["code"] == code:
-            return str(entry["message"])
-    return f"agent error {code}"
-
-
-def validator(verb: str, part: str = "params") -> jsonschema.Draft7Validator:
-    """A validator for one verb's params (or result), with the shared definitions in scope."""
-    doc = verbs_schema()
-    schema = dict(doc["verbs"][verb][part])
-    schema["definitions"] = doc["definitions"]
-    return jsonschema.Draft7Validator(schema)
-
-
-def definition_validator(name: str) -> jsonschema.Draft7Validator:
-    doc = verbs_schema()
-    return jsonschema.Draft7Validator({"$ref": f"#/definitions/{name}", "definitions": doc["definitions"]})
 
 
 class FakeDomain:
@@ -187,13 +151,10 @@ class FakeHost:
                 raise HostUnreachable(f"Host {self.name} is unreachable: connection refused", host=self.name)
             self.calls.append((verb, copy.deepcopy(params)))
             handler = getattr(self, "_" + verb.replace(".", "_"), None)
-            if handler is None or verb not in verbs_schema()["verbs"]:
-                raise self._error(-32601, f"Method not found: {verb}")
-            if self.validate:
-                errors = sorted(validator(verb).iter_errors(params), key=lambda e: list(e.path))
-                if errors:
-                    where = "/".join(str(p) for p in errors[0].path) or "(params)"
-                    raise self._error(-32602, f"Invalid params: {where}: {errors[0].message}")
+            if handler is None or not is_verb(verb):
+                raise self._error(METHOD_NOT_FOUND, f"Method not found: {verb}")
+            if self.validate and (problem := params_error(verb, params)) is not None:
+                raise self._error(INVALID_PARAMS, problem)
             planned = self._failures.get(verb)
             if planned:
                 code, message, times = planned[0]
