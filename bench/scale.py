@@ -1,0 +1,680 @@
+"""Scale by simulation: the engine with 10, 100 and 1,000 simulated hosts of 10 running VMs each.
+
+    .venv/bin/python bench/scale.py [--steps 10,100,1000] [--vms 10] [--db-url URL]
+                                    [--lock /tmp/plugboard-vm.lock --lock-from 1000] [--out results.json]
+
+Three processes besides the database: the simulated agents (tests/sim/agent.py: every host behind one
+HTTP server, http://127.0.0.1:<port>/h/<n>/jsonrpc, zero latency unless --latency), the engine as
+`plugboard engine serve` runs it (plugboard.engine_main.build, the startup reconciliation, the monitor,
+werkzeug's threaded server -- started by this file with --engine-child so that it can report its
+reconciliation time and its threads' CPU), and this process, which registers hosts and VMs through the
+REST API, emits the agents' events, drives the REST clients and reads the rows.
+
+For each step, hosts are added (POST /api/hosts) with --vms VMs each (POST /api/vms, one NIC, start on
+that host) to reach the step's count, then the engine is restarted and measured:
+
+  reconciliation  the startup reconciliation of every host (Monitor.reconcile_all(startup=True), what
+                  `serve` runs before it listens): wall time and the engine's CPU during it
+  warm-up         from listening until every host has a long poll (Host.getEvents) parked on its agent
+  steady state    the engine idle for --steady seconds (default 65: one periodic reconciliation falls
+                  in it): CPU of the whole engine and of its monitor threads (% of one core), RSS,
+                  threads, open files
+  event-to-row    NICs are deactivated while the agents answer `pending` (rows: unplugging); then the
+                  agents' guests release them at --event-rate events/s (device_removed in each host's
+                  journal, emitted by the simulation), and this process polls the rows every 10 ms:
+                  latency = row seen no longer unplugging - event's journal time. Repeated in cycles
+                  until --event-rate x --event-seconds events are measured
+  REST            --clients concurrent clients (keep-alive sessions, a bearer token) for --rest-seconds
+                  each: GET /api/vms (the whole list), GET /api/vms/<id>/nics, then deactivate and
+                  activate (unplug + plug) of NICs, each client on its own NICs (no 409 between them)
+
+The table at the end shows each figure for every step, with the issue's target next to it. The
+database is wiped at start: --db-url, else $PLUGBOARD_TEST_DB_URL, else SQLite in a temporary
+directory. `--lock PATH --lock-from N` holds flock(PATH) from the step that grows to N hosts on.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures as cf
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import random
+import re
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+from sqlalchemy import bindparam, text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.dao import db  # noqa: E402
+
+TARGETS = {"reconcile_s": ("<= 60 s (1,000 hosts)", 60.0), "event_p99_ms": ("p99 <= 1,000 ms", 1000.0),
+           "plug_p99_ms": ("p99 <= 200 ms", 200.0), "rss_mb": ("<= 500 MB", 500.0)}
+NETWORK = "ovirtmgmt"
+HOST_NAME = re.compile(r"^sim(\d+)$")
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))] if s else float("nan")
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---- the engine's process ----------------------------------------------------------------------------
+
+class _Counter(logging.Handler):
+    """Counts the engine's warnings and errors by logger, and keeps the first few messages."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.first: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.counts[f"{record.levelname} {record.name}"] += 1
+        if len(self.first) < 20:
+            self.first.append(f"{record.levelname} {record.name}: {record.getMessage()[:300]}")
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds of the live threads, by group: the monitor's (supervisor and long polls), the
+    request threads, the rest."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    groups: collections.Counter[str] = collections.Counter()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(tid), "")
+        group = "monitor" if name.startswith("monitor") else \
+            "requests" if "process_request_thread" in name else "other"
+        groups[group] += (int(fields[11]) + int(fields[12])) / tick
+    return dict(groups)
+
+
+def engine_child(args: argparse.Namespace) -> int:
+    """`plugboard engine serve`, step by step (plugboard.engine_main.serve), reporting on stdout."""
+    if args.nofile:
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, hard))
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
+    counter = _Counter()
+    logging.getLogger().addHandler(counter)
+    from engine import config
+    from plugboard.engine_main import build, make_http_server
+
+    def say(**what: Any) -> None:
+        print(json.dumps(what), flush=True)
+
+    env = dict(os.environ, PLUGBOARD_DB_URL=args.db_url, PLUGBOARD_STATE_DIR=args.state_dir,
+               PLUGBOARD_LISTEN=args.listen)
+    cfg = config.load(None, env=env)
+    proc = psutil.Process()
+    t0 = time.monotonic()
+    app, monitor = build(cfg)
+    built = time.monotonic() - t0
+    c0, t1 = sum(proc.cpu_times()[:2]), time.monotonic()
+    changed = monitor.reconcile_all(startup=True)
+    seconds, cpu = time.monotonic() - t1, sum(proc.cpu_times()[:2]) - c0
+    say(reconciled=seconds, changed=changed, build=built, cpu=cpu, rss=proc.memory_info().rss)
+    monitor.start()
+    server = make_http_server(app, cfg.listen_host, cfg.listen_port)
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    say(listening=cfg.listen)
+    for line in sys.stdin:
+        if line.strip() == "stats":
+            say(threads=_thread_cpu(), log=dict(counter.counts), first=counter.first)
+    server.shutdown()
+    monitor.stop(timeout=5)
+    return 0
+
+
+class Engine:
+    """The engine's process, driven over stdin/stdout (see engine_child)."""
+
+    def __init__(self, db_url: str, state_dir: str, log_path: Path, nofile: int | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--engine-child", "--db-url", db_url,
+               "--state-dir", state_dir, "--listen", f"127.0.0.1:{self.port}"]
+        if nofile:
+            cmd += ["--nofile", str(nofile)]
+        self._log = open(log_path, "a")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+                                     text=True, cwd=ROOT)
+        self.ps = psutil.Process(self.proc.pid)
+        self.started = time.monotonic()
+        self.sampler = Sampler(self)
+        self.reconciled = self._read("reconciled")
+        self._read("listening")
+        self.listening = time.monotonic()
+
+    def _read(self, key: str) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the engine exited (code {self.proc.wait()}) before {key!r}; see {self._log.name}")
+            msg = json.loads(line)
+            if key in msg:
+                return msg
+
+    def stats(self) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        return self._read("threads")
+
+    def cpu(self) -> float:
+        return float(sum(self.ps.cpu_times()[:2]))
+
+    def stop(self) -> None:
+        self.sampler.stop()
+        assert self.proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+class Sampler:
+    """The engine's RSS, threads and open files, every half second: the largest seen."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.max_rss = 0
+        self.max_threads = 0
+        self.max_fds = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.max_rss = max(self.max_rss, self.engine.ps.memory_info().rss)
+                self.max_threads = max(self.max_threads, self.engine.ps.num_threads())
+                self.max_fds = max(self.max_fds, self.engine.ps.num_fds())
+            except psutil.Error:
+                return
+            self._stop.wait(0.5)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# ---- the simulated agents --------------------------------------------------------------------------
+
+class Sim:
+    def __init__(self, latency: float, usb: int, pci: int, log_path: Path) -> None:
+        self._log = open(log_path, "a")
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.sim.agent", "--listen", "127.0.0.1:0",
+                                      "--latency", str(latency), "--usb", str(usb), "--pci", str(pci)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
+                                     cwd=ROOT)
+        assert self.proc.stdout is not None
+        self.url = json.loads(self.proc.stdout.readline())["url"]
+        self.ps = psutil.Process(self.proc.pid)
+        self.session = requests.Session()
+        self.session.trust_env = False
+
+    def host_url(self, n: int) -> str:
+        return f"{self.url}/h/{n}/jsonrpc"
+
+    def control(self, op: str, **body: Any) -> Any:
+        r = self.session.post(f"{self.url}/sim/{op}", json=body, timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._log.close()
+
+
+# ---- REST ------------------------------------------------------------------------------------------
+
+class Api:
+    """One keep-alive session to the engine's REST API per thread."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base = base
+        self.token = token
+        self._local = threading.local()
+
+    @property
+    def session(self) -> requests.Session:
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = self._local.session = requests.Session()
+            s.trust_env = False
+            s.headers["Authorization"] = f"Bearer {self.token}"
+        return s
+
+    def post(self, path: str, body: dict[str, Any] | None = None, ok: tuple[int, ...] = (200, 201, 202)) -> Any:
+        r = self.session.post(self.base + path, json=body or {}, timeout=300)
+        if r.status_code not in ok:
+            raise RuntimeError(f"POST {path}: {r.status_code} {r.text[:500]}")
+        return r.json()
+
+    def timed(self, method: str, path: str) -> tuple[float, int]:
+        t0 = time.perf_counter()
+        r = self.session.request(method, self.base + path, json={} if method == "POST" else None, timeout=300)
+        _ = r.content
+        return time.perf_counter() - t0, r.status_code
+
+
+@dataclass
+class Nic:
+    vm_id: str
+    nic_id: str
+    alias: str
+    host: int
+
+
+def load_nics(sessions: Any) -> list[Nic]:
+    """Every NIC of a running VM on a simulated host, plugged and stable."""
+    with sessions() as s:
+        rows = s.execute(text(
+            "SELECT d.vm_id, d.id, d.alias, h.name FROM vm_devices d JOIN vms v ON v.id = d.vm_id "
+            "JOIN hosts h ON h.id = v.run_on_host WHERE d.type = 'interface' AND d.is_plugged "
+            "AND d.plug_state = 'stable' AND v.status = 'up'")).all()
+    return [Nic(vm, dev, alias, int(m.group(1))) for vm, dev, alias, name in rows
+            if (m := HOST_NAME.match(name))]
+
+
+def grow(api: Api, sim: Sim, have: int, want: int, vms: int, workers: int) -> float:
+    """Register hosts have..want-1 with `vms` running VMs each, through the REST API."""
+    t0 = time.monotonic()
+
+    def add_host(n: int) -> tuple[int, str]:
+        return n, api.post("/api/hosts", {"name": f"sim{n}", "url": sim.host_url(n)})["id"]
+
+    def add_vm(n: int, host_id: str, k: int) -> None:
+        vm = api.post("/api/vms", {"name": f"sim{n}-vm{k}", "memory_mb": 256})
+        api.post(f"/api/vms/{vm['id']}/nics", {"name": "nic0", "network": NETWORK})
+        api.post(f"/api/vms/{vm['id']}/start", {"host_id": host_id})
+
+    with cf.ThreadPoolExecutor(workers) as pool:
+        hosts = list(pool.map(add_host, range(have, want)))
+        log(f"  {len(hosts)} hosts registered in {time.monotonic() - t0:.1f} s")
+        list(pool.map(lambda job: add_vm(*job), [(n, h, k) for n, h in hosts for k in range(vms)]))
+    return time.monotonic() - t0
+
+
+# ---- measurements ----------------------------------------------------------------------------------
+
+@dataclass
+class Step:
+    hosts: int
+    vms: int = 0
+    grow_s: float = 0.0
+    reconcile_s: float = 0.0
+    reconcile_cpu_s: float = 0.0
+    reconcile_changed: int = 0
+    start_to_listen_s: float = 0.0
+    warmup_s: float | None = None
+    steady_cpu_pct: float = 0.0
+    steady_monitor_cpu_pct: float = 0.0
+    steady_sim_cpu_pct: float = 0.0
+    rss_mb: float = 0.0
+    rss_max_mb: float = 0.0
+    threads: int = 0
+    fds: int = 0
+    max_threads: int = 0
+    max_fds: int = 0
+    events: int = 0
+    events_lost: int = 0
+    event_p50_ms: float = float("nan")
+    event_p99_ms: float = float("nan")
+    event_max_ms: float = float("nan")
+    event_rate: float = 0.0
+    rest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    log: dict[str, int] = field(default_factory=dict)
+    log_first: list[str] = field(default_factory=list)
+    load_avg: tuple[float, ...] = ()
+
+
+def warmup(sim: Sim, hosts: int, limit: float = 300.0) -> float | None:
+    """Seconds until every host has a long poll parked (None: not within `limit`)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        if sim.control("stats")["pollsWaiting"] >= hosts:
+            return time.monotonic() - t0
+        time.sleep(0.1)
+    return None
+
+
+def steady(engine: Engine, sim: Sim, seconds: float, step: Step) -> None:
+    before, sim0, t0 = engine.stats()["threads"], float(sum(sim.ps.cpu_times()[:2])), time.monotonic()
+    cpu0 = engine.cpu()
+    time.sleep(seconds)
+    cpu1, elapsed = engine.cpu(), time.monotonic() - t0
+    after = engine.stats()
+    step.steady_cpu_pct = 100 * (cpu1 - cpu0) / elapsed
+    step.steady_monitor_cpu_pct = 100 * (after["threads"].get("monitor", 0) - before.get("monitor", 0)) / elapsed
+    step.steady_sim_cpu_pct = 100 * (float(sum(sim.ps.cpu_times()[:2])) - sim0) / elapsed
+    step.rss_mb = engine.ps.memory_info().rss / 2**20
+    step.threads, step.fds = engine.ps.num_threads(), engine.ps.num_fds()
+
+
+def event_latency(api: Api, sim: Sim, sessions: Any, nics: list[Nic], *, rate: float, total: int,
+                  workers: int) -> tuple[list[float], int]:
+    """Latencies (s) from each device_removed event's journal time until its row is no longer
+    unplugging, and the number of events whose row never changed (within 30 s)."""
+    latencies: list[float] = []
+    lost = 0
+    query = text("SELECT id FROM vm_devices WHERE id IN :ids AND plug_state <> 'unplugging'").bindparams(
+        bindparam("ids", expanding=True))
+    outstanding: dict[str, float] = {}     # device id -> its event's journal time
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            with lock:
+                ids = list(outstanding)
+            if ids:
+                with sessions() as s:
+                    changed = [row[0] for row in s.execute(query, {"ids": ids})]
+                seen = time.time()
+                with lock:
+                    for dev_id in changed:
+                        latencies.append(seen - outstanding.pop(dev_id))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    pool = list(nics)
+    random.shuffle(pool)
+    try:
+        while len(latencies) + lost < total:
+            batch = pool[: min(len(pool), total - len(latencies) - lost)]
+            # The guests will be slow: every unplug answers pending, and the rows stay unplugging.
+            sim.control("set", pending_unplug=True)
+            try:
+                with cf.ThreadPoolExecutor(workers) as ex:
+                    list(ex.map(lambda nic: api.post(f"/api/vms/{nic.vm_id}/nics/{nic.nic_id}/deactivate"), batch))
+            finally:
+                sim.control("set", pending_unplug=False)
+            t0 = time.monotonic()
+            for i, nic in enumerate(batch):
+                delay = t0 + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                event = sim.control("finish_unplug", host=nic.host, vmId=nic.vm_id, alias=nic.alias)
+                with lock:
+                    outstanding[nic.nic_id] = float(event["time"])
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with lock:
+                    if not outstanding:
+                        break
+                time.sleep(0.05)
+            with lock:
+                lost += len(outstanding)
+                outstanding.clear()
+            # Plug them back for the next cycle and the REST measurements.
+            with cf.ThreadPoolExecutor(workers) as ex:
+                list(ex.map(lambda nic: api.post(f"/api/vms/{nic.vm_id}/nics/{nic.nic_id}/activate"), batch))
+    finally:
+        done.set()
+        watcher.join()
+    return latencies, lost
+
+
+def rest_load(api: Api, clients: int, seconds: float, work: Any) -> dict[str, Any]:
+    """`clients` threads, each running work(client_index, record) until `seconds` have passed (and at
+    least once); record(kind, seconds, status). Returns per kind: count, p50/p99 (ms), errors, rate."""
+    samples: dict[str, list[float]] = collections.defaultdict(list)
+    errors: collections.Counter[str] = collections.Counter()
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def record(kind: str, elapsed: float, status: int) -> None:
+        with lock:
+            samples[kind].append(elapsed)
+            if status >= 300:
+                errors[f"{kind} {status}"] += 1
+
+    def client(i: int) -> None:
+        first = True
+        while first or time.monotonic() < deadline:
+            work(i, record)
+            first = False
+
+    t0 = time.monotonic()
+    with cf.ThreadPoolExecutor(clients) as ex:
+        list(ex.map(client, range(clients)))
+    wall = time.monotonic() - t0
+    return {kind: {"count": len(v), "p50_ms": 1000 * pct(v, 50), "p99_ms": 1000 * pct(v, 99),
+                   "max_ms": 1000 * max(v), "per_s": len(v) / wall,
+                   "errors": {k: c for k, c in errors.items() if k.startswith(kind + " ")}}
+            for kind, v in samples.items()}
+
+
+def rest(api: Api, nics: list[Nic], clients: int, seconds: float) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    results.update(rest_load(api, clients, seconds,
+                             lambda i, record: record("list VMs", *api.timed("GET", "/api/vms"))))
+    results.update(rest_load(api, clients, seconds, lambda i, record: record(
+        "list a VM's NICs", *api.timed("GET", f"/api/vms/{random.choice(nics).vm_id}/nics"))))
+    mine = [nics[i::clients] for i in range(clients)]
+    turn = [0] * clients
+
+    def plug_unplug(i: int, record: Any) -> None:
+        if not mine[i]:
+            return
+        nic = mine[i][turn[i] % len(mine[i])]
+        turn[i] += 1
+        base = f"/api/vms/{nic.vm_id}/nics/{nic.nic_id}"
+        record("unplug (deactivate)", *api.timed("POST", base + "/deactivate"))
+        record("plug (activate)", *api.timed("POST", base + "/activate"))
+
+    results.update(rest_load(api, clients, seconds, plug_unplug))
+    return results
+
+
+# ---- the table -------------------------------------------------------------------------------------
+
+def _fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "nan" if value != value else f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def table(steps: list[Step], base_rss: float | None) -> str:
+    rows: list[tuple[str, list[str], str]] = []
+
+    def row(label: str, values: list[str], target: str = "") -> None:
+        rows.append((label, values, target))
+
+    row("hosts / running VMs", [f"{s.hosts:,} / {s.vms:,}" for s in steps])
+    row("registration through REST (s)", [_fmt(s.grow_s, 1) for s in steps], "(setup, from the previous step)")
+    row("startup reconciliation (s)", [_fmt(s.reconcile_s, 1) for s in steps], TARGETS["reconcile_s"][0])
+    row("  engine CPU during it (s)", [_fmt(s.reconcile_cpu_s, 1) for s in steps])
+    row("  rows changed", [_fmt(s.reconcile_changed) for s in steps])
+    row("process start to listening (s)", [_fmt(s.start_to_listen_s, 1) for s in steps])
+    row("monitor warm-up: all polls parked (s)", [_fmt(s.warmup_s, 1) for s in steps])
+    row("steady CPU, engine (% of a core)", [_fmt(s.steady_cpu_pct, 1) for s in steps])
+    row("  of which monitor threads", [_fmt(s.steady_monitor_cpu_pct, 1) for s in steps])
+    row("  simulated agents (own process)", [_fmt(s.steady_sim_cpu_pct, 1) for s in steps])
+    row("engine RSS, steady (MB)", [_fmt(s.rss_mb) for s in steps],
+        TARGETS["rss_mb"][0] + (f"; {base_rss:.0f} MB with no host" if base_rss else ""))
+    row("engine RSS, largest seen (MB)", [_fmt(s.rss_max_mb) for s in steps], TARGETS["rss_mb"][0])
+    row("engine threads steady / largest", [f"{s.threads:,} / {s.max_threads:,}" for s in steps])
+    row("engine open files steady / largest", [f"{s.fds:,} / {s.max_fds:,}" for s in steps])
+    row("event-to-row p50 (ms)", [_fmt(s.event_p50_ms, 1) for s in steps])
+    row("event-to-row p99 (ms)", [_fmt(s.event_p99_ms, 1) for s in steps], TARGETS["event_p99_ms"][0])
+    row("  max (ms) / events / lost", [f"{_fmt(s.event_max_ms)} / {s.events:,} / {s.events_lost}" for s in steps])
+    kinds = list(dict.fromkeys(k for s in steps for k in s.rest))
+    for kind in kinds:
+        target = TARGETS["plug_p99_ms"][0] if kind.startswith("plug") else ""
+        row(f"REST {kind} p50 / p99 (ms)", [
+            f"{_fmt(s.rest[kind]['p50_ms'], 1)} / {_fmt(s.rest[kind]['p99_ms'], 1)}" if kind in s.rest else "-"
+            for s in steps], target)
+        row("  requests/s, errors", [
+            f"{s.rest[kind]['per_s']:.0f}, {sum(s.rest[kind]['errors'].values())}" if kind in s.rest else "-"
+            for s in steps])
+    row("engine log warnings+errors", [_fmt(sum(s.log.values())) for s in steps])
+    row("load average (1 min) at the end", [_fmt(s.load_avg[0], 1) if s.load_avg else "-" for s in steps])
+    width = max(len(r[0]) for r in rows)
+    cols = [max(14, *(len(r[1][i]) for r in rows)) for i in range(len(steps))]
+    head = " | ".join([" " * width] + [f"{s.hosts:,} hosts".rjust(c) for s, c in zip(steps, cols)] + ["target"])
+    lines = [head, "-" * len(head)]
+    for label, values, target in rows:
+        lines.append(" | ".join([label.ljust(width)] + [v.rjust(c) for v, c in zip(values, cols)] + [target]))
+    return "\n".join(lines)
+
+
+# ---- the run ---------------------------------------------------------------------------------------
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--engine-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--state-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--listen", help=argparse.SUPPRESS)
+    parser.add_argument("--nofile", type=int, help="the engine's open-file limit (RLIMIT_NOFILE), to try a small one")
+    parser.add_argument("--steps", default="10,100,1000", help="host counts, growing")
+    parser.add_argument("--vms", type=int, default=10, help="running VMs per host")
+    parser.add_argument("--db-url", help="the database (wiped); else $PLUGBOARD_TEST_DB_URL, else SQLite")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds the agents add to every verb")
+    parser.add_argument("--usb", type=int, default=2, help="USB devices per simulated host")
+    parser.add_argument("--pci", type=int, default=6, help="PCI functions per simulated host")
+    parser.add_argument("--steady", type=float, default=65.0, help="seconds of the steady-state window")
+    parser.add_argument("--event-rate", type=float, default=100.0, help="events per second")
+    parser.add_argument("--event-seconds", type=float, default=20.0, help="seconds' worth of events per step")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent REST clients")
+    parser.add_argument("--rest-seconds", type=float, default=15.0, help="seconds per REST measurement")
+    parser.add_argument("--workers", type=int, default=16, help="concurrent REST calls while registering")
+    parser.add_argument("--lock", help="flock this file from the step of --lock-from hosts on")
+    parser.add_argument("--lock-from", type=int, default=1000)
+    parser.add_argument("--out", help="write every figure as JSON here")
+    args = parser.parse_args()
+    if args.engine_child:
+        return engine_child(args)
+
+    steps_wanted = [int(x) for x in args.steps.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="plugboard-scale-"))
+    db_url = args.db_url or os.environ.get("PLUGBOARD_TEST_DB_URL") or f"sqlite:///{work / 'engine.db'}"
+    log(f"database {db_url} (wiped); logs in {work}")
+    bench_engine = db.make_engine(db_url, pool_size=2) if not db.is_sqlite(db_url) else db.make_engine(db_url)
+    if not db.is_sqlite(bench_engine):
+        db.drop_all(bench_engine)
+    sessions = db.make_sessions(bench_engine)
+    sim = Sim(args.latency, args.usb, args.pci, work / "sim.log")
+    log(f"simulated agents at {sim.url}")
+    steps: list[Step] = []
+    lock_file = None
+    have = 0
+    base_rss: float | None = None
+    engine = Engine(db_url, str(work / "state"), work / "engine.log", args.nofile)
+    base_rss = engine.ps.memory_info().rss / 2**20
+    from tests.unit.engine.tokens import issue_token
+    api = Api(engine.url, issue_token(sessions))
+    try:
+        for want in steps_wanted:
+            if args.lock and want >= args.lock_from and lock_file is None:
+                lock_file = open(args.lock, "a")
+                log(f"waiting for {args.lock}")
+                fcntl.flock(lock_file, fcntl.LOCK_EX)
+            log(f"registering hosts {have}..{want - 1} with {args.vms} VMs each")
+            step = Step(hosts=want)
+            step.grow_s = grow(api, sim, have, want, args.vms, args.workers)
+            have = want
+            engine.stop()
+            log(f"  done in {step.grow_s:.1f} s; restarting the engine")
+            engine = Engine(db_url, str(work / "state"), work / "engine.log", args.nofile)
+            api = Api(engine.url, api.token)
+            measure(engine, sim, api, sessions, step, args)
+            sampler = engine.sampler
+            step.rss_max_mb = sampler.max_rss / 2**20
+            step.max_threads, step.max_fds = sampler.max_threads, sampler.max_fds
+            stats = engine.stats()
+            step.log, step.log_first = stats["log"], stats["first"]
+            step.load_avg = os.getloadavg()
+            steps.append(step)
+            print(table(steps, base_rss), flush=True)
+            if args.out:
+                Path(args.out).write_text(json.dumps({"args": vars(args), "base_rss_mb": base_rss,
+                                                      "steps": [s.__dict__ for s in steps]}, indent=1))
+    finally:
+        engine.stop()
+        sim.stop()
+        if lock_file is not None:
+            lock_file.close()
+    print(f"\n{os.cpu_count()} CPUs; database {db.normalize_url(db_url).split('@')[-1]}; agents' latency "
+          f"{args.latency:g} s; {args.usb} USB + {args.pci} PCI devices per host; logs in {work}")
+    print(table(steps, base_rss))
+    return 0
+
+
+def measure(engine: Engine, sim: Sim, api: Api, sessions: Any, step: Step, args: argparse.Namespace) -> None:
+    rec = engine.reconciled
+    step.reconcile_s, step.reconcile_cpu_s, step.reconcile_changed = rec["reconciled"], rec["cpu"], rec["changed"]
+    step.start_to_listen_s = engine.listening - engine.started
+    log(f"  startup reconciliation {step.reconcile_s:.1f} s ({rec['changed']} changed); waiting for the polls")
+    step.warmup_s = warmup(sim, step.hosts)
+    nics = load_nics(sessions)
+    step.vms = len(nics)
+    log(f"  warm-up {step.warmup_s} s; steady state for {args.steady:g} s")
+    steady(engine, sim, args.steady, step)
+    total = int(args.event_rate * args.event_seconds)
+    log(f"  event-to-row: {total} events at {args.event_rate:g}/s")
+    t0 = time.monotonic()
+    latencies, lost = event_latency(api, sim, sessions, nics, rate=args.event_rate, total=total,
+                                    workers=args.workers)
+    step.events, step.events_lost = len(latencies), lost
+    step.event_p50_ms, step.event_p99_ms = 1000 * pct(latencies, 50), 1000 * pct(latencies, 99)
+    step.event_max_ms = 1000 * max(latencies) if latencies else float("nan")
+    step.event_rate = args.event_rate
+    log(f"  event-to-row p50 {step.event_p50_ms:.1f} ms p99 {step.event_p99_ms:.1f} ms "
+        f"({time.monotonic() - t0:.0f} s); REST with {args.clients} clients")
+    step.rest = rest(api, load_nics(sessions), args.clients, args.rest_seconds)
+    for kind, r in step.rest.items():
+        log(f"  {kind}: p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms, {r['count']} calls, errors {r['errors']}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
