@@ -26,11 +26,15 @@ from engine.vocab import HOST_UP, RUNNING_STATUSES
 
 # Hosts tried in turn when a device is taken under a request's feet.
 TRIES = 5
+# The best hosts a placement reads (all of them when fewer than TRIES of these have the VM's networks):
+# in a large fleet, building every candidate host costs more than the query that finds them.
+SHORTLIST = 4 * TRIES
 
 
 @dataclass(frozen=True)
 class Placement:
-    """A VM's flavor's PCI requests and the hosts that can meet them, best first."""
+    """A VM's flavor's PCI requests and the hosts that can meet them, best first (the best
+    SHORTLIST of them, unless the placement was asked for all)."""
 
     flavor: str
     wants: tuple[PciRequest, ...]
@@ -49,25 +53,30 @@ def wants(s: Session, vm: Vm) -> tuple[str, tuple[PciRequest, ...]]:
 
 
 def placement(s: Session, vm: Vm, *, networks: list[str], cluster_name: str,
-              host_id: str | None = None) -> Placement | None:
-    """Where the VM's flavor's PCI devices can be had (only on `host_id` when given); None when the
-    flavor asks for none."""
+              host_id: str | None = None, limit: int | None = SHORTLIST) -> Placement | None:
+    """Where the VM's flavor's PCI devices can be had (only on `host_id` when given; the best `limit`
+    hosts, None: all); None when the flavor asks for none."""
     name, requests = wants(s, vm)
     if not requests:
         return None
-    return place(s, vm, requests, flavor=name, networks=networks, cluster_name=cluster_name, host_id=host_id)
+    return place(s, vm, requests, flavor=name, networks=networks, cluster_name=cluster_name, host_id=host_id,
+                 limit=limit)
 
 
 def place(s: Session, vm: Vm, requests: tuple[PciRequest, ...], *, flavor: str, networks: list[str],
-          cluster_name: str, host_id: str | None = None) -> Placement:
+          cluster_name: str, host_id: str | None = None, limit: int | None = SHORTLIST) -> Placement:
     """Where PCI requests can be had for the VM (a flavor's, or an attach's to a stopped VM: `flavor`
     empty): up hosts of its cluster with its networks and the devices free, best first."""
     pairs, unknown = pci_rules.alias_pairs(s, requests)
     if unknown:
         return Placement(flavor, requests, pairs, [], unknown)
     found = pci_devices.hosts_with_free(s, requests, pairs, cluster_id=vm.cluster_id, host_status=HOST_UP,
-                                        running_statuses=RUNNING_STATUSES, host_id=host_id)
+                                        running_statuses=RUNNING_STATUSES, host_id=host_id, limit=limit)
     hosts = [h for h in found if scheduler.has_networks(h.capabilities, networks)]
+    if limit is not None and len(found) == limit and len(hosts) < TRIES:     # the best lack the networks
+        found = pci_devices.hosts_with_free(s, requests, pairs, cluster_id=vm.cluster_id, host_status=HOST_UP,
+                                            running_statuses=RUNNING_STATUSES, host_id=host_id)
+        hosts = [h for h in found if scheduler.has_networks(h.capabilities, networks)]
     missing = [] if hosts else _missing(s, vm, requests, pairs, networks, host_id)
     reasons = [] if hosts else [R.no_host_with_pci_devices(cluster_name, flavor, missing)]
     return Placement(flavor, requests, pairs, hosts, reasons)

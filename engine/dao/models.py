@@ -78,6 +78,8 @@ class Host(Base):
 class Vm(Base):
     __tablename__ = "vms"
     __table_args__ = (
+        # The load of each candidate host in placement (running VMs per host), one index read per host.
+        Index("ix_vms_run_on_host_status", "run_on_host", "status"),
         CheckConstraint(f"status {_in(VM_STATUSES)}", name="status"),
         CheckConstraint(f"machine {_in(MACHINES)}", name="machine"),
         CheckConstraint(f"graphics {_in(GRAPHICS)}", name="graphics"),
@@ -186,8 +188,10 @@ class HostDevice(Base):
         Index("ix_host_devices_host_id_name", "host_id", "name"),
         # Placement reads a host's free devices (host_devices.hosts_with_free).
         Index("ix_host_devices_host_id_status", "host_id", "status"),
-        # PCI placement reads the free devices of an alias's ids across every host (dao.pci_devices).
-        Index("ix_host_devices_vendor_id_product_id_status", "vendor_id", "product_id", "status"),
+        # PCI placement reads the free devices of an alias's ids across every host (dao.pci_devices),
+        # from the index alone: every column its WHERE tests, then the host it groups by.
+        Index("ix_host_devices_pci_placement", "vendor_id", "product_id", "status", "allowed", "present",
+              "capability", "host_id"),
         CheckConstraint(f"status {_in(HOSTDEV_STATUSES)}", name="status"),
     )
 

@@ -355,3 +355,48 @@ def test_flavor_pci_wants_nothing_without_a_flavor_or_a_pci_spec(sessions, make_
         assert flavor_pci.wants(s, make_vm()) == ("", ())
         vm = flavor_vm("a1:2")
         assert flavor_pci.wants(s, vm)[1] == (PciRequest("a1", 2),)
+
+
+# ---- the shortlist ---------------------------------------------------------------------------------
+
+def test_the_placement_reads_the_best_hosts_and_all_of_them_when_too_few_of_those_have_the_networks(
+        sessions, make_host, make_vm, flavor_vm):
+    bare = {"networks": {"ovirtmgmt": {}}, "bridges": {"ovirtmgmt": {}}}
+    storage = {"networks": {"ovirtmgmt": {}}, "bridges": {"ovirtmgmt": {}, "br-storage": {}}}
+    hosts = [make_host(f"h{i}", capabilities=storage if i >= 5 else bare) for i in range(8)]
+    for i, h in enumerate(hosts):
+        inventory(sessions, h, fn("0000:03:00.0"))
+        for _ in range(i):          # h0 the least loaded, h7 the most
+            make_vm(status="up", host=h)
+    vm = flavor_vm("a1:1")
+    with sessions() as s:
+        def names(**kw):
+            place = flavor_pci.placement(s, vm, cluster_name="Default", **kw)
+            return [h.name for h in place.hosts]
+        assert names(networks=[], limit=6) == ["h0", "h1", "h2", "h3", "h4", "h5"]
+        assert names(networks=[]) == [f"h{i}" for i in range(8)]       # fewer than the shortlist
+        assert names(networks=["br-storage"], limit=6) == ["h5", "h6", "h7"]     # h5 only among the best 6
+        assert names(networks=["br-storage"], limit=None) == ["h5", "h6", "h7"]
+
+
+def test_a_flavor_with_usb_and_pci_devices_finds_a_host_with_both_beyond_the_shortlist(
+        sessions, hosts, make_host, make_vm, flavor_vm, monkeypatch, db):
+    monkeypatch.setattr(flavor_pci, "SHORTLIST", flavor_pci.TRIES)
+    pci_hosts = [make_host(f"p{i}") for i in range(flavor_pci.TRIES + 1)]
+    for i, h in enumerate(pci_hosts):
+        inventory(sessions, h, fn("0000:03:00.0"))
+        for _ in range(i):          # the last is the most loaded: beyond the shortlist
+            make_vm(status="up", host=h)
+    last = pci_hosts[-1]
+    with sessions.begin() as s:
+        host_devices.sync(s, last.id, [{"name": "usb_1_2", "capability": "usb_device", "vendorId": "0781",
+                                         "productId": "5567", "portPath": "1-2", "allowed": True}],
+                          capabilities=("usb_device",))
+    vm = flavor_vm("a1:1")
+    with sessions.begin() as s:
+        flavor = flavors.get(s, vms.get(s, vm.id).flavor)
+        flavor.extra_specs = {**flavor.extra_specs,
+                              "usb_devices": '[{"vendor_id": "0781", "product_id": "5567", "count": 1}]'}
+    run_vm.execute(sessions, hosts, run_vm.Params(vm.id))
+    assert db.vm(vm.id).run_on_host == last.id
+    assert statuses(sessions, last) == {"0000:03:00.0": ("allocated", vm.id)}
