@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 # \Z, not $: "$" also matches before a final newline, which would let "8086\n" in.
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
@@ -31,9 +31,6 @@ class Alias:
     name: str
     vendor_id: str      # 4 lower-case hex digits
     product_id: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "vendor_id": self.vendor_id, "product_id": self.product_id}
 
 
 def parse_alias(entry: Any) -> Alias:
@@ -79,7 +76,18 @@ def parse_aliases(value: Any) -> tuple[Alias, ...]:
     return aliases
 
 
-def by_name(aliases: Iterable[Alias]) -> dict[str, list[tuple[str, str]]]:
+class AliasLike(Protocol):
+    """An Alias, or a row of the table the engine keeps them in."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def vendor_id(self) -> str: ...
+    @property
+    def product_id(self) -> str: ...
+
+
+def by_name(aliases: Iterable[AliasLike]) -> dict[str, list[tuple[str, str]]]:
     """Alias name -> the (vendor_id, product_id) pairs it stands for."""
     out: dict[str, list[tuple[str, str]]] = {}
     for a in aliases:

@@ -88,6 +88,6 @@ def make_aliases_blueprint() -> Blueprint:
         def get(self):
             """List the configured PCI aliases (several may share a name: it then means any of them)"""
             with sessions()() as s:
-                return [a.as_dict() for a in pci_aliases.list_all(s)]
+                return pci_aliases.list_all(s)
 
     return blp

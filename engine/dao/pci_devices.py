@@ -13,14 +13,13 @@ not count). While a member is held, its free siblings are `unavailable` (settle_
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, CursorResult, and_, case, exists, false, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from engine.dao.host_devices import FREE_STATUS, HELD
 from engine.dao.models import Host, HostDevice, Vm
-from engine.pci_aliases import PciRequest
 from engine.vocab import AVAILABLE, UNAVAILABLE
 
 PCI = "pci"
@@ -32,6 +31,15 @@ _FREE = (HostDevice.capability == PCI, HostDevice.status == AVAILABLE, HostDevic
          HostDevice.allowed.is_(True))
 
 Pairs = Mapping[str, Sequence[tuple[str, str]]]     # alias name -> its (vendor_id, product_id) pairs
+
+
+class PciRequest(Protocol):
+    """`count` devices of alias `alias` (engine.pci_aliases.PciRequest)."""
+
+    @property
+    def alias(self) -> str: ...
+    @property
+    def count(self) -> int: ...
 
 
 def _is(pairs: Iterable[tuple[str, str]]) -> ColumnElement[bool]:

@@ -15,7 +15,7 @@ STDLIB = frozenset(__import__("sys").stdlib_module_names)
 # The engine's leaf modules: words, errors, contract codes, principal, small pure tables.
 ENGINE_LEAVES = ("engine.vocab", "engine.errors", "engine.reasons", "engine.agent_codes", "engine.agent_patterns",
                  "engine.auth",
-                 "engine.hostclient", "engine.osinfo", "engine.usb")
+                 "engine.hostclient", "engine.osinfo", "engine.usb", "engine.pci_aliases")
 ENGINE_CORE = ENGINE_LEAVES + ("engine.scheduler", "engine.macpool", "engine.flavor_specs", "engine.config",
                                 "engine.credentials")
 
