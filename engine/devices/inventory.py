@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.dao import audit, devices as devices_dao, host_devices, vms as vms_dao
+from engine.dao import audit, pci_devices, devices as devices_dao, host_devices, vms as vms_dao
 from engine.dao.host_devices import CAPABILITIES, InventoryChange
 from engine.dao.models import Host, HostDevice, VmDevice
 from engine.devices import live
@@ -65,10 +65,13 @@ def store(s: Session, host: Host, devices: Iterable[dict], capabilities: Iterabl
     """Sync the rows and audit what changed, in the caller's transaction: `devices` is the host's whole
     inventory of `capabilities`, or, with `names`, what it reports for the devices it calls so (the
     event-driven path: the same rules and audit events for a fraction of the work)."""
+    capabilities = tuple(capabilities)
     if names is None:
         change = host_devices.sync(s, host.id, devices, capabilities=capabilities)
     else:
         change = host_devices.sync_named(s, host.id, names, devices, capabilities=capabilities)
+    if change and pci_devices.PCI in capabilities:     # a sync makes a free function available: its group may say not
+        pci_devices.settle_groups(s, host.id)
     if not change:
         return change
     counts = {k: len(v) for k, v in vars(change).items() if v}
