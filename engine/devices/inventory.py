@@ -70,7 +70,7 @@ def store(s: Session, host: Host, devices: Iterable[dict], capabilities: Iterabl
         change = host_devices.sync(s, host.id, devices, capabilities=capabilities)
     else:
         change = host_devices.sync_named(s, host.id, names, devices, capabilities=capabilities)
-    if change and pci_devices.PCI in capabilities:     # a sync makes a free function available: its group may say not
+    if pci_devices.PCI in capabilities:     # a sync makes a free function available: its group may say not
         pci_devices.settle_groups(s, host.id)
     if not change:
         return change

@@ -33,6 +33,8 @@ def test_a_resync_keeps_the_sibling_of_a_held_function_unavailable(sessions, mak
     inventory.refresh(sessions, FakeHosts(agent), host)
     assert _status(sessions, host, "pci_0000_02_00_0") == ALLOCATED
     assert _status(sessions, host, "pci_0000_02_00_1") == UNAVAILABLE
+    inventory.refresh(sessions, FakeHosts(agent), host)          # nothing new on the host
+    assert _status(sessions, host, "pci_0000_02_00_1") == UNAVAILABLE
 
     with sessions.begin() as s:
         assert host_devices.release(s, host_devices.get_by_name(s, host.id, "pci_0000_02_00_0").id, vm.id)
