@@ -334,7 +334,10 @@ def grow(api: Api, sim: Sim, have: int, want: int, vms: int, workers: int) -> fl
         api.post(f"/api/vms/{vm['id']}/start", {"host_id": host_id})
 
     with cf.ThreadPoolExecutor(workers) as pool:
-        hosts = list(pool.map(add_host, range(have, want)))
+        # The first host alone: the first registrations create the Default cluster, and concurrent ones
+        # race to create it on PostgreSQL (the loser answers 409 "host named ... already exists").
+        hosts = [add_host(have)] if have == 0 else []
+        hosts += list(pool.map(add_host, range(have + len(hosts), want)))
         log(f"  {len(hosts)} hosts registered in {time.monotonic() - t0:.1f} s")
         list(pool.map(lambda job: add_vm(*job), [(n, h, k) for n, h in hosts for k in range(vms)]))
     return time.monotonic() - t0
@@ -367,6 +370,8 @@ class Step:
     event_p99_ms: float = float("nan")
     event_max_ms: float = float("nan")
     event_rate: float = 0.0
+    event_cpu_ms: float = float("nan")
+    event_cpu_pct: float = float("nan")
     rest: dict[str, dict[str, Any]] = field(default_factory=dict)
     log: dict[str, int] = field(default_factory=dict)
     log_first: list[str] = field(default_factory=list)
@@ -396,11 +401,20 @@ def steady(engine: Engine, sim: Sim, seconds: float, step: Step) -> None:
     step.threads, step.fds = engine.ps.num_threads(), engine.ps.num_fds()
 
 
-def event_latency(api: Api, sim: Sim, sessions: Any, nics: list[Nic], *, rate: float, total: int,
-                  workers: int) -> tuple[list[float], int]:
-    """Latencies (s) from each device_removed event's journal time until its row is no longer
-    unplugging, and the number of events whose row never changed (within 30 s)."""
-    latencies: list[float] = []
+@dataclass
+class Events:
+    latencies: list[float] = field(default_factory=list)   # seconds, event's journal time -> row seen
+    lost: int = 0               # rows that never changed (within 30 s of the burst's end)
+    emitting: float = 0.0       # seconds spent emitting (first to last event of each burst)
+    draining: float = 0.0       # seconds from each burst's first event until its last row changed
+    engine_cpu: float = 0.0     # the engine's CPU seconds over the `draining` windows
+
+
+def event_latency(api: Api, engine: Engine, sim: Sim, sessions: Any, nics: list[Nic], *, rate: float,
+                  total: int, workers: int) -> Events:
+    """Bursts of device_removed events for NICs left unplugging, at `rate`, until `total` are measured."""
+    result = Events()
+    latencies = result.latencies
     lost = 0
     query = text("SELECT id FROM vm_devices WHERE id IN :ids AND plug_state <> 'unplugging'").bindparams(
         bindparam("ids", expanding=True))
@@ -435,7 +449,7 @@ def event_latency(api: Api, sim: Sim, sessions: Any, nics: list[Nic], *, rate: f
                     list(ex.map(lambda nic: api.post(f"/api/vms/{nic.vm_id}/nics/{nic.nic_id}/deactivate"), batch))
             finally:
                 sim.control("set", pending_unplug=False)
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), engine.cpu()
             for i, nic in enumerate(batch):
                 delay = t0 + i / rate - time.monotonic()
                 if delay > 0:
@@ -443,12 +457,15 @@ def event_latency(api: Api, sim: Sim, sessions: Any, nics: list[Nic], *, rate: f
                 event = sim.control("finish_unplug", host=nic.host, vmId=nic.vm_id, alias=nic.alias)
                 with lock:
                     outstanding[nic.nic_id] = float(event["time"])
+            result.emitting += time.monotonic() - t0
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 with lock:
                     if not outstanding:
                         break
-                time.sleep(0.05)
+                time.sleep(0.01)
+            result.draining += time.monotonic() - t0
+            result.engine_cpu += engine.cpu() - cpu0
             with lock:
                 lost += len(outstanding)
                 outstanding.clear()
@@ -458,12 +475,15 @@ def event_latency(api: Api, sim: Sim, sessions: Any, nics: list[Nic], *, rate: f
     finally:
         done.set()
         watcher.join()
-    return latencies, lost
+    result.lost = lost
+    return result
 
 
-def rest_load(api: Api, clients: int, seconds: float, work: Any) -> dict[str, Any]:
+def rest_load(api: Api, engine: Engine, clients: int, seconds: float, work: Any) -> dict[str, Any]:
     """`clients` threads, each running work(client_index, record) until `seconds` have passed (and at
-    least once); record(kind, seconds, status). Returns per kind: count, p50/p99 (ms), errors, rate."""
+    least once); record(kind, seconds, status). Returns per kind: count, p50/p99 (ms), errors, rate,
+    and for the whole phase the engine's CPU per call (ms) and use (% of a core), and this process's
+    (the clients') CPU use."""
     samples: dict[str, list[float]] = collections.defaultdict(list)
     errors: collections.Counter[str] = collections.Counter()
     lock = threading.Lock()
@@ -481,21 +501,25 @@ def rest_load(api: Api, clients: int, seconds: float, work: Any) -> dict[str, An
             work(i, record)
             first = False
 
-    t0 = time.monotonic()
+    me = psutil.Process()
+    t0, cpu0, own0 = time.monotonic(), engine.cpu(), sum(me.cpu_times()[:2])
     with cf.ThreadPoolExecutor(clients) as ex:
         list(ex.map(client, range(clients)))
-    wall = time.monotonic() - t0
+    wall, cpu, own = time.monotonic() - t0, engine.cpu() - cpu0, sum(me.cpu_times()[:2]) - own0
+    calls = sum(len(v) for v in samples.values())
     return {kind: {"count": len(v), "p50_ms": 1000 * pct(v, 50), "p99_ms": 1000 * pct(v, 99),
                    "max_ms": 1000 * max(v), "per_s": len(v) / wall,
-                   "errors": {k: c for k, c in errors.items() if k.startswith(kind + " ")}}
+                   "errors": {k: c for k, c in errors.items() if k.startswith(kind + " ")},
+                   "engine_cpu_ms_per_call": 1000 * cpu / calls, "engine_cpu_pct": 100 * cpu / wall,
+                   "clients_cpu_pct": 100 * own / wall}
             for kind, v in samples.items()}
 
 
-def rest(api: Api, nics: list[Nic], clients: int, seconds: float) -> dict[str, dict[str, Any]]:
+def rest(api: Api, engine: Engine, nics: list[Nic], clients: int, seconds: float) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
-    results.update(rest_load(api, clients, seconds,
+    results.update(rest_load(api, engine, clients, seconds,
                              lambda i, record: record("list VMs", *api.timed("GET", "/api/vms"))))
-    results.update(rest_load(api, clients, seconds, lambda i, record: record(
+    results.update(rest_load(api, engine, clients, seconds, lambda i, record: record(
         "list a VM's NICs", *api.timed("GET", f"/api/vms/{random.choice(nics).vm_id}/nics"))))
     mine = [nics[i::clients] for i in range(clients)]
     turn = [0] * clients
@@ -509,7 +533,7 @@ def rest(api: Api, nics: list[Nic], clients: int, seconds: float) -> dict[str, d
         record("unplug (deactivate)", *api.timed("POST", base + "/deactivate"))
         record("plug (activate)", *api.timed("POST", base + "/activate"))
 
-    results.update(rest_load(api, clients, seconds, plug_unplug))
+    results.update(rest_load(api, engine, clients, seconds, plug_unplug))
     return results
 
 
@@ -547,6 +571,9 @@ def table(steps: list[Step], base_rss: float | None) -> str:
     row("event-to-row p50 (ms)", [_fmt(s.event_p50_ms, 1) for s in steps])
     row("event-to-row p99 (ms)", [_fmt(s.event_p99_ms, 1) for s in steps], TARGETS["event_p99_ms"][0])
     row("  max (ms) / events / lost", [f"{_fmt(s.event_max_ms)} / {s.events:,} / {s.events_lost}" for s in steps])
+    row("  events/s emitted", [_fmt(s.event_rate, 1) for s in steps])
+    row("  engine CPU per event (ms) / use (%)", [f"{_fmt(s.event_cpu_ms, 1)} / {_fmt(s.event_cpu_pct)}"
+                                                 for s in steps])
     kinds = list(dict.fromkeys(k for s in steps for k in s.rest))
     for kind in kinds:
         target = TARGETS["plug_p99_ms"][0] if kind.startswith("plug") else ""
@@ -556,6 +583,9 @@ def table(steps: list[Step], base_rss: float | None) -> str:
         row("  requests/s, errors", [
             f"{s.rest[kind]['per_s']:.0f}, {sum(s.rest[kind]['errors'].values())}" if kind in s.rest else "-"
             for s in steps])
+        row("  engine CPU/call (ms) / use (%)", [
+            f"{s.rest[kind]['engine_cpu_ms_per_call']:.1f} / {s.rest[kind]['engine_cpu_pct']:.0f}"
+            if kind in s.rest else "-" for s in steps])
     row("engine log warnings+errors", [_fmt(sum(s.log.values())) for s in steps])
     row("load average (1 min) at the end", [_fmt(s.load_avg[0], 1) if s.load_avg else "-" for s in steps])
     width = max(len(r[0]) for r in rows)
@@ -658,20 +688,23 @@ def measure(engine: Engine, sim: Sim, api: Api, sessions: Any, step: Step, args:
     step.warmup_s = warmup(sim, step.hosts)
     nics = load_nics(sessions)
     step.vms = len(nics)
-    log(f"  warm-up {step.warmup_s} s; steady state for {args.steady:g} s")
+    log(f"  warm-up {_fmt(step.warmup_s, 1)} s; steady state for {args.steady:g} s")
     steady(engine, sim, args.steady, step)
     total = int(args.event_rate * args.event_seconds)
     log(f"  event-to-row: {total} events at {args.event_rate:g}/s")
     t0 = time.monotonic()
-    latencies, lost = event_latency(api, sim, sessions, nics, rate=args.event_rate, total=total,
-                                    workers=args.workers)
-    step.events, step.events_lost = len(latencies), lost
+    events = event_latency(api, engine, sim, sessions, nics, rate=args.event_rate, total=total,
+                           workers=args.workers)
+    latencies = events.latencies
+    step.events, step.events_lost = len(latencies), events.lost
     step.event_p50_ms, step.event_p99_ms = 1000 * pct(latencies, 50), 1000 * pct(latencies, 99)
     step.event_max_ms = 1000 * max(latencies) if latencies else float("nan")
-    step.event_rate = args.event_rate
+    step.event_rate = (len(latencies) + events.lost) / events.emitting if events.emitting else float("nan")
+    step.event_cpu_ms = 1000 * events.engine_cpu / max(1, len(latencies))
+    step.event_cpu_pct = 100 * events.engine_cpu / events.draining if events.draining else float("nan")
     log(f"  event-to-row p50 {step.event_p50_ms:.1f} ms p99 {step.event_p99_ms:.1f} ms "
         f"({time.monotonic() - t0:.0f} s); REST with {args.clients} clients")
-    step.rest = rest(api, load_nics(sessions), args.clients, args.rest_seconds)
+    step.rest = rest(api, engine, load_nics(sessions), args.clients, args.rest_seconds)
     for kind, r in step.rest.items():
         log(f"  {kind}: p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms, {r['count']} calls, errors {r['errors']}")
 
