@@ -13,8 +13,11 @@ have printed its NIC set without it. The libvirt side uses the agent's flags (li
 
 The breakdown is timed inside the engine's process by hooks the benchmark installs from outside (a WSGI
 wrapper, a timing proxy around the app's host clients, SQLAlchemy events and the dialect's commit),
-counted only on the request's thread, plus two floors measured in the same rounds: Host.ping through
-the engine's own agent client (the JSON-RPC hop) and GET of the NIC (an HTTP round trip into Flask).
+counted only on the request's thread, plus floors measured in the same rounds: Host.ping through the
+engine's own agent client (the JSON-RPC hop), VM.getDevices through it (the hop plus the libvirt lookup
+and XML read a plug does twice) and GET of the NIC (an HTTP round trip into Flask, authentication and
+a read). It ends with the targets: what the engine adds to libvirt's attach at the median (< 10 ms) and
+deactivate / detach (<= 1.10).
 
 Needs libvirtd, the pbbr0 bridge and the guest of scripts/build-guest.sh (make setup)."""
 from __future__ import annotations
@@ -43,6 +46,8 @@ from tests.integration.guest import guest_dir, wait_for_serial  # noqa: E402
 from tests.unit.engine.tokens import issue_token  # noqa: E402
 
 DIRECT_MAC = "56:6f:1a:30:02:01"
+TARGET_ADDED_MS = 10.0      # what the engine may add to libvirt's attach, at the median
+TARGET_RATIO = 1.10         # REST deactivate / libvirt detach-until-removed, at the median
 
 
 def pct(values: list[float], p: float) -> float:
@@ -226,8 +231,10 @@ def direct_round(dom: libvirt.virDomain, removed: dict[str, threading.Event], gu
     return {"attach": attach, "detach": detach}
 
 
-def floors(http: requests.Session, url: str, ping) -> dict[str, float]:
-    """The cheapest request each hop can carry, measured between the rounds."""
+def floors(http: requests.Session, url: str, ping, read_domain) -> dict[str, float]:
+    """The cheapest request each hop can carry, measured between the rounds; and one read of the
+    domain through the agent (its libvirt lookup and XML read, which a plug does before and after
+    attaching)."""
     out = {}
     t0 = time.perf_counter()
     http.get(url).raise_for_status()
@@ -235,6 +242,9 @@ def floors(http: requests.Session, url: str, ping) -> dict[str, float]:
     t0 = time.perf_counter()
     ping()
     out["ping"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    read_domain()
+    out["domain"] = time.perf_counter() - t0
     return out
 
 
@@ -304,9 +314,10 @@ def breakdown(action: str, rounds: list[dict[str, Any]], direct: list[float], fl
         ("  JSON-RPC call to the agent", rpc),
         ("    floor: Host.ping, same client", fl["ping"]),
         ("    agent's own (call - ping)", [c - p for c, p in zip(rpc, fl["ping"])]),
+        ("    floor: VM.getDevices (lookup, XML read)", fl["domain"]),
         ("    call - libvirt (same round)", [c - d for c, d in zip(rpc, direct)]),
         ("  database transactions, BEGIN to end", tx),
-        ("    BEGIN (IMMEDIATE: waits for the lock)", span(rounds, action, "db_begin")),
+        ("    BEGIN (a writer's waits for the lock)", span(rounds, action, "db_begin")),
         ("    other SQL statements", span(rounds, action, "db_sql")),
         ("    COMMIT (WAL write, fsync)", span(rounds, action, "db_commit")),
         ("    ROLLBACK (read-only ends, pool resets)", span(rounds, action, "db_rollback")),
@@ -345,6 +356,10 @@ def report(args, rest: list[dict[str, Any]], direct: list[dict[str, float]], fl:
         print(f"{name:<34}{med:>11{fmt}}{p95:>10{fmt}}")
     breakdown("activate", rest, att, fl)
     breakdown("deactivate", rest, det, fl)
+    added = ms(act) - ms(att)
+    print(f"\ntargets: activate adds {added:.1f} ms at the median (target < {TARGET_ADDED_MS:g} ms: "
+          f"{'met' if added < TARGET_ADDED_MS else 'not met'}); deactivate / detach {ms(dea) / ms(det):.2f} "
+          f"(target <= {TARGET_RATIO:.2f}: {'met' if ms(dea) / ms(det) <= TARGET_RATIO else 'not met'})")
 
 
 def main() -> int:
@@ -404,7 +419,8 @@ def main() -> int:
                     rest_rounds.append(rest_round(http, nic_url, guest, mac, args.settle, spans))
                 else:
                     direct_rounds.append(direct_round(dom, removed, guest, args.settle))
-            for k, v in floors(http, nic_url, lambda: client.call("Host.ping")).items():
+            for k, v in floors(http, nic_url, lambda: client.call("Host.ping"),
+                               lambda: client.call("VM.getDevices", {"vmId": vm["id"]})).items():
                 fl[k].append(v)
         opened = {"engine": conns.by_port[server.server_port], "agent": conns.by_port[agent.port]}
     finally:

@@ -139,9 +139,8 @@ def plug_or_unplug(sessions: Sessions, hosts: HostClientFactory, *, vm_id: str, 
         # first one loaded, which the outcome carries (the caller answers with it, reading nothing).
         with sessions() as s:
             with s.begin():
-                # a VM's device set changes one at a time; its host and cluster come in the same statement
-                vm = load_vm(s, principal, vm_id, for_update=True, placement=True)
-                dev = load_device(s, vm, device_id, kind)
+                # a VM's device set changes one at a time; its host, cluster and device in one statement
+                vm, dev = load_vm_and_device(s, principal, vm_id, device_id, kind)
                 host = running_host(s, vm)
                 found = checks(s, vm, dev, host)
                 if found:
@@ -189,17 +188,25 @@ def remove_device(sessions: Sessions, *, vm_id: str, device_id: str, kind: Devic
             return Outcome(id=device_id)
 
 
-def load_vm(s: Session, principal: Principal, vm_id: str, *, for_update: bool = False,
-            placement: bool = False) -> Vm:
+def load_vm(s: Session, principal: Principal, vm_id: str, *, for_update: bool = False) -> Vm:
     """The one loader of a command's VM, where tenancy is checked: a VM of a project the principal
     does not see answers as if it did not exist, so ids leak nothing. `for_update` locks the row until
-    the transaction ends (changes to a VM's device set are serialized per VM); `placement` loads its
-    cluster and host with it."""
-    vm = vms_dao.get(s, vm_id, for_update=for_update, placement=placement)
+    the transaction ends (changes to a VM's device set are serialized per VM)."""
+    return _visible(principal, vm_id, vms_dao.get(s, vm_id, for_update=for_update))
+
+
+def _visible(principal: Principal, vm_id: str, vm: Vm | None) -> Vm:
     if vm is None or not principal.sees_project(vm.project_id):
         reason = R.vm_not_found(vm_id)
         raise NotFound(reason.message, reasons=[reason])
     return vm
+
+
+def load_vm_and_device(s: Session, principal: Principal, vm_id: str, device_id: str,
+                       kind: DeviceKind) -> tuple[Vm, VmDevice]:
+    """load_vm (for update) and load_device in one statement, the VM's cluster and host with them."""
+    vm, dev = vms_dao.get_with_device(s, vm_id, device_id, for_update=True)
+    return (vm := _visible(principal, vm_id, vm)), _of_kind(vm, device_id, dev, kind)
 
 
 def require_admin(principal: Principal, action: str) -> None:
@@ -217,7 +224,10 @@ def check_project(principal: Principal, project_id: str) -> None:
 
 
 def load_device(s: Session, vm: Vm, device_id: str, kind: DeviceKind) -> VmDevice:
-    dev = devices.get(s, device_id, with_nic=kind.type == kinds.NIC.type)
+    return _of_kind(vm, device_id, devices.get(s, device_id, with_nic=kind.type == kinds.NIC.type), kind)
+
+
+def _of_kind(vm: Vm, device_id: str, dev: VmDevice | None, kind: DeviceKind) -> VmDevice:
     if dev is None or dev.vm_id != vm.id or dev.type != kind.type:
         raise NotFound(f"{kind.label} {device_id} of VM {vm.name} does not exist.")
     return dev

@@ -81,16 +81,19 @@ class OneRowUpdate:
     column> = :value ... RETURNING <set>``, run as a Core statement (no ORM bulk-update machinery).
     `set` names the columns whose values each call gives; `expressions` the columns set to a fixed SQL
     expression of the row (e.g. vm_nics.claimed_mac = vm_nics.mac); `guards` the columns compared for
-    equality with a value each call gives. Like update_one, a copy of the row the session holds takes
-    the values written, or is expired when the row did not match; pending changes are flushed first,
-    as an ORM statement would autoflush them."""
+    equality with a value each call gives; `condition` one more fixed SQL condition (made from the
+    table). Like update_one, a copy of the row the session holds takes the values written, or is
+    expired when the row did not match; pending changes are flushed first, as an ORM statement would
+    autoflush them."""
 
     def __init__(self, model: Any, set: Iterable[str] = (), *, guards: Iterable[str] = (),  # noqa: A002
-                 expressions: Mapping[str, Callable[[Any], Any]] | None = None) -> None:
+                 expressions: Mapping[str, Callable[[Any], Any]] | None = None,
+                 condition: Callable[[Any], Any] | None = None) -> None:
         self.model = model
         self.set = tuple(set)
         self.guards = tuple(guards)
         self.expressions = dict(expressions or {})
+        self.condition = condition
         self.returned = self.set + tuple(self.expressions)
         self._keys: list[str] = []
         self._prebuilt = Prebuilt(self._build)
@@ -101,6 +104,8 @@ class OneRowUpdate:
         values.update({name: make(table) for name, make in self.expressions.items()})
         where = [table.c.id == bindparam("pk", type_=table.c.id.type)]
         where += [table.c[name] == bindparam(f"guard_{name}", type_=table.c[name].type) for name in self.guards]
+        if self.condition is not None:
+            where.append(self.condition(table))
         columns = [table.c[name] for name in self.returned]
         self._keys = [self.model.__mapper__.get_property_by_column(c).key for c in columns]
         return update(table).where(*where).values(values).returning(*columns)

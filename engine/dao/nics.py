@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -80,20 +80,29 @@ def _claimed_by_other() -> Any:
             .limit(1))
 
 
+def _mac_free(table: Any) -> Any:
+    other = table.alias("other")
+    return ~exists().where(other.c.claimed_mac == table.c.mac, other.c.id != table.c.id)
+
+
 _CLAIMED_BY_OTHER = Prebuilt(_claimed_by_other)
-_CLAIM = OneRowUpdate(VmNic, expressions={"claimed_mac": lambda table: table.c.mac})
+_CLAIM = OneRowUpdate(VmNic, expressions={"claimed_mac": lambda table: table.c.mac}, condition=_mac_free)
 _RELEASE = OneRowUpdate(VmNic, ("claimed_mac",))
 
 
 def claim_mac(s: Session, nic_id: str) -> bool:
     """The NIC claims its MAC (it is plugged or about to be): False, and nothing changed, when another
-    NIC holds that MAC. The unique constraint decides, so two concurrent claims never both win."""
+    NIC holds that MAC. The UPDATE claims it only if no other NIC holds it; on SQLite, where write
+    transactions take turns, that guard decides alone. Elsewhere two concurrent claims may both pass
+    it, and the unique constraint lets one win: the other's UPDATE fails inside a savepoint, so that
+    its transaction goes on."""
     try:
+        if s.get_bind().dialect.name == "sqlite":
+            return _CLAIM(s, nic_id)       # a failed statement leaves an SQLite transaction usable
         with s.begin_nested():
-            _CLAIM(s, nic_id)
+            return _CLAIM(s, nic_id)
     except IntegrityError:
         return False
-    return True
 
 
 def release_mac(s: Session, nic_id: str) -> None:

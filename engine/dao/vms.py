@@ -5,38 +5,49 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from engine.dao._cas import KEEP, Prebuilt, update_one
 from engine.dao import host_devices, pci_devices
-from engine.dao.models import VM_STATUSES, Vm
+from engine.dao.models import VM_STATUSES, Vm, VmDevice
 
 __all__ = ["KEEP", "get", "get_by_name", "list", "list_on_host", "set_status_cas", "set_run_event_seq",
            "set_pcie_ports_base", "delete"]
 
 
-def get(s: Session, vm_id: str, *, for_update: bool = False, placement: bool = False) -> Vm | None:
+def get(s: Session, vm_id: str, *, for_update: bool = False) -> Vm | None:
     """The VM; `for_update` locks its row until the transaction ends (PostgreSQL; SQLite's IMMEDIATE
-    transactions are serialized already). `placement` loads its cluster and host in the same statement
-    (then vm.cluster, vm.host and session.get of either read no more)."""
-    if not for_update and not placement:
+    transactions are serialized already)."""
+    if not for_update:
         return s.get(Vm, vm_id)
-    return s.scalars(_GET[for_update, placement].statement, {"vm_id": vm_id}).one_or_none()
+    return s.scalars(_GET_FOR_UPDATE.statement, {"vm_id": vm_id}).one_or_none()
 
 
-def _get(for_update: bool, placement: bool) -> Any:
-    stmt = select(Vm).where(Vm.id == bindparam("vm_id"))
-    if placement:
-        stmt = stmt.options(joinedload(Vm.cluster, innerjoin=True), joinedload(Vm.host))
+def get_with_device(s: Session, vm_id: str, device_id: str, *,
+                    for_update: bool = False) -> tuple[Vm | None, VmDevice | None]:
+    """The VM, with its cluster and host, and its device `device_id`, with a NIC's vm_nics row, in one
+    statement (prebuilt): (None, None) when there is no such VM, (vm, None) when it has no such
+    device. `for_update` locks the VM's row as `get` does."""
+    row = s.execute(_GET_WITH_DEVICE[for_update].statement, {"vm_id": vm_id, "device_id": device_id}).first()
+    return (None, None) if row is None else (row[0], row[1])
+
+
+def _get_with_device(for_update: bool) -> Any:
+    stmt = (select(Vm, VmDevice)
+            .outerjoin(VmDevice, and_(VmDevice.vm_id == Vm.id, VmDevice.id == bindparam("device_id")))
+            .where(Vm.id == bindparam("vm_id"))
+            .options(joinedload(Vm.cluster, innerjoin=True), joinedload(Vm.host), joinedload(VmDevice.nic)))
     if for_update:
         stmt = stmt.with_for_update(of=Vm).execution_options(populate_existing=True)
     return stmt
 
 
-# Prebuilt (a command's first statement): by (for_update, placement).
-_GET: dict[tuple[bool, bool], Prebuilt[Any]] = {
-    (u, p): Prebuilt(functools.partial(_get, u, p)) for u in (False, True) for p in (False, True)}
+# Prebuilt: the first statement of most commands; plug and unplug's, with their device (by for_update).
+_GET_FOR_UPDATE = Prebuilt(lambda: select(Vm).where(Vm.id == bindparam("vm_id")).with_for_update()
+                           .execution_options(populate_existing=True))
+_GET_WITH_DEVICE: dict[bool, Prebuilt[Any]] = {u: Prebuilt(functools.partial(_get_with_device, u))
+                                               for u in (False, True)}
 
 
 def get_by_name(s: Session, name: str) -> Vm | None:
