@@ -12,10 +12,12 @@ member of its group is free and assignable or already that VM's (a PCIe bridge s
 not count). While a member is held, its free siblings are `unavailable` (settle_groups)."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, CursorResult, and_, case, exists, false, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Select, and_, case, exists, false, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from engine.dao.host_devices import FREE_STATUS, HELD
@@ -59,9 +61,29 @@ def hosts_with_free(s: Session, wants: Sequence[PciRequest], pairs: Pairs, *, cl
                     running_statuses: tuple[str, ...], host_id: str | None = None,
                     limit: int | None = None) -> list[Host]:
     """Hosts of `cluster_id` in `host_status` (only `host_id` when given) with enough free devices for
-    every request, least loaded first (then by name): one grouped query."""
+    every request, least loaded first (then by name; the first `limit`): one grouped query."""
     if not wants:
         return []
+    requests = tuple((w.alias, w.count) for w in wants)
+    ids = tuple((w.alias, tuple(pairs.get(w.alias, ()))) for w in wants)
+    return list(s.scalars(_placement(requests, ids, cluster_id, host_status, tuple(running_statuses), host_id,
+                                     limit)))
+
+
+@dataclass(frozen=True)
+class _Request:
+    alias: str
+    count: int
+
+
+@functools.lru_cache(maxsize=128)
+def _placement(requests: tuple[tuple[str, int], ...], ids: tuple[tuple[str, tuple[tuple[str, str], ...]], ...],
+               cluster_id: str, host_status: str, running_statuses: tuple[str, ...], host_id: str | None,
+               limit: int | None) -> Select[tuple[Host]]:
+    """hosts_with_free's statement, built once for each request: building it costs as much as running
+    it on a small fleet, and a statement is immutable (any session, any thread may run it)."""
+    wants = [_Request(*r) for r in requests]
+    pairs = dict(ids)
     counted = (select(HostDevice.host_id.label("host_id"))
                .where(*_FREE, _wanted(wants, pairs))
                .group_by(HostDevice.host_id)
@@ -71,13 +93,15 @@ def hosts_with_free(s: Session, wants: Sequence[PciRequest], pairs: Pairs, *, cl
         counted = counted.where(HostDevice.host_id == host_id)
     sub = counted.subquery()
     load = (select(func.count()).where(Vm.run_on_host == Host.id, Vm.status.in_(running_statuses))
-            .correlate(Host).scalar_subquery())
-    stmt = (select(Host).join(sub, sub.c.host_id == Host.id)
+            .correlate(Host).scalar_subquery().label("load"))
+    # The candidates are ranked on narrow rows (id, load, name); only the best are read whole.
+    best = (select(Host.id, load, Host.name).join(sub, sub.c.host_id == Host.id)
             .where(Host.cluster_id == cluster_id, Host.status == host_status)
             .order_by(load, Host.name))
     if limit is not None:
-        stmt = stmt.limit(limit)
-    return list(s.scalars(stmt))
+        best = best.limit(limit)
+    ranked = best.subquery()
+    return select(Host).join(ranked, ranked.c.id == Host.id).order_by(ranked.c.load, ranked.c.name)
 
 
 def free_counts(s: Session, wants: Sequence[PciRequest], pairs: Pairs, host_ids: Sequence[str]) -> list[int]:
