@@ -80,10 +80,16 @@ def pytest_collection_modifyitems(config, items):
     # inside TCG) while the tests that do not need it run. The engine's PCI VM takes L1's e1000e when
     # it starts, so the modules that need the NIC in L1's own driver come before it, and the rest
     # after it, while it boots. sort() is stable: the rest keep their order.
-    def order(item: pytest.Item) -> tuple[bool, int]:
+    # Other directories keep their places around this one.
+    start = next((i for i, item in enumerate(items) if item in ours), len(items))
+    place = {id(item): i for i, item in enumerate(items)}
+
+    def order(item: pytest.Item) -> tuple[bool, int, int]:
+        if item not in ours:
+            return False, -1 if place[id(item)] < start else 3, 0
         module = Path(item.path).stem
         phase = 0 if module in NIC_IN_L1 else 1 if module == ENGINE_PCI else 2
-        return bool(BOOTED & set(getattr(item, "fixturenames", ()))), phase
+        return bool(BOOTED & set(getattr(item, "fixturenames", ()))), phase, 0
     items.sort(key=order)
     # The first test also waits for the image to build and L1 to boot: its own deadlines bound
     # those, so its timeout makes room for them.
