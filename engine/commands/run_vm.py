@@ -98,9 +98,10 @@ def _inputs(s: Session, vm: Vm, params: Params) -> tuple[dict[str, Any], list[Vm
     pinned = hosts_dao.get(s, pinned_id) if pinned_id else None
     usb = None if pinned is not None else flavor_hostdevs.placement(s, vm, networks=networks, host_id=params.host_id)
     # The best hosts for the PCI devices; all of them when the flavor asks USB devices too (a host with both).
+    # Only a VM that is down is placed: a running one holds its devices (and is refused as not down).
     pci = flavor_pci.placement(s, vm, networks=networks, cluster_name=cluster.name if cluster else vm.cluster_id,
                                host_id=params.host_id or pinned_id,
-                               limit=None if usb is not None else flavor_pci.SHORTLIST)
+                               limit=None if usb is not None else flavor_pci.SHORTLIST) if vm.status == DOWN else None
     if usb is not None and pci is not None:     # a host that has both
         usb = flavor_hostdevs.Placement(usb.flavor, usb.wants, [h for h in usb.hosts if h in pci.hosts],
                                         usb.missing)

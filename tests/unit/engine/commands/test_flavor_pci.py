@@ -400,3 +400,13 @@ def test_a_flavor_with_usb_and_pci_devices_finds_a_host_with_both_beyond_the_sho
     run_vm.execute(sessions, hosts, run_vm.Params(vm.id))
     assert db.vm(vm.id).run_on_host == last.id
     assert statuses(sessions, last) == {"0000:03:00.0": ("allocated", vm.id)}
+
+
+def test_starting_a_vm_that_runs_is_refused_as_not_down(sessions, hosts, fake, host, flavor_vm, db):
+    """Its devices are its own while it runs: the refusal is that it is not down, not a lack of devices."""
+    inventory(sessions, host, fn("0000:03:00.0"), fn("0000:04:00.0"))
+    vm = flavor_vm("a1:2")
+    run_vm.execute(sessions, hosts, run_vm.Params(vm.id))
+    fake.calls.clear()
+    refused(sessions, db, fake, "VM_START", lambda: run_vm.execute(sessions, hosts, run_vm.Params(vm.id)),
+            "VM_NOT_DOWN")
