@@ -2,8 +2,9 @@
 of 32 PCI functions each: the one grouped query RunVm asks (engine.commands.flavor_pci.placement,
 and the bare engine.dao.pci_devices.hosts_with_free under it) against a per-host Python filter over
 the same data in the same run, the way Nova's PciPassthroughFilter works -- every host's device pools
-loaded, deep-copied and tested against the request, the passing hosts then weighed by load. Medians
-of several rounds, next to the targets; both must name the same hosts in the same order.
+loaded, deep-copied and tested against the request, the passing hosts then weighed by load. Each is
+timed as RunVm runs it, in a transaction that has the VM loaded already. Medians of several rounds,
+next to the targets; both must name the same hosts in the same order.
 
     .venv/bin/python bench/placement.py [--hosts 10000] [--rounds 15]
 
@@ -129,8 +130,9 @@ def build(url: str, n_hosts: int, seed: int) -> tuple[Any, Any, str]:
         s.add(target)
         s.flush()
         vm_id = target.id
-    with engine.begin() as conn:    # fresh planner statistics, as a live database has them
-        conn.execute(text("ANALYZE"))
+    # Fresh planner statistics and (PostgreSQL) visibility maps, as autovacuum leaves a live database.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE" if db.is_sqlite(engine) else "VACUUM ANALYZE"))
     return engine, sessions, vm_id
 
 
@@ -169,53 +171,51 @@ def supports(pools: list[dict[str, Any]], wants: list[PciRequest], pairs: dict[s
     return True
 
 
-def python_filter(sessions: Any, vm_id: str) -> list[str]:
+def python_filter(s: Session, vm: Vm) -> list[str]:
     """The hosts the filter passes, weighed: least loaded first, then by name."""
-    with sessions.begin() as s:
-        vm = s.get(Vm, vm_id)
-        flavor = s.get(Flavor, vm.flavor)
-        wants = [PciRequest(name, int(count)) for name, count in
-                 (part.split(":") for part in flavor.extra_specs["pci_passthrough:alias"].split(","))]
-        pairs = by_name(pci_aliases.list_all(s))
-        hosts = s.execute(select(Host.id, Host.name, Host.capabilities)
-                          .where(Host.cluster_id == vm.cluster_id, Host.status == HOST_UP)).all()
-        pools = pools_of(s)
-        load = dict(s.execute(select(Vm.run_on_host, func.count()).where(Vm.status.in_(RUNNING_STATUSES))
-                              .group_by(Vm.run_on_host)).tuples().all())
-        passing = [(load.get(h.id, 0), h.name) for h in hosts
-                   if scheduler.has_networks(h.capabilities, NETWORKS) and supports(pools.get(h.id, []), wants, pairs)]
+    flavor = s.get(Flavor, vm.flavor)
+    assert flavor is not None
+    wants = [PciRequest(name, int(count)) for name, count in
+             (part.split(":") for part in flavor.extra_specs["pci_passthrough:alias"].split(","))]
+    pairs = by_name(pci_aliases.list_all(s))
+    hosts = s.execute(select(Host.id, Host.name, Host.capabilities)
+                      .where(Host.cluster_id == vm.cluster_id, Host.status == HOST_UP)).all()
+    pools = pools_of(s)
+    load = dict(s.execute(select(Vm.run_on_host, func.count()).where(Vm.status.in_(RUNNING_STATUSES))
+                          .group_by(Vm.run_on_host)).tuples().all())
+    passing = [(load.get(h.id, 0), h.name) for h in hosts
+               if scheduler.has_networks(h.capabilities, NETWORKS) and supports(pools.get(h.id, []), wants, pairs)]
     return [name for _, name in sorted(passing)]
 
 
 # ---- the query ---------------------------------------------------------------------------------------
 
-def placement(sessions: Any, vm_id: str) -> list[str]:
-    """What RunVm asks: flavor_pci.placement, in a transaction of its own."""
-    with sessions.begin() as s:
-        vm = s.get(Vm, vm_id)
-        place = flavor_pci.placement(s, vm, networks=NETWORKS, cluster_name="fleet")
-        assert place is not None
-        return [h.name for h in place.hosts]
+def placement(s: Session, vm: Vm) -> list[str]:
+    """What RunVm asks: flavor_pci.placement (the flavor and the aliases read, the query, the networks)."""
+    place = flavor_pci.placement(s, vm, networks=NETWORKS, cluster_name="fleet")
+    assert place is not None
+    return [h.name for h in place.hosts]
 
 
-def bare_query(sessions: Any, vm_id: str, limit: int | None = flavor_pci.SHORTLIST) -> list[str]:
+def bare_query(s: Session, vm: Vm, limit: int | None = flavor_pci.SHORTLIST) -> list[str]:
     """pci_devices.hosts_with_free alone: the best `limit` hosts, as RunVm asks (None: every one)."""
+    hosts = pci_devices.hosts_with_free(s, [PciRequest("a1", 2)], by_name(ALIASES), cluster_id=vm.cluster_id,
+                                        host_status=HOST_UP, running_statuses=RUNNING_STATUSES, limit=limit)
+    return [h.name for h in hosts]
+
+
+def every_host(s: Session, vm: Vm) -> list[str]:
+    return bare_query(s, vm, None)
+
+
+def timed(sessions: Any, vm_id: str, fn: Callable[[Session, Vm], list[str]]) -> tuple[float, float, list[str]]:
+    """Wall-clock and this process's CPU milliseconds of fn(), and its answer. It runs as RunVm runs it:
+    in a transaction that has the VM loaded already (not timed), in a session of its own."""
     with sessions.begin() as s:
         vm = s.get(Vm, vm_id)
-        hosts = pci_devices.hosts_with_free(s, [PciRequest("a1", 2)], by_name(ALIASES), cluster_id=vm.cluster_id,
-                                            host_status=HOST_UP, running_statuses=RUNNING_STATUSES, limit=limit)
-        return [h.name for h in hosts]
-
-
-def every_host(sessions: Any, vm_id: str) -> list[str]:
-    return bare_query(sessions, vm_id, None)
-
-
-def timed(fn: Callable[[], list[str]]) -> tuple[float, float, list[str]]:
-    """Wall-clock and this process's CPU milliseconds of fn(), and its answer."""
-    start, cpu = time.perf_counter(), time.process_time()
-    result = fn()
-    return (time.perf_counter() - start) * 1000, (time.process_time() - cpu) * 1000, result
+        start, cpu = time.perf_counter(), time.process_time()
+        result = fn(s, vm)
+        return (time.perf_counter() - start) * 1000, (time.process_time() - cpu) * 1000, result
 
 
 def run(url: str, n_hosts: int, rounds: int, explain: bool) -> dict[str, Any]:
@@ -224,14 +224,14 @@ def run(url: str, n_hosts: int, rounds: int, explain: bool) -> dict[str, Any]:
     built = time.perf_counter() - start
     with sessions() as s:
         devices = s.scalar(select(func.count()).select_from(HostDevice))
-    steps: dict[str, Callable[[Any, str], list[str]]] = {"placement": placement, "query": bare_query,
-                                                          "all": every_host, "python": python_filter}
+    steps: dict[str, Callable[[Session, Vm], list[str]]] = {"placement": placement, "query": bare_query,
+                                                            "all": every_host, "python": python_filter}
     times: dict[str, list[float]] = {name: [] for name in steps}
     cpu: dict[str, list[float]] = {name: [] for name in steps}
     answers: dict[str, list[str]] = {}
     for _ in range(rounds):
         for name, fn in steps.items():
-            ms, cpu_ms, answers[name] = timed(lambda fn=fn: fn(sessions, vm_id))     # type: ignore[misc]
+            ms, cpu_ms, answers[name] = timed(sessions, vm_id, fn)
             times[name].append(ms)
             cpu[name].append(cpu_ms)
     # The same hosts in the same order: every one, and the shortlist RunVm reads is their start.
