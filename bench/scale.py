@@ -138,8 +138,7 @@ def engine_child(args: argparse.Namespace) -> int:
     def say(**what: Any) -> None:
         print(json.dumps(what), flush=True)
 
-    env = dict(os.environ, PLUGBOARD_DB_URL=args.db_url, PLUGBOARD_STATE_DIR=args.state_dir,
-               PLUGBOARD_LISTEN=args.listen)
+    env = dict(os.environ, PLUGBOARD_STATE_DIR=args.state_dir, PLUGBOARD_LISTEN=args.listen)
     cfg = config.load(None, env=env)
     proc = psutil.Process()
     t0 = time.monotonic()
@@ -167,13 +166,17 @@ class Engine:
     def __init__(self, db_url: str, state_dir: str, log_path: Path, nofile: int | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--engine-child", "--db-url", db_url,
-               "--state-dir", state_dir, "--listen", f"127.0.0.1:{self.port}"]
+        # The database URL (and its password) through the environment, not the command line.
+        cmd = [sys.executable, str(Path(__file__).absolute()), "--engine-child", "--state-dir", state_dir,
+               "--listen", f"127.0.0.1:{self.port}"]
         if nofile:
             cmd += ["--nofile", str(nofile)]
         self._log = open(log_path, "a")
+        # Its own session, like the agents': a signal meant for this process's group does not cut the
+        # engine off mid-measurement; closing its stdin stops it (also when this process dies).
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-                                     text=True, cwd=ROOT)
+                                     text=True, cwd=ROOT, start_new_session=True,
+                                     env=dict(os.environ, PLUGBOARD_DB_URL=db_url))
         self.ps = psutil.Process(self.proc.pid)
         self.started = time.monotonic()
         self.sampler = Sampler(self)
@@ -248,7 +251,7 @@ class Sim:
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.sim.agent", "--listen", "127.0.0.1:0",
                                       "--latency", str(latency), "--usb", str(usb), "--pci", str(pci)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
-                                     cwd=ROOT)
+                                     cwd=ROOT, start_new_session=True)
         assert self.proc.stdout is not None
         self.url = json.loads(self.proc.stdout.readline())["url"]
         self.ps = psutil.Process(self.proc.pid)
@@ -352,25 +355,62 @@ def load_nics(sessions: Any) -> list[Nic]:
             if (m := HOST_NAME.match(name))]
 
 
-def grow(api: Api | Registrar, sim: Sim, have: int, want: int, vms: int, workers: int) -> float:
-    """Register hosts have..want-1 with `vms` running VMs each, through the REST API."""
+def seed(sim: Sim, sessions: Any) -> tuple[int, int]:
+    """Give a new simulation the hosts an earlier run registered (their URLs moved to its port) and the
+    VMs the database says run on them, with the devices the rows say are on the wire (for --resume).
+    Returns (hosts, VMs)."""
+    with sessions.begin() as s:
+        hosts = {h_id: int(m.group(1)) for h_id, name in s.execute(text("SELECT id, name FROM hosts"))
+                 if (m := HOST_NAME.match(name))}
+        for h_id, n in hosts.items():
+            s.execute(text("UPDATE hosts SET url = :url WHERE id = :id"), {"url": sim.host_url(n), "id": h_id})
+    with sessions() as s:
+        vms = s.execute(text("SELECT id, name, machine, run_on_host FROM vms WHERE run_on_host IS NOT NULL "
+                             "AND status IN ('up', 'paused', 'unknown', 'powering_up', 'powering_down')")).all()
+        nics = collections.defaultdict(list)
+        for vm_id, alias, address, mac, network, model in s.execute(text(
+                "SELECT d.vm_id, d.alias, d.address, n.mac, n.network, n.model FROM vm_devices d "
+                "JOIN vm_nics n ON n.id = d.id WHERE d.is_plugged OR d.plug_state = 'unplugging'")):
+            address = json.loads(address) if isinstance(address, str) else address
+            nics[vm_id].append({"type": "interface", "device": "bridge", "alias": alias, "macAddr": mac,
+                                "network": network, "nicModel": model, "address": address, "linkActive": True})
+    seeded = 0
+    for vm_id, name, machine, host_id in vms:
+        if host_id in hosts:
+            sim.control("seed", host=hosts[host_id], vmId=vm_id, name=name, machine=machine,
+                        devices=nics.get(vm_id, []))
+            seeded += 1
+    return len(hosts), seeded
+
+
+def grow(api: Api | Registrar, sim: Sim, sessions: Any, want: int, vms: int, workers: int) -> float:
+    """Register hosts sim0..sim<want-1> that the database lacks and give every one of them `vms`
+    running VMs (what an interrupted run left half done is completed), through the REST API."""
     t0 = time.monotonic()
+    with sessions() as s:
+        known = {int(m.group(1)): h_id for h_id, name in s.execute(text("SELECT id, name FROM hosts"))
+                 if (m := HOST_NAME.match(name))}
+        running = collections.Counter(h_id for (h_id,) in s.execute(text(
+            "SELECT run_on_host FROM vms WHERE run_on_host IS NOT NULL AND status = 'up'")))
 
     def add_host(n: int) -> tuple[int, str]:
         return n, api.post("/api/hosts", {"name": f"sim{n}", "url": sim.host_url(n)})["id"]
 
-    def add_vm(n: int, host_id: str, k: int) -> None:
-        vm = api.post("/api/vms", {"name": f"sim{n}-vm{k}", "memory_mb": 256})
+    def add_vm(n: int, host_id: str) -> None:
+        vm = api.post("/api/vms", {"name": f"sim{n}-{random.getrandbits(40):010x}", "memory_mb": 256})
         api.post(f"/api/vms/{vm['id']}/nics", {"name": "nic0", "network": NETWORK})
         api.post(f"/api/vms/{vm['id']}/start", {"host_id": host_id})
 
+    missing = [n for n in range(want) if n not in known]
     with cf.ThreadPoolExecutor(workers) as pool:
         # The first host alone: the first registrations create the Default cluster, and concurrent ones
         # race to create it on PostgreSQL (the loser answers 409 "host named ... already exists").
-        hosts = [add_host(have)] if have == 0 else []
-        hosts += list(pool.map(add_host, range(have + len(hosts), want)))
-        log(f"  {len(hosts)} hosts registered in {time.monotonic() - t0:.1f} s")
-        list(pool.map(lambda job: add_vm(*job), [(n, h, k) for n, h in hosts for k in range(vms)]))
+        if missing and not known:
+            known.update([add_host(missing.pop(0))])
+        known.update(pool.map(add_host, missing))
+        log(f"  hosts registered in {time.monotonic() - t0:.1f} s")
+        jobs = [(n, h) for n, h in sorted(known.items()) if n < want for _ in range(vms - running[h])]
+        list(pool.map(lambda job: add_vm(*job), jobs))
     return time.monotonic() - t0
 
 
@@ -640,6 +680,9 @@ def main() -> int:
     parser.add_argument("--steps", default="10,100,1000", help="host counts, growing")
     parser.add_argument("--vms", type=int, default=10, help="running VMs per host")
     parser.add_argument("--db-url", help="the database (wiped); else $PLUGBOARD_TEST_DB_URL, else SQLite")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the database's hosts and VMs (of an earlier run on --db-url) and give the "
+                             "simulation their VMs, instead of wiping it")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds the agents add to every verb")
     parser.add_argument("--usb", type=int, default=2, help="USB devices per simulated host")
     parser.add_argument("--pci", type=int, default=6, help="PCI functions per simulated host")
@@ -659,9 +702,10 @@ def main() -> int:
     steps_wanted = [int(x) for x in args.steps.split(",")]
     work = Path(tempfile.mkdtemp(prefix="plugboard-scale-"))
     db_url = args.db_url or os.environ.get("PLUGBOARD_TEST_DB_URL") or f"sqlite:///{work / 'engine.db'}"
-    log(f"database {db_url} (wiped); logs in {work}")
+    shown = db.normalize_url(db_url).split("@")[-1]
+    log(f"database {shown}{'' if args.resume else ' (wiped)'}; logs in {work}")
     bench_engine = db.make_engine(db_url, pool_size=2) if not db.is_sqlite(db_url) else db.make_engine(db_url)
-    if not db.is_sqlite(bench_engine):
+    if not db.is_sqlite(bench_engine) and not args.resume:
         db.drop_all(bench_engine)
     sessions = db.make_sessions(bench_engine)
     sim = Sim(args.latency, args.usb, args.pci, work / "sim.log")
@@ -669,12 +713,17 @@ def main() -> int:
     steps: list[Step] = []
     lock_file = None
     have = 0
-    # An engine on the empty database: its tables, and its RSS with no host.
-    engine: Engine | None = Engine(db_url, str(work / "state"), work / "engine.log", args.nofile)
-    assert engine is not None
-    base_rss = engine.ps.memory_info().rss / 2**20
-    engine.stop()
-    engine = None
+    base_rss: float | None = None
+    engine: Engine | None = None
+    if args.resume:
+        have, seeded = seed(sim, sessions)
+        log(f"resuming with {have} hosts of the database; {seeded} running VMs given to the simulation")
+    else:
+        # An engine on the empty database: its tables, and its RSS with no host.
+        engine = Engine(db_url, str(work / "state"), work / "engine.log", args.nofile)
+        base_rss = engine.ps.memory_info().rss / 2**20
+        engine.stop()
+        engine = None
     from tests.unit.engine.tokens import issue_token
     token = issue_token(sessions)
     try:
@@ -683,14 +732,15 @@ def main() -> int:
                 lock_file = open(args.lock, "a")
                 log(f"waiting for {args.lock}")
                 fcntl.flock(lock_file, fcntl.LOCK_EX)
-            log(f"registering hosts {have}..{want - 1} with {args.vms} VMs each")
-            step = Step(hosts=want)
-            registrar = Registrar(db_url, str(work / "state"), token)
-            try:
-                step.grow_s = grow(registrar, sim, have, want, args.vms, args.workers)
-            finally:
-                registrar.close()
-            have = want
+            step = Step(hosts=max(want, have))
+            if want > have or args.resume:
+                log(f"registering hosts up to sim{want - 1}, {args.vms} running VMs each")
+                registrar = Registrar(db_url, str(work / "state"), token)
+                try:
+                    step.grow_s = grow(registrar, sim, sessions, want, args.vms, args.workers)
+                finally:
+                    registrar.close()
+                have = max(have, want)
             log(f"  done in {step.grow_s:.1f} s; starting the engine")
             engine = Engine(db_url, str(work / "state"), work / "engine.log", args.nofile)
             api = Api(engine.url, token)
@@ -714,7 +764,7 @@ def main() -> int:
         sim.stop()
         if lock_file is not None:
             lock_file.close()
-    print(f"\n{os.cpu_count()} CPUs; database {db.normalize_url(db_url).split('@')[-1]}; agents' latency "
+    print(f"\n{os.cpu_count()} CPUs; database {shown}; agents' latency "
           f"{args.latency:g} s; {args.usb} USB + {args.pci} PCI devices per host; logs in {work}")
     print(table(steps, base_rss))
     return 0

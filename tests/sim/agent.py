@@ -374,6 +374,9 @@ class SimAgents:
         set {hosts?, pending_unplug?, latency?, unreachable?}
                                                     steer every host (or the listed ones, created if new)
         pending {host}                              the host's unplugs waiting for the guest
+        seed {host, vmId, name, devices}            a running domain with these devices (as VM.getDevices
+                                                    reports them), e.g. to give a new simulation the VMs
+                                                    an engine's database says run there
         stats {}                                    hosts, open connections, waiting polls, requests by verb
         """
         if op == "finish_unplug":
@@ -396,6 +399,14 @@ class SimAgents:
             return {"hosts": len(targets)}
         if op == "pending":
             return self.host(int(body["host"])).pending_unplugs()
+        if op == "seed":
+            host = self.host(int(body["host"]))
+            with host._lock:
+                dom = host.add_domain(str(body["vmId"]), str(body["name"]))
+                dom.params = {"name": str(body["name"]), "machine": str(body.get("machine") or "pc")}
+                dom.devices[:] = [{"type": "controller", "device": "pci", "alias": "pci.0", "address": None,
+                                   "model": "pci-root", "index": 0}, *map(dict, body.get("devices") or [])]
+            return {"vmId": dom.vm_id, "devices": len(dom.devices)}
         if op == "stats":
             return {"hosts": len(self.hosts), "connections": self.connections, "pollsWaiting": self.polls_waiting,
                     "requests": dict(self.requests), "time": time.time()}
