@@ -109,7 +109,7 @@ def _thread_cpu() -> dict[str, float]:
     request threads, the rest."""
     names = {t.native_id: t.name for t in threading.enumerate()}
     tick = os.sysconf("SC_CLK_TCK")
-    groups: collections.Counter[str] = collections.Counter()
+    groups: dict[str, float] = collections.defaultdict(float)
     for tid in os.listdir("/proc/self/task"):
         try:
             with open(f"/proc/self/task/{tid}/stat") as f:

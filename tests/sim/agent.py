@@ -42,7 +42,6 @@ import json
 import os
 import signal
 import stat
-import sys
 import threading
 import time
 from typing import Any
@@ -433,7 +432,10 @@ def main(argv: list[str] | None = None) -> int:
         loop.add_signal_handler(signal.SIGTERM, agents.shutdown)
         loop.add_signal_handler(signal.SIGINT, agents.shutdown)
         if stat.S_ISFIFO(os.fstat(0).st_mode):  # a parent's pipe: its closing (the parent exited) ends us too
-            loop.add_reader(0, lambda: sys.stdin.buffer.read1(65536) or agents.shutdown())
+            def stdin_readable() -> None:
+                if not os.read(0, 65536):
+                    agents.shutdown()
+            loop.add_reader(0, stdin_readable)
         await task
 
     asyncio.run(run())

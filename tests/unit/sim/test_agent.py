@@ -52,7 +52,7 @@ def test_bad_params_get_the_contracts_coded_error(agents):
         with pytest.raises(HostCallFailed) as caught:
             agent.call("VM.hotplugNic", {"vmId": str(uuid.uuid4()), "nic": {"type": "interface"}})
     assert caught.value.host_code == contract.error_code("invalidParams") == -32602
-    assert caught.value.host_error_name == "invalidParams"  # type: ignore[attr-defined]
+    assert caught.value.host_error_name == "invalidParams"
     assert "nic" in caught.value.host_message
 
 
@@ -68,7 +68,7 @@ def test_a_verb_error_carries_its_code_and_name(agents):
         with pytest.raises(HostCallFailed) as caught:
             agent.call("VM.getDevices", {"vmId": str(uuid.uuid4())})
     assert caught.value.host_code == contract.error_code("noVM")
-    assert caught.value.host_error_name == "noVM"  # type: ignore[attr-defined]
+    assert caught.value.host_error_name == "noVM"
 
 
 def test_each_host_is_its_own_host(agents):
