@@ -11,7 +11,7 @@ from engine.dao._cas import update_one
 from engine.dao.models import HOST_STATUSES, Host, Vm, utcnow
 from engine.vocab import HOST_UP
 
-__all__ = ["get", "get_by_name", "list", "update_capabilities", "set_status", "advance_event_seq",
+__all__ = ["get", "get_by_name", "list", "update_capabilities", "set_status", "advance_event_seq", "take_events",
            "running_vm_counts"]
 
 
@@ -41,6 +41,13 @@ def advance_event_seq(s: Session, host_id: str, seq: int) -> bool:
     """Move the host's consumed-journal mark forward to `seq`, never backwards (compare-and-set on
     last_event_seq < seq). False when the mark is already at or past `seq`."""
     return update_one(s, Host, host_id, {"last_event_seq": seq}, Host.last_event_seq < seq)
+
+
+def take_events(s: Session, host_id: str, after: int, seq: int) -> bool:
+    """Move the consumed-journal mark from `after` to `seq` (compare-and-set on last_event_seq = after),
+    before the events are applied in the same transaction: of two monitors that read the same events,
+    the second waits for the first's row lock, then finds the mark moved and applies nothing."""
+    return update_one(s, Host, host_id, {"last_event_seq": seq}, Host.last_event_seq == after)
 
 
 def _checked(status: str) -> str:

@@ -138,16 +138,16 @@ class Monitor:
         events_mod.let_commands_finish(events)
         applied = events_mod.Applied()
         with self._sessions.begin() as s:
-            current = hosts_dao.get(s, row.id)
-            if current is None or current.last_event_seq != after:
+            if not hosts_dao.take_events(s, row.id, after, events[-1]["seq"]):
                 return 0, True          # consumed meanwhile by someone else: nothing is applied twice
+            current = hosts_dao.get(s, row.id)
+            assert current is not None  # the compare-and-set above found it
             for event in events:
                 try:
                     with s.begin_nested():
                         events_mod.apply(s, current, event, applied)
                 except (KeyError, TypeError, ValueError) as e:
                     log.warning("host %s: event %s is malformed, skipped: %s", row.name, event, e)
-            hosts_dao.advance_event_seq(s, row.id, events[-1]["seq"])
         for vm_id in applied.undefine:
             self._undefine(row, vm_id)
         why = " (the host reported a change)"

@@ -3,8 +3,10 @@ of events it hands out after a sequence number, and the live devices of each VM.
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from datetime import datetime, timedelta, timezone
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import pytest
@@ -345,6 +347,22 @@ def test_last_event_seq_survives_a_restart(sessions, fakes, agent, host, vm, mak
     assert len(audits("NIC_UNPLUGGED")) == 1
     assert read(Host, host.id).last_event_seq == 2
     assert again.run_once(host) == 0
+
+
+def test_two_monitors_that_read_the_same_events_apply_them_once(sessions, fakes, agent, host, vm, make_nic,
+                                                                 read, audits):
+    """Two engines (replicas, or an old leader that has not noticed it lost) long-poll the same host: both
+    get the same events, only one applies them."""
+    nic = unplugging_nic(make_nic, vm)
+    agent.emit("device_removed", vm.id, nic.device.alias)
+    both_read = threading.Barrier(2, timeout=10)
+    agent.on_call = lambda verb, _params: both_read.wait() if verb == "Host.getEvents" else None
+    monitors = [Monitor(sessions, fakes, poll_timeout=0.1) for _ in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        counts = sorted(pool.map(lambda m: m.run_once(read(Host, host.id)), monitors))
+    assert counts == [0, 1]
+    assert len(audits("NIC_UNPLUGGED")) == 1
+    assert read(Host, host.id).last_event_seq == 1
 
 
 def test_reapplying_events_is_idempotent(sessions, monitor, agent, host, vm, make_nic, read, audits):
