@@ -7,6 +7,10 @@ File layout (every key optional)::
     db_url = "sqlite:////var/lib/plugboard/engine.db"   # $PLUGBOARD_DB_URL
     listen = "127.0.0.1:8080"                 # $PLUGBOARD_LISTEN
     unplug_wait = 15                          # $PLUGBOARD_UNPLUG_WAIT
+    workers = 2                               # $PLUGBOARD_WORKERS: server processes (default: 1 on
+                                              #   SQLite, which allows no more; the CPU count on PostgreSQL)
+    threads = 8                               # $PLUGBOARD_THREADS: requests each worker serves at once
+    request_timeout = 120                     # $PLUGBOARD_REQUEST_TIMEOUT: a worker silent this long is replaced
 
     [mac_pool]
     start = "56:6f:1a:00:00:00"               # $PLUGBOARD_MAC_POOL_START
@@ -98,6 +102,9 @@ class EngineConfig:
     unplug_wait: float = 15.0             # how long a hot-unplug command waits for the agent's answer
     pci_aliases: tuple[Alias, ...] = ()   # several may share a name: it then means any of them
     pcie_ports: int = 4                   # spare q35 root ports a VM gets for hot-plug, unless it says
+    workers: int = 1                      # server processes of `plugboard engine serve`
+    threads: int = 8                      # requests one worker serves at once
+    request_timeout: float = 120.0        # a worker that has not answered its server for this long is replaced
 
     @property
     def listen(self) -> str:
@@ -194,6 +201,27 @@ def _pcie_ports(value: Any) -> int:
     return int(number)
 
 
+def _count(limit: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        number = _number(value)
+        if number != int(number) or not 1 <= number <= limit:
+            raise ValueError(f"expected a whole number from 1 to {limit}, got {value!r}")
+        return int(number)
+    return parse
+
+
+MAX_WORKERS = 64
+MAX_THREADS = 256
+
+
+def default_workers(db_url: str) -> int:
+    """One per CPU this process may run on (gunicorn's threaded workers each serve `threads` requests
+    at once); one on SQLite."""
+    if db_url.startswith("sqlite"):
+        return 1
+    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+
+
 @dataclass(frozen=True)
 class _Key:
     section: str
@@ -211,6 +239,9 @@ _KEYS = [
     _Key("engine", "db_url", _db_url, "DB_URL"),
     _Key("engine", "listen", _listen, "LISTEN"),
     _Key("engine", "unplug_wait", _positive, "UNPLUG_WAIT"),
+    _Key("engine", "workers", _count(MAX_WORKERS), "WORKERS"),
+    _Key("engine", "threads", _count(MAX_THREADS), "THREADS"),
+    _Key("engine", "request_timeout", _positive, "REQUEST_TIMEOUT"),
     _Key("mac_pool", "start", _mac, "MAC_POOL_START"),
     _Key("mac_pool", "end", _mac, "MAC_POOL_END"),
     _Key("hosts", "timeout", _positive, "HOST_TIMEOUT"),
@@ -295,6 +326,11 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
         raise ConfigError("monitor.stale_after", f"must be at least engine.unplug_wait ({unplug_wait:g} s): "
                           f"an unplug cannot be given up before its command has stopped waiting")
 
+    workers = values.get("engine.workers", default_workers(db_url))
+    if workers > 1 and db_url.startswith("sqlite"):
+        raise ConfigError("engine.workers", f"{workers} workers need PostgreSQL: SQLite has one writer, so an "
+                          "engine on SQLite is one process (set workers = 1, or db_url to a PostgreSQL database)")
+
     return EngineConfig(
         state_dir=state_dir,
         db_url=db_url,
@@ -311,4 +347,7 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
         unplug_wait=unplug_wait,
         pci_aliases=values.get("pci.alias", ()),
         pcie_ports=values.get("pci.pcie_ports", EngineConfig.pcie_ports),
+        workers=workers,
+        threads=values.get("engine.threads", EngineConfig.threads),
+        request_timeout=values.get("engine.request_timeout", EngineConfig.request_timeout),
     )

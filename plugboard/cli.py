@@ -1,4 +1,4 @@
-"""`plugboard engine serve | agent serve | db upgrade | up | down | pki init`. The engine and the agent
+"""`plugboard engine serve | engine monitor | agent serve | db upgrade | up | down | pki init`. The engine and the agent
 never import each other; this module only wires each one up from its own config, importing it lazily."""
 from __future__ import annotations
 
@@ -37,9 +37,16 @@ def _agent_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _engine_serve(args: argparse.Namespace) -> int:
-    from plugboard import engine_main
-    return engine_main.serve(args)
+def _engine(action: str):
+    def run(args: argparse.Namespace) -> int:
+        from engine.config import ConfigError
+        from plugboard import engine_main
+        try:
+            return getattr(engine_main, action)(args)
+        except ConfigError as e:
+            print(f"plugboard engine {action}: {e}", file=sys.stderr)
+            return 2
+    return run
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -76,11 +83,18 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_agent_serve)
 
     engine = sub.add_parser("engine", help="the engine").add_subparsers(dest="action", required=True)
-    eserve = engine.add_parser("serve", help="serve the REST API, the web UI and the monitor")
+    eserve = engine.add_parser("serve", help="serve the REST API, the web UI and the monitor (gunicorn)")
     eserve.add_argument("--config", type=Path, help="engine TOML file")
     eserve.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8080)")
     eserve.add_argument("--db-url", help="SQLAlchemy URL (default SQLite in the state dir)")
-    eserve.set_defaults(func=_engine_serve)
+    eserve.add_argument("--workers", type=int, help="server processes (default: 1 on SQLite, the CPUs on PostgreSQL)")
+    eserve.add_argument("--no-monitor", action="store_true",
+                        help="do not watch the hosts here (run `plugboard engine monitor` elsewhere)")
+    eserve.set_defaults(func=_engine("serve"))
+    emon = engine.add_parser("monitor", help="watch the hosts only, while this process holds the monitor's lease")
+    emon.add_argument("--config", type=Path, help="engine TOML file")
+    emon.add_argument("--db-url", help="SQLAlchemy URL (default SQLite in the state dir)")
+    emon.set_defaults(func=_engine("monitor"))
 
     db = sub.add_parser("db", help="the engine's database").add_subparsers(dest="action", required=True)
     up = db.add_parser("upgrade", help="apply migrations up to the newest revision")

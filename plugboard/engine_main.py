@@ -1,4 +1,4 @@
-"""`plugboard engine serve` and `plugboard db upgrade`: wire the engine's parts from its config."""
+"""`plugboard engine serve | monitor` and `plugboard db upgrade`: wire the engine's parts from its config."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +15,8 @@ def _config(args: argparse.Namespace):
         env["PLUGBOARD_DB_URL"] = args.db_url
     if getattr(args, "listen", None):
         env["PLUGBOARD_LISTEN"] = args.listen
+    if getattr(args, "workers", None) is not None:
+        env["PLUGBOARD_WORKERS"] = str(args.workers)
     return config.load(args.config, env=env)
 
 
@@ -27,20 +29,31 @@ def db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def build(cfg):
-    """The engine's parts: database sessions, host clients, monitor and the REST app."""
+def prepare(cfg) -> None:
+    """What a deployment does once before it serves: its state dir, the newest schema, the
+    configuration's PCI aliases (and only them) in the database."""
     from engine.dao import db, pci_aliases
+
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    db.upgrade(cfg.db_url)
+    engine = db.make_engine(cfg.db_url)
+    try:
+        with db.make_sessions(engine).begin() as s:
+            pci_aliases.replace_all(s, cfg.pci_aliases)
+    finally:
+        engine.dispose()
+
+
+def parts(cfg):
+    """One engine process's own parts: database sessions, host clients, its monitor and the web app."""
+    from engine.dao import db
     from engine.jsonrpc_client import client_factory
     from engine.macpool import MacPool
     from engine.monitor import Monitor
     from engine.app import create_app
 
-    cfg.state_dir.mkdir(parents=True, exist_ok=True)
-    db.upgrade(cfg.db_url)
     # IMMEDIATE transactions on SQLite: a read-then-compare-and-set loses cleanly (409), never "locked".
     sessions = db.make_sessions(db.make_engine(cfg.db_url, sqlite_begin="immediate"))
-    with sessions.begin() as s:     # the configuration's PCI aliases, and only them
-        pci_aliases.replace_all(s, cfg.pci_aliases)
     hosts = client_factory(cfg)
     monitor = Monitor.from_config(sessions, hosts, cfg)
     # STATE_DIR: the web UI keeps the key that signs its session cookies there.
@@ -49,10 +62,27 @@ def build(cfg):
     return app, monitor
 
 
+def build(cfg):
+    """A whole engine in this process (tests, benchmarks): `prepare`, then `parts`."""
+    prepare(cfg)
+    return parts(cfg)
+
+
+def standby(monitor, cfg):
+    """The monitor of this process, run only while it holds the deployment's monitor lease. On SQLite
+    the engine is one process, so the first reconciliation may settle whatever was left in flight."""
+    from engine.dao import db, leases
+    from engine.monitor.runner import Standby
+
+    sqlite = db.is_sqlite(cfg.db_url)
+    return Standby(monitor, leases.monitor_lease(db.make_engine(cfg.db_url)), startup=sqlite,
+                   retry=min(5.0, cfg.reconcile_interval))
+
+
 def make_http_server(app, host: str, port: int):
-    """werkzeug's threaded server, answering without Nagle's algorithm: werkzeug writes a response's
-    headers and body in two sends, and with Nagle on the body waited for the client's delayed ACK of
-    the headers (about 2 ms per POST here)."""
+    """werkzeug's threaded server in this process (tests and benchmarks), answering without Nagle's
+    algorithm: werkzeug writes a response's headers and body in two sends, and with Nagle on the body
+    waited for the client's delayed ACK of the headers (about 2 ms per POST here)."""
     from werkzeug.serving import WSGIRequestHandler, make_server
 
     class Handler(WSGIRequestHandler):
@@ -62,17 +92,37 @@ def make_http_server(app, host: str, port: int):
 
 
 def serve(args: argparse.Namespace) -> int:
+    """gunicorn's arbiter with `workers` processes of `threads` threads each; every worker builds its
+    own parts after the fork and stands for the monitor's lease (unless --no-monitor). SIGHUP replaces
+    the workers gracefully, SIGTERM stops after the requests in progress."""
+    from plugboard import gunicorn_app
+
     cfg = _config(args)
-    app, monitor = build(cfg)
-    monitor.reconcile_all(startup=True)
-    monitor.start()
-    host, port = cfg.listen_host, cfg.listen_port
-    server = make_http_server(app, host, port)
-    log.info("engine listening on http://%s:%d/api (database %s)", host, port, cfg.db_url)
+    prepare(cfg)
+    log.info("engine on http://%s:%d/api: %d worker(s) x %d threads (database %s)", cfg.listen_host,
+             cfg.listen_port, cfg.workers, cfg.threads, cfg.db_url)
+    gunicorn_app.EngineServer(cfg, monitor=not args.no_monitor).run()
+    return 0
+
+
+def monitor(args: argparse.Namespace) -> int:
+    """`plugboard engine monitor`: the monitor alone, for deployments that serve with --no-monitor.
+    It stands for the same lease as the servers' workers, so running it twice is safe."""
+    import signal
+    import threading
+
+    cfg = _config(args)
+    prepare(cfg)
+    _app, mon = parts(cfg)
+    runner = standby(mon, cfg)
+    runner.startup = False      # servers may have commands in flight
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    runner.start()
     try:
-        server.serve_forever()
+        done.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        monitor.stop(timeout=5)
+        runner.stop(timeout=cfg.poll_timeout + 10)
     return 0

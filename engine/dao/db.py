@@ -168,8 +168,9 @@ def drop_all(engine: Engine) -> None:
     reflected.drop_all(engine)
 
 
-#: Keys of the transaction-scoped locks `serialize` takes (PostgreSQL advisory lock ids).
-LOCKS = {"mac_pool": 0x504C_4D41}
+#: PostgreSQL advisory lock ids: the transaction-scoped locks `serialize` takes, and the session lock
+#: the monitor's leader holds (engine.dao.leases).
+LOCKS = {"mac_pool": 0x504C_4D41, "monitor": 0x504C_4D4F}
 
 
 def serialize(s: Session, name: str) -> None:

@@ -366,3 +366,77 @@ class Monitor:
                 self._stop.wait(self.retry_delay)
             elif count == 0 and time.monotonic() - started < 0.5:
                 self._stop.wait(0.5)    # an agent that does not hold the long-poll must not spin us
+
+
+class Standby:
+    """Runs `monitor` only while this process holds the deployment's monitor lease
+    (engine.dao.leases): every engine process stands by, one watches the hosts, and when it dies or
+    loses its database connection another takes over within `retry` seconds.
+
+    startup: whether the leader's first reconciliation may finish in-flight rows whatever their age
+    (only when no command can be in flight: a single engine process, before it serves)."""
+
+    def __init__(self, monitor: Monitor, lease: Any, *, startup: bool = False, retry: float = 5.0) -> None:
+        self.monitor = monitor
+        self.lease = lease
+        self.startup = startup
+        self.retry = float(retry)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def leading(self) -> bool:
+        return self.monitor.running
+
+    def start(self) -> None:
+        """Try the lease at once (so that a single process reconciles before it serves), then stand by
+        in the background."""
+        self._stop.clear()
+        won = self._try()
+        self._thread = threading.Thread(target=self._run, args=(won,), name="monitor-standby", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _try(self) -> bool:
+        try:
+            won = self.lease.acquire()
+        except Exception as e:  # noqa: BLE001 - a database that does not answer: stand by, try again
+            log.warning("monitor: cannot take the lease (%r): %s", self.lease, e)
+            return False
+        if won:
+            log.info("monitor: this process holds the lease (%r) and watches the hosts", self.lease)
+            try:
+                self.monitor.reconcile_all(startup=self.startup)
+            except Exception:  # noqa: BLE001 - the periodic reconciliation tries again
+                log.exception("monitor: reconciliation on taking the lease failed")
+            self.startup = False     # a later leader may find commands of other processes in flight
+            self.monitor.start()
+        return won
+
+    def _run(self, leading: bool) -> None:
+        while not self._stop.is_set():
+            if not leading:
+                if self._stop.wait(self.retry):
+                    break
+                leading = self._try()
+                continue
+            if self._stop.wait(self.retry):
+                break
+            if not self._held():
+                log.warning("monitor: lost the lease (%r); standing by", self.lease)
+                self.monitor.stop(timeout=self.retry)
+                leading = False
+        if leading:
+            self.monitor.stop()
+        self.lease.release()
+
+    def _held(self) -> bool:
+        try:
+            return bool(self.lease.held())
+        except Exception:  # noqa: BLE001
+            return False

@@ -1,0 +1,198 @@
+"""`plugboard engine serve` as a deployment runs it: gunicorn's arbiter and its workers in processes of
+their own, against simulated agents (tests/sim). One process of the deployment holds the monitor's
+lease and applies each agent event once; when it dies another takes over.
+
+On SQLite (the py311 tier) the engine is one worker; on PostgreSQL (the pg tier) two replicas of two
+workers each share one database."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import text
+
+from engine.dao import db
+from tests.sim.agent import SimAgents, usb_device
+from tests.unit.engine.tokens import issue_token
+
+ROOT = Path(__file__).resolve().parents[3]
+PG_URL = os.environ.get("PLUGBOARD_TEST_DB_URL") or ""
+LEASE_KEY = db.LOCKS["monitor"]
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what: str, probe: Callable[[], object], timeout: float = 30.0, every: float = 0.2) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+class Server:
+    """One `plugboard engine serve` process tree (one replica)."""
+
+    def __init__(self, state: Path, db_url: str, workers: int) -> None:
+        state.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = state / "engine.log"
+        env = {**os.environ, "PLUGBOARD_STATE_DIR": str(state), "PLUGBOARD_DB_URL": db_url,
+               "PLUGBOARD_POLL_TIMEOUT": "1", "PLUGBOARD_RECONCILE_INTERVAL": "2"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "plugboard.cli", "engine", "serve", "--listen", f"127.0.0.1:{self.port}",
+             "--workers", str(workers)], stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, cwd=ROOT, env=env, start_new_session=True)
+        wait_for(f"the engine on {self.url}", self.answers, timeout=60)
+
+    def answers(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the engine exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+        try:
+            return requests.get(f"{self.url}/api/openapi.json", timeout=2).ok
+        except requests.RequestException:
+            return False
+
+    def workers(self) -> set[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return {int(p) for p in out.split()}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+@pytest.fixture
+def agents() -> Iterator[SimAgents]:
+    sim = SimAgents(usb=1, pci=0)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def database(tmp_path) -> Iterator[tuple[str, object]]:
+    url = PG_URL or f"sqlite:///{tmp_path}/engine.db"
+    if PG_URL:
+        db.drop_all(db.make_engine(url))
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    yield url, db.make_sessions(engine)
+    engine.dispose()
+
+
+def register(server: Server, sessions, agents: SimAgents, n: int = 1) -> str:
+    token = issue_token(sessions)
+    answer = requests.post(f"{server.url}/api/hosts", json={"name": f"sim{n}", "url": agents.url(n)},
+                           headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert answer.status_code == 201, answer.text
+    return answer.json()["id"]
+
+
+def plug_and_count(agents: SimAgents, sessions, k: int) -> int:
+    """A new USB device on host 1; waits until the engine has it, then returns how many times the
+    engine applied the journal's hostdev_added (each application reads that device by name)."""
+    host = agents.host(1)
+    dev = usb_device(1, k)
+    host.plug_hostdev(dev)
+
+    def stored() -> bool:
+        with sessions.begin() as s:
+            return bool(s.execute(text("SELECT count(*) FROM host_devices WHERE name = :n"),
+                                  {"n": dev["name"]}).scalar())
+    wait_for(f"device {dev['name']} in the inventory", stored, timeout=30)
+    time.sleep(1.5)     # a second monitor, if there were one, would have applied it too by now
+    return sum(1 for p in host.sent("Host.hostdevListByCaps") if dev["name"] in (p.get("names") or ()))
+
+
+def pg_lease_holder(sessions) -> int | None:
+    """The pid (as `application_name` tells it) of the process holding the monitor's advisory lock."""
+    with sessions.begin() as s:
+        names = s.execute(text(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = :key"),
+            {"key": LEASE_KEY}).scalars().all()
+    assert len(names) <= 1, names
+    return int(names[0].rpartition(":")[2]) if names else None
+
+
+def file_lease_holder(url: str) -> int | None:
+    path = Path(url.removeprefix("sqlite:///") + ".monitor.lock")
+    text_ = path.read_text() if path.exists() else ""
+    return int(text_.strip().rpartition(":")[2]) if text_.strip() else None
+
+
+@pytest.mark.skipif(bool(PG_URL), reason="the SQLite deployment; the pg tier runs the replicas below")
+def test_on_sqlite_one_worker_watches_and_a_graceful_restart_hands_the_lease_over(tmp_path, database, agents):
+    url, sessions = database
+    server = Server(tmp_path / "engine", url, workers=1)
+    try:
+        register(server, sessions, agents)
+        (worker,) = server.workers()
+        assert wait_for("the lease", lambda: file_lease_holder(url)) == worker
+        assert plug_and_count(agents, sessions, 5) == 1
+
+        os.kill(server.proc.pid, signal.SIGHUP)         # gunicorn: new workers, the old ones finish
+        wait_for("a new worker", lambda: server.workers() and server.workers() != {worker}, timeout=60)
+        (new,) = wait_for("one worker", lambda: len(server.workers()) == 1 and server.workers(), timeout=60)
+        assert wait_for("the lease moving", lambda: file_lease_holder(url) == new and new, timeout=30) == new
+        assert server.answers()
+        assert plug_and_count(agents, sessions, 6) == 1
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(bool(PG_URL), reason="SQLite only")
+def test_on_sqlite_more_than_one_worker_is_refused(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "plugboard.cli", "engine", "serve", "--workers", "2"],
+                         env={**os.environ, "PLUGBOARD_STATE_DIR": str(tmp_path)}, cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert "engine.workers" in run.stderr and "PostgreSQL" in run.stderr
+
+
+@pytest.mark.skipif(not PG_URL, reason="replicas share a PostgreSQL database (the pg tier)")
+def test_two_replicas_on_postgresql_watch_once_and_take_over_when_the_leader_dies(tmp_path, database, agents):
+    url, sessions = database
+    replicas = [Server(tmp_path / f"engine{i}", url, workers=2) for i in range(2)]
+    try:
+        register(replicas[0], sessions, agents)
+        workers = set().union(*(r.workers() for r in replicas))
+        assert len(workers) == 4
+        leader = wait_for("a leader", lambda: pg_lease_holder(sessions))
+        assert leader in workers
+        assert plug_and_count(agents, sessions, 5) == 1
+        for r in replicas:      # both serve the same API
+            assert requests.get(f"{r.url}/healthz", timeout=5).status_code in (200, 404)
+
+        os.kill(leader, signal.SIGKILL)
+        started = time.monotonic()
+        successor = wait_for("another leader", lambda: (pg_lease_holder(sessions) or leader) != leader
+                             and pg_lease_holder(sessions), timeout=30)
+        print(f"\nthe monitor's lease moved from worker {leader} to {successor} "
+              f"in {time.monotonic() - started:.1f} s")
+        assert plug_and_count(agents, sessions, 6) == 1
+    finally:
+        for r in replicas:
+            r.stop()
