@@ -136,3 +136,28 @@ def test_invalid_toml_and_missing_file(tmp_path):
         load(write(tmp_path, "[engine\n"), env={})
     with pytest.raises(ConfigError, match="cannot read"):
         load(tmp_path / "absent.toml", env={})
+
+
+def test_server_processes_default_to_one_on_sqlite_and_the_cpus_on_postgresql():
+    import os
+    assert load(None, env={}).workers == 1
+    pg = load(None, env={"PLUGBOARD_DB_URL": "postgresql+psycopg://u@db/plugboard"})
+    assert pg.workers == len(os.sched_getaffinity(0))
+    assert (pg.threads, pg.request_timeout) == (8, 120.0)
+    tuned = load(None, env={"PLUGBOARD_DB_URL": "postgresql+psycopg://u@db/plugboard", "PLUGBOARD_WORKERS": "6",
+                            "PLUGBOARD_THREADS": "4", "PLUGBOARD_REQUEST_TIMEOUT": "30"})
+    assert (tuned.workers, tuned.threads, tuned.request_timeout) == (6, 4, 30.0)
+
+
+@pytest.mark.parametrize("env, key", [
+    ({"PLUGBOARD_WORKERS": "2"}, "engine.workers"),         # SQLite: one writer, one process
+    ({"PLUGBOARD_WORKERS": "0", "PLUGBOARD_DB_URL": "postgresql+psycopg://u@db/p"}, "engine.workers"),
+    ({"PLUGBOARD_WORKERS": "1.5", "PLUGBOARD_DB_URL": "postgresql+psycopg://u@db/p"}, "engine.workers"),
+    ({"PLUGBOARD_THREADS": "0"}, "engine.threads"),
+    ({"PLUGBOARD_THREADS": "1000"}, "engine.threads"),
+    ({"PLUGBOARD_REQUEST_TIMEOUT": "-1"}, "engine.request_timeout"),
+])
+def test_bad_server_settings_name_the_key(env, key):
+    with pytest.raises(ConfigError) as e:
+        load(None, env=env)
+    assert e.value.key == key
