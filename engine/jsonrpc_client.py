@@ -21,6 +21,7 @@ import jsonrpcclient
 import requests
 import urllib3
 
+from engine import metrics
 from engine.config import EngineConfig, TlsSettings
 from engine.dao.models import Host
 from engine.errors import HostCallFailed, HostUnreachable
@@ -110,6 +111,19 @@ class JsonRpcHostClient:
 
     def call(self, verb: str, params: dict[str, Any] | None = None, *,
              timeout: float | None = None) -> dict[str, Any]:
+        started = time.monotonic()
+        outcome = "unreachable"
+        try:
+            result = self._call(verb, params, timeout)
+            outcome = "ok"
+            return result
+        except HostCallFailed:
+            outcome = "failed"
+            raise
+        finally:
+            metrics.host_call(verb, outcome, time.monotonic() - started)
+
+    def _call(self, verb: str, params: dict[str, Any] | None, timeout: float | None) -> dict[str, Any]:
         request = jsonrpcclient.request(verb, params or {}, id=_next_id())
         read = self.read_timeout(verb, params, timeout)
         started = time.monotonic()

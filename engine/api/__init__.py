@@ -9,8 +9,8 @@ from flask import Flask
 from flask_smorest import Api
 
 from engine import reasons as R
-from engine.api import (clusters, controllers, events, flavors, hostdevs, hosts, nics, osinfo, pci_attachments,
-                        redirdevs, vms)
+from engine.api import (clusters, controllers, events, flavors, hostdevs, hosts, nics, operations, osinfo,
+                        pci_attachments, redirdevs, vms)
 from engine.api.common import Blueprint
 from engine.api.schemas import FaultSchema
 from engine.auth import Principal
@@ -30,6 +30,7 @@ BLUEPRINTS: tuple[Callable[[], Blueprint], ...] = (
     events.make_blueprint,
     osinfo.make_blueprint,
     flavors.make_blueprint,
+    operations.make_blueprint,
 )
 
 SETTINGS = {
@@ -43,8 +44,8 @@ SETTINGS = {
 
 # ---- who may use which route (engine.app authenticates, then asks `authorize`) --------------------
 
-#: Open to anyone: the OpenAPI document.
-PUBLIC_ENDPOINTS = frozenset({"api-docs.openapi_json"})
+#: Open to anyone: the OpenAPI document, and the probes' and Prometheus' /healthz, /readyz and /metrics.
+PUBLIC_ENDPOINTS = frozenset({"api-docs.openapi_json"}) | operations.ENDPOINTS
 #: A member's routes: its projects' VMs and their devices (the commands' loader checks the project),
 #: PCI devices by alias among them (an alias is what an admin allowed), their events, the OS table.
 #: Every other route -- hosts, clusters, writing flavors, PCI aliases, and any route added later until

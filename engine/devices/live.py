@@ -14,6 +14,7 @@ kind's agent verb and finishes the transition in a second short transaction:
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import agent_codes
+from engine import agent_codes, metrics
 from engine.dao.models import Host, VmDevice
 from engine.devices import state
 from engine.devices.state import Before, Subject
@@ -125,9 +126,25 @@ def run(sessions: sessionmaker[Session], hosts: HostClientFactory, call: LiveCal
 
     `session`: finish in a new transaction of this session (the one `prepare` ran in, its transaction
     committed), so that the rows it loaded take the values the transition writes (read back by its
-    UPDATE's RETURNING). What happens is decided by the compare-and-set in SQL, never by those rows."""
-    with FINISHING.running(call.subject.vm_id, call.subject.alias):
-        return _run(sessions, hosts, call, session)
+    UPDATE's RETURNING). What happens is decided by the compare-and-set in SQL, never by those rows.
+
+    Every live operation of every kind passes here, so it is timed and counted here, by outcome
+    (engine.metrics)."""
+    started = time.monotonic()
+    outcome = "error"
+    try:
+        with FINISHING.running(call.subject.vm_id, call.subject.alias):
+            pending = _run(sessions, hosts, call, session)
+        outcome = "pending" if pending else "ok"
+        return pending
+    except HostCallFailed:
+        outcome = "failed"
+        raise
+    except HostUnreachable as err:
+        outcome = "unknown" if err.outcome_unknown else "unreachable"
+        raise
+    finally:
+        metrics.device_operation(call.subject.kind.type, call.plug, outcome, time.monotonic() - started)
 
 
 def _run(sessions: sessionmaker[Session], hosts: HostClientFactory, call: LiveCall,

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import agent_codes
+from engine import agent_codes, metrics
 from engine.dao import audit, devices, hosts as hosts_dao, vms as vms_dao
 from engine.dao.models import Host, Vm
 from engine.devices import inventory, state
@@ -124,6 +124,7 @@ class Monitor:
         except HostCallFailed as err:
             log.warning("Host.getEvents on %s failed: %s", row.name, err.message)
             return 0, False
+        metrics.host_polled(row.name)
         if status == HOST_UNREACHABLE:
             self._mark_reachable(row)
 
@@ -148,6 +149,7 @@ class Monitor:
                         events_mod.apply(s, current, event, applied)
                 except (KeyError, TypeError, ValueError) as e:
                     log.warning("host %s: event %s is malformed, skipped: %s", row.name, event, e)
+        metrics.events_applied(events)
         for vm_id in applied.undefine:
             self._undefine(row, vm_id)
         why = " (the host reported a change)"

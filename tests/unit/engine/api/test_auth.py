@@ -23,8 +23,10 @@ NOVA_PUBLIC = ("/", "/v2", "/v2/", "/v2.1", "/v2.1/")
 def native_routes(anonymous) -> list[tuple[str, str]]:
     r = anonymous.get("/api/openapi.json")
     assert r.status_code == 200, "the OpenAPI document is public"
+    # An operation the document declares public (`security: []`: /healthz, /readyz, /metrics) needs none.
     return sorted((method.upper(), path) for path, item in r.get_json()["paths"].items()
-                  for method in item if method in ("get", "post", "put", "patch", "delete"))
+                  for method in item if method in ("get", "post", "put", "patch", "delete")
+                  and item[method].get("security") != [])
 
 
 def nova_routes(app) -> list[tuple[str, str]]:

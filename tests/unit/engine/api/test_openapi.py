@@ -38,6 +38,9 @@ EXPECTED = {
     "/api/events": {"get"},
     "/api/osinfo": {"get"},
     "/api/osinfo/{os_id}": {"get"},
+    "/healthz": {"get"},
+    "/readyz": {"get"},
+    "/metrics": {"get"},
 }
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
 
