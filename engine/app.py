@@ -8,11 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, current_app, g, request, session
+from flask import Flask, Response, current_app, g, request, session
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import UnsupportedMediaType
 
-from engine import api, authn, faults, nova, ui
+from engine import api, authn, faults, nova, requestid, ui
 from engine import reasons as R
 from engine.auth import Principal
 from engine.dao import audit, db
@@ -88,6 +88,25 @@ def _authenticate() -> None:
     g.audit_actor = audit.set_actor(principal.user)
 
 
+def _bind_request_id() -> None:
+    """The request's id (the client's X-Request-Id when sane, else a new one) for every record this
+    thread logs and every host call it makes (engine.requestid), until the request ends."""
+    g.request_id = requestid.accept(request.headers.get(requestid.HEADER))
+    g.request_id_token = requestid.bind(g.request_id)
+
+
+def _send_request_id(response: Response) -> Response:
+    if "request_id" in g:
+        response.headers[requestid.HEADER] = g.request_id
+    return response
+
+
+def _unbind_request_id(_exc: BaseException | None) -> None:
+    token = g.pop("request_id_token", None)
+    if token is not None:
+        requestid.unbind(token)
+
+
 def _forget_actor(_exc: BaseException | None) -> None:
     actor = g.pop("audit_actor", None)
     if actor is not None:
@@ -111,9 +130,12 @@ def create_app(config: dict[str, Any]) -> Flask:
     app.config.setdefault("read_sessions", db.read_sessions(app.config["sessions"]))
     assert isinstance(app.json, DefaultJSONProvider)    # Flask's json_provider_class, not replaced here
     app.json.sort_keys = False  # keep the schemas' field order
-    app.before_request(_authenticate)     # first: an anonymous request learns nothing else
+    app.before_request(_bind_request_id)  # first: what authentication logs carries the id too
+    app.before_request(_authenticate)     # then: an anonymous request learns nothing else
     app.before_request(_require_json)
+    app.after_request(_send_request_id)
     app.teardown_request(_forget_actor)
+    app.teardown_request(_unbind_request_id)
     faults.register(app)
     api.init_app(app)
     nova.init_app(app)

@@ -21,7 +21,7 @@ import jsonrpcclient
 import requests
 import urllib3
 
-from engine import metrics
+from engine import metrics, requestid
 from engine.config import EngineConfig, TlsSettings
 from engine.dao.models import Host
 from engine.errors import HostCallFailed, HostUnreachable
@@ -95,6 +95,8 @@ class JsonRpcHostClient:
         if self._prepared is None:
             self._prepared = self._session.prepare_request(requests.Request("POST", self.url))
         prepared = self._prepared.copy()
+        if (request_id := requestid.current()) is not None:
+            prepared.headers[requestid.HEADER] = request_id     # the agent logs the engine's request id
         prepared.prepare_body(body, None)
         response = self._session.get_adapter(self.url).send(
             prepared, timeout=(self.connect_timeout, read), verify=self._verify, cert=self._session.cert,

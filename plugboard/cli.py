@@ -123,8 +123,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from plugboard import logs      # text or JSON lines ($PLUGBOARD_LOG_FORMAT), with request ids
+    try:
+        logs.setup(verbose=args.verbose)
+    except ValueError as e:
+        print(f"plugboard: {e}", file=sys.stderr)
+        return 2
     return args.func(args)
 
 

@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 from jsonrpcserver import Error, Success, dispatch
 
-from vdsm_plugin import validation
+from vdsm_plugin import requestid, validation
 from vdsm_plugin.errors import AgentError
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", MEDIA_TYPE)
         self.send_header("Content-Length", str(len(body)))
+        if (request_id := requestid.current()) is not None:
+            self.send_header(requestid.HEADER, request_id)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -180,6 +182,14 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _refuse_method  # noqa: N815
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        # The engine's request id is on every record this call logs (and echoed in the answer).
+        token = requestid.bind(requestid.sane(self.headers.get(requestid.HEADER)))
+        try:
+            self._post()
+        finally:
+            requestid.unbind(token)
+
+    def _post(self) -> None:
         try:
             body = self._read_body(self._check())
         except Refused as refused:
