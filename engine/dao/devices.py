@@ -18,7 +18,8 @@ from engine.dao.models import VmDevice, new_id, utcnow
 from engine.vocab import IN_FLIGHT_STATES, PLUGGING, STABLE
 
 __all__ = ["KEEP", "TRANSITION_STATES", "alias_for", "add", "get", "get_by_alias", "list_for_vm",
-           "list_in_flight", "begin_transition", "finish_transition", "set_plugged", "set_address",
+           "list_in_flight", "begin_transition", "finish_transition", "acknowledge", "mark_unanswered",
+           "restart_transition", "set_plugged", "set_address",
            "delete_if_stable", "used_indexes"]
 
 #: The states a transition can be in flight in (begin_transition's `to_state`).
@@ -92,14 +93,16 @@ def begin_transition(s: Session, dev_id: str, to_state: str) -> bool:
     if to_state not in TRANSITION_STATES:
         raise ValueError(f"to_state must be one of {TRANSITION_STATES}, not {to_state!r}")
     return _BEGIN(s, dev_id, {"plug_state": to_state, "is_plugged": to_state == PLUGGING, "plug_started_at": utcnow(),
-                              "last_error": None}, plug_state=STABLE)
+                              "plug_acked_at": None, "last_error": None}, plug_state=STABLE)
 
 
 # The transitions' compare-and-set UPDATEs, prebuilt (every plug and unplug runs two of them).
-_BEGIN = OneRowUpdate(VmDevice, ("plug_state", "is_plugged", "plug_started_at", "last_error"), guards=("plug_state",))
-_FINISH = OneRowUpdate(VmDevice, ("plug_state", "plug_started_at", "is_plugged", "last_error"), guards=("plug_state",))
-_FINISH_ADDRESS = OneRowUpdate(VmDevice, ("plug_state", "plug_started_at", "is_plugged", "last_error", "address"),
-                               guards=("plug_state",))
+_BEGIN = OneRowUpdate(VmDevice, ("plug_state", "is_plugged", "plug_started_at", "plug_acked_at", "last_error"),
+                      guards=("plug_state",))
+_FINISH = OneRowUpdate(VmDevice, ("plug_state", "plug_started_at", "plug_acked_at", "is_plugged", "last_error"),
+                       guards=("plug_state",))
+_FINISH_ADDRESS = OneRowUpdate(VmDevice, ("plug_state", "plug_started_at", "plug_acked_at", "is_plugged", "last_error",
+                                          "address"), guards=("plug_state",))
 _SET_PLUGGED = OneRowUpdate(VmDevice, ("is_plugged", "last_error"), guards=("plug_state",))
 _SET_PLUGGED_ADDRESS = OneRowUpdate(VmDevice, ("is_plugged", "last_error", "address"), guards=("plug_state",))
 
@@ -114,11 +117,31 @@ def finish_transition(s: Session, dev_id: str, *, from_state: str, is_plugged: b
     in `from_state` (someone else finished it)."""
     if from_state not in TRANSITION_STATES:
         raise ValueError(f"from_state must be one of {TRANSITION_STATES}, not {from_state!r}")
-    values: dict[str, Any] = {"plug_state": STABLE, "plug_started_at": None, "is_plugged": is_plugged,
-                              "last_error": error}
+    values: dict[str, Any] = {"plug_state": STABLE, "plug_started_at": None, "plug_acked_at": None,
+                              "is_plugged": is_plugged, "last_error": error}
     if address is KEEP:
         return _FINISH(s, dev_id, values, plug_state=from_state)
     return _FINISH_ADDRESS(s, dev_id, {**values, "address": address}, plug_state=from_state)
+
+
+def acknowledge(s: Session, dev_id: str, *, from_state: str) -> bool:
+    """The host took the transition and left it pending in the guest: it stays in flight, acknowledged.
+    A compare-and-set on plug_state=`from_state`."""
+    return update_one(s, VmDevice, dev_id, {"plug_acked_at": utcnow()}, VmDevice.plug_state == from_state)
+
+
+def mark_unanswered(s: Session, dev_id: str, *, from_state: str, error: dict[str, Any]) -> bool:
+    """The host call of the transition got no answer: it stays in flight, with `error` as last_error
+    (which says so), for reconciliation to settle against the host's truth. A compare-and-set."""
+    return update_one(s, VmDevice, dev_id, {"last_error": error, "plug_acked_at": None},
+                      VmDevice.plug_state == from_state)
+
+
+def restart_transition(s: Session, dev_id: str, *, from_state: str) -> bool:
+    """The transition is sent to the host again: its clock restarts, unacknowledged, with no error.
+    A compare-and-set on plug_state=`from_state`."""
+    return update_one(s, VmDevice, dev_id, {"plug_started_at": utcnow(), "plug_acked_at": None, "last_error": None},
+                      VmDevice.plug_state == from_state)
 
 
 def set_plugged(s: Session, dev_id: str, is_plugged: bool, *,

@@ -134,6 +134,9 @@ class VmDevice(Base):
     is_plugged: Mapped[bool] = mapped_column(Boolean, default=True)
     plug_state: Mapped[str] = mapped_column(String(16), default=STABLE)
     plug_started_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the host took the transition and left it pending in the guest (an unplug the guest has not
+    # released yet). An in-flight row without it whose command is over was never answered by the host.
+    plug_acked_at: Mapped[datetime | None] = mapped_column(default=None)
     # The guest address as libvirt reported it (VDSM dict); cleared on unplug. Nullable JSON columns
     # store Python None as SQL NULL (none_as_null), so "IS NULL" finds them.
     address: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)

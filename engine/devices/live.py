@@ -9,7 +9,11 @@ kind's agent verb and finishes the transition in a second short transaction:
     host has no such device     -> unplugged (the goal of an unplug is reached)
     host refused                -> back where it was, with the host's error on the row
     host never reached          -> back exactly as it was
-    request sent, no answer     -> stays in flight: the host may have acted; reconciliation settles it
+    request sent, no answer     -> stays in flight, marked unanswered: the host may have acted;
+                                   reconciliation settles it, or sends it again, once the host answers
+
+`resume` builds the call of a transition already in flight that reconciliation sends again; a host
+that is not reached then leaves it in flight, unanswered, rather than rolling the user's request back.
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ class LiveCall:
     host: Host
     plug: bool
     payload: dict[str, Any]
-    before: Before
+    before: Before | None       # None: sent again by reconciliation (nothing to roll back to)
 
     @property
     def verb(self) -> str:
@@ -95,13 +99,22 @@ class Finishing:
 FINISHING = Finishing()
 
 
-def prepare(s: Session, dev: VmDevice, subject: Subject, host: Host, *, plug: bool) -> LiveCall:
-    kind = subject.kind
-    payload = kind.payload(dev) if plug else kind.ref(dev)
+def _payload(dev: VmDevice, subject: Subject, *, plug: bool) -> dict[str, Any]:
+    payload = subject.kind.payload(dev) if plug else subject.kind.ref(dev)
     if plug:
         payload.pop("address", None)    # a hot plug lets libvirt pick a free slot
+    return payload
+
+
+def prepare(s: Session, dev: VmDevice, subject: Subject, host: Host, *, plug: bool) -> LiveCall:
+    payload = _payload(dev, subject, plug=plug)
     before = state.begin(s, subject, plug=plug)
     return LiveCall(subject=subject, host=host, plug=plug, payload=payload, before=before)
+
+
+def resume(dev: VmDevice, subject: Subject, host: Host, *, plug: bool) -> LiveCall:
+    """The call of a transition already in flight (state.resent), to be sent again."""
+    return LiveCall(subject=subject, host=host, plug=plug, payload=_payload(dev, subject, plug=plug), before=None)
 
 
 def host_error(err: EngineError, verb: str) -> dict[str, Any]:
@@ -185,9 +198,9 @@ def _unreachable(sessions: sessionmaker[Session], call: LiveCall, err: HostUnrea
     subject = call.subject
     message = f"Host {call.host.name} could not be reached: {err.message}"
     with _transaction(sessions, session) as s:
-        if not err.outcome_unknown:
+        if not err.outcome_unknown and call.before is not None:
             state.rolled_back(s, subject, plug=call.plug, before=call.before, message=message)
             return
         state_word = "plugging" if call.plug else "unplugging"
         state.host_silent(s, subject, f"{message}; whether it acted is unknown, {subject.label} stays "
-                          f"{state_word} until the host answers")
+                          f"{state_word} until the host answers", plug=call.plug)

@@ -169,7 +169,10 @@ def unplug_failed(s: Session, subject: Subject, error: dict[str, Any], message: 
 
 
 def unplug_pending(s: Session, subject: Subject) -> None:
-    """The guest has not released the device yet: the row stays unplugging; only the news is recorded."""
+    """The guest has not released the device yet: the row stays unplugging, acknowledged by the host
+    (reconciliation then waits for the guest, up to stale_after, instead of sending it again)."""
+    if not devices.acknowledge(s, subject.device_id, from_state=UNPLUGGING):
+        return
     subject.record(s, "UNPLUG_PENDING", f"{subject.label} of VM {subject.vm_name}: the guest has not released "
                    f"it yet; the unplug finishes when host {subject.host_name} reports the removal")
 
@@ -187,10 +190,32 @@ def rolled_back(s: Session, subject: Subject, *, plug: bool, before: Before, mes
     return True
 
 
-def host_silent(s: Session, subject: Subject, message: str) -> None:
-    """The request reached the host but no answer came: the row stays in flight, only recorded."""
+def host_silent(s: Session, subject: Subject, message: str, *, plug: bool) -> None:
+    """The request may have reached the host but no answer came: the row stays in flight, marked
+    unanswered, and reconciliation settles it against the host's truth (or sends it again) as soon as
+    the host answers, without waiting for a command that is over."""
+    error = {"code": None, "message": message, "host": subject.host_name, UNANSWERED: True}
+    devices.mark_unanswered(s, subject.device_id, from_state=PLUGGING if plug else UNPLUGGING, error=error)
     audit.record(s, "HOST_UNREACHABLE", message, severity="error", vm_id=subject.vm_id,
                  device_id=subject.device_id, host_id=subject.host_id, host=subject.host_name)
+
+
+#: The key of last_error that marks an in-flight row whose host call got no answer.
+UNANSWERED = "unanswered"
+
+
+def unanswered(dev: VmDevice) -> bool:
+    return bool(dev.last_error and dev.last_error.get(UNANSWERED))
+
+
+def resent(s: Session, subject: Subject, *, plug: bool, why: str) -> bool:
+    """An in-flight transition the host never acknowledged is sent to it again: its clock restarts."""
+    if not devices.restart_transition(s, subject.device_id, from_state=PLUGGING if plug else UNPLUGGING):
+        return False
+    subject.record(s, "PLUG_RETRIED" if plug else "UNPLUG_RETRIED",
+                   f"{'Plug' if plug else 'Unplug'} of {subject.label} {'into' if plug else 'from'} VM "
+                   f"{subject.vm_name} sent to host {subject.host_name} again: {why}", severity="warning")
+    return True
 
 
 # ---- what the monitor finds ---------------------------------------------------------------------

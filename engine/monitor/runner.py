@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine import agent_codes, metrics
 from engine.dao import audit, devices, hosts as hosts_dao, vms as vms_dao
 from engine.dao.models import Host, Vm
-from engine.devices import inventory, state
+from engine.devices import inventory, live as live_ops, state
 from engine.devices.state import Subject
 from engine.errors import HostCallFailed, HostUnreachable
 from engine.hostclient import HostClientFactory
@@ -127,6 +127,9 @@ class Monitor:
         metrics.host_polled(row.name)
         if status == HOST_UNREACHABLE:
             self._mark_reachable(row)
+            # What happened while it was away (a plug or unplug whose answer was lost) is settled now,
+            # not at the next periodic round.
+            self.reconcile_host(row)
 
         events = sorted((e for e in answer.get("events") or [] if isinstance(e, dict)
                          and isinstance(e.get("seq"), int) and e["seq"] > after), key=lambda e: e["seq"])
@@ -216,6 +219,7 @@ class Monitor:
             if host is None:
                 return 0
             before = {d.id: reconcile.snapshot(d) for d in devices.list_for_vm(s, row.id)}
+        resend: list[live_ops.LiveCall] = []
         try:
             info = self._hosts(host).call("VM.getDevices", {"vmId": row.id})
         except HostUnreachable as err:
@@ -247,10 +251,21 @@ class Monitor:
                 for dev in devices.list_for_vm(s, current.id):
                     if before.get(dev.id) != reconcile.snapshot(dev):
                         continue    # changed while the host was asked: next round
-                    changed += reconcile.device(s, host, current, dev, live.get(dev.alias), timing)
+                    changed += reconcile.device(s, host, current, dev, live.get(dev.alias), timing, resend)
         if undefine:
             self._undefine(host, row.id)
+        for call in resend:
+            self._send_again(call)
         return changed
+
+    def _send_again(self, call: live_ops.LiveCall) -> None:
+        """A transition reconciliation took back from a command that is over: the host's answer settles
+        it as the command's would have; no answer leaves it in flight for the next round."""
+        try:
+            live_ops.run(self._sessions, self._hosts, call)
+        except (HostCallFailed, HostUnreachable) as err:
+            log.warning("host %s: sending %s of %s again failed: %s", call.host.name, call.verb, call.subject.label,
+                        err.message)
 
     def reconcile_host(self, host: Host, *, startup: bool = False) -> int:
         """Reconcile the host's device inventory and every VM the database says runs on `host`.

@@ -40,6 +40,8 @@ class ScriptedHost:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.on_call: Callable[[str, dict[str, Any]], None] | None = None
         self.hostdevs: list[dict[str, Any]] = []
+        self.guest_keeps = False            # an unplug is answered pending (the guest holds the device)
+        self.refuse: HostCallFailed | None = None   # the next plug or unplug is refused with this
 
     def emit(self, kind: str, vm_id: str | None = None, alias: str | None = None, *,
              at: float | None = None, **data: Any) -> int:
@@ -47,6 +49,9 @@ class ScriptedHost:
         self.events.append({"seq": self.seq, "time": time.time() if at is None else at, "kind": kind,
                             "vmId": vm_id, "alias": alias, "data": data})
         return self.seq
+
+    def sent(self, verb: str) -> list[dict[str, Any]]:
+        return [params for v, params in self.calls if v == verb]
 
     def run(self, vm_id: str, *devices: dict[str, Any], status: str = "up") -> None:
         self.domains[vm_id] = {"status": status, "devices": list(devices)}
@@ -78,6 +83,22 @@ class ScriptedHost:
                 raise HostCallFailed("VM.hotunplugHostdev failed", host=self.name, host_code=304,
                                      host_message="Device not found on the VM")
             live[:] = [d for d in live if d.get("alias") != params["hostdev"]["alias"]]
+            return {"status": "done"}
+        if verb in ("VM.hotplugNic", "VM.hotunplugNic") and self.refuse is not None:
+            refused, self.refuse = self.refuse, None
+            raise refused
+        if verb == "VM.hotplugNic":
+            dev = {**params["nic"], "address": PCI2}
+            self.domains[params["vmId"]]["devices"].append(dev)
+            return dev
+        if verb == "VM.hotunplugNic":
+            live = self.domains[params["vmId"]]["devices"]
+            if not any(d.get("alias") == params["nic"]["alias"] for d in live):
+                raise HostCallFailed("VM.hotunplugNic failed", host=self.name, host_code=304,
+                                     host_message="Device not found on the VM")
+            if self.guest_keeps:
+                return {"status": "pending"}
+            live[:] = [d for d in live if d.get("alias") != params["nic"]["alias"]]
             return {"status": "done"}
         if verb == "VM.hotplugHostdev":
             dev = {**params["hostdev"], "address": {"type": "usb", "bus": "0", "port": "2"}}
@@ -148,6 +169,21 @@ def audits(sessions):
 def unplugging_nic(make_nic, vm, started: float = 1, **kw):
     kw.setdefault("address", PCI)
     return make_nic(vm, is_plugged=True, plug_state="unplugging", plug_started_at=ago(started), **kw)
+
+
+def pending_nic(make_nic, vm, started: float = 1, **kw):
+    """An unplug the host took and left pending in the guest (the command answered 202)."""
+    return unplugging_nic(make_nic, vm, started, plug_acked_at=ago(started), **kw)
+
+
+def unanswered_nic(make_nic, vm, *, plug: bool, started: float = 1, **kw):
+    """A transition whose host call got no answer (the command is over)."""
+    error = {"code": None, "message": "Host h1 could not be reached: connection reset", "host": "h1",
+             "unanswered": True}
+    if plug:
+        return make_nic(vm, is_plugged=True, plug_state="plugging", plug_started_at=ago(started), last_error=error,
+                        **kw)
+    return unplugging_nic(make_nic, vm, started, last_error=error, **kw)
 
 
 # ---- events ---------------------------------------------------------------------------------------
@@ -458,22 +494,33 @@ def test_unplugging_and_gone_becomes_unplugged(monitor, agent, vm, make_nic, rea
     assert [a.device_id for a in audits("NIC_UNPLUGGED")] == [nic.id]
 
 
-def test_young_in_flight_rows_are_left_to_their_command(monitor, agent, vm, make_nic, read):
+def test_young_in_flight_rows_are_left_to_their_command_unless_the_host_settles_them(monitor, agent, vm, make_nic,
+                                                                                      read, audits):
     unplugging = unplugging_nic(make_nic, vm, started=1)
-    plugging = make_nic(vm, is_plugged=False, plug_state="plugging", plug_started_at=ago(1))
-    agent.run(vm.id)
-    assert monitor.reconcile_vm(vm) == 0
+    plugging = make_nic(vm, is_plugged=True, plug_state="plugging", plug_started_at=ago(1))
+    done_unplug = unplugging_nic(make_nic, vm, started=1)
+    done_plug = make_nic(vm, is_plugged=True, plug_state="plugging", plug_started_at=ago(1))
+    agent.run(vm.id, nic_dev(unplugging.device.alias), nic_dev(done_plug.device.alias, PCI2))
+    # the host's truth settles what is settled, whatever the command is still doing...
+    assert monitor.reconcile_vm(vm) == 2
+    assert read(VmDevice, done_unplug.id).is_plugged is False
+    assert (read(VmDevice, done_plug.id).plug_state, read(VmDevice, done_plug.id).address) == ("stable", PCI2)
+    # ...and what the host has not done yet is the command's
     assert read(VmDevice, unplugging.id).plug_state == "unplugging"
     assert read(VmDevice, plugging.id).plug_state == "plugging"
-    # at engine start no command can be running: they are finished at once
+    assert [v for v, _ in agent.calls if v.startswith("VM.hot")] == []
+    # at engine start no command can be running: each is sent to the host again and finished
     assert monitor.reconcile_vm(vm, startup=True) == 2
-    assert read(VmDevice, unplugging.id).is_plugged is False
-    assert read(VmDevice, plugging.id).is_plugged is False
+    assert [v for v, _ in agent.calls if v.startswith("VM.hot")] == ["VM.hotunplugNic", "VM.hotplugNic"]
+    assert (read(VmDevice, unplugging.id).is_plugged, read(VmDevice, unplugging.id).plug_state) == (False, "stable")
+    assert (read(VmDevice, plugging.id).is_plugged, read(VmDevice, plugging.id).plug_state) == (True, "stable")
+    assert {a.device_id for a in audits("NIC_UNPLUG_RETRIED")} == {unplugging.id}
+    assert {a.device_id for a in audits("NIC_PLUG_RETRIED")} == {plugging.id}
 
 
 def test_unplugging_still_present(monitor, agent, vm, make_nic, read, audits):
-    fresh = unplugging_nic(make_nic, vm, started=60)
-    stale = unplugging_nic(make_nic, vm, started=600, address=None)
+    fresh = pending_nic(make_nic, vm, started=60)
+    stale = pending_nic(make_nic, vm, started=600, address=None)
     agent.run(vm.id, nic_dev(fresh.device.alias), nic_dev(stale.device.alias, PCI2))
     assert monitor.reconcile_vm(vm) == 1
     assert read(VmDevice, fresh.id).plug_state == "unplugging"      # the guest may still release it
@@ -493,14 +540,102 @@ def test_plugging_and_present_becomes_plugged(monitor, agent, vm, make_nic, read
     assert [a.device_id for a in audits("NIC_PLUGGED")] == [nic.id]
 
 
-def test_plugging_and_gone_becomes_unplugged(monitor, agent, vm, make_nic, read, audits):
-    nic = make_nic(vm, is_plugged=False, plug_state="plugging", plug_started_at=ago(600))
+def test_plugging_and_gone_past_its_deadline_is_plugged_again(monitor, agent, vm, make_nic, read, audits):
+    """Its command died between the host call and the commit: what the user asked is sent again."""
+    nic = make_nic(vm, is_plugged=True, plug_state="plugging", plug_started_at=ago(600))
     agent.run(vm.id)
     assert monitor.reconcile_vm(vm) == 1
     dev = read(VmDevice, nic.id)
-    assert (dev.is_plugged, dev.plug_state) == (False, "stable")
-    assert dev.last_error["message"].startswith("the plug did not complete")
+    assert (dev.is_plugged, dev.plug_state, dev.address) == (True, "stable", PCI2)
+    assert [a.device_id for a in audits("NIC_PLUG_RETRIED")] == [nic.id]
+    assert [a.device_id for a in audits("NIC_PLUGGED")] == [nic.id]
+
+
+def test_a_plug_sent_again_and_refused_is_recorded_as_failed(monitor, agent, vm, make_nic, read, audits):
+    nic = make_nic(vm, is_plugged=True, plug_state="plugging", plug_started_at=ago(600))
+    agent.run(vm.id)
+    agent.refuse = HostCallFailed("VM.hotplugNic failed", host="h1", host_code=49, host_message="no free slot")
+    monitor.reconcile_vm(vm)
+    dev = read(VmDevice, nic.id)
+    assert (dev.is_plugged, dev.plug_state, dev.last_error["code"]) == (False, "stable", 49)
     assert [a.device_id for a in audits("NIC_PLUG_FAILED")] == [nic.id]
+
+
+def test_an_unanswered_unplug_whose_detach_never_came_is_sent_again_at_once(monitor, agent, vm, make_nic, read,
+                                                                            audits):
+    """The agent died before it detached: the device is still there, and the user's deactivate is not
+    dropped (nor, minutes later, blamed on the guest)."""
+    nic = unanswered_nic(make_nic, vm, plug=False, started=2)
+    agent.run(vm.id, nic_dev(nic.device.alias))
+    assert monitor.reconcile_vm(vm) == 1
+    assert agent.calls[-1][0] == "VM.hotunplugNic"
+    dev = read(VmDevice, nic.id)
+    assert (dev.is_plugged, dev.plug_state, dev.last_error) == (False, "stable", None)
+    assert [a.code for a in audits() if a.device_id == nic.id] == ["NIC_UNPLUG_RETRIED", "NIC_UNPLUGGED"]
+    assert not audits("NIC_UNPLUG_FAILED")
+
+
+def test_an_unplug_sent_again_that_the_guest_holds_waits_for_the_guest_then_gives_up(sessions, fakes, agent, vm,
+                                                                                     make_nic, read, audits):
+    nic = unanswered_nic(make_nic, vm, plug=False, started=2)
+    agent.run(vm.id, nic_dev(nic.device.alias))
+    agent.guest_keeps = True
+    now = [utcnow()]
+    monitor = Monitor(sessions, fakes, poll_timeout=0.1, in_flight_grace=30, stale_after=120, clock=lambda: now[0])
+    monitor.reconcile_vm(vm)
+    dev = read(VmDevice, nic.id)
+    assert (dev.plug_state, dev.plug_acked_at is not None, dev.last_error) == ("unplugging", True, None)
+    sent = len(agent.sent("VM.hotunplugNic"))
+    now[0] += timedelta(seconds=60)         # past the grace: acknowledged, so not sent a third time
+    assert monitor.reconcile_vm(vm) == 0
+    assert len(agent.sent("VM.hotunplugNic")) == sent == 1
+    now[0] += timedelta(seconds=120)        # past stale_after: the guest never released it
+    assert monitor.reconcile_vm(vm) == 1
+    dev = read(VmDevice, nic.id)
+    assert (dev.is_plugged, dev.plug_state) == (True, "stable")
+    assert "did not release" in dev.last_error["message"]
+    assert [a.code for a in audits() if a.device_id == nic.id] == ["NIC_UNPLUG_RETRIED", "NIC_UNPLUG_PENDING",
+                                                                   "NIC_UNPLUG_FAILED"]
+
+
+def test_an_unanswered_plug_the_host_did_is_plugged(monitor, agent, vm, make_nic, read, audits):
+    nic = unanswered_nic(make_nic, vm, plug=True, started=2)
+    agent.run(vm.id, nic_dev(nic.device.alias, PCI2))
+    assert monitor.reconcile_vm(vm) == 1
+    dev = read(VmDevice, nic.id)
+    assert (dev.is_plugged, dev.plug_state, dev.address, dev.last_error) == (True, "stable", PCI2, None)
+    assert not agent.sent("VM.hotplugNic")
+
+
+def test_an_unplug_sent_again_to_a_host_that_still_does_not_answer_stays_in_flight(monitor, agent, vm, make_nic,
+                                                                                  read, audits):
+    nic = unanswered_nic(make_nic, vm, plug=False, started=2)
+    agent.run(vm.id, nic_dev(nic.device.alias))
+    original = agent.call
+
+    def drops_unplugs(verb, params=None, *, timeout=None):
+        if verb == "VM.hotunplugNic":
+            raise HostUnreachable("host h1 (http://test) is unreachable: connection refused", host="h1")
+        return original(verb, params, timeout=timeout)
+    agent.call = drops_unplugs
+    monitor.reconcile_vm(vm)
+    dev = read(VmDevice, nic.id)
+    # never rolled back to plugged: the user's deactivate stays asked for
+    assert (dev.is_plugged, dev.plug_state) == (True, "unplugging")
+    assert dev.last_error["unanswered"] is True
+
+
+def test_a_host_that_answers_again_is_reconciled_at_once(monitor, agent, host, vm, make_nic, read, audits):
+    nic = unanswered_nic(make_nic, vm, plug=False, started=2)
+    agent.run(vm.id, nic_dev(nic.device.alias))
+    agent.unreachable = True
+    monitor.run_once(host)
+    assert read(Host, host.id).status == "unreachable"
+    agent.unreachable = False
+    monitor.run_once(read(Host, host.id))
+    assert read(Host, host.id).status == "up"
+    assert read(VmDevice, nic.id).is_plugged is False
+    assert [a.code for a in audits() if a.device_id == nic.id] == ["NIC_UNPLUG_RETRIED", "NIC_UNPLUGGED"]
 
 
 def test_stable_rows_follow_the_host(monitor, agent, vm, make_nic, read, audits):
