@@ -99,10 +99,23 @@ def serve(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     prepare(cfg)
+    _metrics_dir(cfg)
     log.info("engine on http://%s:%d/api: %d worker(s) x %d threads (database %s)", cfg.listen_host,
              cfg.listen_port, cfg.workers, cfg.threads, cfg.db_url)
     gunicorn_app.EngineServer(cfg, monitor=not args.no_monitor).run()
     return 0
+
+
+def _metrics_dir(cfg) -> None:
+    """The workers' metrics are summed by /metrics from files in one directory (prometheus-client's
+    multiprocess mode), emptied at start; it must be named before any worker imports the library.
+    An operator's own $PROMETHEUS_MULTIPROC_DIR wins."""
+    import shutil
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str(cfg.state_dir / "metrics")
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
 
 
 def monitor(args: argparse.Namespace) -> int:

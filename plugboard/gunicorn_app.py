@@ -35,6 +35,7 @@ class EngineServer(BaseApplication):
             "control_socket_disable": True,     # nothing here drives gunicorn through it
             "post_worker_init": self._post_worker_init,
             "worker_exit": self._worker_exit,
+            "child_exit": _child_exit,
         }
         for key, value in settings.items():
             self.cfg.set(key, value)
@@ -56,3 +57,9 @@ class EngineServer(BaseApplication):
     def _worker_exit(self, _server: Any, worker: Any) -> None:
         if self._standby is not None:
             self._standby.stop(timeout=self.engine_cfg.poll_timeout + 10)
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    """In the arbiter, for a worker that is gone: its live gauges leave /metrics, its counts stay."""
+    from engine import metrics
+    metrics.process_exited(worker.pid)

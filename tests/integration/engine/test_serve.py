@@ -159,6 +159,11 @@ def test_on_sqlite_one_worker_watches_and_a_graceful_restart_hands_the_lease_ove
         assert wait_for("the lease moving", lambda: file_lease_holder(url) == new and new, timeout=30) == new
         assert server.answers()
         assert plug_and_count(agents, sessions, 6) == 1
+        # the workers' metrics, the one that left included, summed from the metrics directory
+        metrics = requests.get(f"{server.url}/metrics", timeout=5).text
+        reads = [line for line in metrics.splitlines() if line.startswith("plugboard_host_call_seconds_count{")
+                 and 'verb="Host.hostdevListByCaps"' in line]
+        assert reads and sum(float(line.rsplit(" ", 1)[1]) for line in reads) >= 3
     finally:
         server.stop()
 
@@ -184,7 +189,7 @@ def test_two_replicas_on_postgresql_watch_once_and_take_over_when_the_leader_die
         assert leader in workers
         assert plug_and_count(agents, sessions, 5) == 1
         for r in replicas:      # both serve the same API
-            assert requests.get(f"{r.url}/healthz", timeout=5).status_code in (200, 404)
+            assert requests.get(f"{r.url}/readyz", timeout=5).status_code == 200
 
         os.kill(leader, signal.SIGKILL)
         started = time.monotonic()
