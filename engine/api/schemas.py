@@ -9,7 +9,7 @@ from engine.dao.models import GRAPHICS, HOST_STATUSES, HOSTDEV_STATUSES, MACHINE
 MAC_RE = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
 NAME = validate.Length(min=1, max=64)
 ID = validate.Length(min=1, max=36)
-MAX_ID = 2**63 - 1  # the largest integer key every supported database stores
+MAX_ID = 2**31 - 1  # the largest integer key every supported database stores (PostgreSQL: integer)
 
 
 class JsonBoolean(fields.Boolean):
@@ -32,7 +32,8 @@ class StrictSchema(Schema):
 
 class ClusterCreateSchema(StrictSchema):
     name = fields.String(required=True, validate=NAME)
-    compat_version = fields.String(validate=validate.Regexp(r"^\d+\.\d+$", error="Must look like 4.7."),
+    compat_version = fields.String(validate=[validate.Regexp(r"^\d+\.\d+$", error="Must look like 4.7."),
+                                             validate.Length(max=16)],
                                    metadata={"description": "Compatibility version; default 4.7."})
     description = fields.String(validate=validate.Length(max=255))
 

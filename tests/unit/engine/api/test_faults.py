@@ -107,3 +107,25 @@ def test_a_blueprint_can_answer_in_another_shape(sessions, fake_hosts):
 def test_create_app_needs_sessions_and_hosts():
     with pytest.raises(ValueError):
         create_app({})
+
+
+# Found by tests/fuzz/test_api.py on PostgreSQL, which refuses these values where SQLite stores them.
+@pytest.mark.parametrize("path", ["/api/events?after=2147483648", "/api/events?after=9223372036854775807"])
+def test_an_id_beyond_the_integer_column_is_400(client, path):
+    r = client.get(path)
+    assert r.status_code == 400
+    assert fault_of(r)["reasons"][0]["vars"]["field"] == "after"
+
+
+def test_a_host_device_id_beyond_the_integer_column_is_400(client, new_vm):
+    vm = new_vm()
+    r = client.post(f"/api/vms/{vm['id']}/hostdevs", json={"host_device_id": 2**31})
+    assert r.status_code == 400
+    assert fault_of(r)["reasons"][0]["vars"]["field"] == "host_device_id"
+
+
+def test_a_compat_version_longer_than_its_column_is_400(client):
+    r = client.post("/api/clusters", json={"name": "c1", "compat_version": "6010550179090.717"})
+    assert r.status_code == 400
+    assert fault_of(r)["reasons"][0]["vars"]["field"] == "compat_version"
+
