@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 
 from flask import Flask, Response, jsonify, request
 from marshmallow import ValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from werkzeug.exceptions import HTTPException
 
 from engine.errors import EngineError, Reason
@@ -150,6 +150,13 @@ def fault_for(exc: BaseException) -> Fault:
         return Fault(409, "CONFLICT", "The request conflicts with a concurrent change (a unique value is already "
                      "taken); read the resource again and retry.",
                      [Reason("NAME_IN_USE", "A unique value of the request is already taken.", {})])
+    if isinstance(exc, DataError):
+        # A value the database refuses to hold that the syntax checks let through: on PostgreSQL a NUL
+        # character (in a path id, a query or a body string), an integer beyond its column, a string
+        # over its column's length. The request's fault, on every front; SQLite stores them all.
+        return Fault(400, "BAD_REQUEST", "The request holds a value the database cannot store (a NUL character, "
+                     "a number out of range or a string too long).",
+                     [Reason("INVALID_VALUE", "A value of the request cannot be stored.", {})])
     if isinstance(exc, ValidationError):
         return _validation_fault(exc.messages)
     if isinstance(exc, HTTPException):
@@ -196,6 +203,8 @@ def handle(exc: BaseException) -> Response:
                   exc_info=(type(original), original, original.__traceback__))
     elif isinstance(exc, EngineError) and fault.status >= 500:
         log.warning("%s %s -> %s %s: %s", request.method, request.path, fault.status, fault.code, fault.message)
+    elif isinstance(exc, DataError):
+        log.warning("%s %s -> 400: the database refused a value: %s", request.method, request.path, exc.orig)
     elif isinstance(exc, EngineError):
         log.info("%s %s -> %s %s: %s", request.method, request.path, fault.status, fault.code, fault.message)
     return respond(fault)

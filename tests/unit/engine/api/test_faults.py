@@ -110,6 +110,22 @@ def test_create_app_needs_sessions_and_hosts():
 
 
 # Found by tests/fuzz/test_api.py on PostgreSQL, which refuses these values where SQLite stores them.
+@pytest.mark.parametrize("method,path,body", [
+    ("get", "/api/vms/a%00b", None),
+    ("get", "/api/clusters/a%00b", None),
+    ("get", "/api/flavors/a%00b", None),
+    ("get", "/api/events?vm_id=a%00b", None),
+    ("post", "/api/vms", {"name": "a\x00b", "os_type": "rhel_9x64"}),
+    ("post", "/api/vms", {"name": "vm1", "cluster_id": "a\x00b"}),
+    ("post", "/api/flavors", {"name": "a\x00b", "memory_mb": 512, "vcpus": 1}),
+])
+def test_a_nul_character_is_never_a_500(client, method, path, body):
+    r = client.open(path, method=method.upper(), json=body)
+    assert r.status_code < 500, r.get_data(as_text=True)
+    if r.status_code >= 400:
+        assert fault_of(r)["code"]
+
+
 @pytest.mark.parametrize("path", ["/api/events?after=2147483648", "/api/events?after=9223372036854775807"])
 def test_an_id_beyond_the_integer_column_is_400(client, path):
     r = client.get(path)
@@ -129,3 +145,10 @@ def test_a_compat_version_longer_than_its_column_is_400(client):
     assert r.status_code == 400
     assert fault_of(r)["reasons"][0]["vars"]["field"] == "compat_version"
 
+
+def test_a_value_the_database_refuses_is_400():
+    from sqlalchemy.exc import DataError
+
+    refused = DataError("INSERT ...", {}, Exception("PostgreSQL text fields cannot contain NUL (0x00) bytes"))
+    fault = faults.fault_for(refused)
+    assert (fault.status, fault.code, [r.code for r in fault.reasons]) == (400, "BAD_REQUEST", ["INVALID_VALUE"])
