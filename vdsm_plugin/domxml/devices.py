@@ -62,10 +62,14 @@ def kind_of(el: etree._Element) -> str | None:
     return el.tag if kind is not None and kind.reported(el) else None
 
 
+# Compiled once: xpath() compiles its expression at every call.
+_BY_ALIAS = etree.XPath("devices/*[alias/@name = $alias]")
+
+
 def find_device(dom: etree._Element, alias: str) -> etree._Element | None:
     """The device with this alias, of any type."""
-    # A location path selects a node-set: a list of elements here (xpath() is typed for any result).
-    found = cast(list[etree._Element], as_element(dom).xpath("devices/*[alias/@name = $alias]", alias=alias))
+    # A location path selects a node-set: a list of elements here (XPath() is typed for any result).
+    found = cast(list[etree._Element], _BY_ALIAS(as_element(dom), alias=alias))
     return found[0] if found else None
 
 

@@ -62,7 +62,7 @@ def test_a_domain_the_agent_creates_carries_its_mark(fake_agent):
     assert domxml.is_marked(domxml.parse(fake_agent.hv.xml(vid)))
 
 
-# ---- one lookup per verb call ----------------------------------------------------------------------
+# ---- one lookup per VM, its handle kept ---------------------------------------------------------------
 
 @pytest.mark.parametrize("verb, params", [
     ("VM.hotplugNic", {"nic": {**NIC, "alias": "ua-n1"}}),
@@ -78,9 +78,40 @@ def test_one_lookup_per_verb_call(fake_agent, vm_id, verb, params):
             else {"nic": {"alias": "ua-n1"}}
     hv.lookups = hv.xml_reads = 0
     verbs.METHODS[verb](fake_agent, vmId=vm_id, **params)
-    assert hv.lookups == 1
+    assert hv.lookups == (0 if verb in ("VM.updateNic", "VM.hotunplugNic") else 1)   # kept from the plug
     # the XML before the change, and again to read what libvirt assigned
     assert hv.xml_reads <= 2
+
+
+def test_the_handle_is_kept_between_calls(fake_agent, vm_id):
+    hv = fake_agent.hv
+    for _ in range(3):
+        verbs.METHODS["VM.getDevices"](fake_agent, vmId=vm_id)
+    assert hv.lookups == 1
+
+
+def test_a_kept_handle_of_a_domain_gone_answers_novm(fake_agent, vm_id):
+    verbs.METHODS["VM.getDevices"](fake_agent, vmId=vm_id)
+    del fake_agent.hv.doms[vm_id]          # undefined outside the agent, no event handled yet
+    with pytest.raises(AgentError) as err:
+        verbs.METHODS["VM.getDevices"](fake_agent, vmId=vm_id)
+    assert err.value.name == "noVM"
+    assert vm_id not in fake_agent.handles
+
+
+def test_a_domain_defined_again_is_looked_up_again(fake_agent, vm_id):
+    """A kept handle of an undefined domain is dropped (its event, or the failed call), so a domain
+    defined again under the same uuid -- without the mark, here -- is read afresh, never trusted."""
+    hv = fake_agent.hv
+    verbs.METHODS["VM.getDevices"](fake_agent, vmId=vm_id)
+    fake_agent._on_lifecycle(vm_id, "undefined")
+    assert vm_id not in fake_agent.handles
+    hv.add_vm(vm_id, marked=False)
+    hv.lookups = 0
+    with pytest.raises(AgentError) as err:
+        verbs.METHODS["VM.getDevices"](fake_agent, vmId=vm_id)
+    assert err.value.name == "noVM" and hv.lookups == 1
+    assert vm_id not in fake_agent.handles
 
 
 def test_add_controller_looks_the_domain_up_once(fake_agent):
