@@ -1,0 +1,58 @@
+"""Concurrent creations under one unique name through the REST API, on SQLite and on PostgreSQL
+(PLUGBOARD_TEST_DB_URL): one answers 201, every other 409 NAME_IN_USE, never a 500, and one row is
+left. (Flavors have their own race test in test_flavors.py; NIC names per VM in
+commands/test_concurrency.py.)"""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from engine.app import create_app
+from engine.dao import db
+from tests.unit.engine.fakehost import FakeHost, FakeHosts
+from tests.unit.engine.race import race
+from tests.unit.engine.tokens import authenticated, issue_token
+
+CONTENDERS = 20
+
+BODIES = {
+    "vms": {"name": "race", "os_type": "rhel_9x64"},
+    "clusters": {"name": "race"},
+    "hosts": {"name": "race", "url": "http://127.0.0.1:54321/jsonrpc"},
+}
+
+
+@pytest.fixture
+def race_app(sessions, db_url, fake_hosts: FakeHosts):
+    """The app on the test's database (its tables made by `sessions`), with sessions made as the
+    engine's server makes them (SQLite: IMMEDIATE transactions)."""
+    kwargs: dict[str, Any] = {} if db.is_sqlite(db_url) else {"pool_size": 25, "max_overflow": 10}
+    engine = db.make_engine(db_url, sqlite_begin="immediate", **kwargs)
+    try:
+        yield create_app({"sessions": db.make_sessions(engine), "hosts": fake_hosts, "TESTING": True})
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("resource", sorted(BODIES))
+def test_concurrent_creations_of_one_name_one_wins_the_others_get_409(race_app: Flask, fake_hosts, resource):
+    app = race_app
+    fake_hosts.add(FakeHost("race"))
+    token = issue_token(app.config["sessions"])
+
+    def create(_i: int) -> tuple[int, Any]:
+        r = authenticated(app.test_client(), token).post(f"/api/{resource}", json=BODIES[resource])
+        return r.status_code, r.get_json()
+
+    answers = race(CONTENDERS, create)
+    errors = [a for a in answers if isinstance(a, BaseException)]
+    assert not errors, errors
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [201] + [409] * (CONTENDERS - 1), answers
+    for status, body in answers:
+        if status == 409:
+            assert [r["code"] for r in body["fault"]["reasons"]] == ["NAME_IN_USE"], body
+    listed = authenticated(app.test_client(), token).get(f"/api/{resource}").get_json()
+    assert [row["name"] for row in listed].count("race") == 1
