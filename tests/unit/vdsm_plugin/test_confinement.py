@@ -99,6 +99,20 @@ def test_a_kept_handle_of_a_domain_gone_answers_novm(fake_agent, vm_id):
     assert vm_id not in fake_agent.handles
 
 
+def test_a_kept_handle_that_fails_is_looked_up_again(fake_agent, vm_id, monkeypatch):
+    """A kept handle on a connection that libvirtd closed (restarted) fails with another code than
+    no-domain: the domain is looked up again, and the verb answers."""
+    verbs.METHODS["VM.getDevices"](fake_agent, vmId=vm_id)
+    kept = fake_agent.handles[vm_id]
+
+    def closed(**_kw):
+        raise LibvirtFailure(1, "internal error: client socket is closed")
+    monkeypatch.setattr(kept, "xml", closed)
+    fake_agent.hv.lookups = 0
+    assert verbs.METHODS["VM.getDevices"](fake_agent, vmId=vm_id)["vmId"] == vm_id
+    assert fake_agent.hv.lookups == 1 and fake_agent.handles[vm_id] is not kept
+
+
 def test_a_domain_defined_again_is_looked_up_again(fake_agent, vm_id):
     """A kept handle of an undefined domain is dropped (its event, or the failed call), so a domain
     defined again under the same uuid -- without the mark, here -- is read afresh, never trusted."""
