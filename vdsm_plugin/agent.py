@@ -83,7 +83,7 @@ class Agent:
         libvirtd finds the domain by its uuid at every call. LibvirtFailure (ERR_NO_DOMAIN) when
         there is none."""
         handle = self.handles.get(vm_id)
-        if handle is None:
+        if handle is None or not self.hv.current(handle):     # none yet, or libvirtd was restarted
             handle = self.handles[vm_id] = self.hv.lookup(vm_id)
         return handle
 

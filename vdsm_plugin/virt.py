@@ -120,6 +120,13 @@ def _start_event_loop() -> None:
         _event_loop_started = True
 
 
+def _alive(conn: Any, lv: ModuleType) -> bool:
+    try:
+        return bool(conn.isAlive())
+    except lv.libvirtError:
+        return False
+
+
 class Hypervisor:
     """A libvirt connection for the agent. Thread-safe: libvirt's connection objects are."""
 
@@ -130,11 +137,64 @@ class Hypervisor:
         _start_event_loop()
         self._lv = lv = _libvirt()
         self.uri = uri
+        self.nodedev_uri = nodedev_uri if nodedev_uri and nodedev_uri != uri else None
         with _libvirt_call():
             self._conn = lv.open(uri)
-            self._nodedev_conn = lv.open(nodedev_uri) if nodedev_uri and nodedev_uri != uri else self._conn
+            self._nodedev_conn = lv.open(self.nodedev_uri) if self.nodedev_uri else self._conn
         self._callback_ids: list[int] = []
         self._nodedev_callback: tuple[Any, int] | None = None
+        self._subscribed: tuple[Any, ...] | None = None
+        self._reopen_lock = threading.Lock()
+        self.generation = 0         # how many times the connection was opened again
+
+    def current(self, domain: "Domain") -> bool:
+        """Whether a domain handle kept from an earlier lookup still belongs to the live connection."""
+        self._live()
+        return domain.generation == self.generation
+
+    # -- the connections ----------------------------------------------------------------------------
+    def _live(self) -> Any:
+        """The connection, opened again if libvirtd went away (restarted, crashed): without this every
+        later call would fail with "client socket is closed" until the agent restarted. The event
+        callbacks are registered again on the new connection; what happened meanwhile is read by the
+        engine's reconciliation."""
+        conn = self._conn
+        if _alive(conn, self._lv):
+            return conn
+        with self._reopen_lock:
+            if self._conn is conn:
+                with _libvirt_call():
+                    fresh = self._lv.open(self.uri)
+                log.warning("the libvirt connection to %s was lost; opened it again", self.uri)
+                if self._nodedev_conn is conn:
+                    self._nodedev_conn = fresh
+                self._conn = fresh
+                self.generation += 1
+                self._resubscribe()
+            return self._conn
+
+    def _nodedev(self) -> Any:
+        if self.nodedev_uri is None:
+            return self._live()
+        conn = self._nodedev_conn
+        if _alive(conn, self._lv):
+            return conn
+        with self._reopen_lock:
+            if self._nodedev_conn is conn:
+                with _libvirt_call():
+                    self._nodedev_conn = self._lv.open(self.nodedev_uri)
+                log.warning("the libvirt connection to %s was lost; opened it again", self.nodedev_uri)
+                self._resubscribe()
+            return self._nodedev_conn
+
+    def _resubscribe(self) -> None:
+        if self._subscribed is None:
+            return
+        self._callback_ids, self._nodedev_callback = [], None
+        try:
+            self.subscribe(*self._subscribed)
+        except self._lv.libvirtError as e:
+            log.warning("cannot subscribe to libvirt's events again: %s", e)
 
     def close(self) -> None:
         for cb in self._callback_ids:
@@ -159,6 +219,7 @@ class Hypervisor:
     # -- events -----------------------------------------------------------------------------------
     def subscribe(self, on_removed: DeviceCallback, on_removal_failed: DeviceCallback,
                   on_lifecycle: LifecycleCallback, on_nodedev: NodeDeviceCallback | None = None) -> None:
+        self._subscribed = (on_removed, on_removal_failed, on_lifecycle, on_nodedev)
         c, lv = self._conn, self._lv
         nodedev_events, lifecycle_events, _ = _tables()
         self._callback_ids += [
@@ -183,16 +244,16 @@ class Hypervisor:
     def versions(self) -> tuple[str, str]:
         def fmt(v: int) -> str:
             return f"{v // 1000000}.{v // 1000 % 1000}.{v % 1000}"
-        return fmt(self._conn.getLibVersion()), fmt(self._conn.getVersion())
+        return fmt(self._live().getLibVersion()), fmt(self._live().getVersion())
 
     def hostname(self) -> str:
-        return self._conn.getHostname()
+        return self._live().getHostname()
 
     def capabilities_xml(self) -> str:
-        return self._conn.getCapabilities()
+        return self._live().getCapabilities()
 
     def active_networks(self) -> list[str]:
-        return sorted(n.name() for n in self._conn.listAllNetworks(self._lv.VIR_CONNECT_LIST_NETWORKS_ACTIVE))
+        return sorted(n.name() for n in self._live().listAllNetworks(self._lv.VIR_CONNECT_LIST_NETWORKS_ACTIVE))
 
     def _nodedev_flags(self, caps: list[str]) -> int:
         flags = 0
@@ -207,11 +268,11 @@ class Hypervisor:
         each, whatever their capability), a name the host has no device for left out."""
         if names is None:
             with _libvirt_call():
-                return [d.XMLDesc(0) for d in self._nodedev_conn.listAllDevices(self._nodedev_flags(caps))]
+                return [d.XMLDesc(0) for d in self._nodedev().listAllDevices(self._nodedev_flags(caps))]
         xmls = []
         for name in names:
             try:
-                xmls.append(self._nodedev_conn.nodeDeviceLookupByName(name).XMLDesc(0))
+                xmls.append(self._nodedev().nodeDeviceLookupByName(name).XMLDesc(0))
             except self._lv.libvirtError as e:
                 if e.get_error_code() != self._lv.VIR_ERR_NO_NODE_DEVICE:     # gone: not an error
                     raise _failure(e) from e
@@ -219,13 +280,13 @@ class Hypervisor:
 
     def nodedev_names(self, caps: list[str]) -> list[str]:
         with _libvirt_call():
-            return [d.name() for d in self._nodedev_conn.listAllDevices(self._nodedev_flags(caps))]
+            return [d.name() for d in self._nodedev().listAllDevices(self._nodedev_flags(caps))]
 
     def nodedev_caps(self, name: str) -> list[str]:
         """The capabilities of a node device ("usb_device", "usb" for an interface, "pci", ...); none
         when it is gone already."""
         try:
-            return list(self._nodedev_conn.nodeDeviceLookupByName(name).listCaps())
+            return list(self._nodedev().nodeDeviceLookupByName(name).listCaps())
         except self._lv.libvirtError:
             return []
 
@@ -234,15 +295,15 @@ class Hypervisor:
         """The domain with this uuid: the one libvirt lookup of a verb call. LibvirtFailure
         (ERR_NO_DOMAIN) when there is none."""
         with _libvirt_call():
-            return Domain(self, self._conn.lookupByUUIDString(vm_id))
+            return Domain(self, self._live().lookupByUUIDString(vm_id))
 
     def domains(self) -> list["Domain"]:
         with _libvirt_call():
-            return [Domain(self, d) for d in self._conn.listAllDomains(0)]
+            return [Domain(self, d) for d in self._live().listAllDomains(0)]
 
     def define(self, xml: str) -> "Domain":
         with _libvirt_call():
-            return Domain(self, self._conn.defineXML(xml))
+            return Domain(self, self._live().defineXML(xml))
 
     def xml(self, vm_id: str, *, inactive: bool = False) -> str:
         return self.lookup(vm_id).xml(inactive=inactive)
@@ -257,6 +318,7 @@ class Domain:
     def __init__(self, hv: Hypervisor, dom: Any) -> None:
         self._hv = hv
         self._dom = dom
+        self.generation = hv.generation
         self.id: str = dom.UUIDString()
 
     def xml(self, *, inactive: bool = False) -> str:

@@ -102,6 +102,9 @@ class FakeHypervisor:
         self.doms[vm_id] = etree.fromstring(DOMAIN.format(name=name, uuid=vm_id, metadata=MARK if marked else ""))
         self.running[vm_id] = running
 
+    def current(self, domain: FakeDomain) -> bool:
+        return True         # the fake's connection is never lost
+
     def lookup(self, vm_id: str) -> FakeDomain:
         self.lookups += 1
         self._dom(vm_id)
