@@ -28,7 +28,7 @@ def free_port() -> int:
 
 class AgentProcess:
     def __init__(self, state_dir: Path, libvirt_uri: str, *, unplug_timeout: float = 3, tls: bool = False,
-                 log_dir: Path | None = None) -> None:
+                 log_dir: Path | None = None, hooks_dir: Path | None = None) -> None:
         self.state_dir = state_dir
         self.port = free_port()
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/jsonrpc"
@@ -37,6 +37,9 @@ class AgentProcess:
         text = (f'[agent]\nlisten = "127.0.0.1:{self.port}"\nlibvirt_uri = "{libvirt_uri}"\n'
                 f'state_dir = "{state_dir}"\nunplug_timeout = {unplug_timeout}\n'
                 f'image_dirs = ["{guest_dir()}"]\nlog_dir = "{log_dir or state_dir.parent}"\n')
+        if hooks_dir is not None:
+            text += f'hooks_dir = "{hooks_dir}"\n'
+
         self.client_cert: tuple[str, str] | None = None
         self.ca: str | None = None
         if tls:

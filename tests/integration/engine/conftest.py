@@ -11,6 +11,17 @@ from tests.integration.engine.rest import ok
 from tests.unit.engine.tokens import authenticated, issue_token
 
 
+#: Figures a module of this directory prints at the end of the run, by title (the fault suite's timings).
+SUMMARY: dict[str, list[str]] = {}
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for title, lines in SUMMARY.items():
+        terminalreporter.write_sep("-", title)
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="module")
 def agent_proc(tmp_path_factory, libvirt_uri):
     agent = AgentProcess(tmp_path_factory.mktemp("agent"), libvirt_uri)
