@@ -427,8 +427,11 @@ class Standby:
             return False
         if won:
             log.info("monitor: this process holds the lease (%r) and watches the hosts", self.lease)
+            started = time.monotonic()
             try:
-                self.monitor.reconcile_all(startup=self.startup)
+                changed = self.monitor.reconcile_all(startup=self.startup)
+                log.info("monitor: reconciliation on taking the lease: %d change(s) in %.1f s", changed,
+                         time.monotonic() - started)
             except Exception:  # noqa: BLE001 - the periodic reconciliation tries again
                 log.exception("monitor: reconciliation on taking the lease failed")
             self.startup = False     # a later leader may find commands of other processes in flight
