@@ -410,6 +410,7 @@ class Standby:
         in the background."""
         self._stop.clear()
         won = self._try()
+        self.startup = False    # once this process serves, its own commands may be in flight
         self._thread = threading.Thread(target=self._run, args=(won,), name="monitor-standby", daemon=True)
         self._thread.start()
 

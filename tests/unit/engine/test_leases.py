@@ -117,7 +117,8 @@ def test_one_standby_runs_its_monitor_and_the_other_takes_over_when_it_stops(eng
         first.stop()
         assert not a.running
         assert wait_until(lambda: b.running)
-        assert b.reconciled == [True]
+        # it serves meanwhile (a graceful restart's new worker): its own commands may be in flight
+        assert b.reconciled == [False]
     finally:
         second.stop()
     assert not b.running and not lease_b.held()
