@@ -5,11 +5,13 @@ owned by the alembic revisions in ``db/migrations``; :func:`create_all` is a sho
 """
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.dao.models import Base
@@ -88,7 +90,14 @@ def _configure_sqlite(engine: Engine, *, begin: SqliteBegin, foreign_keys: bool)
     def _on_begin(conn: Any) -> None:
         # A reader's transaction (read_sessions) never takes the write lock: in WAL mode it reads its
         # snapshot while a writer works, instead of queueing behind it.
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else statement)
+        sql = "BEGIN" if conn.get_execution_options().get(READ_ONLY) else statement
+        # Sent on the driver's connection: through exec_driver_sql (a cursor, its events and result)
+        # it cost 0.03-0.05 ms more per transaction. Its errors ("database is locked" after the busy
+        # timeout) are wrapped as SQLAlchemy's own, as exec_driver_sql did.
+        try:
+            conn.connection.driver_connection.execute(sql)
+        except sqlite3.Error as e:
+            raise DBAPIError.instance(sql, (), e, sqlite3.Error) from e
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 
 from engine.dao import db
 
@@ -19,6 +19,40 @@ def test_sqlite_connections_get_wal_foreign_keys_and_busy_timeout(tmp_path):
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
     finally:
         engine.dispose()
+
+
+def test_sqlite_begin_takes_the_write_lock_and_a_reader_does_not(tmp_path):
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'e.db'}", sqlite_begin="immediate")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x)")
+        with engine.begin() as writer:
+            assert writer.connection.driver_connection.in_transaction
+            with engine.execution_options(**{db.READ_ONLY: True}).begin() as reader:  # does not wait
+                assert reader.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_begin_failure_is_a_sqlalchemy_error(tmp_path):
+    """A BEGIN IMMEDIATE that cannot get the write lock within the busy timeout fails as
+    sqlalchemy.exc.OperationalError (a DBAPIError), as every other statement's error does."""
+    from sqlalchemy.exc import OperationalError
+
+    path = tmp_path / "e.db"
+    engine = db.make_engine(f"sqlite:///{path}", sqlite_begin="immediate")
+    other = db.make_engine(f"sqlite:///{path}", sqlite_begin="immediate")
+    try:
+        @event.listens_for(other, "connect")
+        def _no_wait(dbapi_conn, _record):
+            dbapi_conn.execute("PRAGMA busy_timeout=0")
+        with engine.begin():
+            with pytest.raises(OperationalError, match="locked"):
+                with other.begin():
+                    pass
+    finally:
+        engine.dispose()
+        other.dispose()
 
 
 def test_sqlite_savepoints_work(tmp_path, sessions, make_cluster):
