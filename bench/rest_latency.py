@@ -14,10 +14,10 @@ have printed its NIC set without it. The libvirt side uses the agent's flags (li
 The breakdown is timed inside the engine's process by hooks the benchmark installs from outside (a WSGI
 wrapper, a timing proxy around the app's host clients, SQLAlchemy events and the dialect's commit),
 counted only on the request's thread, plus floors measured in the same rounds: Host.ping through the
-engine's own agent client (the JSON-RPC hop), VM.getDevices through it (the hop plus the libvirt lookup
-and XML read a plug does twice) and GET of the NIC (an HTTP round trip into Flask, authentication and
-a read). It ends with the targets: what the engine adds to libvirt's attach at the median (< 10 ms) and
-deactivate / detach (<= 1.10).
+engine's own agent client (the JSON-RPC hop), VM.getDevices through it (the hop plus the XML read and
+parse a plug does twice; the agent keeps the domain's handle, so no lookup) and GET of the NIC (an
+HTTP round trip into Flask, authentication and a read). It ends with the targets: what the engine adds
+to libvirt's attach at the median (< 10 ms) and deactivate / detach (<= 1.10).
 
 Needs libvirtd, the pbbr0 bridge and the guest of scripts/build-guest.sh (make setup)."""
 from __future__ import annotations
@@ -233,8 +233,7 @@ def direct_round(dom: libvirt.virDomain, removed: dict[str, threading.Event], gu
 
 def floors(http: requests.Session, url: str, ping, read_domain) -> dict[str, float]:
     """The cheapest request each hop can carry, measured between the rounds; and one read of the
-    domain through the agent (its libvirt lookup and XML read, which a plug does before and after
-    attaching)."""
+    domain through the agent (its XML read and parse, which a plug does before and after attaching)."""
     out = {}
     t0 = time.perf_counter()
     http.get(url).raise_for_status()
@@ -314,7 +313,7 @@ def breakdown(action: str, rounds: list[dict[str, Any]], direct: list[float], fl
         ("  JSON-RPC call to the agent", rpc),
         ("    floor: Host.ping, same client", fl["ping"]),
         ("    agent's own (call - ping)", [c - p for c, p in zip(rpc, fl["ping"])]),
-        ("    floor: VM.getDevices (lookup, XML read)", fl["domain"]),
+        ("    floor: VM.getDevices (XML read, parse)", fl["domain"]),
         ("    call - libvirt (same round)", [c - d for c, d in zip(rpc, direct)]),
         ("  database transactions, BEGIN to end", tx),
         ("    BEGIN (a writer's waits for the lock)", span(rounds, action, "db_begin")),
