@@ -1,26 +1,45 @@
 """Scale by simulation: the engine with 10, 100 and 1,000 simulated hosts of 10 running VMs each.
 
-    .venv/bin/python bench/scale.py [--steps 10,100,1000] [--vms 10] [--db-url URL]
+    .venv/bin/python bench/scale.py [--steps 10,100,1000] [--vms 10] [--db-url URL] [--workers N]
                                     [--lock /tmp/plugboard-vm.lock --lock-from 1000] [--out results.json]
 
-Three processes besides the database: the simulated agents (tests/sim/agent.py: every host behind one
-HTTP server, http://127.0.0.1:<port>/h/<n>/jsonrpc, zero latency unless --latency), the engine as
-`plugboard engine serve` runs it (plugboard.engine_main.build, the startup reconciliation, the monitor,
-werkzeug's threaded server -- started by this file with --engine-child so that it can report its
-reconciliation time and its threads' CPU), and this process, which registers hosts and VMs, emits the
-agents' events, drives the REST clients and reads the rows.
+Three kinds of processes besides the database: the simulated agents (tests/sim/agent.py: every host
+behind one HTTP server, http://127.0.0.1:<port>/h/<n>/jsonrpc, zero latency unless --latency), the
+engine, and this process, which registers hosts and VMs, emits the agents' events, drives the REST
+clients and reads the rows. The engine runs in one of two ways:
+
+  --workers N (N >= 1; the default on PostgreSQL, with N = 2)
+                  the real `plugboard engine serve --workers N`: gunicorn's arbiter and N worker
+                  processes ($PLUGBOARD_THREADS threads each, 8 unless set), every worker standing for
+                  the monitor's lease; its database URL, state dir and address through its environment,
+                  its log appended to engine.log, stopped by SIGTERM to its process group
+  --workers 0     (the default on SQLite) the single-process engine `serve` used to be: this file run
+                  with --engine-child (plugboard.engine_main.build, the startup reconciliation, the
+                  monitor, werkzeug's threaded server), which reports its reconciliation time and its
+                  threads' CPU over a pipe
 
 For each step, hosts are added (POST /api/hosts) with --vms VMs each (POST /api/vms, one NIC, start on
 that host) to reach the step's count -- through the engine's REST app run in this process while no
 engine runs (the same routes and commands, without a monitor competing for the setup) -- then the
 engine is started and measured:
 
-  reconciliation  the startup reconciliation of every host (Monitor.reconcile_all(startup=True), what
-                  `serve` runs before it listens): wall time and the engine's CPU during it
-  warm-up         from listening until every host has a long poll (Host.getEvents) parked on its agent
+  reconciliation  the reconciliation of every host before the monitor watches: with --workers 0 the
+                  startup one (Monitor.reconcile_all(startup=True), what `serve` ran before it
+                  listened): wall time and the engine's CPU during it. With workers, the one the lease's
+                  holder runs on taking it (its log line `reconciliation on taking the lease: N
+                  change(s) in X s`, read from engine.log; startup=False on PostgreSQL, since other
+                  workers may already serve), the leader worker's CPU during it, and the time from the
+                  server's start to that line and to the first answer on /healthz (listening)
+  warm-up         from the engine being up (listening; with workers, also that reconciliation's line
+                  seen: the monitor starts then) until every host has a long poll (Host.getEvents)
+                  parked on its agent
   steady state    the engine idle for --steady seconds (default 65: one periodic reconciliation falls
-                  in it): CPU of the whole engine and of its monitor threads (% of one core), RSS,
-                  threads, open files
+                  in it): CPU of the whole engine (with workers: of all its processes) and of its
+                  monitor (with workers: of the leader's process, the one whose pid the lease's
+                  PostgreSQL connection is named after; threads' CPU is not readable across processes),
+                  % of one core; RSS (with workers: the sum over the processes, the largest worker's,
+                  and the processes' PSS, in which pages shared since the fork count once), threads and
+                  open files (summed)
   event-to-row    NICs are deactivated while the agents answer `pending` (rows: unplugging); then the
                   agents' guests release them at --event-rate events/s (device_removed in each host's
                   journal, emitted by the simulation), and this process polls the rows every 10 ms:
@@ -33,6 +52,7 @@ engine is started and measured:
 The table at the end shows each figure for every step, with the issue's target next to it. The
 database is wiped at start: --db-url, else $PLUGBOARD_TEST_DB_URL, else SQLite in a temporary
 directory. `--lock PATH --lock-from N` holds flock(PATH) from the step that grows to N hosts on.
+A short run: --steps 10 --steady 15 --event-seconds 5 --rest-seconds 5.
 """
 from __future__ import annotations
 
@@ -40,6 +60,7 @@ import argparse
 import collections
 import concurrent.futures as cf
 import contextlib
+import ctypes
 import fcntl
 import json
 import logging
@@ -47,10 +68,12 @@ import os
 import random
 import re
 import resource
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from dataclasses import dataclass, field
@@ -161,7 +184,9 @@ def engine_child(args: argparse.Namespace) -> int:
 
 
 class Engine:
-    """The engine's process, driven over stdin/stdout (see engine_child)."""
+    """The engine's process, driven over stdin/stdout (see engine_child): --workers 0."""
+
+    workers = 0
 
     def __init__(self, db_url: str, state_dir: str, log_path: Path, nofile: int | None = None) -> None:
         self.port = free_port()
@@ -178,11 +203,13 @@ class Engine:
                                      text=True, cwd=ROOT, start_new_session=True,
                                      env=dict(os.environ, PLUGBOARD_DB_URL=db_url))
         self.ps = psutil.Process(self.proc.pid)
-        self.started = time.monotonic()
+        started = time.monotonic()
         self.sampler = Sampler(self)
-        self.reconciled = self._read("reconciled")
+        rec = self._read("reconciled")
+        self.start_to_reconciled_s = time.monotonic() - started
+        self.reconcile_s, self.reconcile_cpu_s, self.reconcile_changed = rec["reconciled"], rec["cpu"], rec["changed"]
         self._read("listening")
-        self.listening = time.monotonic()
+        self.start_to_listen_s = time.monotonic() - started
 
     def _read(self, key: str) -> dict[str, Any]:
         assert self.proc.stdout is not None
@@ -200,8 +227,22 @@ class Engine:
         self.proc.stdin.flush()
         return self._read("threads")
 
+    def procs(self) -> list[psutil.Process]:
+        return [self.ps]
+
+    def workers_of(self, procs: list[psutil.Process]) -> list[psutil.Process]:
+        return procs
+
     def cpu(self) -> float:
         return float(sum(self.ps.cpu_times()[:2]))
+
+    def monitor_cpu(self) -> float:
+        """CPU seconds of the monitor's threads (supervisor and long polls)."""
+        return float(self.stats()["threads"].get("monitor", 0.0))
+
+    def log_counts(self) -> tuple[dict[str, int], list[str]]:
+        stats = self.stats()
+        return stats["log"], stats["first"]
 
     def stop(self) -> None:
         self.sampler.stop()
@@ -216,12 +257,217 @@ class Engine:
         self._log.close()
 
 
-class Sampler:
-    """The engine's RSS, threads and open files, every half second: the largest seen."""
+# `plugboard.logs` text lines, and gunicorn's own (its arbiter's and workers' messages).
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) (\S+) \[[^\]]*\]: (.*)$")
+GUNICORN_LINE = re.compile(r"^\[[^\]]+\] \[\d+\] \[(\w+)\] (.*)$")
+TOOK_LEASE = re.compile(r"monitor: this process holds the lease")
+RECONCILED = re.compile(r"monitor: reconciliation on taking the lease: (\d+) change\(s\) in ([\d.]+) s")
+RECONCILE_FAILED = re.compile(r"monitor: reconciliation on taking the lease failed")
+HOLDER_PID = re.compile(r"^plugboard-monitor .*:(\d+)$")
 
-    def __init__(self, engine: Engine) -> None:
+
+def _nofile_limit(nofile: int | None) -> Any:
+    """What the server's process does between fork and exec (nothing there may import or lock)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def limit() -> None:
+        if nofile:
+            _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
+        # The arbiter gets SIGTERM (a graceful stop of its workers) if this process dies unannounced;
+        # in a session of its own, nothing else would stop it.
+        libc.prctl(1, signal.SIGTERM)       # PR_SET_PDEATHSIG
+    return limit
+
+
+class Server:
+    """`plugboard engine serve --workers N`: gunicorn's arbiter and its workers, one of which holds the
+    monitor's lease. The same interface as Engine; figures are summed over the process tree, and the
+    monitor's are the leader worker's process's."""
+
+    def __init__(self, db_url: str, state_dir: str, log_path: Path, workers: int, sessions: Any,
+                 nofile: int | None = None, limit: float = 3600.0) -> None:
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._sessions = sessions
+        self._log_path = log_path
+        self._offset = log_path.stat().st_size if log_path.exists() else 0
+        self._log = open(log_path, "a")
+        self.reconcile_s = self.reconcile_cpu_s = self.start_to_reconciled_s = float("nan")
+        self.reconcile_changed = 0
+        env = dict(os.environ, PLUGBOARD_DB_URL=db_url, PLUGBOARD_STATE_DIR=state_dir,
+                   PLUGBOARD_LISTEN=f"127.0.0.1:{self.port}", PLUGBOARD_LOG_FORMAT="text")
+        # serve keeps the workers' metrics files in its state dir unless the environment names a directory.
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        env.pop("PLUGBOARD_WORKERS", None)
+        cmd = [sys.executable, "-m", "plugboard.cli", "engine", "serve", "--workers", str(workers)]
+        self._t0 = time.time()
+        started = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, cwd=ROOT,
+                                     start_new_session=True, env=env, preexec_fn=_nofile_limit(nofile))
+        self.ps = psutil.Process(self.proc.pid)
+        self.sampler = Sampler(self)
+        self.leader: int | None = None
+        listening: list[float] = []
+        probe = threading.Thread(target=self._probe, args=(listening,), daemon=True)
+        probe.start()
+        try:
+            self._await_reconciliation(limit)
+            probe.join(max(0.0, limit - (time.monotonic() - started)))
+            if not listening:
+                raise RuntimeError(f"the engine never answered on /healthz; see {log_path}")
+        except BaseException:
+            self.stop()
+            raise
+        self.start_to_listen_s = listening[0] - started
+        self.leader = self._leader()
+
+    def _probe(self, seen: list[float]) -> None:
+        """Until a worker answers /healthz: its time, in `seen`."""
+        session = requests.Session()
+        session.trust_env = False
+        while self.proc.poll() is None:
+            try:
+                session.get(self.url + "/healthz", timeout=1)
+                seen.append(time.monotonic())
+                return
+            except requests.RequestException:
+                time.sleep(0.02)
+
+    def _read_log(self) -> list[str]:
+        with open(self._log_path, errors="replace") as f:
+            f.seek(self._offset)
+            return f.read().splitlines()
+
+    def _await_reconciliation(self, limit: float) -> None:
+        """Waits for the lease holder's reconciliation line, sampling the workers' CPU meanwhile (the
+        leader is known only once it holds the lease): its CPU between the two lines is the
+        reconciliation's."""
+        samples: dict[int, list[tuple[float, float]]] = collections.defaultdict(list)
+        deadline = time.monotonic() + limit
+        took: float | None = None
+        pending = ""
+        with open(self._log_path, errors="replace") as f:
+            f.seek(self._offset)
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the engine exited (code {self.proc.returncode}); see {self._log_path}")
+                for p in self._children():
+                    with contextlib.suppress(psutil.Error):
+                        samples[p.pid].append((time.time(), float(sum(p.cpu_times()[:2]))))
+                pending += f.read()
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    m = LOG_LINE.match(line)
+                    if not m:
+                        continue
+                    when = _log_time(m.group(1))
+                    if TOOK_LEASE.search(m.group(4)):
+                        took = when
+                    elif RECONCILE_FAILED.search(m.group(4)):
+                        raise RuntimeError(f"the leader's reconciliation failed; see {self._log_path}")
+                    elif (r := RECONCILED.search(m.group(4))) is not None:
+                        self.reconcile_changed = int(r.group(1))
+                        self.reconcile_s = float(r.group(2))
+                        self.start_to_reconciled_s = when - self._t0
+                        series = samples.get(self._leader() or -1, [])
+                        start = took if took is not None else when - self.reconcile_s
+                        self.reconcile_cpu_s = _at(series, when) - _at(series, start) if series else float("nan")
+                        return
+                time.sleep(0.05)
+        raise RuntimeError(f"no reconciliation on taking the lease within {limit:.0f} s; see {self._log_path}")
+
+    def _leader(self) -> int | None:
+        """The pid in the name of the connection that holds the monitor's advisory lock."""
+        with self._sessions() as s:
+            name = s.execute(text(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.objid = :key"), {"key": db.LOCKS["monitor"]}
+            ).scalar()
+        m = HOLDER_PID.match(name or "")
+        return int(m.group(1)) if m else None
+
+    def _children(self) -> list[psutil.Process]:
+        try:
+            return list(self.ps.children(recursive=True))
+        except psutil.Error:
+            return []
+
+    def procs(self) -> list[psutil.Process]:
+        return [self.ps, *self._children()]
+
+    def workers_of(self, procs: list[psutil.Process]) -> list[psutil.Process]:
+        return [p for p in procs if p.pid != self.ps.pid]
+
+    def cpu(self) -> float:
+        total = 0.0
+        for p in self.procs():
+            with contextlib.suppress(psutil.Error):
+                total += float(sum(p.cpu_times()[:2]))
+        return total
+
+    def monitor_cpu(self) -> float:
+        """CPU seconds of the leader worker's process: its monitor's, and whatever requests it serves."""
+        leader = self._leader()
+        if leader != self.leader:
+            log(f"  the lease moved from pid {self.leader} to {leader}")
+            self.leader = leader
+        if leader is None:
+            return float("nan")
+        try:
+            return float(sum(psutil.Process(leader).cpu_times()[:2]))
+        except psutil.Error:
+            return float("nan")
+
+    def log_counts(self) -> tuple[dict[str, int], list[str]]:
+        counts: collections.Counter[str] = collections.Counter()
+        first: list[str] = []
+        for line in self._read_log():
+            if m := LOG_LINE.match(line):
+                level, name, message = m.group(2), m.group(3), m.group(4)
+            elif m := GUNICORN_LINE.match(line):
+                level, name, message = m.group(1), "gunicorn", m.group(2)
+            else:
+                continue
+            if level in ("WARNING", "ERROR", "CRITICAL"):
+                counts[f"{level} {name}"] += 1
+                if len(first) < 20:
+                    first.append(f"{level} {name}: {message[:300]}")
+        return dict(counts), first
+
+    def stop(self) -> None:
+        self.sampler.stop()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(90)
+        except subprocess.TimeoutExpired:
+            log("  the engine did not stop within 90 s of SIGTERM; killing its process group")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._log.close()
+
+
+def _log_time(asctime: str) -> float:
+    """The epoch time of a log line's asctime ("2026-01-31 12:00:00,123", local time)."""
+    return time.mktime(time.strptime(asctime[:19], "%Y-%m-%d %H:%M:%S")) + int(asctime[20:]) / 1000
+
+
+def _at(series: list[tuple[float, float]], when: float) -> float:
+    """The CPU seconds of a sampled process at time `when` (the sample nearest to it)."""
+    return min(series, key=lambda sample: abs(sample[0] - when))[1]
+
+
+class Sampler:
+    """The engine's RSS, threads and open files (summed over its processes) and its largest worker's
+    RSS, every half second: the largest seen."""
+
+    def __init__(self, engine: Engine | Server) -> None:
         self.engine = engine
         self.max_rss = 0
+        self.max_worker_rss = 0
         self.max_threads = 0
         self.max_fds = 0
         self._stop = threading.Event()
@@ -230,17 +476,51 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.max_rss = max(self.max_rss, self.engine.ps.memory_info().rss)
-                self.max_threads = max(self.max_threads, self.engine.ps.num_threads())
-                self.max_fds = max(self.max_fds, self.engine.ps.num_fds())
-            except psutil.Error:
+            if not self.engine.ps.is_running():
                 return
+            procs = self.engine.procs()
+            rss, threads, fds = tree_usage(procs)
+            self.max_rss = max(self.max_rss, rss)
+            self.max_worker_rss = max(self.max_worker_rss, largest_rss(self.engine.workers_of(procs)))
+            self.max_threads = max(self.max_threads, threads)
+            self.max_fds = max(self.max_fds, fds)
             self._stop.wait(0.5)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def tree_usage(procs: list[psutil.Process]) -> tuple[int, int, int]:
+    """RSS (bytes), threads and open files, summed over `procs` (a process gone meanwhile counts 0)."""
+    rss = threads = fds = 0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            with p.oneshot():
+                rss += p.memory_info().rss
+                threads += p.num_threads()
+                fds += p.num_fds()
+    return rss, threads, fds
+
+
+def largest_rss(procs: list[psutil.Process]) -> int:
+    largest = 0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            largest = max(largest, p.memory_info().rss)
+    return largest
+
+
+def tree_pss(procs: list[psutil.Process]) -> float:
+    """Proportional set size summed over `procs` (bytes): pages the workers share with the arbiter since
+    the fork count once, which the RSS sum counts in every process."""
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_full_info().pss
+        except (psutil.Error, AttributeError):
+            return float("nan")
+    return float(total)
 
 
 # ---- the simulated agents --------------------------------------------------------------------------
@@ -419,11 +699,13 @@ def grow(api: Api | Registrar, sim: Sim, sessions: Any, want: int, vms: int, wor
 @dataclass
 class Step:
     hosts: int
+    workers: int = 0                    # the server's worker processes; 0: the single-process engine
     vms: int = 0
     grow_s: float = 0.0
     reconcile_s: float = 0.0
     reconcile_cpu_s: float = 0.0
     reconcile_changed: int = 0
+    start_to_reconciled_s: float = 0.0
     start_to_listen_s: float = 0.0
     warmup_s: float | None = None
     steady_cpu_pct: float = 0.0
@@ -431,6 +713,9 @@ class Step:
     steady_sim_cpu_pct: float = 0.0
     rss_mb: float = 0.0
     rss_max_mb: float = 0.0
+    worker_rss_mb: float = 0.0          # the largest worker's (with --workers 0: the engine's)
+    worker_rss_max_mb: float = 0.0
+    pss_mb: float = float("nan")
     threads: int = 0
     fds: int = 0
     max_threads: int = 0
@@ -459,17 +744,20 @@ def warmup(sim: Sim, hosts: int, limit: float = 300.0) -> float | None:
     return None
 
 
-def steady(engine: Engine, sim: Sim, seconds: float, step: Step) -> None:
-    before, sim0, t0 = engine.stats()["threads"], float(sum(sim.ps.cpu_times()[:2])), time.monotonic()
+def steady(engine: Engine | Server, sim: Sim, seconds: float, step: Step) -> None:
+    monitor0, sim0, t0 = engine.monitor_cpu(), float(sum(sim.ps.cpu_times()[:2])), time.monotonic()
     cpu0 = engine.cpu()
     time.sleep(seconds)
     cpu1, elapsed = engine.cpu(), time.monotonic() - t0
-    after = engine.stats()
+    monitor1 = engine.monitor_cpu()
     step.steady_cpu_pct = 100 * (cpu1 - cpu0) / elapsed
-    step.steady_monitor_cpu_pct = 100 * (after["threads"].get("monitor", 0) - before.get("monitor", 0)) / elapsed
+    step.steady_monitor_cpu_pct = 100 * (monitor1 - monitor0) / elapsed
     step.steady_sim_cpu_pct = 100 * (float(sum(sim.ps.cpu_times()[:2])) - sim0) / elapsed
-    step.rss_mb = engine.ps.memory_info().rss / 2**20
-    step.threads, step.fds = engine.ps.num_threads(), engine.ps.num_fds()
+    procs = engine.procs()
+    rss, step.threads, step.fds = tree_usage(procs)
+    step.rss_mb = rss / 2**20
+    step.worker_rss_mb = largest_rss(engine.workers_of(procs)) / 2**20
+    step.pss_mb = tree_pss(procs) / 2**20
 
 
 @dataclass
@@ -481,7 +769,7 @@ class Events:
     engine_cpu: float = 0.0     # the engine's CPU seconds over the `draining` windows
 
 
-def event_latency(api: Api, engine: Engine, sim: Sim, sessions: Any, nics: list[Nic], *, rate: float,
+def event_latency(api: Api, engine: Engine | Server, sim: Sim, sessions: Any, nics: list[Nic], *, rate: float,
                   total: int, workers: int) -> Events:
     """Bursts of device_removed events for NICs left unplugging, at `rate`, until `total` are measured."""
     result = Events()
@@ -550,7 +838,7 @@ def event_latency(api: Api, engine: Engine, sim: Sim, sessions: Any, nics: list[
     return result
 
 
-def rest_load(api: Api, engine: Engine, clients: int, seconds: float, work: Any) -> dict[str, Any]:
+def rest_load(api: Api, engine: Engine | Server, clients: int, seconds: float, work: Any) -> dict[str, Any]:
     """`clients` threads, each running work(client_index, record) until `seconds` have passed (and at
     least once); record(kind, seconds, status). Returns per kind: count, p50/p99 (ms), errors, rate,
     and for the whole phase the engine's CPU per call (ms) and use (% of a core), and this process's
@@ -586,7 +874,7 @@ def rest_load(api: Api, engine: Engine, clients: int, seconds: float, work: Any)
             for kind, v in samples.items()}
 
 
-def rest(api: Api, engine: Engine, nics: list[Nic], clients: int, seconds: float) -> dict[str, dict[str, Any]]:
+def rest(api: Api, engine: Engine | Server, nics: list[Nic], clients: int, seconds: float) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     results.update(rest_load(api, engine, clients, seconds,
                              lambda i, record: record("list VMs", *api.timed("GET", "/api/vms"))))
@@ -618,27 +906,42 @@ def _fmt(value: Any, digits: int = 0) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def table(steps: list[Step], base_rss: float | None) -> str:
+def table(steps: list[Step], base_rss: float | None, note: str = "") -> str:
     rows: list[tuple[str, list[str], str]] = []
+    served = any(s.workers for s in steps)
 
     def row(label: str, values: list[str], target: str = "") -> None:
         rows.append((label, values, target))
 
     row("hosts / running VMs", [f"{s.hosts:,} / {s.vms:,}" for s in steps])
     row("registration of the new hosts (s)", [_fmt(s.grow_s, 1) for s in steps], "(setup, not a measure)")
-    row("startup reconciliation (s)", [_fmt(s.reconcile_s, 1) for s in steps], TARGETS["reconcile_s"][0])
-    row("  engine CPU during it (s)", [_fmt(s.reconcile_cpu_s, 1) for s in steps])
+    if served:
+        row("reconciliation on taking the lease (s)", [_fmt(s.reconcile_s, 1) for s in steps],
+            TARGETS["reconcile_s"][0] + " (see the note)")
+        row("  leader worker's CPU during it (s)", [_fmt(s.reconcile_cpu_s, 1) for s in steps])
+    else:
+        row("startup reconciliation (s)", [_fmt(s.reconcile_s, 1) for s in steps], TARGETS["reconcile_s"][0])
+        row("  engine CPU during it (s)", [_fmt(s.reconcile_cpu_s, 1) for s in steps])
     row("  rows changed", [_fmt(s.reconcile_changed) for s in steps])
-    row("process start to listening (s)", [_fmt(s.start_to_listen_s, 1) for s in steps])
+    row("process start to the reconciliation's end (s)", [_fmt(s.start_to_reconciled_s, 1) for s in steps])
+    row("process start to listening (s)", [_fmt(s.start_to_listen_s, 1) for s in steps],
+        "first answer on /healthz" if served else "")
     row("monitor warm-up: all polls parked (s)", [_fmt(s.warmup_s, 1) for s in steps])
-    row("steady CPU, engine (% of a core)", [_fmt(s.steady_cpu_pct, 1) for s in steps])
-    row("  of which monitor threads", [_fmt(s.steady_monitor_cpu_pct, 1) for s in steps])
+    every = ", all processes" if served else ""
+    row(f"steady CPU, engine{every} (% of a core)", [_fmt(s.steady_cpu_pct, 1) for s in steps])
+    row("  of which the leader worker (monitor)" if served else "  of which monitor threads",
+        [_fmt(s.steady_monitor_cpu_pct, 1) for s in steps])
     row("  simulated agents (own process)", [_fmt(s.steady_sim_cpu_pct, 1) for s in steps])
-    row("engine RSS, steady (MB)", [_fmt(s.rss_mb) for s in steps],
+    row(f"engine RSS{every}, steady (MB)", [_fmt(s.rss_mb) for s in steps],
         TARGETS["rss_mb"][0] + (f"; {base_rss:.0f} MB with no host" if base_rss else ""))
-    row("engine RSS, largest seen (MB)", [_fmt(s.rss_max_mb) for s in steps], TARGETS["rss_mb"][0])
-    row("engine threads steady / largest", [f"{s.threads:,} / {s.max_threads:,}" for s in steps])
-    row("engine open files steady / largest", [f"{s.fds:,} / {s.max_fds:,}" for s in steps])
+    if served:
+        row("  largest worker, steady (MB)", [_fmt(s.worker_rss_mb) for s in steps])
+        row("  PSS, all processes (MB)", [_fmt(s.pss_mb) for s in steps], "pages shared since the fork once")
+    row(f"engine RSS{every}, largest seen (MB)", [_fmt(s.rss_max_mb) for s in steps], TARGETS["rss_mb"][0])
+    if served:
+        row("  largest worker, largest seen (MB)", [_fmt(s.worker_rss_max_mb) for s in steps])
+    row(f"engine threads{every} steady / largest", [f"{s.threads:,} / {s.max_threads:,}" for s in steps])
+    row(f"engine open files{every} steady / largest", [f"{s.fds:,} / {s.max_fds:,}" for s in steps])
     row("event-to-row p50 (ms)", [_fmt(s.event_p50_ms, 1) for s in steps])
     row("event-to-row p99 (ms)", [_fmt(s.event_p99_ms, 1) for s in steps], TARGETS["event_p99_ms"][0])
     row("  max (ms) / events / lost", [f"{_fmt(s.event_max_ms)} / {s.events:,} / {s.events_lost}" for s in steps])
@@ -665,7 +968,28 @@ def table(steps: list[Step], base_rss: float | None) -> str:
     lines = [head, "-" * len(head)]
     for label, values, target in rows:
         lines.append(" | ".join([label.ljust(width)] + [v.rjust(c) for v, c in zip(values, cols)] + [target]))
+    if note:
+        lines.append(note)
     return "\n".join(lines)
+
+
+def engine_note(workers: int, sqlite: bool) -> str:
+    return textwrap.fill(_engine_note(workers, sqlite), 110)
+
+
+def _engine_note(workers: int, sqlite: bool) -> str:
+    if not workers:
+        return ("Note: the single-process engine (--workers 0): the reconciliation is the startup one "
+                "(startup=True), before it listens.")
+    threads = os.environ.get("PLUGBOARD_THREADS") or "8"
+    return (f"Note: `plugboard engine serve --workers {workers}` (gunicorn, {threads} threads a worker). The "
+            "reconciliation is the one the lease's holder runs on taking it, "
+            + ("with startup=True (an SQLite engine is one process)." if sqlite else
+               "with startup=False on PostgreSQL: other workers may serve already, so rows in flight for "
+               "less than the grace are left to their commands, where the single-process engine's startup "
+               "reconciliation (startup=True) finished them all.")
+            + " CPU, RSS, threads and open files are summed over the arbiter and the workers; the "
+            "monitor's CPU is its leader process's (its request threads included).")
 
 
 # ---- the run ---------------------------------------------------------------------------------------
@@ -691,7 +1015,11 @@ def main() -> int:
     parser.add_argument("--event-seconds", type=float, default=20.0, help="seconds' worth of events per step")
     parser.add_argument("--clients", type=int, default=50, help="concurrent REST clients")
     parser.add_argument("--rest-seconds", type=float, default=15.0, help="seconds per REST measurement")
-    parser.add_argument("--workers", type=int, default=16, help="concurrent REST calls while registering")
+    parser.add_argument("--workers", type=int,
+                        help="run `plugboard engine serve --workers N` (default on PostgreSQL: 2); 0 runs the "
+                             "single-process engine of this file's --engine-child instead (the default on SQLite)")
+    parser.add_argument("--setup-workers", type=int, default=16,
+                        help="concurrent REST calls while registering, and while leaving NICs unplugging")
     parser.add_argument("--lock", help="flock this file from the step of --lock-from hosts on")
     parser.add_argument("--lock-from", type=int, default=1000)
     parser.add_argument("--out", help="write every figure as JSON here")
@@ -703,7 +1031,12 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="plugboard-scale-"))
     db_url = args.db_url or os.environ.get("PLUGBOARD_TEST_DB_URL") or f"sqlite:///{work / 'engine.db'}"
     shown = db.normalize_url(db_url).split("@")[-1]
-    log(f"database {shown}{'' if args.resume else ' (wiped)'}; logs in {work}")
+    sqlite = db.is_sqlite(db_url)
+    if args.workers is None:
+        args.workers = 0 if sqlite else 2
+    note = engine_note(args.workers, sqlite)
+    log(f"database {shown}{'' if args.resume else ' (wiped)'}; logs in {work}; "
+        + (f"`plugboard engine serve --workers {args.workers}`" if args.workers else "the single-process engine"))
     bench_engine = db.make_engine(db_url, pool_size=2) if not db.is_sqlite(db_url) else db.make_engine(db_url)
     if not db.is_sqlite(bench_engine) and not args.resume:
         db.drop_all(bench_engine)
@@ -714,14 +1047,20 @@ def main() -> int:
     lock_file = None
     have = 0
     base_rss: float | None = None
-    engine: Engine | None = None
+    engine: Engine | Server | None = None
+
+    def start_engine() -> Engine | Server:
+        if args.workers:
+            return Server(db_url, str(work / "state"), work / "engine.log", args.workers, sessions, args.nofile)
+        return Engine(db_url, str(work / "state"), work / "engine.log", args.nofile)
+
     if args.resume:
         have, seeded = seed(sim, sessions)
         log(f"resuming with {have} hosts of the database; {seeded} running VMs given to the simulation")
     else:
         # An engine on the empty database: its tables, and its RSS with no host.
-        engine = Engine(db_url, str(work / "state"), work / "engine.log", args.nofile)
-        base_rss = engine.ps.memory_info().rss / 2**20
+        engine = start_engine()
+        base_rss = tree_usage(engine.procs())[0] / 2**20
         engine.stop()
         engine = None
     from tests.unit.engine.tokens import issue_token
@@ -737,24 +1076,25 @@ def main() -> int:
                 log(f"registering hosts up to sim{want - 1}, {args.vms} running VMs each")
                 registrar = Registrar(db_url, str(work / "state"), token)
                 try:
-                    step.grow_s = grow(registrar, sim, sessions, want, args.vms, args.workers)
+                    step.grow_s = grow(registrar, sim, sessions, want, args.vms, args.setup_workers)
                 finally:
                     registrar.close()
                 have = max(have, want)
             log(f"  done in {step.grow_s:.1f} s; starting the engine")
-            engine = Engine(db_url, str(work / "state"), work / "engine.log", args.nofile)
+            t0 = time.monotonic()
+            engine = start_engine()
             api = Api(engine.url, token)
             measure(engine, sim, api, sessions, step, args)
             sampler = engine.sampler
-            step.rss_max_mb = sampler.max_rss / 2**20
+            step.rss_max_mb, step.worker_rss_max_mb = sampler.max_rss / 2**20, sampler.max_worker_rss / 2**20
             step.max_threads, step.max_fds = sampler.max_threads, sampler.max_fds
-            stats = engine.stats()
-            step.log, step.log_first = stats["log"], stats["first"]
+            step.log, step.log_first = engine.log_counts()
             step.load_avg = os.getloadavg()
             engine.stop()
             engine = None
+            log(f"  step of {step.hosts} hosts measured in {time.monotonic() - t0:.0f} s")
             steps.append(step)
-            print(table(steps, base_rss), flush=True)
+            print(table(steps, base_rss, note), flush=True)
             if args.out:
                 Path(args.out).write_text(json.dumps({"args": vars(args), "base_rss_mb": base_rss,
                                                       "steps": [s.__dict__ for s in steps]}, indent=1))
@@ -766,15 +1106,18 @@ def main() -> int:
             lock_file.close()
     print(f"\n{os.cpu_count()} CPUs; database {shown}; agents' latency "
           f"{args.latency:g} s; {args.usb} USB + {args.pci} PCI devices per host; logs in {work}")
-    print(table(steps, base_rss))
+    print(table(steps, base_rss, note))
     return 0
 
 
-def measure(engine: Engine, sim: Sim, api: Api, sessions: Any, step: Step, args: argparse.Namespace) -> None:
-    rec = engine.reconciled
-    step.reconcile_s, step.reconcile_cpu_s, step.reconcile_changed = rec["reconciled"], rec["cpu"], rec["changed"]
-    step.start_to_listen_s = engine.listening - engine.started
-    log(f"  startup reconciliation {step.reconcile_s:.1f} s ({rec['changed']} changed); waiting for the polls")
+def measure(engine: Engine | Server, sim: Sim, api: Api, sessions: Any, step: Step, args: argparse.Namespace) -> None:
+    step.workers = engine.workers
+    step.reconcile_s, step.reconcile_cpu_s = engine.reconcile_s, engine.reconcile_cpu_s
+    step.reconcile_changed = engine.reconcile_changed
+    step.start_to_reconciled_s, step.start_to_listen_s = engine.start_to_reconciled_s, engine.start_to_listen_s
+    log(f"  reconciliation {step.reconcile_s:.1f} s ({step.reconcile_changed} changed), "
+        f"{step.start_to_reconciled_s:.1f} s after start; listening after {step.start_to_listen_s:.1f} s; "
+        "waiting for the polls")
     step.warmup_s = warmup(sim, step.hosts)
     nics = load_nics(sessions)
     step.vms = len(nics)
@@ -784,7 +1127,7 @@ def measure(engine: Engine, sim: Sim, api: Api, sessions: Any, step: Step, args:
     log(f"  event-to-row: {total} events at {args.event_rate:g}/s")
     t0 = time.monotonic()
     events = event_latency(api, engine, sim, sessions, nics, rate=args.event_rate, total=total,
-                           workers=args.workers)
+                           workers=args.setup_workers)
     latencies = events.latencies
     step.events, step.events_lost = len(latencies), events.lost
     step.event_p50_ms, step.event_p99_ms = 1000 * pct(latencies, 50), 1000 * pct(latencies, 99)
