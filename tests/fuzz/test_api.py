@@ -6,14 +6,15 @@ Two runs, each from an emptied database (the unit tier's: SQLite, or PostgreSQL 
   controllers, redirdevs, host devices, start/stop, delete...), so created devices get activated,
   deactivated and deleted;
 - per operation: every operation alone, with schema-valid and schema-breaking data, against a VM that
-  runs on host1 and one that is down, each with devices.
+  runs on host1 and one that is down, each with devices; host1 has three USB devices.
 
 Invariants: no 5xx, and every 4xx carries the engine's coded fault
-({"fault": {"code", "status", "message", "reasons": [{"code", ...}]}}). Generated path ids are mostly
-replaced by ids the run created (chosen from a checksum of the generated value, so a run replays
-exactly), otherwise nearly every request would be a 404 for an unknown id.
+({"fault": {"code", "status", "message", "reasons": [{"code", ...}]}}). Generated path ids, and a
+body's host_device_id, are mostly replaced by ids the run created (chosen from a checksum of the
+generated value, so a run replays exactly): otherwise nearly every request would be a 404.
 
-Runs in about a minute on SQLite on a 2-core machine; FUZZ_API_EXAMPLES scales both runs.
+About 80 s on SQLite and 2.5 min on PostgreSQL on a 2-core machine; FUZZ_API_EXAMPLES scales both
+runs, FUZZ_VERBOSE=1 prints the statuses of each operation.
 """
 from __future__ import annotations
 
@@ -62,6 +63,10 @@ KEEP_DRAWN = 5
 # which the tests' databases (made from the models) never carry.
 NOT_READY_BY_DESIGN = {("GET", "/readyz")}
 
+# host1's USB devices: the inventory that host-device attachments claim (whitelisted, so assignable).
+USB_DEVICES = [{"name": f"usb_1_{i}", "capability": "usb_device", "vendorId": "0781", "productId": "5567",
+                "portPath": f"1-{i}", "serial": f"S{i}", "allowed": True} for i in range(1, 4)]
+
 SETTINGS = dict(deadline=None, derandomize=True, database=None, print_blob=True,
                 suppress_health_check=list(HealthCheck))
 
@@ -109,7 +114,7 @@ class Engine:
             for table in reversed(Base.metadata.sorted_tables):
                 s.execute(delete(table))
         self.hosts.by_name.clear()
-        self.hosts.add(FakeHost("host1"))
+        self.hosts.add(FakeHost("host1")).hostdevs.extend(USB_DEVICES)
         self.token = issue_token(self.sessions)
         self.created = {}
         self.owner = {}
@@ -117,6 +122,9 @@ class Engine:
         assert r.status_code == 201, r.get_json()
         self.host_id = r.get_json()["id"]
         self.remember("host_id", None, r.get_json())
+        r = self.client().get(f"/api/hosts/{self.host_id}/devices")
+        assert r.status_code == 200, r.get_json()
+        self.remember("host_device_id", None, r.get_json())
 
     def client(self):
         client = self.app.test_client()
@@ -125,7 +133,7 @@ class Engine:
 
     def remember(self, param: str, vm_id: str | None, body: Any) -> None:
         for item in body if isinstance(body, list) else [body]:
-            if isinstance(item, dict) and isinstance(item.get("id"), str):
+            if isinstance(item, dict) and isinstance(item.get("id"), (str, int)):
                 self.created.setdefault(param, []).append(item["id"])
                 if vm_id is not None:
                     self.owner[item["id"]] = vm_id
@@ -147,6 +155,12 @@ class Engine:
             params[name] = chosen
             if chosen in self.owner and "vm_id" in params:
                 params["vm_id"] = self.owner[chosen]
+        body = getattr(case, "body", None)
+        known_devices = self.created.get("host_device_id")
+        if isinstance(body, dict) and "host_device_id" in body and known_devices:
+            pick = zlib.crc32(repr(body["host_device_id"]).encode())
+            if pick % KEEP_DRAWN:
+                body["host_device_id"] = known_devices[pick % len(known_devices)]
 
     def record(self, case: Any, response: Any, tally: Tally) -> None:
         tally.count(response.status_code, f"{case.method.upper()} {case.path}")
@@ -159,7 +173,8 @@ class Engine:
             self.remember(param, (case.path_parameters or {}).get("vm_id"), response.json())
 
     def seed(self) -> None:
-        """A VM up on host1 and one down, each with a NIC, a USB controller and a SPICE redirdev."""
+        """A VM up on host1 and one down, each with a NIC, a USB controller, a SPICE redirdev and a USB
+        host device."""
         c = self.client()
         for name, up in (("seed-up", True), ("seed-down", False)):
             r = c.post("/api/vms", json={"name": name, "os_type": "rhel_9x64", "graphics": "spice"})
@@ -172,6 +187,9 @@ class Engine:
                 r = c.post(f"/api/vms/{vm}/{kind}", json=body)
                 assert r.status_code == 201, (kind, r.get_json())
                 self.remember(param, vm, r.get_json())
+            r = c.post(f"/api/vms/{vm}/hostdevs", json={"host_device_id": self.created["host_device_id"][int(up)]})
+            assert r.status_code == 201, r.get_json()
+            self.remember("hostdev_id", vm, r.get_json())
             if up:
                 r = c.post(f"/api/vms/{vm}/start", json={"host_id": self.host_id})
                 assert r.status_code == 200, r.get_json()
