@@ -154,38 +154,31 @@ class Hypervisor:
 
     # -- the connections ----------------------------------------------------------------------------
     def _live(self) -> Any:
-        """The connection, opened again if libvirtd went away (restarted, crashed): without this every
-        later call would fail with "client socket is closed" until the agent restarted. The event
-        callbacks are registered again on the new connection; what happened meanwhile is read by the
-        engine's reconciliation."""
-        conn = self._conn
-        if _alive(conn, self._lv):
-            return conn
-        with self._reopen_lock:
-            if self._conn is conn:
-                with _libvirt_call():
-                    fresh = self._lv.open(self.uri)
-                log.warning("the libvirt connection to %s was lost; opened it again", self.uri)
-                if self._nodedev_conn is conn:
-                    self._nodedev_conn = fresh
-                self._conn = fresh
-                self.generation += 1
-                self._resubscribe()
-            return self._conn
+        return self._open("_conn", self.uri)
 
     def _nodedev(self) -> Any:
-        if self.nodedev_uri is None:
-            return self._live()
-        conn = self._nodedev_conn
+        return self._live() if self.nodedev_uri is None else self._open("_nodedev_conn", self.nodedev_uri)
+
+    def _open(self, attr: str, uri: str) -> Any:
+        """The connection kept in `attr`, opened again if libvirtd went away (restarted, crashed):
+        without this every later call would fail with "client socket is closed" until the agent
+        restarted. The event callbacks are registered again on the new connection; what happened
+        meanwhile is read by the engine's reconciliation."""
+        conn = getattr(self, attr)
         if _alive(conn, self._lv):
             return conn
         with self._reopen_lock:
-            if self._nodedev_conn is conn:
+            if getattr(self, attr) is conn:
                 with _libvirt_call():
-                    self._nodedev_conn = self._lv.open(self.nodedev_uri)
-                log.warning("the libvirt connection to %s was lost; opened it again", self.nodedev_uri)
+                    fresh = self._lv.open(uri)
+                log.warning("the libvirt connection to %s was lost; opened it again", uri)
+                if attr == "_conn":
+                    if self._nodedev_conn is conn:
+                        self._nodedev_conn = fresh
+                    self.generation += 1        # domain handles of the old connection are stale
+                setattr(self, attr, fresh)
                 self._resubscribe()
-            return self._nodedev_conn
+            return getattr(self, attr)
 
     def _resubscribe(self) -> None:
         if self._subscribed is None:

@@ -44,3 +44,28 @@ def defined_vms(libvirt_uri):
         return {d.UUIDString() for d in conn.listAllDomains()}
     finally:
         conn.close()
+
+
+class Crash(BaseException):
+    """Stands for the engine process dying: nothing after it runs, no handler catches it."""
+
+
+def die_after_host_call(engine_parts, vm_id: str, nic_id: str, *, plug: bool) -> None:
+    """Runs the NIC's activate (or deactivate) command with a host client that dies right after the
+    host answered: the command's first transaction is committed, its last never runs."""
+    import pytest
+    from engine.commands import plug_unplug_nic
+
+    real = engine_parts["hosts"]
+
+    class DyingAfterCall:
+        def __init__(self, client):
+            self.client, self.name = client, client.name
+
+        def call(self, verb, params=None, **kw):
+            self.client.call(verb, params, **kw)
+            raise Crash()
+
+    with pytest.raises(Crash):
+        plug_unplug_nic.execute(engine_parts["sessions"], lambda h: DyingAfterCall(real(h)),
+                                plug_unplug_nic.Params(vm_id=vm_id, nic_id=nic_id, plug=plug))

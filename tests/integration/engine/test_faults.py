@@ -18,7 +18,7 @@ import pytest
 
 from tests.integration.agentproc import AgentProcess
 from tests.integration.engine.conftest import SUMMARY
-from tests.integration.engine.rest import add_nic, live_devices, new_vm, ok
+from tests.integration.engine.rest import add_nic, die_after_host_call, live_devices, new_vm, ok
 from tests.integration.guest import wait_for_serial
 
 CONVERGE_WITHIN = 60.0
@@ -183,29 +183,11 @@ def test_agent_killed_during_an_unplug(point, running, api, engine_parts, agent_
         assert "NIC_UNPLUG_RETRIED" in history     # never detached: sent again, not blamed on the guest
 
 
-class Crash(BaseException):
-    """Stands for the engine process dying: nothing after it runs, no handler catches it."""
-
-
 @pytest.mark.parametrize("plug", [True, False], ids=["plug", "unplug"])
 def test_engine_killed_between_the_host_call_and_the_commit(plug, running, api, engine_parts, agent_proc, monitor):
-    from engine.commands import plug_unplug_nic
-
     vm = running["vm"]
     nic = add_nic(api, vm, f"e-{'p' if plug else 'u'}", active=not plug)
-    real = engine_parts["hosts"]
-
-    class DyingAfterCall:
-        def __init__(self, client):
-            self.client, self.name = client, client.name
-
-        def call(self, verb, params=None, **kw):
-            self.client.call(verb, params, **kw)
-            raise Crash()
-
-    with pytest.raises(Crash):
-        plug_unplug_nic.execute(engine_parts["sessions"], lambda h: DyingAfterCall(real(h)),
-                                plug_unplug_nic.Params(vm_id=vm["id"], nic_id=nic["id"], plug=plug))
+    die_after_host_call(engine_parts, vm["id"], nic["id"], plug=plug)
     assert ok(api.get(nic_url(vm, nic)))["plug_state"] == ("plugging" if plug else "unplugging")
     restarted = time.monotonic()
     monitor.reconcile_all(startup=True)     # what the engine does first when it starts again

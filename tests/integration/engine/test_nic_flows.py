@@ -7,12 +7,8 @@ import uuid
 import libvirt
 import pytest
 
-from tests.integration.engine.rest import add_nic, fault, live_aliases, new_vm, ok
+from tests.integration.engine.rest import add_nic, die_after_host_call, fault, live_aliases, new_vm, ok
 from tests.integration.guest import guest_nets, wait_for_serial
-
-
-class Crash(BaseException):
-    """Stands for the engine process dying: nothing after it runs, no handler catches it."""
 
 
 @pytest.fixture(scope="module")
@@ -91,22 +87,8 @@ def test_agent_stopped_mid_flow_gives_a_clear_fault_and_changes_nothing(running,
 def test_engine_killed_between_host_call_and_commit_is_repaired(running, api, engine_parts, agent_proc):
     """The host plugs the NIC, then the engine dies before it commits: the row is left 'plugging'.
     At the next start the monitor's reconciliation reads the truth from the host and repairs it."""
-    from engine.commands import plug_unplug_nic
-
     nic = add_nic(api, running["vm"], "nic4", active=False)
-    real = engine_parts["hosts"]
-
-    class DyingAfterCall:
-        def __init__(self, client):
-            self.client, self.name = client, client.name
-
-        def call(self, verb, params=None, **kw):
-            self.client.call(verb, params, **kw)
-            raise Crash()
-
-    with pytest.raises(Crash):
-        plug_unplug_nic.execute(engine_parts["sessions"], lambda h: DyingAfterCall(real(h)),
-                                plug_unplug_nic.Params(vm_id=running["vm"]["id"], nic_id=nic["id"], plug=True))
+    die_after_host_call(engine_parts, running["vm"]["id"], nic["id"], plug=True)
     url = f"/api/vms/{running['vm']['id']}/nics/{nic['id']}"
     assert ok(api.get(url))["plug_state"] == "plugging"
     assert nic["alias"] in live_aliases(agent_proc, running["vm"]["id"])
