@@ -41,7 +41,7 @@ from schemathesis.generation.jsonschema.builder import build as from_json_schema
 
 from vdsm_plugin import config, verbs  # noqa: E402
 from vdsm_plugin.agent import Agent  # noqa: E402
-from vdsm_plugin.server import jsonrpc_methods  # noqa: E402
+from vdsm_plugin import server  # noqa: E402
 
 NODE_XML = Path(__file__).resolve().parents[1] / "unit" / "vdsm_plugin" / "fixtures" / "libvirt_test_node.xml"
 EXAMPLES = int(os.environ.get("FUZZ_VERB_EXAMPLES", "50"))
@@ -80,7 +80,7 @@ class Host:
                           unplug_timeout=0.2, lock_timeout=2.0)
         self.agent = Agent.start(cfg)
         self.agent.hv._lv = _NoNvram("libvirt")
-        self.methods = jsonrpc_methods(verbs.METHODS)
+        self.methods = server.jsonrpc_methods(verbs.METHODS)
         self.conn = self.agent.hv._conn
         self.conn.defineXML(FOREIGN_XML)
         up = self.call("VM.create", {"vmId": VM_UP, "params": {
@@ -102,7 +102,9 @@ class Host:
         from jsonrpcserver import dispatch
 
         request = json.dumps({"jsonrpc": "2.0", "id": 1, "method": verb, "params": params})
-        return json.loads(dispatch(request, methods=self.methods, context=self.agent))
+        # as the agent's server dispatches (its own request-shape check, where it has one)
+        shape = {"validator": server.request_shape} if hasattr(server, "request_shape") else {}
+        return json.loads(dispatch(request, methods=self.methods, context=self.agent, **shape))
 
     def state(self) -> list[tuple[Any, ...]]:
         """Every domain of the host: uuid, name, state, persistence, live XML, inactive XML."""
