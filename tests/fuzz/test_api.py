@@ -19,12 +19,14 @@ runs, FUZZ_VERBOSE=1 prints the statuses of each operation.
 from __future__ import annotations
 
 import os
+import random
 import time
+import uuid
 import zlib
 from typing import Any
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 
 from tests.fuzz.tally import Tally, report
 from tests.unit.engine.fakehost import FakeHost, FakeHosts
@@ -109,10 +111,20 @@ class Engine:
         self.host_id = ""
 
     def reset(self) -> None:
-        """An empty database, a fresh host1 registered, a new admin token: each scenario starts alike."""
+        """An empty database, a fresh host1 registered, a new admin token: each scenario starts alike,
+        down to its ids. Hypothesis requires a scenario's draws to depend on its own earlier draws
+        only, and answers that list rows in id order (or in creation order with ties broken by id)
+        would otherwise reorder from one scenario to the next with random UUIDs and fresh sequence
+        values."""
+        ids = random.Random(0)
+        uuid.uuid4 = lambda: uuid.UUID(int=ids.getrandbits(128), version=4)     # undone by the fixture
         with self.sessions.begin() as s:
-            for table in reversed(Base.metadata.sorted_tables):
-                s.execute(delete(table))
+            if s.get_bind().dialect.name == "postgresql":
+                names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+                s.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            else:
+                for table in reversed(Base.metadata.sorted_tables):
+                    s.execute(delete(table))
         self.hosts.by_name.clear()
         self.hosts.add(FakeHost("host1")).hostdevs.extend(USB_DEVICES)
         self.token = issue_token(self.sessions)
@@ -199,7 +211,8 @@ class Engine:
 
 
 @pytest.fixture
-def engine(sessions) -> Engine:
+def engine(sessions, monkeypatch) -> Engine:
+    monkeypatch.setattr(uuid, "uuid4", uuid.uuid4)     # Engine.reset replaces it; put back after the test
     eng = Engine(sessions)
     eng.reset()
     return eng
@@ -234,7 +247,16 @@ def test_stateful_links(request, engine: Engine, api_schema) -> None:
         def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
             engine.record(case, response, tally)
 
-    Machine.run(settings=settings(max_examples=STATEFUL_SCENARIOS, stateful_step_count=STATEFUL_STEPS, **SETTINGS))
+    config = settings(max_examples=STATEFUL_SCENARIOS, stateful_step_count=STATEFUL_STEPS, **SETTINGS)
+    try:
+        Machine.run(settings=config)
+    except hypothesis.errors.FlakyStrategyDefinition as e:
+        # Not an answer of the engine's: hypothesis met a scenario whose draws differ from an earlier
+        # run of the same prefix (the engine's state steers which links are open). Said, and run once
+        # more with another seed; a bad answer still fails the test through the tally.
+        report(request, f"\nfuzz stateful: hypothesis stopped on inconsistent draws ({str(e).splitlines()[0]}); "
+                        "running again with another seed")
+        Machine.run(settings=settings(config, derandomize=False))
     _finish(request, "stateful", tally, started)
     assert tally.requests >= MIN_REQUESTS // 2
 
