@@ -34,6 +34,8 @@ def test_only_active_nics_are_started(running, agent_proc, api):
     assert running["nic1"]["alias"] in aliases and running["nic2"]["alias"] not in aliases
     nic1 = ok(api.get(nic_url(running, "nic1")))
     assert nic1["address"]["type"] == "pci"      # libvirt's address stored at start
+    # the guest reports its NICs once its network is up, which may come after it said it is ready
+    wait_for_serial(running["serial"], rf"PB-NETS:.*{running['nic1']['mac']}", timeout=60)
     assert running["nic1"]["mac"] in guest_nets(running["serial"]).values()
 
 
