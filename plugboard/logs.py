@@ -49,5 +49,6 @@ def handler(fmt: str) -> logging.Handler:
 
 
 def setup(*, verbose: bool = False, env: Mapping[str, str] = os.environ) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler(log_format(env))],
-                        force=True)
+    """The process's logging, unless something already configured it (basicConfig's rule: a caller
+    that runs the command in-process, such as a test runner, keeps its own handlers)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler(log_format(env))])

@@ -78,3 +78,17 @@ def test_the_command_refuses_an_unknown_format(monkeypatch, capsys):
     monkeypatch.setenv("PLUGBOARD_LOG_FORMAT", "xml")
     assert cli.main(["down"]) == 2      # refused before the command runs
     assert "PLUGBOARD_LOG_FORMAT" in capsys.readouterr().err
+
+
+def test_a_caller_that_configured_logging_keeps_its_handlers():
+    """Run in-process (a test runner, an embedding program), the command must not take the root
+    logger's handlers over: a handler left on a stream that is later closed breaks later logging."""
+    root = logging.getLogger()
+    kept = logging.StreamHandler(io.StringIO())
+    before = root.handlers[:]
+    root.addHandler(kept)
+    try:
+        logs.setup()
+        assert root.handlers == [*before, kept]
+    finally:
+        root.removeHandler(kept)
