@@ -151,12 +151,15 @@ def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at `url` to `revision` (default: the newest) with the alembic revisions.
 
     On SQLite, foreign keys are off while migrating: batch operations rebuild tables, which would
-    otherwise cascade or fail on referencing rows."""
+    otherwise cascade or fail on referencing rows. On PostgreSQL the migration holds an advisory lock,
+    so that replicas started together migrate one after the other (the later ones find it done)."""
     from alembic import command
 
     engine = make_engine(url, sqlite_foreign_keys=False)
     try:
         with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCKS["migrations"]})
             cfg = alembic_config(url)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
@@ -177,9 +180,9 @@ def drop_all(engine: Engine) -> None:
     reflected.drop_all(engine)
 
 
-#: PostgreSQL advisory lock ids: the transaction-scoped locks `serialize` takes, and the session lock
-#: the monitor's leader holds (engine.dao.leases).
-LOCKS = {"mac_pool": 0x504C_4D41, "monitor": 0x504C_4D4F}
+#: PostgreSQL advisory lock ids: the transaction-scoped locks `serialize` and `upgrade` take, and the
+#: session lock the monitor's leader holds (engine.dao.leases).
+LOCKS = {"mac_pool": 0x504C_4D41, "monitor": 0x504C_4D4F, "migrations": 0x504C_4D44}
 
 
 def serialize(s: Session, name: str) -> None:

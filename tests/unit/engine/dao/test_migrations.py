@@ -121,3 +121,13 @@ def test_one_head_and_revision_files_import_no_models():
         source = open(rev.path, encoding="utf-8").read()
         # A revision is a frozen snapshot: it must not follow later edits of the models.
         assert not re.search(r"^\s*(from|import) engine\b", source, re.M), rev.path
+
+
+@pytest.mark.skipif(not os.environ.get(TEST_DB_URL_ENV), reason="replicas share a PostgreSQL database")
+def test_replicas_that_migrate_together_take_turns(empty_db_url):
+    """Engines started at once all run `upgrade`: one migrates, the others wait and find it done."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda _: db.upgrade(empty_db_url), range(3)))
+    assert _diffs(empty_db_url) == []
