@@ -69,12 +69,15 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
             live_plug = params.active and vm.status == UP
             host = common.running_host(s, vm) if live_plug else None
             spec = {"source": hostdev_rules.source(hd), "startupPolicy": STARTUP_POLICIES[params.required]}
+            # Read before the insert: a failed flush rolls the transaction back and expires every row,
+            # and reading one then is an error of its own that would hide the conflict.
+            hd_id, label = hd.id, hostdev_rules.label(hd)
             try:        # the unique link decides between two requests that both passed the checks
                 dev = devices.add(s, vm.id, type=kinds.HOSTDEV.type, device="usb",
-                                  is_plugged=params.active and not live_plug, spec_params=spec, host_device_id=hd.id)
+                                  is_plugged=params.active and not live_plug, spec_params=spec, host_device_id=hd_id)
             except IntegrityError as err:
-                reason = R.host_device_busy(hostdev_rules.label(hd), "attached to a VM")
-                raise Conflict(f"Cannot attach host device {hd.id}: {reason.message}", reasons=[reason]) from err
+                reason = R.host_device_busy(label, "attached to a VM")
+                raise Conflict(f"Cannot attach host device {hd_id}: {reason.message}", reasons=[reason]) from err
             audit.record(s, kinds.HOSTDEV.audit("ADDED"), f"Host device {hostdev_rules.label(hd)} attached to VM "
                          f"{vm.name}" + ("" if live_plug else " (its definition; applied at its next start)"),
                          vm_id=vm.id, device_id=dev.id, host_device_id=hd.id, required=params.required)

@@ -134,6 +134,20 @@ def test_removing_a_vm_frees_its_devices(sessions, hosts, host, down_vm):
     assert (hd(sessions, key).status, hd(sessions, key).vm_id) == ("available", None)
 
 
+def test_the_second_of_two_attaches_that_both_passed_the_checks_is_a_conflict(sessions, hosts, host, make_vm,
+                                                                               monkeypatch):
+    """Two requests for one device both found it free (PostgreSQL, concurrently): the unique link lets
+    one insert win; the other is refused as busy (409), not with an error about its rolled-back rows."""
+    from engine.commands import hostdev_rules
+    (key,) = inventory(sessions, host, usb())
+    first, second = (make_vm(f"twin{i}", status="down", os_type="rhel_9x64") for i in range(2))
+    attach(sessions, hosts, first, key)
+    monkeypatch.setattr(hostdev_rules, "check", lambda *a, **kw: [])     # as if it read before the first commit
+    with pytest.raises(Conflict) as err:
+        attach(sessions, hosts, second, key)
+    assert [r.code for r in err.value.reasons] == ["HOST_DEVICE_BUSY"]
+
+
 def test_many_attaches_of_few_devices_never_give_one_device_twice(sessions, race_sessions, hosts, host, make_vm):
     """100 concurrent attaches of 10 devices, by 10 stopped VMs: each device ends with one VM."""
     keys = inventory(sessions, host, *(usb(f"usb_1_{i}", port=f"1-{i}", serial=f"S{i}") for i in range(10)))
