@@ -11,7 +11,7 @@ from engine.dao._cas import update_one
 from engine.dao.models import HOST_STATUSES, Host, Vm, utcnow
 from engine.vocab import HOST_UP
 
-__all__ = ["get", "get_by_name", "list", "update_capabilities", "set_status", "advance_event_seq", "take_events",
+__all__ = ["get", "get_by_name", "list", "update_capabilities", "set_status", "take_events",
            "running_vm_counts"]
 
 
@@ -35,12 +35,6 @@ def update_capabilities(s: Session, host_id: str, capabilities: dict[str, Any], 
 
 def set_status(s: Session, host_id: str, status: str) -> bool:
     return update_one(s, Host, host_id, {"status": _checked(status)})
-
-
-def advance_event_seq(s: Session, host_id: str, seq: int) -> bool:
-    """Move the host's consumed-journal mark forward to `seq`, never backwards (compare-and-set on
-    last_event_seq < seq). False when the mark is already at or past `seq`."""
-    return update_one(s, Host, host_id, {"last_event_seq": seq}, Host.last_event_seq < seq)
 
 
 def take_events(s: Session, host_id: str, after: int, seq: int) -> bool:

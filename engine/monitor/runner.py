@@ -401,10 +401,6 @@ class Standby:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    @property
-    def leading(self) -> bool:
-        return self.monitor.running
-
     def start(self) -> None:
         """Try the lease at once (so that a single process reconciles before it serves), then stand by
         in the background."""

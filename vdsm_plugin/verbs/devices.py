@@ -73,15 +73,14 @@ def open_vm(agent: Agent, vm_id: str, *, inactive: bool = False) -> Vm:
 
 
 def _fetch(agent: Agent, vm_id: str, inactive: bool) -> tuple[Domain, str]:
-    """The domain's handle (kept by the agent) and its XML. A kept handle that fails -- its domain
-    undefined since (the event not handled yet), or its connection to libvirtd gone (a lookup opens
-    a new one) -- is dropped and the domain looked up again."""
-    kept = agent.handles.get(vm_id)
-    if kept is not None:
-        try:
-            return kept, kept.xml(inactive=inactive)
-        except LibvirtFailure:
-            agent.forget_domain(vm_id)
+    """The domain's handle (kept by the agent, looked up again after a reconnection) and its XML. A
+    kept handle that fails -- its domain undefined and defined again since, the event not handled
+    yet -- is dropped and the domain looked up once more."""
+    handle = agent.domain(vm_id)
+    try:
+        return handle, handle.xml(inactive=inactive)
+    except LibvirtFailure:
+        agent.forget_domain(vm_id)
     handle = agent.domain(vm_id)
     return handle, handle.xml(inactive=inactive)
 
