@@ -53,7 +53,9 @@ def parts(cfg):
     from engine.app import create_app
 
     # IMMEDIATE transactions on SQLite: a read-then-compare-and-set loses cleanly (409), never "locked".
-    sessions = db.make_sessions(db.make_engine(cfg.db_url, sqlite_begin="immediate"))
+    # A live plug holds its connection through the host call (db.one_connection): one per request
+    # thread, and the monitor's on top (the pool's overflow).
+    sessions = db.make_sessions(db.make_engine(cfg.db_url, sqlite_begin="immediate", connections=cfg.threads))
     hosts = client_factory(cfg)
     monitor = Monitor.from_config(sessions, hosts, cfg)
     # STATE_DIR: the web UI keeps the key that signs its session cookies there.

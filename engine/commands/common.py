@@ -15,7 +15,7 @@ from engine import osinfo, scheduler
 from engine import reasons as R
 from engine.auth import Principal
 from engine.commands.outcome import Outcome
-from engine.dao import audit, devices, hosts as hosts_dao, nics as nics_dao, vms as vms_dao
+from engine.dao import audit, db, devices, hosts as hosts_dao, nics as nics_dao, vms as vms_dao
 from engine.dao.models import Cluster, Host, Vm, VmDevice, VmNic
 from engine.devices import kinds, live, state
 from engine.devices.kinds import DeviceKind
@@ -135,9 +135,10 @@ def plug_or_unplug(sessions: Sessions, hosts: HostClientFactory, *, vm_id: str, 
     gets the host a running VM is on). VM down: the desired state only, applied at the next start.
     VM up: the live runner, whose transition is committed before the host is called."""
     with audited(sessions, kind.audit("PLUG" if plug else "UNPLUG"), vm_id=vm_id, device_id=device_id):
-        # One session for both transactions: the second one's compare-and-set refreshes the row the
-        # first one loaded, which the outcome carries (the caller answers with it, reading nothing).
-        with sessions() as s:
+        # One session for both transactions, on one connection: the second one's compare-and-set
+        # refreshes the row the first one loaded, which the outcome carries (the caller answers with
+        # it, reading nothing).
+        with db.one_connection(sessions) as s:
             with s.begin():
                 # a VM's device set changes one at a time; its host, cluster and device in one statement
                 vm, dev = load_vm_and_device(s, principal, vm_id, device_id, kind)

@@ -6,12 +6,15 @@ owned by the alembic revisions in ``db/migrations``; :func:`create_all` is a sho
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.dao.models import Base
@@ -44,7 +47,7 @@ def is_sqlite(url_or_engine: str | Engine) -> bool:
 
 
 def make_engine(url: str, *, echo: bool = False, sqlite_begin: SqliteBegin = "deferred",
-                sqlite_foreign_keys: bool = True, **kwargs: Any) -> Engine:
+                sqlite_foreign_keys: bool = True, connections: int | None = None, **kwargs: Any) -> Engine:
     """Create the engine for `url`.
 
     SQLite connections get WAL journaling with ``synchronous=NORMAL`` (see SQLITE_SYNCHRONOUS),
@@ -54,17 +57,56 @@ def make_engine(url: str, *, echo: bool = False, sqlite_begin: SqliteBegin = "de
     start of every transaction. With the default ("deferred"), a transaction that reads and then writes
     may fail with "database is locked" when another writer committed in between; a compare-and-set
     issued as the first statement of a transaction waits for the lock instead. PostgreSQL URLs
-    (``postgresql+psycopg://...``) get pre-ping on checkout.
+    (``postgresql+psycopg://...``) get a ping at checkout after PING_AFTER_IDLE_S of idleness.
+    `connections`: how many connections the pool keeps (SQLAlchemy's pool_size), e.g. one per request
+    thread, as a live command holds its connection through its host call (one_connection).
     """
     url = normalize_url(url)
+    if connections is not None and make_url(url).database not in (None, "", ":memory:"):
+        kwargs.setdefault("pool_size", connections)
     if is_sqlite(url):
         if sqlite_begin not in ("deferred", "immediate"):
             raise ValueError(f"sqlite_begin must be 'deferred' or 'immediate', not {sqlite_begin!r}")
         engine = create_engine(url, echo=echo, **kwargs)
         _configure_sqlite(engine, begin=sqlite_begin, foreign_keys=sqlite_foreign_keys)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, echo=echo, **kwargs)
+    engine = create_engine(url, echo=echo, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_after_idle(engine)
+    return engine
+
+
+#: A pooled PostgreSQL connection is pinged at checkout only when it has been idle this long; one used
+#: a moment ago is trusted, as HikariCP trusts a connection used in its last 500 ms. A request costs
+#: two checkouts (authentication, then the command); pinging both cost two round trips per request.
+PING_AFTER_IDLE_S = 0.5
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Pre-ping, only after idleness: a connection that fails its ping is replaced before use
+    (SQLAlchemy's pool retries a checkout refused with DisconnectionError). A server restart inside
+    the window fails the one statement that finds it, and SQLAlchemy then renews the whole pool."""
+
+    @event.listens_for(engine, "connect")
+    def _fresh(_dbapi_conn: Any, record: Any) -> None:
+        record.info.pop(_IDLE_SINCE, None)
+
+    @event.listens_for(engine, "checkin")
+    def _idle(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as e:
+            raise DisconnectionError(f"pooled connection failed its ping: {e}") from e
+
+
+_IDLE_SINCE = "plugboard_idle_since"
 
 
 def _configure_sqlite(engine: Engine, *, begin: SqliteBegin, foreign_keys: bool) -> None:
@@ -106,6 +148,15 @@ def make_sessions(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+@contextmanager
+def one_connection(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose transactions all run on one connection, checked out (and, on PostgreSQL,
+    pinged) once: a command that commits before a host call and again after it. The connection sits
+    idle, outside any transaction, during the call."""
+    with sessions.kw["bind"].connect() as conn, sessions(bind=conn) as s:
+        yield s
+
+
 #: The execution option that marks a reader's connection (read_sessions).
 READ_ONLY = "plugboard_read_only"
 
@@ -117,11 +168,16 @@ class ReadOnlyTransaction(RuntimeError):
 def read_sessions(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
     """A session factory on the same database for transactions that only read (authentication, the
     answer's read after a command). On SQLite they begin DEFERRED whatever the engine's sqlite_begin,
-    so a reader neither takes nor waits for the write lock (WAL: it reads the last committed state);
-    elsewhere they are ordinary transactions. A write in one raises ReadOnlyTransaction: a deferred
-    transaction that tries to write could fail with "database is locked" instead of waiting."""
+    so a reader neither takes nor waits for the write lock (WAL: it reads the last committed state).
+    On PostgreSQL they run in autocommit: under READ COMMITTED every statement of a transaction reads
+    its own snapshot anyway, so a reader's BEGIN and ROLLBACK bought nothing but two round trips. A
+    write in one raises ReadOnlyTransaction: a deferred transaction that tries to write could fail with
+    "database is locked" instead of waiting, and an autocommitted one could not be rolled back."""
     bind = sessions.kw["bind"]
-    readers = sessionmaker(bind=bind.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+    options: dict[str, Any] = {READ_ONLY: True}
+    if bind.dialect.name == "postgresql":
+        options["isolation_level"] = "AUTOCOMMIT"
+    readers = sessionmaker(bind=bind.execution_options(**options), expire_on_commit=False)
 
     def refuse(*_args: Any) -> None:
         raise ReadOnlyTransaction("a read-only session cannot write")

@@ -228,8 +228,11 @@ def repaired(s: Session, subject: Subject, *, plug: bool, address: dict[str, Any
     if not plug:
         _release(s, subject)
     elif subject.kind.claim is not None:
-        # The host has it on the wire whatever the claim says: a lost claim is only reported.
+        # The host has it on the wire whatever the claim says: a lost claim is only reported, in a
+        # savepoint, so that this transaction goes on even when the claim's statement failed.
+        savepoint = s.begin_nested()
         lost = subject.kind.claim(s, _row(s, subject))
+        (savepoint.rollback if lost else savepoint.commit)()
     subject.record(s, "STATE_REPAIRED", f"{subject.label} of VM {subject.vm_name} marked "
                    f"{'plugged' if plug else 'unplugged'}: host {subject.host_name} "
                    f"{'has' if plug else 'does not have'} it" + (f" ({lost[0].message})" if lost else ""),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from sqlalchemy import event
 
 from engine.commands import add_nic, plug_unplug_nic, remove_nic, update_nic
 from engine.dao import devices
@@ -43,6 +44,25 @@ def test_cold_plug_allowed_for_an_os_without_hotplug(sessions, hosts, make_vm, m
 
 
 # ---- VM up: the state machine ---------------------------------------------------------------------
+
+def test_a_hot_plug_checks_out_one_connection_for_both_its_transactions(sessions, hosts, up_vm, make_nic):
+    """The transaction before the host call and the one after it share a connection (one checkout,
+    so on PostgreSQL at most one ping); the pool hands it back when the command ends."""
+    nic = make_nic(up_vm, is_plugged=False)
+    engine = sessions.kw["bind"]
+    checkouts = []
+
+    def count(dbapi_conn, _record, _proxy):
+        checkouts.append(dbapi_conn)
+    event.listen(engine, "checkout", count)
+    try:
+        plug(sessions, hosts, up_vm, nic)
+        plug(sessions, hosts, up_vm, nic, on=False)
+    finally:
+        event.remove(engine, "checkout", count)
+    assert len(checkouts) == 2                          # one per command
+    assert engine.pool.checkedout() == 0
+
 
 def test_hotplug_stores_address_and_alias(sessions, hosts, fake, up_vm, make_nic, db):
     nic = make_nic(up_vm, is_plugged=False, network="br0")

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, inspect, text
+from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy.pool import NullPool
 
 from engine.dao import db
 
@@ -122,3 +124,50 @@ def test_unreachable_configured_database_fails_not_skips():
             connect_or_fail(engine)
     finally:
         engine.dispose()
+
+
+PG_ONLY = pytest.mark.skipif(not os.environ.get("PLUGBOARD_TEST_DB_URL"), reason="PostgreSQL behaviour")
+
+
+@PG_ONLY
+def test_postgresql_readers_run_without_a_transaction(sessions):
+    """Each statement of a reader is its own transaction: no BEGIN and ROLLBACK round trips around it
+    (READ COMMITTED gave every statement its own snapshot anyway). A writer's statements share one."""
+    in_own_transaction = text("SELECT now() = statement_timestamp()")
+    with db.read_sessions(sessions)() as s:
+        s.execute(text("SELECT pg_sleep(0.01)"))
+        assert s.scalar(in_own_transaction) is True
+    with sessions.begin() as s:
+        s.execute(text("SELECT pg_sleep(0.01)"))
+        assert s.scalar(in_own_transaction) is False
+
+
+@PG_ONLY
+def test_postgresql_connections_are_pinged_only_after_idleness(engine_, monkeypatch):
+    """A connection used a moment ago is trusted; one idle longer than PING_AFTER_IDLE_S is pinged,
+    and replaced when its server side is gone, so the statement that follows still works."""
+    pings = []
+    real_ping = engine_.dialect.do_ping
+    monkeypatch.setattr(engine_.dialect, "do_ping", lambda conn: pings.append(conn) or real_ping(conn))
+    with engine_.connect() as conn:
+        pid = conn.scalar(text("SELECT pg_backend_pid()"))
+    with engine_.connect() as conn:
+        assert conn.scalar(text("SELECT pg_backend_pid()")) == pid
+    assert pings == []
+    other = create_engine(engine_.url, poolclass=NullPool)
+    with other.connect() as killer:
+        killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        killer.commit()
+    other.dispose()
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 0.0)
+    with engine_.connect() as conn:
+        assert conn.scalar(text("SELECT pg_backend_pid()")) not in (pid, None)
+    assert len(pings) >= 1
+
+
+def test_connections_sizes_the_pool_where_there_is_one(tmp_path):
+    """The app's engine keeps a connection per request thread (a live plug holds one through its host
+    call); an in-memory SQLite database has a single connection and no pool size to set."""
+    assert db.make_engine(f"sqlite:///{tmp_path}/e.db", connections=12).pool.size() == 12
+    assert db.make_engine("postgresql+psycopg://u@localhost/x", connections=12).pool.size() == 12
+    db.make_engine("sqlite://", connections=12).dispose()

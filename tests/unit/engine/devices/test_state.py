@@ -3,10 +3,13 @@ audit record when it wins and nothing when it loses, keeps `is_plugged` the desi
 or gives back the kind's claim (a NIC's MAC, a host device)."""
 from __future__ import annotations
 
+import concurrent.futures
+import time
+
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from engine.dao import audit, devices, host_devices
+from engine.dao import audit, devices, host_devices, nics
 from engine.dao.models import VmDevice, VmNic
 from engine.devices import state
 from engine.errors import Conflict
@@ -92,6 +95,36 @@ def test_a_mac_claimed_by_another_nic_refuses_the_plug_and_changes_nothing(sessi
     assert [r.code for r in err.value.reasons] == ["MAC_IN_USE"]
     dev = row(sessions, VmDevice, twin.id)
     assert (dev.is_plugged, dev.plug_state) == (False, "stable")
+
+
+def test_a_repair_whose_mac_claim_loses_a_race_is_still_recorded(sessions, make_vm, make_nic):
+    """The monitor finds a NIC on the wire while another NIC's plug, not yet committed, claims the
+    same MAC. On PostgreSQL the repair's claim then fails on the unique constraint after waiting for
+    that commit (SQLite: its guard sees the claim); the repair goes on all the same and says why."""
+    other = make_nic(make_vm(status="up"), mac="02:00:00:00:bb:02", is_plugged=False)
+    vm = make_vm(status="up")
+    twin = make_nic(vm, mac="02:00:00:00:bb:02", is_plugged=False)
+    subject = subject_of(sessions, twin.id)
+    claimer = sessions()
+    claimer.begin()
+    assert nics.claim_mac(claimer, other.id)                  # held, uncommitted
+
+    def repair():
+        with sessions.begin() as s:
+            return state.repaired(s, subject, plug=True, address=None)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        repairing = pool.submit(repair)
+        time.sleep(0.3)                                      # the repair is waiting for the claimer
+        claimer.commit()
+        claimer.close()
+        assert repairing.result(timeout=10) is True
+    dev = row(sessions, VmDevice, twin.id)
+    assert (dev.is_plugged, dev.plug_state) == (True, "stable")
+    assert row(sessions, VmNic, twin.id).claimed_mac is None
+    assert row(sessions, VmNic, other.id).claimed_mac == "02:00:00:00:bb:02"
+    with sessions() as s:
+        [repaired] = audit.list(s, vm_id=vm.id)
+    assert repaired.code == "NIC_STATE_REPAIRED" and "02:00:00:00:bb:02" in repaired.message
 
 
 def test_vm_stopped_settles_every_transition_in_flight_once(sessions, make_vm, make_nic):
