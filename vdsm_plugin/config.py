@@ -49,6 +49,7 @@ class AgentConfig:
 
     @property
     def inflight_path(self) -> Path:
+        """Where agents before the journal kept the unplugs in flight; taken over at start (Removals)."""
         return self.state_dir / "unplugs-in-flight.json"
 
     @property

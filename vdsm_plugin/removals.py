@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,25 +32,28 @@ class Removal:
 
 
 class Removals:
-    """`path`, when given, keeps the detaches in flight on disk: after a restart the agent still never
-    re-sends them, and one whose device left while the agent was down is reported (see recover)."""
+    """`path`, when given, makes the detaches in flight outlive the process: after a restart the agent
+    still never re-sends them, and one whose device left while the agent was down is reported (see
+    recover). They are kept in the journal's database; `path` is the file an earlier agent kept them
+    in, read once (its entries moved into the database) and then removed."""
 
     def __init__(self, journal: Journal, path: Path | None = None) -> None:
         self._journal = journal
-        self._path = path
+        self._persist = path is not None
         self._lock = threading.Lock()
         self._inflight: dict[tuple[str, str], Removal] = {}
         if path is not None and path.exists():
             for vm_id, alias in json.loads(path.read_text() or "[]"):
+                journal.set_unplug_in_flight(vm_id, alias, True)
+            path.unlink()
+        if self._persist:
+            for vm_id, alias in journal.unplugs_in_flight():
                 self._inflight[(vm_id, alias)] = Removal(vm_id, alias)
 
-    def _save(self) -> None:
-        """Called with the lock held; written atomically so a crash leaves the old or the new list."""
-        if self._path is None:
-            return
-        tmp = self._path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(sorted(self._inflight)))
-        os.replace(tmp, self._path)
+    def _save(self, vm_id: str, alias: str, in_flight: bool) -> None:
+        """Called with the lock held: one row of the journal's database, committed at once."""
+        if self._persist:
+            self._journal.set_unplug_in_flight(vm_id, alias, in_flight)
 
     def recover(self, present: Callable[[str, str], bool | None]) -> None:
         """After a restart: a device that left while nobody listened gets its device_removed event.
@@ -69,7 +71,7 @@ class Removals:
                 raise AgentError("operationInFlight", f"a detach of {alias} is already in flight; "
                                  "its outcome will arrive as an event", alias=alias)
             removal = self._inflight[key] = Removal(vm_id, alias)
-            self._save()
+            self._save(vm_id, alias, True)
             return removal
 
     def abandon(self, removal: Removal) -> None:
@@ -77,7 +79,7 @@ class Removals:
         with self._lock:
             if self._inflight.get((removal.vm_id, removal.alias)) is removal:
                 del self._inflight[(removal.vm_id, removal.alias)]
-                self._save()
+                self._save(removal.vm_id, removal.alias, False)
 
     def pending(self, vm_id: str) -> list[str]:
         with self._lock:
@@ -90,13 +92,14 @@ class Removals:
                 removal = self._inflight.pop(key)
                 removal.outcome = "removed"
                 removal.done.set()
-            self._save()
+            if self._persist:
+                self._journal.clear_unplugs_in_flight(vm_id)
 
     def _finish(self, vm_id: str, alias: str, outcome: str) -> Removal | None:
         with self._lock:
             removal = self._inflight.pop((vm_id, alias), None)
             if removal:
-                self._save()
+                self._save(vm_id, alias, False)
         if removal:
             removal.outcome = outcome
             removal.done.set()

@@ -132,6 +132,38 @@ def test_unplugs_in_flight_survive_a_restart(tmp_path, fake_agent, vm_id):
     assert Removals(journal, path).pending(vm_id) == []
 
 
+def test_unplugs_in_flight_are_kept_in_the_journal_not_in_a_rewritten_file(tmp_path, vm_id):
+    """Rewriting a file and renaming it over the old one cost every unplug 0.5 ms; a row of the
+    journal's database costs a few tens of microseconds."""
+    from vdsm_plugin.journal import Journal
+    from vdsm_plugin.removals import Removals
+
+    path = tmp_path / "inflight.json"
+    journal = Journal(tmp_path / "j.db")
+    removals = Removals(journal, path)
+    removal = removals.expect(vm_id, "ua-a")
+    assert not path.exists() and journal.unplugs_in_flight() == [(vm_id, "ua-a")]
+    removals.abandon(removal)
+    assert journal.unplugs_in_flight() == []
+    removals.expect(vm_id, "ua-b")
+    removals.forget_vm(vm_id)
+    assert journal.unplugs_in_flight() == [] and not path.exists()
+
+
+def test_the_in_flight_file_of_an_earlier_agent_is_taken_over(tmp_path, vm_id):
+    import json
+
+    from vdsm_plugin.journal import Journal
+    from vdsm_plugin.removals import Removals
+
+    path = tmp_path / "inflight.json"
+    path.write_text(json.dumps([[vm_id, "ua-a"]]))
+    journal = Journal(tmp_path / "j.db")
+    removals = Removals(journal, path)
+    assert removals.pending(vm_id) == ["ua-a"] and not path.exists()
+    assert Removals(journal, path).pending(vm_id) == ["ua-a"]     # and the next restart still has it
+
+
 def test_host_devices_appearing_and_vanishing_are_journaled(fake_agent):
     fake_agent.hv.nodedev_kinds.update({"usb_1_4_2": ["usb_device"], "usb_1_4_2_1_0": ["usb"],
                                         "net_eth0_52_54_00_12_34_56": ["net"]})
