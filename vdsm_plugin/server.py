@@ -121,12 +121,9 @@ def _content_length(value: str | None) -> int:
 class _Handler(BaseHTTPRequestHandler):
     server: "AgentServer"
     protocol_version = "HTTP/1.1"
-    # An answer larger than the write buffer still leaves in several writes; with Nagle on, a
-    # keep-alive client waits ~40 ms for the delayed ACK before it sees the rest.
+    # Headers and body go out in two writes; with Nagle on, a keep-alive client waits ~40 ms for
+    # the delayed ACK before it sees the body.
     disable_nagle_algorithm = True
-    # A buffered writer: headers and body leave in one send when handle_one_request flushes after
-    # the method (unbuffered, they were two sends and two wake-ups of the client per answer).
-    wbufsize = 64 * 1024
 
     def setup(self) -> None:
         super().setup()

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import http.client
-import io
 import json
 import socket
 import ssl
 import threading
 import time
-import types
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -337,49 +335,3 @@ def test_the_cli_refuses_to_start_without_tls(capsys):
     from plugboard import cli
     assert cli.main(["agent", "serve", "--listen", "0.0.0.0:0", "--insecure-dev-http"]) == 2
     assert "loopback" in capsys.readouterr().err
-
-
-class _RecordingConnection:
-    """A connection that records each write that would reach the socket."""
-
-    def __init__(self, request: bytes) -> None:
-        self.request = request
-        self.writes: list[bytes] = []
-
-    def setsockopt(self, *args) -> None:
-        pass
-
-    def settimeout(self, timeout) -> None:
-        pass
-
-    def sendall(self, data) -> None:
-        self.writes.append(bytes(data))
-
-    def makefile(self, mode: str, buffering: int = -1):
-        if "r" in mode:
-            return io.BufferedReader(io.BytesIO(self.request))
-        conn = self
-
-        class Raw(io.RawIOBase):
-            def writable(self) -> bool:
-                return True
-
-            def write(self, b) -> int:
-                conn.writes.append(bytes(b))
-                return len(b)
-
-        return io.BufferedWriter(Raw(), buffering)
-
-
-def test_an_answer_leaves_in_one_write():
-    """Headers and body go out together: two writes cost the client a second wake-up per call."""
-    body = json.dumps({"jsonrpc": "2.0", "method": "Host.ping", "id": 1}).encode()
-    request = (b"POST /jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
-               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-    conn = _RecordingConnection(request)
-    srv = types.SimpleNamespace(idle_timeout=5.0, body_timeout=5.0, context=None,
-                                methods=server.jsonrpc_methods(VERBS))
-    server._Handler(conn, ("127.0.0.1", 1), srv)
-    assert len(conn.writes) == 1
-    head, _, answer = conn.writes[0].partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200") and json.loads(answer)["result"] == {"pong": True}
