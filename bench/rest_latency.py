@@ -132,6 +132,12 @@ class Spans:
         def _checkout(*_a):
             local.tx0 = time.perf_counter()
 
+        def _beginning(_conn):
+            # a later transaction on a connection the command kept (db.one_connection) starts here
+            if getattr(local, "tx0", None) is None:
+                local.tx0 = time.perf_counter()
+        event.listen(engine, "begin", _beginning, insert=True)     # before the engine's own handler
+
         @event.listens_for(engine, "begin")         # runs after the engine's handler that sends BEGIN
         def _begun(_conn):
             self.add("db_begin", time.perf_counter() - local.tx0)
