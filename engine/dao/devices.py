@@ -56,7 +56,14 @@ def get(s: Session, dev_id: str, *, with_nic: bool = False) -> VmDevice | None:
 
 
 def get_by_alias(s: Session, vm_id: str, alias: str) -> VmDevice | None:
-    return s.scalars(select(VmDevice).where(VmDevice.vm_id == vm_id, VmDevice.alias == alias)).one_or_none()
+    """The VM's device `alias`, a NIC's vm_nics row with it (prebuilt: the monitor's every device
+    event reads one)."""
+    return s.scalars(_GET_BY_ALIAS.statement, {"vm_id": vm_id, "alias": alias}).unique().one_or_none()
+
+
+_GET_BY_ALIAS = Prebuilt(lambda: select(VmDevice).where(VmDevice.vm_id == bindparam("vm_id"),
+                                                        VmDevice.alias == bindparam("alias"))
+                         .options(joinedload(VmDevice.nic)))
 
 
 def holding(s: Session, host_device_id: int) -> VmDevice | None:

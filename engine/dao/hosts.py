@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.dao._cas import update_one
+from engine.dao._cas import OneRowUpdate, update_one
 from engine.dao.models import HOST_STATUSES, Host, Vm, utcnow
 from engine.vocab import HOST_UP
 
@@ -41,7 +41,11 @@ def take_events(s: Session, host_id: str, after: int, seq: int) -> bool:
     """Move the consumed-journal mark from `after` to `seq` (compare-and-set on last_event_seq = after),
     before the events are applied in the same transaction: of two monitors that read the same events,
     the second waits for the first's row lock, then finds the mark moved and applies nothing."""
-    return update_one(s, Host, host_id, {"last_event_seq": seq}, Host.last_event_seq == after)
+    return _TAKE(s, host_id, {"last_event_seq": seq}, last_event_seq=after)
+
+
+# Prebuilt: the monitor runs it for every batch of events it applies.
+_TAKE = OneRowUpdate(Host, ("last_event_seq",), guards=("last_event_seq",))
 
 
 def _checked(status: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import agent_codes, metrics
-from engine.dao import audit, devices, hosts as hosts_dao, vms as vms_dao
+from engine.dao import audit, db, devices, hosts as hosts_dao, vms as vms_dao
 from engine.dao.models import Host, Vm
 from engine.devices import inventory, live as live_ops, state
 from engine.devices.state import Subject
@@ -61,6 +61,7 @@ class Monitor:
                  event_limit: int = 500, retry_delay: float = 5.0,
                  clock: Callable[[], datetime] = _utcnow) -> None:
         self._sessions = sessions
+        self._readers = db.read_sessions(sessions)     # the poll's read of where the journal was left
         self._hosts = hosts
         self.poll_timeout = float(poll_timeout)
         self.reconcile_interval = float(reconcile_interval)
@@ -110,7 +111,7 @@ class Monitor:
 
     def _poll(self, host: Host) -> tuple[int, bool]:
         """(events consumed, whether the host answered)."""
-        with self._sessions.begin() as s:
+        with self._readers() as s:
             row = hosts_dao.get(s, host.id)
             if row is None:
                 return 0, False
@@ -144,12 +145,10 @@ class Monitor:
         with self._sessions.begin() as s:
             if not hosts_dao.take_events(s, row.id, after, events[-1]["seq"]):
                 return 0, True          # consumed meanwhile by someone else: nothing is applied twice
-            current = hosts_dao.get(s, row.id)
-            assert current is not None  # the compare-and-set above found it
             for event in events:
                 try:
                     with s.begin_nested():
-                        events_mod.apply(s, current, event, applied)
+                        events_mod.apply(s, row, event, applied)   # the handlers read its id and name
                 except (KeyError, TypeError, ValueError) as e:
                     log.warning("host %s: event %s is malformed, skipped: %s", row.name, event, e)
         metrics.events_applied(events)
