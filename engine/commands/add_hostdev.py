@@ -78,9 +78,9 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
             except IntegrityError as err:
                 reason = R.host_device_busy(label, "attached to a VM")
                 raise Conflict(f"Cannot attach host device {hd_id}: {reason.message}", reasons=[reason]) from err
-            audit.record(s, kinds.HOSTDEV.audit("ADDED"), f"Host device {hostdev_rules.label(hd)} attached to VM "
+            audit.record(s, kinds.HOSTDEV.audit("ADDED"), f"Host device {label} attached to VM "
                          f"{vm.name}" + ("" if live_plug else " (its definition; applied at its next start)"),
-                         vm_id=vm.id, device_id=dev.id, host_device_id=hd.id, required=params.required)
+                         vm_id=vm.id, device_id=dev.id, host_device_id=hd_id, required=params.required)
             subject = state.Subject.of(dev, vm, host)
             if not live_plug:
                 if params.active:       # one VM per device: the claim's compare-and-set decides
