@@ -1,10 +1,11 @@
 # Plugboard on one Debian bookworm machine, as root:
 #   make setup   packages, libvirtd, the pbbr0 bridge, the test guest, and .venv (with tox)
-#   make test    lint (ruff, mypy), then the test suite through tox (SQLite, then the engine's tests on PostgreSQL)
+#   make test    lint (ruff, mypy), then the test suite through tox (SQLite, then the engine's tests on PostgreSQL;
+#                the unit tiers on every CPU, the tiers with guests one test at a time)
 #   make run     agent + engine + a demo VM (plugboard up); make stop stops them
 #   make clean   tox envs, the built guest, logs and run state (make distclean: also .venv)
 #   make testhost  only the test-host tier (tests/testhost: the agent on a host made of QEMU)
-# make test TOX_ARGS='-e py311 -- tests/unit -x' passes arguments to tox.
+# make test TOX_ARGS='-e unit -- tests/unit -x' passes arguments to tox.
 
 SHELL := /bin/bash
 VENV := .venv
@@ -36,7 +37,7 @@ test: setup
 	$(VENV)/bin/tox $(TOX_ARGS)
 
 testhost: setup
-	$(VENV)/bin/tox -e py311 -- tests/testhost
+	$(VENV)/bin/tox -e integration -- tests/testhost
 
 run: setup
 	$(VENV)/bin/plugboard up

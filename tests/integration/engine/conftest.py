@@ -2,10 +2,10 @@
 libvirtd. The database is a fresh SQLite file, or PLUGBOARD_TEST_DB_URL's PostgreSQL when set."""
 from __future__ import annotations
 
-import os
 
 import pytest
 
+from tests import testdb
 from tests.integration.agentproc import AgentProcess
 from tests.integration.engine.rest import ok
 from tests.unit.engine.tokens import authenticated, issue_token
@@ -39,7 +39,7 @@ def engine_parts(tmp_path_factory):
     from engine.app import create_app
 
     state = tmp_path_factory.mktemp("engine")
-    url = os.environ.get("PLUGBOARD_TEST_DB_URL") or f"sqlite:///{state}/engine.db"
+    url = testdb.url() or f"sqlite:///{state}/engine.db"
     cfg = config.load(None, env={"PLUGBOARD_STATE_DIR": str(state), "PLUGBOARD_DB_URL": url,
                                  "PLUGBOARD_HOST_TIMEOUT": "20"})
     if not db.is_sqlite(url):

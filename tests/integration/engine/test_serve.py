@@ -2,7 +2,7 @@
 their own, against simulated agents (tests/sim). One process of the deployment holds the monitor's
 lease and applies each agent event once; when it dies another takes over.
 
-On SQLite (the py311 tier) the engine is one worker; on PostgreSQL (the pg tier) two replicas of two
+On SQLite (the integration tier) the engine is one worker; on PostgreSQL (the pg-integration tier) two replicas of two
 workers each share one database."""
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ import requests
 from sqlalchemy import text
 
 from engine.dao import db
+from tests import testdb
 from tests.sim.agent import SimAgents, usb_device
 from tests.unit.engine.tokens import issue_token
 
 ROOT = Path(__file__).resolve().parents[3]
-PG_URL = os.environ.get("PLUGBOARD_TEST_DB_URL") or ""
+PG_URL = testdb.url() or ""
 LEASE_KEY = db.LOCKS["monitor"]
 
 

@@ -2,7 +2,6 @@
 (engine.monitor.runner.Standby)."""
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -10,9 +9,10 @@ import pytest
 from sqlalchemy import text
 
 from engine.dao import db, leases
+from tests import testdb
 from engine.monitor.runner import Standby
 
-PG = bool(os.environ.get("PLUGBOARD_TEST_DB_URL"))
+PG = bool(testdb.url())
 
 
 class RecordingMonitor:

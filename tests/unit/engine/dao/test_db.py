@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -8,6 +7,7 @@ from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.pool import NullPool
 
 from engine.dao import db
+from tests import testdb
 
 MIGRATIONS = Path(__file__).resolve().parents[4] / "db" / "migrations" / "versions"
 
@@ -126,7 +126,7 @@ def test_unreachable_configured_database_fails_not_skips():
         engine.dispose()
 
 
-PG_ONLY = pytest.mark.skipif(not os.environ.get("PLUGBOARD_TEST_DB_URL"), reason="PostgreSQL behaviour")
+PG_ONLY = pytest.mark.skipif(not testdb.url(), reason="PostgreSQL behaviour")
 
 
 @PG_ONLY

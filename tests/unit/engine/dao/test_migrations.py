@@ -2,7 +2,6 @@
 PLUGBOARD_TEST_DB_URL is set) on PostgreSQL."""
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 
@@ -15,14 +14,16 @@ from sqlalchemy import inspect
 
 from engine.dao import db
 from engine.dao.models import Base
-from tests.unit.engine.conftest import TEST_DB_URL_ENV, connect_or_fail
+from tests import testdb
+from tests.unit.engine.conftest import connect_or_fail, tables_dropped
 
 
 @pytest.fixture
 def empty_db_url(tmp_path) -> Iterator[str]:
     """An empty database: a new SQLite file, or the configured PostgreSQL with every table dropped."""
-    url = os.environ.get(TEST_DB_URL_ENV) or f"sqlite:///{tmp_path / 'migrated.db'}"
+    url = testdb.url() or f"sqlite:///{tmp_path / 'migrated.db'}"
     if not db.is_sqlite(url):
+        tables_dropped()
         engine = db.make_engine(url)
         try:
             connect_or_fail(engine)
@@ -123,7 +124,7 @@ def test_one_head_and_revision_files_import_no_models():
         assert not re.search(r"^\s*(from|import) engine\b", source, re.M), rev.path
 
 
-@pytest.mark.skipif(not os.environ.get(TEST_DB_URL_ENV), reason="replicas share a PostgreSQL database")
+@pytest.mark.skipif(not testdb.url(), reason="replicas share a PostgreSQL database")
 def test_replicas_that_migrate_together_take_turns(empty_db_url):
     """Engines started at once all run `upgrade`: one migrates, the others wait and find it done."""
     from concurrent.futures import ThreadPoolExecutor
