@@ -1,5 +1,5 @@
-"""Bringing device rows to a host's truth (VM.getDevices), through the named transitions of
-engine.devices.state. Per device of a VM the database says runs on the host, compared by alias:
+"""Bringing device rows to a host's truth (VM.list for a host, VM.getDevices for one VM), through the
+named transitions of engine.devices.state. Per device of a VM the database says runs on the host, compared by alias:
 
     unplugging, gone                      -> unplugged (whatever its age: the goal is reached)
     plugging,   present                   -> plugged with the live address (likewise)

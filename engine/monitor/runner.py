@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 # Running VMs no command is starting or stopping: the ones reconciliation may settle while serving.
 SETTLED_RUNNING = (UP, PAUSED, UNKNOWN)
+
 LONG_POLL_MARGIN = 5.0          # seconds added to the long-poll's own wait for the HTTP read timeout
 
 Sessions = sessionmaker[Session]
@@ -43,6 +44,18 @@ Sessions = sessionmaker[Session]
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _watched(startup: bool) -> tuple[str, ...]:
+    """The VM statuses reconciliation reads: a VM powering up or down belongs to its command, except at
+    startup."""
+    return RUNNING_STATUSES if startup else SETTLED_RUNNING
+
+
+def _snapshots(s: Session, vm_ids: list[str]) -> dict[str, dict[str, tuple[Any, ...]]]:
+    """What reconcile.snapshot says of each device of these VMs, by VM id and device id."""
+    return {vm_id: {d.id: reconcile.snapshot(d) for d in devs}
+            for vm_id, devs in devices.list_for_vms(s, vm_ids).items()}
 
 
 class Monitor:
@@ -207,52 +220,71 @@ class Monitor:
     # ---- reconciliation ---------------------------------------------------------------------------
 
     def reconcile_vm(self, vm: Vm, *, startup: bool = False) -> int:
-        """Bring one running VM's device rows to what its host reports. Returns the number of rows
-        (or VM statuses) changed. A VM powering up or down belongs to its command, except at startup."""
-        watched = RUNNING_STATUSES if startup else SETTLED_RUNNING
-        with self._sessions.begin() as s:
+        """Bring one running VM's device rows to what its host reports (VM.getDevices). Returns the
+        number of rows (or VM statuses) changed. A VM powering up or down belongs to its command, except
+        at startup."""
+        with self._readers() as s:
             row = vms_dao.get(s, vm.id)
-            if row is None or row.status not in watched or not row.run_on_host:
+            if row is None or row.status not in _watched(startup) or not row.run_on_host:
                 return 0
             host = hosts_dao.get(s, row.run_on_host)
             if host is None:
                 return 0
-            before = {d.id: reconcile.snapshot(d) for d in devices.list_for_vm(s, row.id)}
+            before = _snapshots(s, [row.id])
+
+        def read() -> dict[str, dict[str, Any]]:
+            try:
+                return {row.id.lower(): self._hosts(host).call("VM.getDevices", {"vmId": row.id})}
+            except HostCallFailed as err:
+                if err.host_code != agent_codes.code("noVM"):
+                    raise
+                return {}
+        return self._reconcile(host, before, read, startup=startup)
+
+    def _reconcile(self, host: Host, before: dict[str, dict[str, tuple[Any, ...]]],
+                   read: Callable[[], dict[str, dict[str, Any]]], *, startup: bool) -> int:
+        """Reconcile the VMs of `before` (VM id -> its devices' snapshots, taken before the host was
+        asked) with what `read` got from the host (lower-case VM id -> its VM info; a VM missing there
+        is one the host does not know), in one transaction. A row that changed while the host was
+        asked is left to the next round."""
         resend: list[live_ops.LiveCall] = []
+        undefine: list[str] = []
         try:
-            info = self._hosts(host).call("VM.getDevices", {"vmId": row.id})
+            reported = read()
         except HostUnreachable as err:
             self._mark_unreachable(host, err)
             return 0
         except HostCallFailed as err:
-            if err.host_code != agent_codes.code("noVM"):
-                log.warning("VM.getDevices of %s on %s failed: %s", row.name, host.name, err.message)
-                return 0
-            info = None
+            log.warning("host %s: reading its VMs' devices failed: %s", host.name, err.message)
+            return 0
         if host.status == HOST_UNREACHABLE:
             self._mark_reachable(host)
 
+        changed = 0
+        timing = reconcile.Timing(now=self._clock(), grace=0.0 if startup else self.in_flight_grace,
+                                  stale_after=self.stale_after)
         with self._sessions.begin() as s:
-            current = vms_dao.get(s, row.id)
-            if current is None or current.status not in watched or current.run_on_host != host.id:
-                return 0
-            if info is None or info.get("status") == DOWN:
-                why = "does not know it" if info is None else "reports it down"
-                down = state.vm_stopped(s, current, f"VM {current.name} is not running: host {host.name} {why}",
-                                        host=host, severity="warning", repaired=True)
-                undefine = down and info is not None
-                changed = int(down)
-            else:
+            rows = devices.list_for_vms(s, list(before))
+            for vm_id, snapshots in before.items():
+                current = vms_dao.get(s, vm_id)
+                if current is None or current.status not in _watched(startup) or current.run_on_host != host.id:
+                    continue
+                info = reported.get(vm_id.lower())
+                if info is None or info.get("status") == DOWN:
+                    why = "does not know it" if info is None else "reports it down"
+                    down = state.vm_stopped(s, current, f"VM {current.name} is not running: host {host.name} {why}",
+                                            host=host, severity="warning", repaired=True)
+                    if down and info is not None:
+                        undefine.append(current.id)
+                    changed += int(down)
+                    continue
                 live = {d["alias"]: d for d in info.get("devices") or [] if isinstance(d, dict) and d.get("alias")}
-                timing = reconcile.Timing(now=self._clock(), grace=0.0 if startup else self.in_flight_grace,
-                                          stale_after=self.stale_after)
-                changed, undefine = 0, False
-                for dev in devices.list_for_vm(s, current.id):
-                    if before.get(dev.id) != reconcile.snapshot(dev):
+                for dev in rows[vm_id]:
+                    if snapshots.get(dev.id) != reconcile.snapshot(dev):
                         continue    # changed while the host was asked: next round
                     changed += reconcile.device(s, host, current, dev, live.get(dev.alias), timing, resend)
-        if undefine:
-            self._undefine(host, row.id)
+        for vm_id in undefine:
+            self._undefine(host, vm_id)
         for call in resend:
             self._send_again(call)
         return changed
@@ -267,19 +299,20 @@ class Monitor:
                         err.message)
 
     def reconcile_host(self, host: Host, *, startup: bool = False) -> int:
-        """Reconcile the host's device inventory and every VM the database says runs on `host`.
-        Returns the number of VM changes."""
+        """Reconcile the host's device inventory and every VM the database says runs on `host`, from
+        one VM.list (every VM of the host with its devices: one call and one transaction per host,
+        not per VM). Returns the number of VM changes."""
         self.refresh_inventory(host)
-        with self._sessions.begin() as s:
-            vm_list = list(vms_dao.list_on_host(s, host.id, RUNNING_STATUSES))
-        changed = 0
-        for vm in vm_list:
-            changed += self.reconcile_vm(vm, startup=startup)
-            with self._sessions.begin() as s:
-                row = hosts_dao.get(s, host.id)
-                if row is None or row.status == HOST_UNREACHABLE:
-                    break
-        return changed
+        with self._readers() as s:
+            vm_ids = [vm.id for vm in vms_dao.list_on_host(s, host.id, _watched(startup))]
+            before = _snapshots(s, vm_ids)
+        if not before:
+            return 0
+
+        def read() -> dict[str, dict[str, Any]]:
+            listed = self._hosts(host).call("VM.list", {}).get("vms") or []
+            return {v["vmId"].lower(): v for v in listed if isinstance(v, dict) and isinstance(v.get("vmId"), str)}
+        return self._reconcile(host, before, read, startup=startup)
 
     def reconcile_all(self, *, startup: bool = True) -> int:
         """Reconcile every host that is not in maintenance, then settle transitions left in flight on

@@ -74,6 +74,9 @@ class ScriptedHost:
                                      host_message="Virtual machine does not exist")
             return {"vmId": params["vmId"], "name": "vm", "status": dom["status"],
                     "devices": copy.deepcopy(dom["devices"])}
+        if verb == "VM.list":
+            return {"vms": [{"vmId": vm_id, "name": "vm", "status": dom["status"],
+                             "devices": copy.deepcopy(dom["devices"])} for vm_id, dom in self.domains.items()]}
         if verb == "Host.hostdevListByCaps":
             return {"devices": [copy.deepcopy(d) for d in self.hostdevs if d["capability"] in params["caps"]
                                 and ("names" not in params or d["name"] in params["names"])]}
@@ -704,11 +707,28 @@ def test_reconcile_host_asks_only_for_its_running_vms(monitor, agent, host, vm, 
     lost = make_nic(vm, is_plugged=True, address=PCI)
     agent.run(vm.id)
     assert monitor.reconcile_host(host) == 1
-    asked = [p["vmId"] for verb, p in agent.calls if verb == "VM.getDevices"]
-    assert asked == [vm.id]
+    assert [verb for verb, _ in agent.calls if verb.startswith("VM.")] == ["VM.list"]
     assert read(VmDevice, lost.id).is_plugged is False
     assert read(Vm, stopped.id).status == "down" and read(Vm, other.id).status == "up"
     assert fakes.by_name.get("h2") is None or fakes.by_name["h2"].calls == []
+
+
+def test_reconcile_host_reads_all_its_vms_in_one_call(monitor, agent, host, vm, make_vm, make_nic, read):
+    """One VM.list answers for every VM of the host (VM.getDevices per VM cost a call and two
+    transactions each): a lost NIC is repaired, a VM the host does not know and one it reports down
+    are marked down, and the shut-off domain is undefined."""
+    unknown = make_vm("vm-unknown", host=host, status="up")
+    shut_off = make_vm("vm-shut-off", host=host, status="up")
+    lost = make_nic(vm, is_plugged=True, address=PCI)
+    kept = make_nic(vm, is_plugged=True, address=PCI2)
+    agent.run(vm.id, nic_dev(kept.device.alias, PCI2))
+    agent.run(shut_off.id, status="down")
+    assert monitor.reconcile_host(host) == 3
+    assert [verb for verb, _ in agent.calls if verb.startswith("VM.")] == ["VM.list", "VM.destroy"]
+    assert agent.sent("VM.destroy") == [{"vmId": shut_off.id, "undefine": True}]
+    assert read(VmDevice, lost.id).is_plugged is False and read(VmDevice, kept.id).is_plugged is True
+    assert read(Vm, unknown.id).status == "down" and read(Vm, shut_off.id).status == "down"
+    assert read(Vm, vm.id).status == "up"
 
 
 def test_reconcile_all_settles_transitions_of_stopped_vms(monitor, agent, host, vm, make_vm, make_host, fakes,
@@ -770,8 +790,8 @@ def test_start_polls_every_host_and_stop_ends_it(sessions, fakes, agent, host, v
         agent.emit("device_removed", vm.id, nic.device.alias)
         assert wait_for(lambda: read(VmDevice, nic.id).plug_state == "stable")
         assert wait_for(lambda: read(Host, other.id).status == "unreachable")
-        agent.run(vm.id)     # the periodic reconciliation asks for the VM's devices
-        assert wait_for(lambda: any(verb == "VM.getDevices" for verb, _ in agent.calls))
+        agent.run(vm.id)     # the periodic reconciliation reads the host's VMs
+        assert wait_for(lambda: any(verb == "VM.list" for verb, _ in agent.calls))
     finally:
         mon.stop(timeout=5)
     assert not mon.running
