@@ -82,10 +82,12 @@ def list_for_vm(s: Session, vm_id: str, type: str | None = None,  # noqa: A002
 
 
 def list_for_vms(s: Session, vm_ids: Collection[str]) -> dict[str, list[VmDevice]]:
-    """The devices of several VMs in one statement, by VM id, each VM's in list_for_vm's order."""
+    """The devices of several VMs in one statement, with a NIC's vm_nics row, by VM id, each VM's in
+    list_for_vm's order."""
     found: dict[str, list[VmDevice]] = {vm_id: [] for vm_id in vm_ids}
     if found:
-        stmt = select(VmDevice).where(VmDevice.vm_id.in_(found)).order_by(VmDevice.created_at, VmDevice.id)
+        stmt = (select(VmDevice).where(VmDevice.vm_id.in_(found)).options(joinedload(VmDevice.nic))
+                .order_by(VmDevice.created_at, VmDevice.id))
         for dev in s.scalars(stmt):
             found[dev.vm_id].append(dev)
     return found

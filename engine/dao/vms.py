@@ -12,7 +12,7 @@ from engine.dao._cas import KEEP, Prebuilt, update_one
 from engine.dao import host_devices, pci_devices
 from engine.dao.models import VM_STATUSES, Vm, VmDevice
 
-__all__ = ["KEEP", "get", "get_by_name", "list", "list_on_host", "set_status_cas", "set_run_event_seq",
+__all__ = ["KEEP", "get", "get_many", "get_by_name", "list", "list_on_host", "set_status_cas", "set_run_event_seq",
            "set_pcie_ports_base", "delete"]
 
 
@@ -22,6 +22,11 @@ def get(s: Session, vm_id: str, *, for_update: bool = False) -> Vm | None:
     if not for_update:
         return s.get(Vm, vm_id)
     return s.scalars(_GET_FOR_UPDATE.statement, {"vm_id": vm_id}).one_or_none()
+
+
+def get_many(s: Session, vm_ids: Sequence[str]) -> dict[str, Vm]:
+    """The VMs of `vm_ids` that exist, by id, in one statement."""
+    return {vm.id: vm for vm in s.scalars(select(Vm).where(Vm.id.in_(vm_ids)))} if vm_ids else {}
 
 
 def get_with_device(s: Session, vm_id: str, device_id: str, *,

@@ -264,9 +264,10 @@ class Monitor:
         timing = reconcile.Timing(now=self._clock(), grace=0.0 if startup else self.in_flight_grace,
                                   stale_after=self.stale_after)
         with self._sessions.begin() as s:
-            rows = devices.list_for_vms(s, list(before))
+            vms = vms_dao.get_many(s, list(before))
+            rows = devices.list_for_vms(s, list(vms))
             for vm_id, snapshots in before.items():
-                current = vms_dao.get(s, vm_id)
+                current = vms.get(vm_id)
                 if current is None or current.status not in _watched(startup) or current.run_on_host != host.id:
                     continue
                 info = reported.get(vm_id.lower())
