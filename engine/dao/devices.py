@@ -17,7 +17,7 @@ from engine.dao._cas import KEEP, OneRowUpdate, Prebuilt, rowcount, update_one
 from engine.dao.models import VmDevice, new_id, utcnow
 from engine.vocab import IN_FLIGHT_STATES, PLUGGING, STABLE
 
-__all__ = ["KEEP", "TRANSITION_STATES", "alias_for", "add", "get", "get_by_alias", "list_for_vm",
+__all__ = ["KEEP", "TRANSITION_STATES", "alias_for", "add", "get", "list_for_vm",
            "list_in_flight", "begin_transition", "finish_transition", "acknowledge", "mark_unanswered",
            "restart_transition", "set_plugged", "set_address",
            "delete_if_stable", "used_indexes"]
@@ -53,17 +53,6 @@ def get(s: Session, dev_id: str, *, with_nic: bool = False) -> VmDevice | None:
         if found is None or "nic" in inspect(found).unloaded:
             return s.scalars(_GET_WITH_NIC.statement, {"dev_id": dev_id}).one_or_none()
     return s.get(VmDevice, dev_id)
-
-
-def get_by_alias(s: Session, vm_id: str, alias: str) -> VmDevice | None:
-    """The VM's device `alias`, a NIC's vm_nics row with it (prebuilt: the monitor's every device
-    event reads one)."""
-    return s.scalars(_GET_BY_ALIAS.statement, {"vm_id": vm_id, "alias": alias}).unique().one_or_none()
-
-
-_GET_BY_ALIAS = Prebuilt(lambda: select(VmDevice).where(VmDevice.vm_id == bindparam("vm_id"),
-                                                        VmDevice.alias == bindparam("alias"))
-                         .options(joinedload(VmDevice.nic)))
 
 
 def holding(s: Session, host_device_id: int) -> VmDevice | None:

@@ -12,8 +12,8 @@ from engine.dao._cas import KEEP, Prebuilt, update_one
 from engine.dao import host_devices, pci_devices
 from engine.dao.models import VM_STATUSES, Vm, VmDevice
 
-__all__ = ["KEEP", "get", "get_many", "get_by_name", "list", "list_on_host", "set_status_cas", "set_run_event_seq",
-           "set_pcie_ports_base", "delete"]
+__all__ = ["KEEP", "get", "get_many", "get_with_device", "get_with_device_by_alias", "get_by_name", "list",
+           "list_on_host", "set_status_cas", "set_run_event_seq", "set_pcie_ports_base", "delete"]
 
 
 def get(s: Session, vm_id: str, *, for_update: bool = False) -> Vm | None:
@@ -38,9 +38,16 @@ def get_with_device(s: Session, vm_id: str, device_id: str, *,
     return (None, None) if row is None else (row[0], row[1])
 
 
-def _get_with_device(for_update: bool) -> Any:
+def get_with_device_by_alias(s: Session, vm_id: str, alias: str) -> tuple[Vm | None, VmDevice | None]:
+    """get_with_device, the device found by its alias (the monitor's every device event reads one)."""
+    row = s.execute(_GET_WITH_ALIAS.statement, {"vm_id": vm_id, "alias": alias}).first()
+    return (None, None) if row is None else (row[0], row[1])
+
+
+def _get_with_device(for_update: bool, by_alias: bool = False) -> Any:
+    device = VmDevice.alias == bindparam("alias") if by_alias else VmDevice.id == bindparam("device_id")
     stmt = (select(Vm, VmDevice)
-            .outerjoin(VmDevice, and_(VmDevice.vm_id == Vm.id, VmDevice.id == bindparam("device_id")))
+            .outerjoin(VmDevice, and_(VmDevice.vm_id == Vm.id, device))
             .where(Vm.id == bindparam("vm_id"))
             .options(joinedload(Vm.cluster, innerjoin=True), joinedload(Vm.host), joinedload(VmDevice.nic)))
     if for_update:
@@ -53,6 +60,7 @@ _GET_FOR_UPDATE = Prebuilt(lambda: select(Vm).where(Vm.id == bindparam("vm_id"))
                            .execution_options(populate_existing=True))
 _GET_WITH_DEVICE: dict[bool, Prebuilt[Any]] = {u: Prebuilt(functools.partial(_get_with_device, u))
                                                for u in (False, True)}
+_GET_WITH_ALIAS = Prebuilt(functools.partial(_get_with_device, False, by_alias=True))
 
 
 def get_by_name(s: Session, name: str) -> Vm | None:

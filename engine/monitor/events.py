@@ -28,8 +28,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine.dao import devices, vms as vms_dao
-from engine.dao.models import Host, Vm
+from engine.dao import vms as vms_dao
+from engine.dao.models import Host, Vm, VmDevice
 from engine.devices import inventory, live, state
 from engine.devices.state import Subject
 from engine.vocab import PAUSED, POWERING_DOWN, UNKNOWN, UNPLUGGING, UP
@@ -61,9 +61,8 @@ def aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc)
 
 
-def _device_event(s: Session, host: Host, vm: Vm, event: dict[str, Any], applied: Applied) -> None:
-    dev = devices.get_by_alias(s, vm.id, str(event["alias"]))
-    if dev is None or dev.plug_state != UNPLUGGING:
+def _device_event(s: Session, host: Host, vm: Vm, dev: VmDevice, event: dict[str, Any], applied: Applied) -> None:
+    if dev.plug_state != UNPLUGGING:
         return
     started = aware(dev.plug_started_at)
     when = event.get("time")
@@ -105,23 +104,27 @@ def _hostdev_event(s: Session, host: Host, event: dict[str, Any], applied: Appli
         applied.inventory.update(inventory.CAPABILITIES)
 
 
-def _hostdev_dropped(s: Session, host: Host, vm: Vm, event: dict[str, Any], applied: Applied) -> None:
-    dev = devices.get_by_alias(s, vm.id, str(event["alias"]))
-    if dev is None:
-        return
+def _hostdev_dropped(s: Session, host: Host, vm: Vm, dev: VmDevice, event: dict[str, Any],
+                     applied: Applied) -> None:
     inventory.record_dropped(s, vm.id, dev.id, host, f"host {host.name} found it gone")
     applied.inventory.add("usb_device")
 
 
 Handler = Callable[[Session, Host, Vm, dict[str, Any], Applied], None]
+DeviceHandler = Callable[[Session, Host, Vm, VmDevice, dict[str, Any], Applied], None]
 HostHandler = Callable[[Session, Host, dict[str, Any], Applied], None]
 
-#: event kind -> its handler; every other kind is consumed and ignored.
-HANDLERS: dict[str, Handler] = {
+#: event kind -> its handler, for the events about one device of a VM (by its alias); the VM and the
+#: device are read in one statement.
+DEVICE_HANDLERS: dict[str, DeviceHandler] = {
     "device_removed": _device_event,
     "device_removal_failed": _device_event,
-    "vm_lifecycle": _lifecycle,
     "hostdev_dropped": _hostdev_dropped,
+}
+#: event kind -> its handler, for the events about a VM; every kind in none of the tables is consumed
+#: and ignored.
+HANDLERS: dict[str, Handler] = {
+    "vm_lifecycle": _lifecycle,
 }
 #: event kind -> its handler, for the events about the host rather than one of its VMs.
 HOST_HANDLERS: dict[str, HostHandler] = {
@@ -150,13 +153,20 @@ def apply(s: Session, host: Host, event: dict[str, Any], applied: Applied) -> No
     if (host_handler := HOST_HANDLERS.get(str(event.get("kind")))) is not None:
         host_handler(s, host, event, applied)
         return
-    handler = HANDLERS.get(str(event.get("kind")))
+    kind = str(event.get("kind"))
     vm_id = event.get("vmId")
-    if handler is None or not vm_id:
+    if not vm_id or (kind not in HANDLERS and kind not in DEVICE_HANDLERS):
         log.debug("host %s: event %s ignored", host.name, event)
         return
-    vm = vms_dao.get(s, vm_id)
+    dev: VmDevice | None = None
+    if kind in DEVICE_HANDLERS:
+        vm, dev = vms_dao.get_with_device_by_alias(s, vm_id, str(event["alias"]))
+    else:
+        vm = vms_dao.get(s, vm_id)
     if vm is None or vm.run_on_host != host.id:
         log.debug("host %s: event %s is about a VM not running there; ignored", host.name, event)
         return
-    handler(s, host, vm, event, applied)
+    if kind in HANDLERS:
+        HANDLERS[kind](s, host, vm, event, applied)
+    elif dev is not None:
+        DEVICE_HANDLERS[kind](s, host, vm, dev, event, applied)

@@ -126,9 +126,11 @@ class Monitor:
         """(events consumed, whether the host answered)."""
         with self._readers() as s:
             row = hosts_dao.get(s, host.id)
-            if row is None:
-                return 0, False
-            after, status = row.last_event_seq, row.status
+        return (0, False) if row is None else self._poll_row(row)
+
+    def _poll_row(self, row: Host) -> tuple[int, bool]:
+        """_poll of the host's row as just read (its last_event_seq and status)."""
+        after, status = row.last_event_seq, row.status
         params = {"after": after, "timeout": self.poll_timeout, "limit": self.event_limit}
         try:
             answer = self._hosts(row).call("Host.getEvents", params, timeout=self.poll_timeout + LONG_POLL_MARGIN)
@@ -402,13 +404,13 @@ class Monitor:
 
     def _poll_loop(self, host_id: str) -> None:
         while not self._stop.is_set():
-            with self._sessions.begin() as s:
+            with self._readers() as s:
                 host = hosts_dao.get(s, host_id)
             if host is None or host.status == HOST_MAINTENANCE:
                 return
             started = time.monotonic()
             try:
-                count, answered = self._poll(host)
+                count, answered = self._poll_row(host)     # the row just read: no second read
             except Exception:  # noqa: BLE001 - keep watching; the next poll retries the same events
                 log.exception("monitor: polling host %s failed", host.name)
                 count, answered = 0, False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.dao import db, devices
+from engine.dao import db, devices, vms
 from engine.dao.devices import KEEP
 from engine.dao.models import VmDevice
 from tests.unit.engine.race import race
@@ -143,7 +143,9 @@ def test_list_for_vm_filters_and_list_in_flight(sessions, make_vm, make_nic):
         assert {d.id for d in devices.list_for_vm(s, vm.id, plugged=False)} == set()
         assert {d.id for d in devices.list_for_vm(s, vm.id, plugged=True)} == {a.id, b.id, hostdev.id}
         assert [d.id for d in devices.list_in_flight(s)] == [b.id]
-        assert devices.get_by_alias(s, vm.id, f"ua-{a.id}").id == a.id
+        found_vm, found = vms.get_with_device_by_alias(s, vm.id, f"ua-{a.id}")
+        assert found_vm.id == vm.id and found.id == a.id and found.nic.name == "a"
+        assert vms.get_with_device_by_alias(s, vm.id, "ua-none")[1] is None
 
 
 @pytest.mark.parametrize("round_", range(5))
