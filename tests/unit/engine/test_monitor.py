@@ -713,6 +713,29 @@ def test_reconcile_host_asks_only_for_its_running_vms(monitor, agent, host, vm, 
     assert fakes.by_name.get("h2") is None or fakes.by_name["h2"].calls == []
 
 
+def test_a_device_event_reads_its_vm_and_device_in_one_statement(monitor, agent, host, vm, make_nic, read,
+                                                                  engine_):
+    """What a device_removed poll reads: the host's row, then, applying it, its VM and device in one
+    SELECT (two before: the VM, then the device by alias)."""
+    from sqlalchemy import event
+
+    nic = unplugging_nic(make_nic, vm)
+    agent.emit("device_removed", vm.id, nic.device.alias)
+    selects: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+    event.listen(engine_, "before_cursor_execute", seen)
+    try:
+        assert monitor.run_once(host) == 1
+    finally:
+        event.remove(engine_, "before_cursor_execute", seen)
+    assert read(VmDevice, nic.id).plug_state == "stable"
+    assert len(selects) == 2, selects
+    assert "FROM hosts" in selects[0] and "vm_devices" in selects[1] and "FROM vms" in selects[1]
+
+
 def test_reconcile_host_reads_all_its_vms_in_one_call(monitor, agent, host, vm, make_vm, make_nic, read):
     """One VM.list answers for every VM of the host (VM.getDevices per VM cost a call and two
     transactions each): a lost NIC is repaired, a VM the host does not know and one it reports down
