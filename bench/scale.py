@@ -46,8 +46,9 @@ engine is started and measured:
                   latency = row seen no longer unplugging - event's journal time. Repeated in cycles
                   until --event-rate x --event-seconds events are measured
   REST            --clients concurrent clients (keep-alive sessions, a bearer token) for --rest-seconds
-                  each: GET /api/vms (the whole list), GET /api/vms/<id>/nics, then deactivate and
-                  activate (unplug + plug) of NICs, each client on its own NICs (no 409 between them)
+                  each: GET /api/vms (its first page: up to 1,000 VMs), GET /api/vms/<id>/nics, then
+                  deactivate and activate (unplug + plug) of NICs, each client on its own NICs (no 409
+                  between them)
 
 The table at the end shows each figure for every step, with the issue's target next to it. The
 database is wiped at start: --db-url, else $PLUGBOARD_TEST_DB_URL, else SQLite in a temporary

@@ -51,6 +51,13 @@ class NotFound(EngineError):
     code = "NOT_FOUND"
 
 
+class BadRequest(EngineError):
+    """A request whose values are well formed but do not name what they must (a list's marker)."""
+
+    status = 400
+    code = "BAD_REQUEST"
+
+
 class Unauthorized(EngineError):
     """No valid credential: none was sent, or the token is unknown, malformed, expired or revoked."""
 

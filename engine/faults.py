@@ -21,6 +21,7 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import DataError, IntegrityError
 from werkzeug.exceptions import HTTPException
 
+from engine import reasons as R
 from engine.errors import EngineError, Reason
 
 log = logging.getLogger(__name__)
@@ -79,19 +80,13 @@ def _field_reasons(messages: Any, prefix: str = "") -> list[Reason]:
         for key, value in messages.items():
             path = f"{prefix}.{key}" if prefix else str(key)
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
-                reasons.append(_invalid_field(path, value))
+                reasons.append(R.invalid_field(path, value))
             else:
                 reasons.extend(_field_reasons(value, path))
         return reasons
     if isinstance(messages, list):
-        return [_invalid_field(prefix or "_schema", [str(m) for m in messages])]
-    return [_invalid_field(prefix or "_schema", [str(messages)])]
-
-
-def _invalid_field(path: str, errors: list[str]) -> Reason:
-    whole = path == "_schema" or path.endswith("._schema")
-    message = "; ".join(errors) if whole else f"{path}: " + "; ".join(errors)
-    return Reason("INVALID_FIELD", message, {"field": path, "errors": list(errors)})
+        return [R.invalid_field(prefix or "_schema", [str(m) for m in messages])]
+    return [R.invalid_field(prefix or "_schema", [str(messages)])]
 
 
 def _validation_fault(messages: Any) -> Fault:

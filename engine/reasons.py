@@ -40,6 +40,16 @@ def reason(code: str, message: str, **vars: Any) -> Reason:
     return Reason(code=code, message=message, vars=vars)
 
 
+INVALID_FIELD = "INVALID_FIELD"
+
+
+def invalid_field(path: str, errors: list[str]) -> Reason:
+    """A request's field (dotted path; `_schema`: the whole body) that is not valid, with why."""
+    whole = path == "_schema" or path.endswith("._schema")
+    message = "; ".join(errors) if whole else f"{path}: " + "; ".join(errors)
+    return reason(INVALID_FIELD, message, field=path, errors=list(errors))
+
+
 def vm_status_illegal(vm_name: str, status: str, allowed: tuple[str, ...], action: str) -> Reason:
     return reason(VM_STATUS_ILLEGAL,
                   f"Cannot {action}: VM {vm_name} is {status}; allowed when {' or '.join(allowed)}.",

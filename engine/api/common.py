@@ -3,7 +3,6 @@ a command, and the 404 for an id that names nothing."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
@@ -54,12 +53,6 @@ def principal() -> Principal:
 def visible_vm(s: Session, vm_id: str) -> Vm:
     """A VM the request's principal sees, else 404 VM_NOT_FOUND: the commands' one loader."""
     return load_vm(s, principal(), vm_id)
-
-
-def visible_vms(vms: Iterable[Vm]) -> list[Vm]:
-    """The VMs of a list that the request's principal sees."""
-    who = principal()
-    return [vm for vm in vms if who.sees_project(vm.project_id)]
 
 
 @cache

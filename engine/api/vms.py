@@ -6,7 +6,9 @@ from flask.views import MethodView
 
 from engine.commands import add_vm, allowed, remove_vm, run_vm, stop_vm
 from engine.dao import vms as vms_dao
-from engine.api.common import Blueprint, principal, run, sessions, status_for, visible_vm, visible_vms
+from engine import reasons as R
+from engine.api.common import Blueprint, principal, run, sessions, status_for, visible_vm
+from engine.errors import BadRequest, NotFound
 from engine.api.schemas import AllowedSchema, EmptySchema, VmCreateSchema, VmQuerySchema, VmSchema, VmStartSchema
 from engine.api.views import vm_view
 
@@ -22,11 +24,29 @@ def make_blueprint() -> Blueprint:
     @blp.route("")
     class Vms(MethodView):
         @blp.arguments(VmQuerySchema, location="query", unknown="raise")
-        @blp.response(200, VmSchema(many=True))
+        @blp.response(200, VmSchema(many=True), headers={"Link": {"schema": {"type": "string"}, "description":
+                                                                  "The next page, when this one is full."}})
         def get(self, query):
-            """List VMs (optionally of one project): those of the caller's projects, every VM for an admin"""
+            """List VMs (optionally of one project): those of the caller's projects, every VM for an admin
+
+            By name, a page of at most `limit` (1000 by default and at most); `marker` continues a list."""
+            who, limit = principal(), query["limit"]
             with sessions()() as s:
-                return [vm_view(v) for v in visible_vms(vms_dao.list(s, project_id=query.get("project_id")))]
+                after = None
+                if "marker" in query:
+                    try:
+                        after = visible_vm(s, query["marker"])
+                    except NotFound:
+                        reason = R.invalid_field("marker", [f"no VM {query['marker']} to continue after"])
+                        raise BadRequest(f"The request is not valid: {reason.message}", reasons=[reason]) from None
+                page = vms_dao.list(s, project_id=query.get("project_id"),
+                                    projects=None if who.is_admin else who.projects,
+                                    after_name=after.name if after else None, limit=limit)
+                body = [vm_view(v) for v in page]
+            if len(page) < limit:
+                return body
+            args = {k: v for k, v in query.items() if k != "marker"}
+            return body, 200, {"Link": f'<{url_for("vms.Vms", **args, marker=page[-1].id)}>; rel="next"'}
 
         @blp.arguments(VmCreateSchema)
         @blp.response(201, VmSchema, headers={"Location": {"schema": {"type": "string"}}})

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import and_, bindparam, select
@@ -112,8 +112,17 @@ def delete(s: Session, vm_id: str) -> bool:
     return True
 
 
-def list(s: Session, project_id: str | None = None) -> Sequence[Vm]:  # noqa: A001
+def list(s: Session, project_id: str | None = None, *, projects: Collection[str] | None = None,  # noqa: A001
+         after_name: str | None = None, limit: int | None = None) -> Sequence[Vm]:
+    """VMs by name, optionally of one project, of `projects` only (None: all), after the VM named
+    `after_name` (a page's marker) and at most `limit` of them."""
     stmt = select(Vm)
     if project_id is not None:
         stmt = stmt.where(Vm.project_id == project_id)
+    if projects is not None:
+        stmt = stmt.where(Vm.project_id.in_(sorted(projects)))
+    if after_name is not None:
+        stmt = stmt.where(Vm.name > after_name)
+    if limit is not None:
+        stmt = stmt.limit(limit)
     return s.scalars(stmt.order_by(Vm.name)).all()

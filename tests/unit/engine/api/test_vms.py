@@ -1,6 +1,8 @@
 """/api/vms: create, list, get, delete, start, stop."""
 from __future__ import annotations
 
+import pytest
+
 from engine.dao import vms as vms_dao
 from tests.unit.engine.api.conftest import fault_of, reason_codes
 from tests.unit.engine.tokens import authenticated, issue_token
@@ -91,6 +93,50 @@ def test_unknown_vm_is_404(client):
         r = getattr(client, method)(path)
         assert r.status_code == 404, (method, path)
         assert fault_of(r)["code"] == "NOT_FOUND"
+
+
+def test_the_list_comes_in_pages_that_link_to_the_next(client, new_vm):
+    """limit and marker (Nova's paging): a full page carries a Link to the next; the last does not."""
+    ids = {name: new_vm(name, project_id="p1")["id"] for name in ("e", "a", "d", "b", "c")}
+    seen, url, pages = [], "/api/vms?limit=2&project_id=p1", 0
+    while url:
+        r = client.get(url)
+        assert r.status_code == 200, r.get_json()
+        seen += [v["name"] for v in r.get_json()]
+        pages += 1
+        link = r.headers.get("Link")
+        url = link[1:link.index(">")] if link else None
+        if link:
+            assert link.endswith('; rel="next"') and "project_id=p1" in link and "limit=2" in link
+    assert seen == ["a", "b", "c", "d", "e"] and pages == 3
+    assert "Link" not in client.get("/api/vms").headers          # 5 VMs: one page of the default 1000
+    assert [v["name"] for v in client.get(f"/api/vms?marker={ids['c']}").get_json()] == ["d", "e"]
+
+
+def test_a_page_counts_only_the_vms_the_caller_sees(app, sessions, client, new_vm):
+    for name in ("a", "b", "c"):
+        new_vm(name, project_id="other")
+    mine = [new_vm(name, project_id="mine")["id"] for name in ("d", "e")]
+    member = authenticated(app.test_client(), issue_token(sessions, "m", "member", project="mine"))
+    r = member.get("/api/vms?limit=2")
+    assert [v["id"] for v in r.get_json()] == mine and "marker=" + mine[1] in r.headers["Link"]
+    assert member.get(r.headers["Link"][1:r.headers["Link"].index(">")]).get_json() == []
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "marker=no-such-vm"])
+def test_a_bad_page_is_refused_with_the_field_named(client, new_vm, query):
+    new_vm("a")
+    r = client.get(f"/api/vms?{query}")
+    fault = fault_of(r)
+    assert r.status_code == 400 and fault["code"] == "BAD_REQUEST"
+    assert [reason["vars"]["field"] for reason in fault["reasons"]] == [query.split("=")[0]]
+
+
+def test_a_marker_of_a_vm_the_caller_does_not_see_is_no_marker(app, sessions, new_vm):
+    hidden = new_vm("a", project_id="other")
+    member = authenticated(app.test_client(), issue_token(sessions, "m", "member", project="mine"))
+    r = member.get(f"/api/vms?marker={hidden['id']}")
+    assert r.status_code == 400 and fault_of(r)["reasons"][0]["vars"]["field"] == "marker"
 
 
 def test_vm_wrong_types_list_every_field(client):
