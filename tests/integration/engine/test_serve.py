@@ -144,7 +144,7 @@ def file_lease_holder(url: str) -> int | None:
     return int(text_.strip().rpartition(":")[2]) if text_.strip() else None
 
 
-@pytest.mark.skipif(bool(PG_URL), reason="the SQLite deployment; the pg tier runs the replicas below")
+@pytest.mark.skipif(bool(PG_URL), reason="the SQLite deployment; the pg-integration tier runs the replicas below")
 def test_on_sqlite_one_worker_watches_and_a_graceful_restart_hands_the_lease_over(tmp_path, database, agents):
     url, sessions = database
     server = Server(tmp_path / "engine", url, workers=1)
@@ -178,7 +178,7 @@ def test_on_sqlite_more_than_one_worker_is_refused(tmp_path):
     assert "engine.workers" in run.stderr and "PostgreSQL" in run.stderr
 
 
-@pytest.mark.skipif(not PG_URL, reason="replicas share a PostgreSQL database (the pg tier)")
+@pytest.mark.skipif(not PG_URL, reason="replicas share a PostgreSQL database (the pg-integration tier)")
 def test_two_replicas_on_postgresql_watch_once_and_take_over_when_the_leader_dies(tmp_path, database, agents):
     url, sessions = database
     replicas = [Server(tmp_path / f"engine{i}", url, workers=2) for i in range(2)]
