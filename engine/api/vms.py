@@ -4,13 +4,13 @@ from __future__ import annotations
 from flask import current_app, url_for
 from flask.views import MethodView
 
-from engine.commands import add_vm, allowed, remove_vm, run_vm, stop_vm
-from engine.dao import vms as vms_dao
 from engine import reasons as R
 from engine.api.common import Blueprint, principal, run, sessions, status_for, visible_vm
-from engine.errors import BadRequest, NotFound
 from engine.api.schemas import AllowedSchema, EmptySchema, VmCreateSchema, VmQuerySchema, VmSchema, VmStartSchema
 from engine.api.views import vm_view
+from engine.commands import add_vm, allowed, remove_vm, run_vm, stop_vm
+from engine.dao import vms as vms_dao
+from engine.errors import BadRequest, NotFound
 
 
 def read(vm_id: str) -> dict:

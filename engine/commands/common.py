@@ -10,17 +10,27 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import agent_patterns
-from engine import osinfo, scheduler
+from engine import agent_patterns, osinfo, scheduler
 from engine import reasons as R
 from engine.auth import Principal
 from engine.commands.outcome import Outcome
-from engine.dao import audit, db, devices, hosts as hosts_dao, nics as nics_dao, vms as vms_dao
+from engine.dao import audit, db, devices
+from engine.dao import hosts as hosts_dao
+from engine.dao import nics as nics_dao
+from engine.dao import vms as vms_dao
 from engine.dao.models import Cluster, Host, Vm, VmDevice, VmNic
 from engine.devices import kinds, live, state
 from engine.devices.kinds import DeviceKind
-from engine.errors import (Conflict, EngineError, Forbidden, HostCallFailed, HostUnreachable, NotFound, Reason,
-                           ValidationFailed)
+from engine.errors import (
+    Conflict,
+    EngineError,
+    Forbidden,
+    HostCallFailed,
+    HostUnreachable,
+    NotFound,
+    Reason,
+    ValidationFailed,
+)
 from engine.hostclient import HostClientFactory
 from engine.vocab import DOWN, PLUG_STATUSES, RUNNING_STATUSES, STABLE, UP
 

@@ -19,6 +19,7 @@ from engine.errors import Conflict, Reason
 from engine.hostclient import HostClientFactory
 from engine.vocab import DOWN
 
+
 @dataclass(frozen=True)
 class Params:
     vm_id: str

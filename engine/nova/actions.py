@@ -18,8 +18,8 @@ from typing import Any
 
 from engine.commands import add_controller, add_hostdev, plug_unplug_hostdev, remove_hostdev, run_vm, stop_vm
 from engine.dao import devices
-from engine.errors import NotFound
-from engine.nova.common import BadRequest, Checker, run, sessions, visible
+from engine.errors import BadRequest, NotFound
+from engine.nova.common import Checker, run, sessions, visible
 
 Action = Callable[[str, Any], None]
 

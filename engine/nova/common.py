@@ -17,17 +17,10 @@ from engine import reasons as R
 from engine.auth import Principal
 from engine.commands.common import load_vm
 from engine.dao.models import Vm
-from engine.errors import EngineError, NotFound, Reason
+from engine.errors import BadRequest, NotFound, Reason
 
 # How each registration of the resource blueprint appears in URLs: /v2/<tenant>, /v2.1/<tenant>, /v3.
 MOUNTS = {"v2": "v2", "v2_1": "v2.1", "v3": "v3"}
-
-
-class BadRequest(EngineError):
-    """A Nova request body or query that is not what Nova's API accepts."""
-
-    status = 400
-    code = "BAD_REQUEST"
 
 
 def sessions() -> sessionmaker[Session]:
@@ -125,7 +118,7 @@ class Checker:
         self.reasons: list[Reason] = []
 
     def bad(self, path: str, value: Any, rule: str) -> None:
-        self.reasons.append(Reason("INVALID_FIELD", f"Invalid input for field/attribute {path}. Value: {value!r}. "
+        self.reasons.append(Reason(R.INVALID_FIELD, f"Invalid input for field/attribute {path}. Value: {value!r}. "
                                    f"{rule}.", {"field": path, "value": value, "errors": [rule]}))
 
     def object(self, value: Any, path: str, *, allowed: tuple[str, ...] | None = None,

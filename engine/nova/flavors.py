@@ -14,8 +14,8 @@ from engine.commands import add_flavor, remove_flavor, set_flavor_specs
 from engine.commands.flavor_common import flavor_not_found, spec_not_set
 from engine.dao import flavors as flavors_dao
 from engine.dao.models import Flavor
-from engine.errors import NotFound
-from engine.nova.common import BadRequest, Checker, json_body, run, sessions
+from engine.errors import BadRequest, NotFound
+from engine.nova.common import Checker, json_body, run, sessions
 from engine.nova.views import flavor_detail, flavor_summary
 
 CREATE_FIELDS = ("name", "ram", "vcpus", "disk", "id", "swap", "OS-FLV-EXT-DATA:ephemeral", "rxtx_factor",

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Response, g, request
 from werkzeug.exceptions import NotAcceptable
 
-from engine.nova.common import BadRequest
+from engine.errors import BadRequest
 
 MIN_VERSION = (2, 1)
 MAX_VERSION = (2, 1)

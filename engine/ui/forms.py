@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import request
 
+from engine import reasons as R
 from engine.errors import EngineError, Reason
 
 
@@ -29,7 +30,7 @@ class Form:
         try:
             return int(raw)
         except ValueError:
-            self.problems.append(Reason("INVALID_FIELD", f"{name}: {raw!r} is not a whole number.",
+            self.problems.append(Reason(R.INVALID_FIELD, f"{name}: {raw!r} is not a whole number.",
                                         {"field": name, "value": raw}))
             return default
 

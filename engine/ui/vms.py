@@ -9,7 +9,10 @@ from werkzeug.wrappers import Response
 
 from engine import osinfo
 from engine.commands import add_vm, remove_vm, run_vm, stop_vm
-from engine.dao import accounts, flavors as flavors_dao, hosts as hosts_dao, vms as vms_dao
+from engine.dao import accounts
+from engine.dao import flavors as flavors_dao
+from engine.dao import hosts as hosts_dao
+from engine.dao import vms as vms_dao
 from engine.ui import gating, live
 from engine.ui.actions import done
 from engine.ui.context import principal, run, sessions
