@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, fields, validate
 
+from engine.dao import vms as vms_dao
 from engine.dao.models import GRAPHICS, HOST_STATUSES, HOSTDEV_STATUSES, MACHINES, NIC_MODELS, PLUG_STATES, VM_STATUSES
 
 MAC_RE = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
@@ -55,13 +56,9 @@ class BootSchema(StrictSchema):
                                metadata={"description": "Spare pcie-root-ports for hot-plug on q35."})
 
 
-#: The most VMs one GET /api/vms answers (Nova's osapi_max_limit): a page, not the whole fleet.
-VM_PAGE_MAX = 1000
-
-
 class VmQuerySchema(StrictSchema):
     project_id = fields.String(validate=NAME)
-    limit = fields.Integer(validate=validate.Range(min=1, max=VM_PAGE_MAX), load_default=VM_PAGE_MAX,
+    limit = fields.Integer(validate=validate.Range(min=1, max=vms_dao.PAGE_MAX), load_default=vms_dao.PAGE_MAX,
                            metadata={"description": "At most this many VMs, by name. A full page answers a "
                                                     "`Link: <...>; rel=\"next\"` header to the next one."})
     marker = fields.String(validate=ID, metadata={"description": "The id of the last VM of the previous page: "

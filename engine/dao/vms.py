@@ -112,6 +112,10 @@ def delete(s: Session, vm_id: str) -> bool:
     return True
 
 
+#: The most VMs one listing answers (Nova's osapi_max_limit): a page, not the whole fleet.
+PAGE_MAX = 1000
+
+
 def list(s: Session, project_id: str | None = None, *, projects: Collection[str] | None = None,  # noqa: A001
          after_name: str | None = None, limit: int | None = None) -> Sequence[Vm]:
     """VMs by name, optionally of one project, of `projects` only (None: all), after the VM named

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
@@ -68,13 +67,6 @@ def visible(s: Session, server_id: str) -> Vm:
         reason = R.vm_not_found(server_id)
         raise NotFound(reason.message, reasons=[reason])
     return vm
-
-
-def listed(vms: Iterable[Vm]) -> list[Vm]:
-    """The servers of a listing: the path's tenant's (Nova scopes a listing to the token's project),
-    and on /v3 those of every project the principal sees."""
-    who, project = principal(), tenant()
-    return [vm for vm in vms if who.sees_project(vm.project_id) and project in (None, vm.project_id)]
 
 
 # ---- links ---------------------------------------------------------------------------------------

@@ -8,14 +8,19 @@ VM's devices are set up at its first start, so `os-start` boots it. Delete remov
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Blueprint
+from flask import Blueprint, request
 
 from engine.commands import add_vm, remove_vm
 from engine.dao import vms as vms_dao
+from engine.dao.models import Vm
 from engine.nova import actions
-from engine.nova.common import Checker, json_body, link, listed, project_for_new_server, run, sessions, tenant, visible
+from engine.errors import BadRequest, NotFound
+from engine.nova.common import (Checker, json_body, link, principal, project_for_new_server, run, sessions, tenant,
+                                 visible)
 from engine.nova.views import server_created, server_detail, server_summary
 
 CREATE_FIELDS = ("name", "flavorRef", "imageRef", "metadata", "min_count", "max_count", "networks")
@@ -51,16 +56,39 @@ def _create_params(body: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def _page(path: str, view: Callable[[Vm], dict[str, Any]]) -> dict[str, Any]:
+    """A page of the servers the caller sees (the path's tenant's; on /v3 every project's), by name:
+    Nova's `limit` (more than PAGE_MAX is cut to it, as Nova does) and `marker` (the last server of
+    the previous page). A full page links to the next in `servers_links`."""
+    c = Checker()
+    asked = c.integer(request.args["limit"], "limit") if "limit" in request.args else None
+    c.done()
+    limit = min(vms_dao.PAGE_MAX if asked is None else asked, vms_dao.PAGE_MAX)
+    who = principal()
+    with sessions()() as s:
+        after = None
+        if "marker" in request.args:
+            try:
+                after = visible(s, request.args["marker"]).name
+            except NotFound:
+                raise BadRequest(f"marker [{request.args['marker']}] not found") from None
+        page = vms_dao.list(s, project_id=tenant(), projects=None if who.is_admin else who.projects,
+                            after_name=after, limit=limit)
+        body: dict[str, Any] = {"servers": [view(v) for v in page]}
+    if page and len(page) == limit:
+        query = urlencode({**request.args, "limit": limit, "marker": page[-1].id})
+        body["servers_links"] = [{"rel": "next", "href": f"{link(path)}?{query}"}]
+    return body
+
+
 def register(bp: Blueprint) -> None:
     @bp.get("/servers")
     def list_servers():
-        with sessions()() as s:
-            return {"servers": [server_summary(v) for v in listed(vms_dao.list(s, project_id=tenant()))]}
+        return _page("servers", server_summary)
 
     @bp.get("/servers/detail")
     def list_servers_detail():
-        with sessions()() as s:
-            return {"servers": [server_detail(v) for v in listed(vms_dao.list(s, project_id=tenant()))]}
+        return _page("servers/detail", server_detail)
 
     @bp.get("/servers/<string:server_id>")
     def show_server(server_id: str):

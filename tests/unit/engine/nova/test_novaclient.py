@@ -94,6 +94,17 @@ def test_server_create_get_start_stop_delete(nova, client, registered_host, host
         nova.servers.get(server.id)
 
 
+def test_novaclient_pages_through_servers_with_limit_and_marker(nova):
+    flavor = nova.flavors.create("m1.tiny", ram=256, vcpus=1, disk=0)
+    made = sorted((nova.servers.create(name, image=None, flavor=flavor) for name in ("s3", "s1", "s2")),
+                  key=lambda server: server.name)
+    assert [s.name for s in nova.servers.list(limit=2)] == ["s1", "s2"]
+    assert [s.name for s in nova.servers.list(marker=made[1].id)] == ["s3"]
+    assert [s.name for s in nova.servers.list(limit=-1)] == ["s1", "s2", "s3"]     # novaclient follows the pages
+    with pytest.raises(nova_exc.BadRequest):
+        nova.servers.list(marker="no-such-server")
+
+
 def _client(base_url: str, tenant: str, token: str):
     return nova_client.Client("2.1", session=ks_session.Session(
         auth=token_endpoint.Token(f"{base_url}/v2.1/{tenant}", token)))

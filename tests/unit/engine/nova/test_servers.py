@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -70,6 +71,27 @@ def test_list_and_detail_show_the_tenants_servers_only(client, nova_server):
     assert [(s["id"], s["status"]) for s in detail] == [(mine["id"], "SHUTOFF")]
     # /v3 has no tenant in its path: the local administrator sees every project
     assert {s["name"] for s in client.get("/v3/servers").get_json()["servers"]} == {"mine", "theirs"}
+
+
+def test_server_lists_come_in_pages_with_a_next_link(client, nova_server):
+    """Nova's limit and marker: a full page links to the next in servers_links; a marker that is not a
+    server of the caller's is a bad request."""
+    ids = {name: nova_server(name)["id"] for name in ("c", "a", "b")}
+    nova_server("theirs", prefix="/v2.1/t2")
+    for path in ("servers", "servers/detail"):
+        first = client.get(f"{V21}/{path}?limit=2").get_json()
+        assert [srv["name"] for srv in first["servers"]] == ["a", "b"]
+        [nxt] = first["servers_links"]
+        assert nxt["rel"] == "next" and f"/v2.1/{TENANT}/{path}?" in nxt["href"]
+        assert f"marker={ids['b']}" in nxt["href"] and "limit=2" in nxt["href"]
+        href = urlsplit(nxt["href"])
+        rest = client.get(f"{href.path}?{href.query}").get_json()
+        assert [srv["name"] for srv in rest["servers"]] == ["c"] and "servers_links" not in rest
+    assert "servers_links" not in client.get(f"{V21}/servers").get_json()
+    assert client.get(f"{V21}/servers?limit=5000").status_code == 200      # cut to the maximum, as Nova does
+    assert client.get(f"{V21}/servers?limit=0").get_json() == {"servers": []}
+    nova_fault(client.get(f"{V21}/servers?limit=-1"), "badRequest", 400)
+    assert "not found" in nova_fault(client.get(f"{V21}/servers?marker=nope"), "badRequest", 400)
 
 
 def test_another_tenants_server_is_item_not_found(client, nova_server, sessions):
