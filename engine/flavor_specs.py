@@ -39,8 +39,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from engine import pci_aliases, usb
-from engine import reasons as R
+from engine import pci_aliases, reasons as R, usb
 from engine.errors import Reason
 
 USB_REDIRECTION_DEVICES: Final = "usb_redirection_devices"

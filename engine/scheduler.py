@@ -8,8 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine.dao import host_devices
-from engine.dao import hosts as hosts_dao
+from engine.dao import host_devices, hosts as hosts_dao
 from engine.dao.models import Host
 from engine.vocab import HOST_UP, RUNNING_STATUSES
 

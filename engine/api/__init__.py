@@ -9,20 +9,8 @@ from flask import Flask
 from flask_smorest import Api
 
 from engine import reasons as R
-from engine.api import (
-    clusters,
-    controllers,
-    events,
-    flavors,
-    hostdevs,
-    hosts,
-    nics,
-    operations,
-    osinfo,
-    pci_attachments,
-    redirdevs,
-    vms,
-)
+from engine.api import (clusters, controllers, events, flavors, hostdevs, hosts, nics, operations, osinfo,
+                        pci_attachments, redirdevs, vms)
 from engine.api.common import Blueprint
 from engine.api.schemas import FaultSchema
 from engine.auth import Principal

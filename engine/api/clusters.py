@@ -4,11 +4,11 @@ from __future__ import annotations
 from flask import url_for
 from flask.views import MethodView
 
+from engine.commands import add_cluster
+from engine.dao import clusters as clusters_dao
 from engine.api.common import Blueprint, not_found, run, sessions
 from engine.api.schemas import ClusterCreateSchema, ClusterSchema
 from engine.api.views import cluster_view
-from engine.commands import add_cluster
-from engine.dao import clusters as clusters_dao
 
 
 def read(cluster_id: str) -> dict:

@@ -3,8 +3,7 @@ is down; `count` adds several at once, each with the next free index."""
 from __future__ import annotations
 
 from engine.api.common import Blueprint
-from engine.api.device_routes import DeviceRoutes
-from engine.api.device_routes import make_blueprint as make_device_blueprint
+from engine.api.device_routes import DeviceRoutes, make_blueprint as make_device_blueprint
 from engine.api.schemas import ControllerCreateSchema, ControllerSchema
 from engine.api.views import controller_view
 from engine.commands import add_controller, remove_controller

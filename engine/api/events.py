@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
+from engine.dao import audit as audit_dao
 from engine.api.common import Blueprint, principal, sessions
 from engine.api.schemas import EventQuerySchema, EventSchema
 from engine.api.views import event_view
-from engine.dao import audit as audit_dao
 
 
 def make_blueprint() -> Blueprint:

@@ -3,8 +3,7 @@ deactivate semantics of every device kind: live on a running VM, in the definiti
 from __future__ import annotations
 
 from engine.api.common import Blueprint
-from engine.api.device_routes import DeviceRoutes
-from engine.api.device_routes import make_blueprint as make_device_blueprint
+from engine.api.device_routes import DeviceRoutes, make_blueprint as make_device_blueprint
 from engine.api.schemas import HostdevCreateSchema, HostdevSchema
 from engine.api.views import hostdev_view
 from engine.commands import add_hostdev, plug_unplug_hostdev, remove_hostdev

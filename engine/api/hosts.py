@@ -4,12 +4,11 @@ from __future__ import annotations
 from flask import url_for
 from flask.views import MethodView
 
+from engine.commands import add_host, refresh_host
+from engine.dao import host_devices, hosts as hosts_dao
 from engine.api.common import Blueprint, not_found, run, sessions, status_for
 from engine.api.schemas import EmptySchema, HostCreateSchema, HostDeviceQuerySchema, HostDeviceSchema, HostSchema
 from engine.api.views import host_device_view, host_view
-from engine.commands import add_host, refresh_host
-from engine.dao import host_devices
-from engine.dao import hosts as hosts_dao
 
 
 def read(host_id: str) -> dict:

@@ -7,8 +7,7 @@ from typing import Any
 from flask import current_app
 
 from engine.api.common import Blueprint
-from engine.api.device_routes import DeviceRoutes
-from engine.api.device_routes import make_blueprint as make_device_blueprint
+from engine.api.device_routes import DeviceRoutes, make_blueprint as make_device_blueprint
 from engine.api.schemas import NicCreateSchema, NicSchema, NicUpdateSchema
 from engine.api.views import nic_view
 from engine.commands import add_nic, plug_unplug_nic, remove_nic, update_nic

@@ -13,8 +13,7 @@ from engine.api.common import Blueprint, run, sessions, visible_vm
 from engine.api.schemas import PciAliasSchema, PciAttachmentCreateSchema, PciAttachmentSchema
 from engine.api.views import pci_attachment_view
 from engine.commands import pci_attach, pci_detach, pci_rules
-from engine.dao import hosts as hosts_dao
-from engine.dao import pci_aliases
+from engine.dao import hosts as hosts_dao, pci_aliases
 from engine.dao.models import VmDevice
 
 

@@ -3,8 +3,7 @@ activate / deactivate semantics as NICs: live on a running VM, at the next start
 from __future__ import annotations
 
 from engine.api.common import Blueprint
-from engine.api.device_routes import DeviceRoutes
-from engine.api.device_routes import make_blueprint as make_device_blueprint
+from engine.api.device_routes import DeviceRoutes, make_blueprint as make_device_blueprint
 from engine.api.schemas import RedirdevCreateSchema, RedirdevSchema
 from engine.api.views import redirdev_view
 from engine.commands import add_redirdev, plug_unplug_redirdev, remove_redirdev

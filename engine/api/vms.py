@@ -4,13 +4,12 @@ from __future__ import annotations
 from flask import current_app, url_for
 from flask.views import MethodView
 
+from engine.commands import add_vm, allowed, common, remove_vm, run_vm, stop_vm
 from engine import reasons as R
 from engine.api.common import Blueprint, principal, run, sessions, status_for, visible_vm
+from engine.errors import BadRequest, NotFound
 from engine.api.schemas import AllowedSchema, EmptySchema, VmCreateSchema, VmQuerySchema, VmSchema, VmStartSchema
 from engine.api.views import vm_view
-from engine.commands import add_vm, allowed, remove_vm, run_vm, stop_vm
-from engine.dao import vms as vms_dao
-from engine.errors import BadRequest, NotFound
 
 
 def read(vm_id: str) -> dict:
@@ -30,18 +29,14 @@ def make_blueprint() -> Blueprint:
             """List VMs (optionally of one project): those of the caller's projects, every VM for an admin
 
             By name, a page of at most `limit` (1000 by default and at most); `marker` continues a list."""
-            who, limit = principal(), query["limit"]
+            limit = query["limit"]
             with sessions()() as s:
-                after = None
-                if "marker" in query:
-                    try:
-                        after = visible_vm(s, query["marker"])
-                    except NotFound:
-                        reason = R.invalid_field("marker", [f"no VM {query['marker']} to continue after"])
-                        raise BadRequest(f"The request is not valid: {reason.message}", reasons=[reason]) from None
-                page = vms_dao.list(s, project_id=query.get("project_id"),
-                                    projects=None if who.is_admin else who.projects,
-                                    after_name=after.name if after else None, limit=limit)
+                try:
+                    page = common.list_vms(s, principal(), project_id=query.get("project_id"),
+                                           marker=query.get("marker"), limit=limit)
+                except NotFound:
+                    reason = R.invalid_field("marker", [f"no VM {query['marker']} to continue after"])
+                    raise BadRequest(f"The request is not valid: {reason.message}", reasons=[reason]) from None
                 body = [vm_view(v) for v in page]
             if len(page) < limit:
                 return body

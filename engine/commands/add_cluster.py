@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine import osinfo
-from engine import reasons as R
 from engine.commands import common
+from engine import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, clusters
 from engine.dao.models import Cluster

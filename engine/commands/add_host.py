@@ -9,11 +9,10 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
-from engine import reasons as R
 from engine.commands import common
+from engine import reasons as R
 from engine.commands.outcome import Outcome
-from engine.dao import audit, clusters
-from engine.dao import hosts as hosts_dao
+from engine.dao import audit, clusters, hosts as hosts_dao
 from engine.dao.models import Cluster, Host, new_id, utcnow
 from engine.devices import inventory
 from engine.errors import HostCallFailed, HostUnreachable, Reason

@@ -12,14 +12,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine import reasons as R
 from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common
+from engine import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, clusters, nics
 from engine.dao.models import NIC_MODELS, Cluster, Host, Vm
-from engine.devices import live as live_runner
-from engine.devices import pcie_ports, state
+from engine.devices import live as live_runner, pcie_ports, state
 from engine.errors import Reason
 from engine.hostclient import HostClientFactory
 from engine.macpool import MacPool

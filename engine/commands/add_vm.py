@@ -11,11 +11,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from engine import agent_patterns, flavor_specs, osinfo, usb
-from engine import reasons as R
+from engine import agent_patterns
+from engine import flavor_specs, osinfo, usb
 from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common
 from engine.commands import flavor_common as F
+from engine import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, clusters, devices, flavors, vms
 from engine.dao.models import GRAPHICS, MACHINES, Cluster, Flavor, Vm

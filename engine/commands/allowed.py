@@ -15,30 +15,12 @@ from uuid import uuid4
 
 from sqlalchemy.orm import Session
 
-from engine import reasons as R
 from engine import scheduler
 from engine.auth import Principal
-from engine.commands import (
-    add_controller,
-    add_hostdev,
-    add_nic,
-    add_redirdev,
-    common,
-    pci_attach,
-    pci_detach,
-    pci_rules,
-    plug_unplug_hostdev,
-    plug_unplug_nic,
-    plug_unplug_redirdev,
-    remove_controller,
-    remove_hostdev,
-    remove_nic,
-    remove_redirdev,
-    remove_vm,
-    run_vm,
-    stop_vm,
-    update_nic,
-)
+from engine import reasons as R
+from engine.commands import (add_controller, add_hostdev, add_nic, add_redirdev, common, pci_attach, pci_detach,
+                             pci_rules, plug_unplug_hostdev, plug_unplug_nic, plug_unplug_redirdev, remove_controller,
+                             remove_hostdev, remove_nic, remove_redirdev, remove_vm, run_vm, stop_vm, update_nic)
 from engine.dao import devices, pci_aliases
 from engine.dao.models import Vm, VmDevice
 from engine.devices import kinds, pcie_ports

@@ -3,34 +3,24 @@ is checked), the checks every NIC hot-plug makes, and the one activate/deactivat
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import agent_patterns, osinfo, scheduler
+from engine import agent_patterns
+from engine import osinfo, scheduler
 from engine import reasons as R
 from engine.auth import Principal
 from engine.commands.outcome import Outcome
-from engine.dao import audit, db, devices
-from engine.dao import hosts as hosts_dao
-from engine.dao import nics as nics_dao
-from engine.dao import vms as vms_dao
+from engine.dao import audit, db, devices, hosts as hosts_dao, nics as nics_dao, vms as vms_dao
 from engine.dao.models import Cluster, Host, Vm, VmDevice, VmNic
 from engine.devices import kinds, live, state
 from engine.devices.kinds import DeviceKind
-from engine.errors import (
-    Conflict,
-    EngineError,
-    Forbidden,
-    HostCallFailed,
-    HostUnreachable,
-    NotFound,
-    Reason,
-    ValidationFailed,
-)
+from engine.errors import (Conflict, EngineError, Forbidden, HostCallFailed, HostUnreachable, NotFound, Reason,
+                           ValidationFailed)
 from engine.hostclient import HostClientFactory
 from engine.vocab import DOWN, PLUG_STATUSES, RUNNING_STATUSES, STABLE, UP
 
@@ -204,6 +194,16 @@ def load_vm(s: Session, principal: Principal, vm_id: str, *, for_update: bool = 
     does not see answers as if it did not exist, so ids leak nothing. `for_update` locks the row until
     the transaction ends (changes to a VM's device set are serialized per VM)."""
     return _visible(principal, vm_id, vms_dao.get(s, vm_id, for_update=for_update))
+
+
+def list_vms(s: Session, principal: Principal, *, project_id: str | None = None, marker: str | None = None,
+             limit: int | None = None) -> Sequence[Vm]:
+    """The one listing of VMs: those the principal sees, by name, optionally of one project, after the
+    VM `marker` (a page's last; one the principal does not see is NotFound, as load_vm answers) and at
+    most `limit` of them. The project filter is in SQL, so a page counts only visible VMs."""
+    after = load_vm(s, principal, marker).name if marker is not None else None
+    return vms_dao.list(s, project_id=project_id, projects=None if principal.is_admin else principal.projects,
+                        after_name=after, limit=limit)
 
 
 def _visible(principal: Principal, vm_id: str, vm: Vm | None) -> Vm:

@@ -9,7 +9,8 @@ from engine import credentials
 from engine import reasons as R
 from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common
-from engine.dao import accounts, audit, tokens
+from engine.dao import audit, tokens
+from engine.dao import accounts
 from engine.dao.models import utcnow
 from engine.errors import NotFound, Reason
 from engine.hostclient import HostClientFactory

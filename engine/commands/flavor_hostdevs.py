@@ -31,6 +31,7 @@ from engine.devices import kinds
 from engine.devices.claims import FLAVOR, ORIGIN
 
 
+
 @dataclass(frozen=True)
 class Placement:
     """A VM's flavor's USB requests not met yet, and the hosts that can meet them, best first."""

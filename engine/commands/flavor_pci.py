@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from engine import flavor_specs, scheduler
-from engine import reasons as R
+from engine import flavor_specs, reasons as R, scheduler
 from engine.commands import pci_rules
 from engine.dao import flavors, pci_devices
 from engine.dao.models import Host, Vm, VmDevice

@@ -9,11 +9,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from engine import reasons as R
-from engine.dao import devices, host_devices
-from engine.dao import hosts as hosts_dao
+from engine.dao import devices, host_devices, hosts as hosts_dao
 from engine.dao.host_devices import HELD
-from engine.dao.models import HostDevice, Vm, VmDevice
 from engine.devices import inventory
+from engine.dao.models import HostDevice, Vm, VmDevice
 from engine.errors import Reason
 from engine.vocab import AVAILABLE, MANDATORY, UNAVAILABLE, UP
 

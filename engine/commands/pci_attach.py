@@ -23,8 +23,7 @@ from engine import reasons as R
 from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common, flavor_pci, hostdev_rules, pci_rules
 from engine.commands.outcome import Outcome
-from engine.dao import audit, clusters, devices, pci_devices
-from engine.dao import vms as vms_dao
+from engine.dao import audit, clusters, devices, pci_devices, vms as vms_dao
 from engine.dao.models import Host, Vm, VmDevice
 from engine.devices import claims, live, pcie_ports, state
 from engine.errors import Conflict, EngineError, HostUnreachable, Reason

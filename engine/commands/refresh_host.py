@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 from engine.commands import common
 from engine.commands.outcome import Outcome
-from engine.dao import audit
-from engine.dao import hosts as hosts_dao
+from engine.dao import audit, hosts as hosts_dao
 from engine.dao.models import Host
 from engine.devices import inventory
 from engine.errors import HostCallFailed, HostUnreachable, NotFound, Reason

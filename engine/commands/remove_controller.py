@@ -19,7 +19,6 @@ from engine.errors import Conflict, Reason
 from engine.hostclient import HostClientFactory
 from engine.vocab import DOWN
 
-
 @dataclass(frozen=True)
 class Params:
     vm_id: str

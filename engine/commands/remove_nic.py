@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from engine import reasons as R
 from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common
+from engine import reasons as R
 from engine.commands.outcome import Outcome
 from engine.dao import audit, devices
 from engine.dao.models import Vm, VmDevice, VmNic

@@ -19,18 +19,17 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from engine import agent_codes, scheduler
-from engine import reasons as R
 from engine.auth import LOCAL_ADMIN, Principal
-from engine.commands import common, flavor_hostdevs, flavor_pci, hostdev_rules
-from engine.commands.outcome import Outcome
 from engine.config import EngineConfig
-from engine.dao import audit, clusters, devices, host_devices, vms
-from engine.dao import hosts as hosts_dao
+from engine.commands import common, flavor_hostdevs, flavor_pci, hostdev_rules
+from engine import reasons as R
+from engine.commands.outcome import Outcome
+from engine.dao import audit, clusters, devices, host_devices, hosts as hosts_dao, vms
 from engine.dao.models import Cluster, Host, HostDevice, Vm, VmDevice
-from engine.devices import claims, inventory, kinds
-from engine.devices import pcie_ports as ports
 from engine.errors import Conflict, HostCallFailed, HostUnreachable, Reason, ValidationFailed
+from engine.devices import claims, inventory, kinds, pcie_ports as ports
 from engine.hostclient import HostClientFactory
+
 from engine.vocab import DOWN, POWERING_UP, STABLE, UP
 
 log = logging.getLogger(__name__)

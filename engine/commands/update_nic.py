@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine import reasons as R
 from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common
+from engine import reasons as R
 from engine.commands.add_nic import NAME_MAX
 from engine.commands.outcome import Outcome
 from engine.dao import audit, nics

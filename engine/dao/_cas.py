@@ -5,8 +5,8 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from typing import Any, Final, Generic, TypeVar, cast
 
-from sqlalchemy import Executable, bindparam, update
 from sqlalchemy.engine import CursorResult, Result
+from sqlalchemy import Executable, bindparam, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key

@@ -6,36 +6,12 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    CheckConstraint,
-    DateTime,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Text,
-    UniqueConstraint,
-)
+from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Integer, MetaData, String, Text,
+                        UniqueConstraint, Index, CheckConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from engine.vocab import (
-    AUDIT_SEVERITIES,
-    AVAILABLE,
-    DOWN,
-    GRAPHICS,
-    HOST_STATUSES,
-    HOST_UP,
-    HOSTDEV_STATUSES,
-    MACHINES,
-    NIC_MODELS,
-    PLUG_STATES,
-    ROLES,
-    STABLE,
-    VM_STATUSES,
-)
+from engine.vocab import (AUDIT_SEVERITIES, AVAILABLE, DOWN, GRAPHICS, HOST_STATUSES, HOST_UP, HOSTDEV_STATUSES,
+                          MACHINES, NIC_MODELS, PLUG_STATES, ROLES, STABLE, VM_STATUSES)
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

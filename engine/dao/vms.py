@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
-from engine.dao import host_devices, pci_devices
 from engine.dao._cas import KEEP, Prebuilt, update_one
+from engine.dao import host_devices, pci_devices
 from engine.dao.models import VM_STATUSES, Vm, VmDevice
 
 __all__ = ["KEEP", "get", "get_many", "get_with_device", "get_with_device_by_alias", "get_by_name", "list",

@@ -19,9 +19,7 @@ from collections.abc import Iterable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.dao import audit, host_devices, pci_devices
-from engine.dao import devices as devices_dao
-from engine.dao import vms as vms_dao
+from engine.dao import audit, pci_devices, devices as devices_dao, host_devices, vms as vms_dao
 from engine.dao.host_devices import CAPABILITIES, InventoryChange
 from engine.dao.models import Host, HostDevice, VmDevice
 from engine.devices import live

@@ -15,8 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine import reasons as R
-from engine import usb
+from engine import reasons as R, usb
 from engine.dao import nics as nics_dao
 from engine.dao.models import VmDevice
 from engine.devices import claims

@@ -16,8 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from engine import reasons as R
-from engine.dao import audit, devices
-from engine.dao import vms as vms_dao
+from engine.dao import audit, devices, vms as vms_dao
 from engine.dao.models import Host, Vm, VmDevice
 from engine.devices import claims, kinds
 from engine.devices.kinds import DeviceKind

@@ -22,18 +22,15 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import agent_codes, metrics
-from engine.dao import audit, db, devices
-from engine.dao import hosts as hosts_dao
-from engine.dao import vms as vms_dao
+from engine.dao import audit, db, devices, hosts as hosts_dao, vms as vms_dao
 from engine.dao.models import Host, Vm
-from engine.devices import inventory, state
-from engine.devices import live as live_ops
+from engine.devices import inventory, live as live_ops, state
 from engine.devices.state import Subject
 from engine.errors import HostCallFailed, HostUnreachable
 from engine.hostclient import HostClientFactory
-from engine.monitor import events as events_mod
-from engine.monitor import reconcile
-from engine.vocab import DOWN, HOST_MAINTENANCE, HOST_UNREACHABLE, HOST_UP, PAUSED, RUNNING_STATUSES, UNKNOWN, UP
+from engine.monitor import events as events_mod, reconcile
+from engine.vocab import (DOWN, HOST_MAINTENANCE, HOST_UNREACHABLE, HOST_UP, PAUSED, RUNNING_STATUSES, UNKNOWN,
+                          UP)
 
 log = logging.getLogger(__name__)
 

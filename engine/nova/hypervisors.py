@@ -8,10 +8,9 @@ from typing import Any
 
 from flask import Blueprint
 
-from engine import reasons as R
-from engine.dao import host_devices
-from engine.dao import hosts as hosts_dao
+from engine.dao import host_devices, hosts as hosts_dao
 from engine.dao.models import Host, HostDevice
+from engine import reasons as R
 from engine.errors import NotFound
 from engine.nova.common import sessions
 from engine.vocab import HOST_UP

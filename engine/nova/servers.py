@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, request
 
-from engine.commands import add_vm, remove_vm
+from engine.commands import add_vm, common, remove_vm
 from engine.dao import vms as vms_dao
 from engine.dao.models import Vm
 from engine.nova import actions
@@ -64,16 +64,12 @@ def _page(path: str, view: Callable[[Vm], dict[str, Any]]) -> dict[str, Any]:
     asked = c.integer(request.args["limit"], "limit") if "limit" in request.args else None
     c.done()
     limit = min(vms_dao.PAGE_MAX if asked is None else asked, vms_dao.PAGE_MAX)
-    who = principal()
     with sessions()() as s:
-        after = None
-        if "marker" in request.args:
-            try:
-                after = visible(s, request.args["marker"]).name
-            except NotFound:
-                raise BadRequest(f"marker [{request.args['marker']}] not found") from None
-        page = vms_dao.list(s, project_id=tenant(), projects=None if who.is_admin else who.projects,
-                            after_name=after, limit=limit)
+        try:
+            page = common.list_vms(s, principal(), project_id=tenant(), marker=request.args.get("marker"),
+                                   limit=limit)
+        except NotFound:
+            raise BadRequest(f"marker [{request.args['marker']}] not found") from None
         body: dict[str, Any] = {"servers": [view(v) for v in page]}
     if page and len(page) == limit:
         query = urlencode({**request.args, "limit": limit, "marker": page[-1].id})

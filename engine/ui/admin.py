@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from engine.dao import flavors as flavors_dao
-from engine.dao import hosts as hosts_dao
+from engine.dao import flavors as flavors_dao, hosts as hosts_dao
 from engine.ui.context import sessions
 from engine.ui.views import host_row
 from engine.vocab import RUNNING_STATUSES

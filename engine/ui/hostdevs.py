@@ -17,16 +17,14 @@ from werkzeug.wrappers import Response
 from engine import reasons as R
 from engine.commands import add_hostdev, hostdev_rules, plug_unplug_hostdev, remove_hostdev
 from engine.commands.common import load_vm
-from engine.dao import host_devices
-from engine.dao import hosts as hosts_dao
-from engine.dao import vms as vms_dao
+from engine.dao import host_devices, hosts as hosts_dao, vms as vms_dao
 from engine.dao.models import HostDevice, Vm, VmDevice
-from engine.errors import Reason
 from engine.ui import pci
 from engine.ui.actions import done
 from engine.ui.context import principal, run, sessions
 from engine.ui.forms import Form, FormInvalid
 from engine.ui.views import error_text
+from engine.errors import Reason
 from engine.vocab import DOWN, HOSTDEV_STATUSES, REMOVED, UP
 
 #: Pages and actions for admins only (engine.ui.ADMIN_ENDPOINTS).

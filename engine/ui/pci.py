@@ -24,16 +24,15 @@ from werkzeug.wrappers import Response
 from engine import reasons as R
 from engine.commands import hostdev_rules, pci_attach, pci_detach, pci_rules
 from engine.commands.common import load_vm
-from engine.dao import host_devices, pci_aliases, pci_devices
-from engine.dao import vms as vms_dao
+from engine.dao import host_devices, pci_aliases, pci_devices, vms as vms_dao
 from engine.dao.host_devices import HELD
 from engine.dao.models import HostDevice, Vm, VmDevice
-from engine.errors import Reason
 from engine.pci_aliases import MAX_COUNT, PciRequest, by_name
 from engine.ui.actions import done
 from engine.ui.context import principal, run, sessions
 from engine.ui.forms import Form, FormInvalid
 from engine.ui.views import error_text
+from engine.errors import Reason
 from engine.vocab import DOWN, UNAVAILABLE, UP
 
 PCI = "pci"

@@ -12,22 +12,10 @@ from flask import Blueprint, abort, redirect, render_template, url_for
 from werkzeug.wrappers import Response
 
 from engine import usb
-from engine.commands import (
-    add_controller,
-    add_nic,
-    add_redirdev,
-    plug_unplug_nic,
-    plug_unplug_redirdev,
-    remove_controller,
-    remove_nic,
-    remove_redirdev,
-    update_nic,
-)
+from engine.commands import (add_controller, add_nic, add_redirdev, plug_unplug_nic, plug_unplug_redirdev,
+                             remove_controller, remove_nic, remove_redirdev, update_nic)
 from engine.commands.common import load_vm
-from engine.dao import audit as audit_dao
-from engine.dao import devices as devices_dao
-from engine.dao import hosts as hosts_dao
-from engine.dao import vms as vms_dao
+from engine.dao import audit as audit_dao, devices as devices_dao, hosts as hosts_dao, vms as vms_dao
 from engine.devices import kinds
 from engine.ui import gating, hostdevs, live, pci
 from engine.ui.actions import done

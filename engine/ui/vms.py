@@ -8,11 +8,8 @@ from flask import Blueprint, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from engine import osinfo
-from engine.commands import add_vm, remove_vm, run_vm, stop_vm
-from engine.dao import accounts
-from engine.dao import flavors as flavors_dao
-from engine.dao import hosts as hosts_dao
-from engine.dao import vms as vms_dao
+from engine.commands import add_vm, common, remove_vm, run_vm, stop_vm
+from engine.dao import accounts, flavors as flavors_dao, hosts as hosts_dao
 from engine.ui import gating, live
 from engine.ui.actions import done
 from engine.ui.context import principal, run, sessions
@@ -30,7 +27,7 @@ def rows(q: str = "") -> list[dict[str, Any]]:
     who = principal()
     with sessions()() as s:
         host_names = {h.id: h.name for h in hosts_dao.list(s)}
-        found = [vm_row(vm, host_names) for vm in vms_dao.list(s) if who.sees_project(vm.project_id)]
+        found = [vm_row(vm, host_names) for vm in common.list_vms(s, who)]
     return [r for r in found if not q or _matches(r, q)]
 
 
