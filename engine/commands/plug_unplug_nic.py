@@ -47,7 +47,7 @@ def check(s: Session, vm: Vm, dev: VmDevice, host: Host | None, params: Params) 
     """canDo with its inputs read from the database; `host` is common.running_host's."""
     nic = dev.nic
     assert nic is not None
-    taken = params.plug and nics.mac_in_use(s, nic.mac, exclude_nic_id=nic.id)
+    taken = params.plug and nics.mac_taken(s, nic)
     return validate(params, vm=vm, nic=nic, device=dev, cluster=clusters.get(s, vm.cluster_id), host=host,
                     mac_in_use=taken, free_ports=pcie_ports.free(vm) if params.plug else None)
 

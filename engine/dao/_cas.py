@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
-from typing import Any, Final, Generic, TypeVar, cast
+from typing import Any, Final, Generic, Protocol, TypeVar, cast
 
 from sqlalchemy.engine import CursorResult, Result
-from sqlalchemy import Executable, bindparam, update
+from sqlalchemy import Executable, Table, bindparam, insert as sql_insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -76,6 +76,18 @@ class Prebuilt(Generic[S]):
         return self._build()
 
 
+class RowToInsert(Protocol):
+    """A row that goes in with a compare-and-set (audit.Event)."""
+
+    @property
+    def table(self) -> Table: ...
+
+    @property
+    def values(self) -> Mapping[str, Any]: ...
+
+    def write(self, s: Session) -> Any: ...
+
+
 class OneRowUpdate:
     """update_one for a fixed shape, prebuilt: ``UPDATE <table> SET <set> WHERE id = :pk AND <guard
     column> = :value ... RETURNING <set>``, run as a Core statement (no ORM bulk-update machinery).
@@ -97,6 +109,7 @@ class OneRowUpdate:
         self.returned = self.set + tuple(self.expressions)
         self._keys: list[str] = []
         self._prebuilt = Prebuilt(self._build)
+        self._inserting: dict[tuple[str, tuple[str, ...]], Any] = {}
 
     def _build(self) -> Any:
         table = self.model.__table__
@@ -110,13 +123,35 @@ class OneRowUpdate:
         self._keys = [self.model.__mapper__.get_property_by_column(c).key for c in columns]
         return update(table).where(*where).values(values).returning(*columns)
 
-    def __call__(self, s: Session, pk: Any, values: Mapping[str, Any] | None = None, **guards: Any) -> bool:
-        """True when the row matched (and was updated)."""
+    def _with_insert(self, table: Table, columns: tuple[str, ...]) -> Any:
+        """``WITH cas AS (<the UPDATE>), ins AS (INSERT INTO <table> (<columns>) SELECT <values> FROM cas)
+        SELECT <set> FROM cas``: the row goes in when, and only when, the UPDATE matched."""
+        cas = self._prebuilt.statement.cte("cas")
+        row = select(*[bindparam(f"ins_{name}", type_=table.c[name].type) for name in columns]).select_from(cas)
+        ins = sql_insert(table).from_select(list(columns), row).cte("ins")
+        return select(*cas.c).add_cte(ins)
+
+    def __call__(self, s: Session, pk: Any, values: Mapping[str, Any] | None = None, *,
+                 insert: RowToInsert | None = None, **guards: Any) -> bool:
+        """True when the row matched (and was updated). `insert`: a row that goes in with the update,
+        only if it matched -- in the same statement on PostgreSQL (a data-modifying WITH: one round
+        trip, not two), by its own `write` after it elsewhere (SQLite has no such WITH)."""
         if s.autoflush:
             s.flush()
         params = {"pk": pk, **{f"set_{name}": (values or {})[name] for name in self.set},
                   **{f"guard_{name}": guards[name] for name in self.guards}}
-        row = s.execute(self._prebuilt.statement, params).first()
+        stmt = self._prebuilt.statement
+        together = insert is not None and s.get_bind().dialect.name == "postgresql"
+        if together:
+            assert insert is not None
+            shape = (insert.table.name, tuple(insert.values))
+            if shape not in self._inserting:
+                self._inserting[shape] = self._with_insert(insert.table, shape[1])
+            stmt = self._inserting[shape]
+            params.update({f"ins_{name}": value for name, value in insert.values.items()})
+        row = s.execute(stmt, params).first()
+        if row is not None and insert is not None and not together:
+            insert.write(s)
         obj = s.identity_map.get(identity_key(self.model, pk))
         if obj is not None:
             if row is None:

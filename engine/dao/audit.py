@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 from engine.dao._cas import Prebuilt
 from engine.dao.models import AUDIT_SEVERITIES, AuditEvent, Vm, utcnow
 
-__all__ = ["record", "list", "acting_as", "set_actor", "reset_actor", "current_actor"]
+__all__ = ["Event", "event", "record", "list", "acting_as", "set_actor", "reset_actor", "current_actor"]
 
 # Who acts in the current context (a request's thread, a command-line run). Set once where the
 # principal is known, so that every event a command writes -- its refusal, each device transition --
@@ -45,22 +46,43 @@ def current_actor() -> str | None:
 MAX_LIMIT = 1000
 
 
-def record(s: Session, code: str, message: str, *, severity: str = "info", vm_id: str | None = None,
-           device_id: str | None = None, host_id: str | None = None, host_code: int | None = None,
-           host_message: str | None = None, actor: str | None = None, **vars: Any) -> AuditEvent:
-    """Add one event (flushed, so its id is set). Extra keyword arguments are kept in `vars`. The
-    actor is the one given, else the context's (acting_as)."""
+@dataclass(frozen=True)
+class Event:
+    """One event's column values, before it is written: by `write`, or by a compare-and-set's own
+    statement (dao._cas.OneRowUpdate's `insert`)."""
+
+    values: dict[str, Any]
+
+    @property
+    def table(self) -> Table:
+        return cast(Table, AuditEvent.__table__)
+
+    def write(self, s: Session) -> AuditEvent:
+        """Add the event (flushed, so its id is set) and answer it."""
+        if s.autoflush:
+            s.flush()       # what an ORM add would have flushed first
+        # A prebuilt INSERT ... RETURNING id (every transition writes one); the event is not loaded into
+        # the session: the object returned holds what was written.
+        event_id = s.execute(_INSERT.statement, self.values).scalar_one()
+        return AuditEvent(id=event_id, **self.values)
+
+
+def event(code: str, message: str, *, severity: str = "info", vm_id: str | None = None,
+          device_id: str | None = None, host_id: str | None = None, host_code: int | None = None,
+          host_message: str | None = None, actor: str | None = None, **vars: Any) -> Event:
+    """An event to write. Extra keyword arguments are kept in `vars`. The actor is the one given, else
+    the context's (acting_as)."""
     if severity not in AUDIT_SEVERITIES:
         raise ValueError(f"severity must be one of {AUDIT_SEVERITIES}, not {severity!r}")
-    values = {"time": utcnow(), "code": code, "message": message, "severity": severity, "vm_id": vm_id,
-              "device_id": device_id, "host_id": host_id, "host_code": host_code, "host_message": host_message,
-              "vars": dict(vars), "actor": actor if actor is not None else _actor.get()}
-    if s.autoflush:
-        s.flush()       # what an ORM add would have flushed first
-    # A prebuilt INSERT ... RETURNING id (every transition writes one); the event is not loaded into
-    # the session: the object returned holds what was written.
-    event_id = s.execute(_INSERT.statement, values).scalar_one()
-    return AuditEvent(id=event_id, **values)
+    return Event({"time": utcnow(), "code": code, "message": message, "severity": severity, "vm_id": vm_id,
+                  "device_id": device_id, "host_id": host_id, "host_code": host_code,
+                  "host_message": host_message, "vars": dict(vars),
+                  "actor": actor if actor is not None else _actor.get()})
+
+
+def record(s: Session, code: str, message: str, **kwargs: Any) -> AuditEvent:
+    """Add one event at once (event's arguments) and answer it, its id set."""
+    return event(code, message, **kwargs).write(s)
 
 
 def _insert() -> Any:

@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, delete, inspect, select
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.util import identity_key
 
+from engine.dao import audit
 from engine.dao._cas import KEEP, OneRowUpdate, Prebuilt, rowcount, update_one
 from engine.dao.models import VmDevice, new_id, utcnow
 from engine.vocab import IN_FLIGHT_STATES, PLUGGING, STABLE
@@ -117,19 +118,19 @@ _SET_PLUGGED_ADDRESS = OneRowUpdate(VmDevice, ("is_plugged", "last_error", "addr
 
 def finish_transition(s: Session, dev_id: str, *, from_state: str, is_plugged: bool,
                       address: dict[str, Any] | None | Any = KEEP,
-                      error: dict[str, Any] | None = None) -> bool:
+                      error: dict[str, Any] | None = None, event: audit.Event | None = None) -> bool:
     """plugging|unplugging -> stable, as one compare-and-set UPDATE on plug_state=`from_state`.
 
     Sets is_plugged; `address` is stored as given (a dict, or None to clear it) unless KEEP;
-    `error` becomes last_error (None clears it). False when the device is missing or is no longer
-    in `from_state` (someone else finished it)."""
+    `error` becomes last_error (None clears it); `event` is written with it when it wins. False when
+    the device is missing or is no longer in `from_state` (someone else finished it)."""
     if from_state not in TRANSITION_STATES:
         raise ValueError(f"from_state must be one of {TRANSITION_STATES}, not {from_state!r}")
     values: dict[str, Any] = {"plug_state": STABLE, "plug_started_at": None, "plug_acked_at": None,
                               "is_plugged": is_plugged, "last_error": error}
     if address is KEEP:
-        return _FINISH(s, dev_id, values, plug_state=from_state)
-    return _FINISH_ADDRESS(s, dev_id, {**values, "address": address}, plug_state=from_state)
+        return _FINISH(s, dev_id, values, plug_state=from_state, insert=event)
+    return _FINISH_ADDRESS(s, dev_id, {**values, "address": address}, plug_state=from_state, insert=event)
 
 
 def acknowledge(s: Session, dev_id: str, *, from_state: str) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Integer, MetaData, String, Text,
                         UniqueConstraint, Index, CheckConstraint)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, query_expression, relationship
 
 from engine.vocab import (AUDIT_SEVERITIES, AVAILABLE, DOWN, GRAPHICS, HOST_STATUSES, HOST_UP, HOSTDEV_STATUSES,
                           MACHINES, NIC_MODELS, PLUG_STATES, ROLES, STABLE, VM_STATUSES)
@@ -176,6 +176,9 @@ class VmNic(Base):
     # The MAC while the NIC is plugged or in flight, else NULL: unique, so two NICs that want to be on
     # the wire can never hold one MAC, whatever the database's isolation level.
     claimed_mac: Mapped[str | None] = mapped_column(String(17), unique=True, default=None)
+    # Whether another NIC claims this NIC's MAC, read with the row where a loader asks for it
+    # (dao.nics.MAC_TAKEN); None where it did not.
+    mac_taken: Mapped[bool | None] = query_expression()
 
     device: Mapped[VmDevice] = relationship(back_populates="nic")
 

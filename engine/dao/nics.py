@@ -13,8 +13,8 @@ from engine.dao import devices
 from engine.dao._cas import OneRowUpdate, Prebuilt
 from engine.dao.models import VmDevice, VmNic
 
-__all__ = ["normalize_mac", "add", "get", "get_by_name", "list_for_vm", "mac_in_use", "name_in_use", "claim_mac",
-           "release_mac", "used_macs"]
+__all__ = ["normalize_mac", "add", "get", "get_by_name", "list_for_vm", "mac_in_use", "mac_taken",
+           "claimed_by_another", "name_in_use", "claim_mac", "release_mac", "used_macs"]
 
 INTERFACE = "interface"
 
@@ -74,15 +74,30 @@ def mac_in_use(s: Session, mac: str, exclude_nic_id: str | None = None, plugged_
     return s.scalars(stmt.limit(1)).first() is not None
 
 
+def mac_taken(s: Session, nic: VmNic) -> bool:
+    """Whether another NIC claims `nic`'s MAC: as read with the row when its loader asked
+    (VmNic.mac_taken), else by a statement of its own."""
+    if nic.mac_taken is not None:
+        return nic.mac_taken
+    return mac_in_use(s, nic.mac, exclude_nic_id=nic.id)
+
+
 def _claimed_by_other() -> Any:
     table = VmNic.__table__
     return (select(table.c.id).where(table.c.claimed_mac == bindparam("mac"), table.c.id != bindparam("nic_id"))
             .limit(1))
 
 
-def _mac_free(table: Any) -> Any:
+def claimed_by_another(table: Any = None) -> Any:
+    """SQL: another NIC claims the MAC of this row of `table` (vm_nics by default). The loaders that
+    read a NIC to plug it ask for it as VmNic.mac_taken, so the plug's check costs no statement."""
+    table = VmNic.__table__ if table is None else table
     other = table.alias("other")
-    return ~exists().where(other.c.claimed_mac == table.c.mac, other.c.id != table.c.id)
+    return exists().where(other.c.claimed_mac == table.c.mac, other.c.id != table.c.id)
+
+
+def _mac_free(table: Any) -> Any:
+    return ~claimed_by_another(table)
 
 
 _CLAIMED_BY_OTHER = Prebuilt(_claimed_by_other)

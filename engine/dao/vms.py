@@ -9,8 +9,8 @@ from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from engine.dao._cas import KEEP, Prebuilt, update_one
-from engine.dao import host_devices, pci_devices
-from engine.dao.models import VM_STATUSES, Vm, VmDevice
+from engine.dao import host_devices, nics, pci_devices
+from engine.dao.models import VM_STATUSES, Vm, VmDevice, VmNic
 
 __all__ = ["KEEP", "get", "get_many", "get_with_device", "get_with_device_by_alias", "get_by_name", "list",
            "list_on_host", "set_status_cas", "set_run_event_seq", "set_pcie_ports_base", "delete"]
@@ -31,9 +31,10 @@ def get_many(s: Session, vm_ids: Sequence[str]) -> dict[str, Vm]:
 
 def get_with_device(s: Session, vm_id: str, device_id: str, *,
                     for_update: bool = False) -> tuple[Vm | None, VmDevice | None]:
-    """The VM, with its cluster and host, and its device `device_id`, with a NIC's vm_nics row, in one
-    statement (prebuilt): (None, None) when there is no such VM, (vm, None) when it has no such
-    device. `for_update` locks the VM's row as `get` does."""
+    """The VM, with its cluster and host, and its device `device_id`, with a NIC's vm_nics row and
+    whether another NIC claims its MAC (VmNic.mac_taken), in one statement (prebuilt): (None, None)
+    when there is no such VM, (vm, None) when it has no such device. `for_update` locks the VM's row
+    as `get` does."""
     row = s.execute(_GET_WITH_DEVICE[for_update].statement, {"vm_id": vm_id, "device_id": device_id}).first()
     return (None, None) if row is None else (row[0], row[1])
 
@@ -49,7 +50,8 @@ def _get_with_device(for_update: bool, by_alias: bool = False) -> Any:
     stmt = (select(Vm, VmDevice)
             .outerjoin(VmDevice, and_(VmDevice.vm_id == Vm.id, device))
             .where(Vm.id == bindparam("vm_id"))
-            .options(joinedload(Vm.cluster, innerjoin=True), joinedload(Vm.host), joinedload(VmDevice.nic)))
+            .options(joinedload(Vm.cluster, innerjoin=True), joinedload(Vm.host),
+                     joinedload(VmDevice.nic).with_expression(VmNic.mac_taken, nics.claimed_by_another())))
     if for_update:
         stmt = stmt.with_for_update(of=Vm).execution_options(populate_existing=True)
     return stmt

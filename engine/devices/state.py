@@ -1,6 +1,7 @@
 """The plug state machine of every device kind, as named transitions (DESIGN.md's diagram).
 
-Each transition is one compare-and-set on the row plus one audit record, and returns whether it won;
+Each transition is one compare-and-set on the row plus one audit record (written by the same
+statement where the database allows it: dao._cas.OneRowUpdate), and returns whether it won;
 a transition that lost (someone else settled the row first) writes nothing, so every outcome is
 audited exactly once. `is_plugged` is the desired state: it takes its new value when a transition
 begins and goes back only when the host refuses or is never reached. A kind's claim (a NIC's MAC) is
@@ -47,12 +48,17 @@ class Subject:
     def label(self) -> str:
         return f"{self.kind.label} {self.name}"
 
-    def record(self, s: Session, suffix: str, message: str, *, severity: str = "info",
-               err: EngineError | None = None, **vars: Any) -> None:
-        audit.record(s, self.kind.audit(suffix), message, severity=severity, vm_id=self.vm_id,
-                     device_id=self.device_id, host_id=self.host_id,
-                     host_code=err.host_code if err else None, host_message=err.host_message if err else None,
-                     alias=self.alias, **{self.kind.code.lower(): self.name}, **vars)
+    def event(self, suffix: str, message: str, *, severity: str = "info", err: EngineError | None = None,
+              **vars: Any) -> audit.Event:
+        """The audit event of this device's `suffix` (the kind's code + suffix), as audit.event."""
+        return audit.event(self.kind.audit(suffix), message, severity=severity, vm_id=self.vm_id,
+                           device_id=self.device_id, host_id=self.host_id,
+                           host_code=err.host_code if err else None,
+                           host_message=err.host_message if err else None,
+                           alias=self.alias, **{self.kind.code.lower(): self.name}, **vars)
+
+    def record(self, s: Session, suffix: str, message: str, **kwargs: Any) -> None:
+        self.event(suffix, message, **kwargs).write(s)
 
 
 @dataclass(frozen=True)
@@ -123,37 +129,37 @@ def desired(s: Session, subject: Subject, *, plug: bool) -> None:
 
 def plugged(s: Session, subject: Subject, address: dict[str, Any] | None, *, why: str = "", **vars: Any) -> bool:
     """plugging -> plugged, with the address the host reported."""
+    event = subject.event("PLUGGED", f"{subject.label} plugged into VM {subject.vm_name} on host "
+                          f"{subject.host_name}{why}", address=address, **vars)
     if not devices.finish_transition(s, subject.device_id, from_state=PLUGGING, is_plugged=True,
-                                     address=address):
+                                     address=address, event=event):
         return False
     if subject.kind.allocated is not None:
         subject.kind.allocated(s, subject.device_id)
-    subject.record(s, "PLUGGED", f"{subject.label} plugged into VM {subject.vm_name} on host "
-                   f"{subject.host_name}{why}", address=address, **vars)
     return True
 
 
 def plug_failed(s: Session, subject: Subject, error: dict[str, Any], message: str, *,
                 err: EngineError | None = None, severity: str = "error", **vars: Any) -> bool:
     """plugging -> unplugged, the error kept on the row."""
-    if not devices.finish_transition(s, subject.device_id, from_state=PLUGGING, is_plugged=False,
-                                     error=error):
+    if not devices.finish_transition(s, subject.device_id, from_state=PLUGGING, is_plugged=False, error=error,
+                                     event=subject.event("PLUG_FAILED", message, severity=severity, err=err,
+                                                         **vars)):
         return False
     _release(s, subject, error)
-    subject.record(s, "PLUG_FAILED", message, severity=severity, err=err, **vars)
     return True
 
 
 def unplugged(s: Session, subject: Subject, *, why: str = "", severity: str = "info",
               err: EngineError | None = None, **vars: Any) -> bool:
     """unplugging -> unplugged, the address cleared (the guest no longer has the device)."""
+    event = subject.event("UNPLUGGED", f"{subject.label} unplugged from VM {subject.vm_name}"
+                          + (f" on host {subject.host_name}" if subject.host_name and not why else "") + why,
+                          severity=severity, err=err, **vars)
     if not devices.finish_transition(s, subject.device_id, from_state=UNPLUGGING, is_plugged=False,
-                                     address=None):
+                                     address=None, event=event):
         return False
     _release(s, subject)
-    subject.record(s, "UNPLUGGED", f"{subject.label} unplugged from VM {subject.vm_name}"
-                   + (f" on host {subject.host_name}" if subject.host_name and not why else "") + why,
-                   severity=severity, err=err, **vars)
     return True
 
 
@@ -161,11 +167,10 @@ def unplug_failed(s: Session, subject: Subject, error: dict[str, Any], message: 
                   address: dict[str, Any] | None | Any = devices.KEEP, err: EngineError | None = None,
                   severity: str = "error", **vars: Any) -> bool:
     """unplugging -> plugged again (the host or the guest kept the device), the error kept."""
-    if not devices.finish_transition(s, subject.device_id, from_state=UNPLUGGING, is_plugged=True,
-                                     address=address, error=error):
-        return False
-    subject.record(s, "UNPLUG_FAILED", message, severity=severity, err=err, **vars)
-    return True
+    return devices.finish_transition(s, subject.device_id, from_state=UNPLUGGING, is_plugged=True,
+                                     address=address, error=error,
+                                     event=subject.event("UNPLUG_FAILED", message, severity=severity, err=err,
+                                                         **vars))
 
 
 def unplug_pending(s: Session, subject: Subject) -> None:
@@ -179,14 +184,14 @@ def unplug_pending(s: Session, subject: Subject) -> None:
 
 def rolled_back(s: Session, subject: Subject, *, plug: bool, before: Before, message: str) -> bool:
     """The host was never reached: the device is put back exactly as it was."""
+    event = audit.event("HOST_UNREACHABLE", message, severity="error", vm_id=subject.vm_id,
+                        device_id=subject.device_id, host_id=subject.host_id, host=subject.host_name)
     if not devices.finish_transition(s, subject.device_id, from_state=PLUGGING if plug else UNPLUGGING,
                                      is_plugged=before.is_plugged, address=devices.KEEP,
-                                     error=before.last_error):
+                                     error=before.last_error, event=event):
         return False
     if plug and not before.is_plugged:
         _release(s, subject)
-    audit.record(s, "HOST_UNREACHABLE", message, severity="error", vm_id=subject.vm_id,
-                 device_id=subject.device_id, host_id=subject.host_id, host=subject.host_name)
     return True
 
 

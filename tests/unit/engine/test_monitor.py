@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import pytest
 
-from engine.dao import audit
+from engine.dao import audit, devices as devices_dao
 from engine.dao.models import Host, Vm, VmDevice
 from engine.errors import HostCallFailed, HostUnreachable
 from engine.monitor import Monitor
@@ -221,7 +221,7 @@ def test_device_event_on_a_stable_row_changes_nothing(monitor, agent, host, vm, 
     assert monitor.run_once(host) == 1
     dev = read(VmDevice, nic.id)
     assert (dev.is_plugged, dev.address) == (True, PCI)
-    assert audits() == []
+    assert audits("NIC_UNPLUGGED") == []
     assert read(Host, host.id).last_event_seq == 1
 
 
@@ -424,21 +424,22 @@ def test_changes_and_mark_commit_together(monitor, agent, host, vm, make_nic, re
     second = unplugging_nic(make_nic, vm)
     agent.emit("device_removed", vm.id, first.device.alias)
     agent.emit("device_removed", vm.id, second.device.alias)
-    real = audit.record
+    real = devices_dao.finish_transition
     calls = []
 
-    def failing(s, code, *a, **kw):
-        calls.append(code)
+    def failing(s, dev_id, **kw):
+        calls.append(dev_id)
         if len(calls) == 2:
             raise RuntimeError("database went away")
-        return real(s, code, *a, **kw)
+        return real(s, dev_id, **kw)
 
-    monkeypatch.setattr(audit, "record", failing)
+    monkeypatch.setattr(devices_dao, "finish_transition", failing)
     with pytest.raises(RuntimeError):
         monitor.run_once(host)
     assert read(VmDevice, first.id).plug_state == "unplugging"     # rolled back with the rest
     assert read(Host, host.id).last_event_seq == 0
-    monkeypatch.setattr(audit, "record", real)
+    assert audits("NIC_UNPLUGGED") == []
+    monkeypatch.setattr(devices_dao, "finish_transition", real)
     assert monitor.run_once(host) == 2
     assert read(VmDevice, first.id).plug_state == read(VmDevice, second.id).plug_state == "stable"
     assert read(Host, host.id).last_event_seq == 2

@@ -64,6 +64,34 @@ def test_a_hot_plug_checks_out_one_connection_for_both_its_transactions(sessions
     assert engine.pool.checkedout() == 0
 
 
+def test_a_hot_plug_and_unplug_send_these_statements(sessions, hosts, up_vm, make_nic, db):
+    """What a live activate and deactivate cost the database: the VM and its NIC, with whether its MAC
+    is claimed elsewhere, in one SELECT (the MAC had a SELECT of its own); the finish and its audit
+    event in one statement on PostgreSQL (a data-modifying WITH), in two on SQLite."""
+    nic = make_nic(up_vm, is_plugged=False)
+    engine = sessions.kw["bind"]
+    sent: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        sent.append(" ".join(statement.split()[:3]))
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        plug(sessions, hosts, up_vm, nic)
+        activate, sent[:] = sent[:], []
+        plug(sessions, hosts, up_vm, nic, on=False)
+        deactivate = sent[:]
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    if engine.dialect.name == "postgresql":
+        finish = ["WITH cas AS"]
+    else:
+        finish = ["UPDATE vm_devices SET", "INSERT INTO audit_events"]
+    assert activate == ["SELECT vms.id, vms.name,", "UPDATE vm_devices SET", "UPDATE vm_nics SET", *finish]
+    assert deactivate == ["SELECT vms.id, vms.name,", "UPDATE vm_devices SET", *finish, "UPDATE vm_nics SET"]
+    assert db.codes(up_vm.id) == ["NIC_PLUGGED", "NIC_UNPLUGGED"]
+    assert db.nic(up_vm.id, nic.id).claimed_mac is None
+
+
 def test_hotplug_stores_address_and_alias(sessions, hosts, fake, up_vm, make_nic, db):
     nic = make_nic(up_vm, is_plugged=False, network="br0")
     out = plug(sessions, hosts, up_vm, nic)
