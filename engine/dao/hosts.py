@@ -4,19 +4,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy.orm import Session, make_transient_to_detached
 
-from engine.dao._cas import OneRowUpdate, update_one
+from engine.dao._cas import OneRowUpdate, Prebuilt, update_one
 from engine.dao.models import HOST_STATUSES, Host, Vm, utcnow
 from engine.vocab import HOST_UP
 
-__all__ = ["get", "get_by_name", "list", "update_capabilities", "set_status", "take_events",
+__all__ = ["get", "read_detached", "get_by_name", "list", "update_capabilities", "set_status", "take_events",
            "running_vm_counts"]
 
 
 def get(s: Session, host_id: str) -> Host | None:
     return s.get(Host, host_id)
+
+
+def read_detached(conn: Connection, host_id: str) -> Host | None:
+    """The host's row as it is now, by one prebuilt Core statement on `conn`, as a detached Host (as
+    if loaded by a session since closed). The monitor reads it before every long poll of every host:
+    an ORM session and load cost twice as much CPU."""
+    row = conn.execute(_READ.statement, {"host_id": host_id}).mappings().first()
+    if row is None:
+        return None
+    host = Host(**row)
+    make_transient_to_detached(host)
+    return host
+
+
+_READ = Prebuilt(lambda: select(Host.__table__).where(Host.__table__.c.id == bindparam("host_id")))
 
 
 def get_by_name(s: Session, name: str) -> Host | None:

@@ -124,9 +124,14 @@ class Monitor:
 
     def _poll(self, host: Host) -> tuple[int, bool]:
         """(events consumed, whether the host answered)."""
-        with self._readers() as s:
-            row = hosts_dao.get(s, host.id)
+        row = self._read_host(host.id)
         return (0, False) if row is None else self._poll_row(row)
+
+    def _read_host(self, host_id: str) -> Host | None:
+        """The host's row as it is now (where its journal was left, its status), read outside any
+        write transaction."""
+        with self._readers.kw["bind"].connect() as conn:
+            return hosts_dao.read_detached(conn, host_id)
 
     def _poll_row(self, row: Host) -> tuple[int, bool]:
         """_poll of the host's row as just read (its last_event_seq and status)."""
@@ -404,8 +409,7 @@ class Monitor:
 
     def _poll_loop(self, host_id: str) -> None:
         while not self._stop.is_set():
-            with self._readers() as s:
-                host = hosts_dao.get(s, host_id)
+            host = self._read_host(host_id)
             if host is None or host.status == HOST_MAINTENANCE:
                 return
             started = time.monotonic()

@@ -144,3 +144,25 @@ def test_hosts_queries(sessions, make_host, make_cluster):
         assert row.last_refresh is not None
         assert [x.name for x in hosts.list(s, cluster_id=c.id)] == ["h1"]
         assert [x.name for x in hosts.list(s, status="unreachable")] == ["h2"]
+
+
+def test_a_host_read_detached_is_the_row_as_a_session_would_load_it(sessions, make_host):
+    """The monitor's read before every long poll: a Core statement into a detached Host, the same
+    values as an ORM load, usable after its connection is gone; None for a host that is not there."""
+    from sqlalchemy import inspect
+
+    from engine.dao import hosts
+
+    h = make_host("h1")
+    with sessions.begin() as s:
+        hosts.update_capabilities(s, h.id, {"networks": {"br0": {}}})
+        hosts.take_events(s, h.id, 0, 7)
+    with sessions.kw["bind"].connect() as conn:
+        row = hosts.read_detached(conn, h.id)
+        assert hosts.read_detached(conn, "no-such-host") is None
+    assert row is not None and inspect(row).detached
+    with sessions() as s:
+        loaded = hosts.get(s, h.id)
+        columns = [c.key for c in inspect(loaded).mapper.column_attrs]
+        assert {k: getattr(row, k) for k in columns} == {k: getattr(loaded, k) for k in columns}
+    assert (row.last_event_seq, row.capabilities) == (7, {"networks": {"br0": {}}})
