@@ -177,7 +177,7 @@ class VmNic(Base):
     # the wire can never hold one MAC, whatever the database's isolation level.
     claimed_mac: Mapped[str | None] = mapped_column(String(17), unique=True, default=None)
     # Whether another NIC claims this NIC's MAC, read with the row where a loader asks for it
-    # (dao.nics.MAC_TAKEN); None where it did not.
+    # (dao.nics.claimed_by_another); None where it did not.
     mac_taken: Mapped[bool | None] = query_expression()
 
     device: Mapped[VmDevice] = relationship(back_populates="nic")
