@@ -216,7 +216,7 @@ def _visible(principal: Principal, vm_id: str, vm: Vm | None) -> Vm:
 def load_vm_and_device(s: Session, principal: Principal, vm_id: str, device_id: str,
                        kind: DeviceKind) -> tuple[Vm, VmDevice]:
     """load_vm (for update) and load_device in one statement, the VM's cluster and host with them."""
-    vm, dev = vms_dao.get_with_device(s, vm_id, device_id, for_update=True)
+    vm, dev = vms_dao.get_with_device(s, vm_id, device_id)
     return (vm := _visible(principal, vm_id, vm)), _of_kind(vm, device_id, dev, kind)
 
 

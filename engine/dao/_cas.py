@@ -140,18 +140,16 @@ class OneRowUpdate:
             s.flush()
         params = {"pk": pk, **{f"set_{name}": (values or {})[name] for name in self.set},
                   **{f"guard_{name}": guards[name] for name in self.guards}}
-        stmt = self._prebuilt.statement
-        together = insert is not None and s.get_bind().dialect.name == "postgresql"
-        if together:
-            assert insert is not None
+        if insert is not None and s.get_bind().dialect.name == "postgresql":
             shape = (insert.table.name, tuple(insert.values))
             if shape not in self._inserting:
                 self._inserting[shape] = self._with_insert(insert.table, shape[1])
-            stmt = self._inserting[shape]
             params.update({f"ins_{name}": value for name, value in insert.values.items()})
-        row = s.execute(stmt, params).first()
-        if row is not None and insert is not None and not together:
-            insert.write(s)
+            row = s.execute(self._inserting[shape], params).first()
+        else:
+            row = s.execute(self._prebuilt.statement, params).first()
+            if row is not None and insert is not None:
+                insert.write(s)
         obj = s.identity_map.get(identity_key(self.model, pk))
         if obj is not None:
             if row is None:

@@ -1,7 +1,6 @@
 """Queries on VMs. Functions take the session first and never commit."""
 from __future__ import annotations
 
-import functools
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -29,13 +28,12 @@ def get_many(s: Session, vm_ids: Sequence[str]) -> dict[str, Vm]:
     return {vm.id: vm for vm in s.scalars(select(Vm).where(Vm.id.in_(vm_ids)))} if vm_ids else {}
 
 
-def get_with_device(s: Session, vm_id: str, device_id: str, *,
-                    for_update: bool = False) -> tuple[Vm | None, VmDevice | None]:
-    """The VM, with its cluster and host, and its device `device_id`, with a NIC's vm_nics row and
-    whether another NIC claims its MAC (VmNic.mac_taken), in one statement (prebuilt): (None, None)
-    when there is no such VM, (vm, None) when it has no such device. `for_update` locks the VM's row
-    as `get` does."""
-    row = s.execute(_GET_WITH_DEVICE[for_update].statement, {"vm_id": vm_id, "device_id": device_id}).first()
+def get_with_device(s: Session, vm_id: str, device_id: str) -> tuple[Vm | None, VmDevice | None]:
+    """What a plug or unplug loads, in one statement (prebuilt): the VM, its row locked until the
+    transaction ends as `get(for_update=True)` does, with its cluster and host, and its device
+    `device_id` with a NIC's vm_nics row and whether another NIC claims its MAC (VmNic.mac_taken).
+    (None, None) when there is no such VM, (vm, None) when it has no such device."""
+    row = s.execute(_GET_WITH_DEVICE.statement, {"vm_id": vm_id, "device_id": device_id}).first()
     return (None, None) if row is None else (row[0], row[1])
 
 
@@ -47,26 +45,21 @@ def get_with_device_by_alias(s: Session, vm_id: str, alias: str) -> tuple[Vm | N
     return (None, None) if row is None else (row[0], row[1])
 
 
-def _get_with_device(for_update: bool, by_alias: bool = False) -> Any:
-    device = VmDevice.alias == bindparam("alias") if by_alias else VmDevice.id == bindparam("device_id")
-    stmt = (select(Vm, VmDevice)
-            .outerjoin(VmDevice, and_(VmDevice.vm_id == Vm.id, device))
+def _with_device(device: Any) -> Any:
+    return (select(Vm, VmDevice).outerjoin(VmDevice, and_(VmDevice.vm_id == Vm.id, device))
             .where(Vm.id == bindparam("vm_id")))
-    if by_alias:
-        return stmt.options(joinedload(VmDevice.nic))
-    stmt = stmt.options(joinedload(Vm.cluster, innerjoin=True), joinedload(Vm.host),
-                        joinedload(VmDevice.nic).with_expression(VmNic.mac_taken, nics.claimed_by_another()))
-    if for_update:
-        stmt = stmt.with_for_update(of=Vm).execution_options(populate_existing=True)
-    return stmt
 
 
-# Prebuilt: the first statement of most commands; plug and unplug's, with their device (by for_update).
+# Prebuilt: the first statement of most commands; plug and unplug's, with their device; a device event's.
 _GET_FOR_UPDATE = Prebuilt(lambda: select(Vm).where(Vm.id == bindparam("vm_id")).with_for_update()
                            .execution_options(populate_existing=True))
-_GET_WITH_DEVICE: dict[bool, Prebuilt[Any]] = {u: Prebuilt(functools.partial(_get_with_device, u))
-                                               for u in (False, True)}
-_GET_WITH_ALIAS = Prebuilt(functools.partial(_get_with_device, False, by_alias=True))
+_GET_WITH_DEVICE = Prebuilt(lambda: _with_device(VmDevice.id == bindparam("device_id"))
+                            .options(joinedload(Vm.cluster, innerjoin=True), joinedload(Vm.host),
+                                     joinedload(VmDevice.nic).with_expression(VmNic.mac_taken,
+                                                                              nics.claimed_by_another()))
+                            .with_for_update(of=Vm).execution_options(populate_existing=True))
+_GET_WITH_ALIAS = Prebuilt(lambda: _with_device(VmDevice.alias == bindparam("alias"))
+                           .options(joinedload(VmDevice.nic)))
 
 
 def get_by_name(s: Session, name: str) -> Vm | None:

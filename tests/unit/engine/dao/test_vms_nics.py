@@ -166,3 +166,22 @@ def test_a_host_read_detached_is_the_row_as_a_session_would_load_it(sessions, ma
         columns = [c.key for c in inspect(loaded).mapper.column_attrs]
         assert {k: getattr(row, k) for k in columns} == {k: getattr(loaded, k) for k in columns}
     assert (row.last_event_seq, row.capabilities) == (7, {"networks": {"br0": {}}})
+
+
+def test_mac_taken_read_with_the_plug_loader_or_by_its_own_statement(sessions, make_vm, make_nic):
+    """VmNic.mac_taken comes with the plug loader's row; a NIC loaded otherwise is asked by a
+    statement of its own. Both answer whether another NIC claims the MAC."""
+    vm1, vm2 = make_vm(), make_vm()
+    make_nic(vm1, mac="02:00:00:00:bb:01")                                   # plugged: claims it
+    taken = make_nic(vm2, mac="02:00:00:00:bb:01", is_plugged=False)
+    free = make_nic(vm2, mac="02:00:00:00:bb:02", is_plugged=False)
+    with sessions.begin() as s:
+        for nic, expected in ((taken, True), (free, False)):
+            _vm, dev = vms.get_with_device(s, vm2.id, nic.id)
+            assert dev.nic.mac_taken is expected
+            assert nics.mac_taken(s, dev.nic) is expected
+    with sessions() as s:
+        for nic, expected in ((taken, True), (free, False)):
+            plain = nics.get(s, vm2.id, nic.id)
+            assert plain.mac_taken is None
+            assert nics.mac_taken(s, plain) is expected
