@@ -179,8 +179,7 @@ def remove_device(sessions: Sessions, *, vm_id: str, device_id: str, kind: Devic
             if found:
                 raise refusal(found, f"Cannot remove {kind.describe(dev)} of VM {vm.name}.")
             name = kind.describe(dev)
-            if kind.release is not None:
-                kind.release(s, dev.id, None)       # undone with the rest if the delete below loses
+            kind.give_back(s, dev.id)       # undone with the rest if the delete below loses
             if not devices.delete_if_stable(s, dev.id, unplugged_only=vm.status != DOWN):
                 raise Conflict(f"Cannot remove {name}: another operation is in flight.",
                                reasons=[R.device_in_flight(device_id, "in flight")])

@@ -1,12 +1,13 @@
 """Helpers shared by the compare-and-set queries."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Final, Generic, Protocol, TypeVar, cast
 
 from sqlalchemy.engine import CursorResult, Result
-from sqlalchemy import Executable, Table, bindparam, insert as sql_insert, select, update
+from sqlalchemy import Executable, Table, bindparam, exists, insert as sql_insert, literal, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -109,7 +110,7 @@ class OneRowUpdate:
         self.returned = self.set + tuple(self.expressions)
         self._keys: list[str] = []
         self._prebuilt = Prebuilt(self._build)
-        self._inserting: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._composites: dict[Any, Any] = {}
 
     def _build(self) -> Any:
         table = self.model.__table__
@@ -123,33 +124,55 @@ class OneRowUpdate:
         self._keys = [self.model.__mapper__.get_property_by_column(c).key for c in columns]
         return update(table).where(*where).values(values).returning(*columns)
 
-    def _with_insert(self, table: Table, columns: tuple[str, ...]) -> Any:
-        """``WITH cas AS (<the UPDATE>), ins AS (INSERT INTO <table> (<columns>) SELECT <values> FROM cas)
-        SELECT <set> FROM cas``: the row goes in when, and only when, the UPDATE matched."""
+    def _composite(self, insert: tuple[Table, tuple[str, ...]] | None, also: Sequence["RowWrite"]) -> Any:
+        """``WITH cas AS (<the UPDATE>), ins AS (INSERT INTO <table> (<columns>) SELECT <values> FROM cas),
+        also0 AS (UPDATE <other> SET ... WHERE id = :pk AND EXISTS (SELECT 1 FROM cas)) ... SELECT <set>
+        FROM cas``: the row goes in, and the other rows are written, when and only when the UPDATE
+        matched."""
         cas = self._prebuilt.statement.cte("cas")
-        row = select(*[bindparam(f"ins_{name}", type_=table.c[name].type) for name in columns]).select_from(cas)
-        ins = sql_insert(table).from_select(list(columns), row).cte("ins")
-        return select(*cas.c).add_cte(ins)
+        stmt = select(*cas.c)
+        if insert is not None:
+            table, columns = insert
+            row = select(*[bindparam(f"ins_{name}", type_=table.c[name].type) for name in columns]).select_from(cas)
+            stmt = stmt.add_cte(sql_insert(table).from_select(list(columns), row).cte("ins"))
+        for i, write in enumerate(also):
+            other = write.update.model.__table__
+            values = {name: bindparam(f"also{i}_{name}", type_=other.c[name].type) for name in write.values}
+            stmt = stmt.add_cte(update(other).where(other.c.id == bindparam(f"also{i}_pk", type_=other.c.id.type),
+                                                    exists(select(literal(1)).select_from(cas)))
+                                .values(values).cte(f"also{i}"))
+        return stmt
 
     def __call__(self, s: Session, pk: Any, values: Mapping[str, Any] | None = None, *,
-                 insert: RowToInsert | None = None, **guards: Any) -> bool:
-        """True when the row matched (and was updated). `insert`: a row that goes in with the update,
-        only if it matched -- in the same statement on PostgreSQL (a data-modifying WITH: one round
-        trip, not two), by its own `write` after it elsewhere (SQLite has no such WITH)."""
+                 insert: RowToInsert | None = None, also: Sequence["RowWrite"] = (), **guards: Any) -> bool:
+        """True when the row matched (and was updated). `insert`: a row that goes in with the update, and
+        `also`: rows of other tables written with it (RowWrite), only if it matched -- in the same
+        statement on PostgreSQL (a data-modifying WITH: one round trip, not several), by statements of
+        their own after it elsewhere (SQLite has no such WITH)."""
         if s.autoflush:
             s.flush()
         params = {"pk": pk, **{f"set_{name}": (values or {})[name] for name in self.set},
                   **{f"guard_{name}": guards[name] for name in self.guards}}
-        if insert is not None and s.get_bind().dialect.name == "postgresql":
-            shape = (insert.table.name, tuple(insert.values))
-            if shape not in self._inserting:
-                self._inserting[shape] = self._with_insert(insert.table, shape[1])
-            params.update({f"ins_{name}": value for name, value in insert.values.items()})
-            row = s.execute(self._inserting[shape], params).first()
+        if (insert is not None or also) and s.get_bind().dialect.name == "postgresql":
+            shape = (insert.table.name if insert else None, tuple(insert.values) if insert else (),
+                     tuple((w.update.model.__tablename__, tuple(w.values)) for w in also))
+            if shape not in self._composites:
+                self._composites[shape] = self._composite((insert.table, shape[1]) if insert else None, also)
+            if insert is not None:
+                params.update({f"ins_{name}": value for name, value in insert.values.items()})
+            for i, write in enumerate(also):
+                params.update({f"also{i}_pk": pk, **{f"also{i}_{k}": v for k, v in write.values.items()}})
+            row = s.execute(self._composites[shape], params).first()
+            if row is not None:
+                for write in also:
+                    write.took_effect(s, pk)
         else:
             row = s.execute(self._prebuilt.statement, params).first()
-            if row is not None and insert is not None:
-                insert.write(s)
+            if row is not None:
+                for write in also:
+                    write(s, pk)
+                if insert is not None:
+                    insert.write(s)
         obj = s.identity_map.get(identity_key(self.model, pk))
         if obj is not None:
             if row is None:
@@ -158,3 +181,28 @@ class OneRowUpdate:
                 for key, value in zip(self._keys, row):
                     set_committed_value(obj, key, value)
         return row is not None
+
+
+@dataclass(frozen=True, eq=False)     # compared and hashed by identity: a kind holds one
+class RowWrite:
+    """Plain values written to one row of another table whose id is the compare-and-set's (a NIC's
+    MAC released with its device's transition): with it, in its statement where the database allows."""
+
+    update: OneRowUpdate
+    values: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        if set(self.values) != set(self.update.set) or self.update.guards or self.update.expressions \
+                or self.update.condition is not None:
+            raise ValueError("a RowWrite sets exactly its update's plain columns, unguarded")
+
+    def __call__(self, s: Session, pk: Any) -> bool:
+        return self.update(s, pk, self.values)
+
+    def took_effect(self, s: Session, pk: Any) -> None:
+        """Written inside another statement: a copy of the row the session holds takes the values."""
+        obj = s.identity_map.get(identity_key(self.update.model, pk))
+        if obj is not None:
+            for name, value in self.values.items():
+                set_committed_value(obj, self.update.model.__mapper__.get_property_by_column(
+                    self.update.model.__table__.c[name]).key, value)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Engine, MetaData, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -155,6 +155,25 @@ def one_connection(sessions: sessionmaker[Session]) -> Iterator[Session]:
     idle, outside any transaction, during the call."""
     with sessions.kw["bind"].connect() as conn, sessions(bind=conn) as s:
         yield s
+
+
+@contextmanager
+def one_statement(s: Session) -> Iterator[Session]:
+    """Begin a transaction of `s` that runs exactly one statement (a compare-and-set that carries its
+    audit event and other writes: dao._cas.OneRowUpdate). On PostgreSQL it runs in autocommit: one
+    statement is atomic by itself, and BEGIN and COMMIT would be two more round trips. A session bound
+    to one connection (one_connection) gets the connection's isolation back for its next transaction."""
+    if s.get_bind().dialect.name != "postgresql":
+        with s.begin():
+            yield s
+        return
+    try:
+        with s.begin():
+            s.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            yield s
+    finally:
+        if isinstance(s.bind, Connection):
+            s.bind.execution_options(isolation_level=s.bind.default_isolation_level)
 
 
 #: The execution option that marks a reader's connection (read_sessions).

@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.util import identity_key
 
 from engine.dao import audit
-from engine.dao._cas import KEEP, OneRowUpdate, Prebuilt, rowcount, update_one
+from engine.dao._cas import KEEP, OneRowUpdate, Prebuilt, RowWrite, rowcount, update_one
 from engine.dao.models import VmDevice, new_id, utcnow
 from engine.vocab import IN_FLIGHT_STATES, PLUGGING, STABLE
 
-__all__ = ["KEEP", "TRANSITION_STATES", "alias_for", "add", "get", "list_for_vm",
+__all__ = ["KEEP", "RowWrite", "TRANSITION_STATES", "alias_for", "add", "get", "list_for_vm",
            "list_in_flight", "begin_transition", "finish_transition", "acknowledge", "mark_unanswered",
            "restart_transition", "set_plugged", "set_address",
            "delete_if_stable", "used_indexes"]
@@ -118,32 +118,41 @@ _SET_PLUGGED_ADDRESS = OneRowUpdate(VmDevice, ("is_plugged", "last_error", "addr
 
 def finish_transition(s: Session, dev_id: str, *, from_state: str, is_plugged: bool,
                       address: dict[str, Any] | None | Any = KEEP,
-                      error: dict[str, Any] | None = None, event: audit.Event | None = None) -> bool:
+                      error: dict[str, Any] | None = None, event: audit.Event | None = None,
+                      also: Sequence[RowWrite] = ()) -> bool:
     """plugging|unplugging -> stable, as one compare-and-set UPDATE on plug_state=`from_state`.
 
     Sets is_plugged; `address` is stored as given (a dict, or None to clear it) unless KEEP;
-    `error` becomes last_error (None clears it); `event` is written with it when it wins. False when
-    the device is missing or is no longer in `from_state` (someone else finished it)."""
+    `error` becomes last_error (None clears it); `event` and `also` (writes of rows keyed by the
+    device's id) are written with it when it wins. False when the device is missing or is no longer
+    in `from_state` (someone else finished it)."""
     if from_state not in TRANSITION_STATES:
         raise ValueError(f"from_state must be one of {TRANSITION_STATES}, not {from_state!r}")
     values: dict[str, Any] = {"plug_state": STABLE, "plug_started_at": None, "plug_acked_at": None,
                               "is_plugged": is_plugged, "last_error": error}
     if address is KEEP:
-        return _FINISH(s, dev_id, values, plug_state=from_state, insert=event)
-    return _FINISH_ADDRESS(s, dev_id, {**values, "address": address}, plug_state=from_state, insert=event)
+        return _FINISH(s, dev_id, values, plug_state=from_state, insert=event, also=also)
+    return _FINISH_ADDRESS(s, dev_id, {**values, "address": address}, plug_state=from_state, insert=event,
+                           also=also)
 
 
-def acknowledge(s: Session, dev_id: str, *, from_state: str) -> bool:
+def acknowledge(s: Session, dev_id: str, *, from_state: str, event: audit.Event | None = None) -> bool:
     """The host took the transition and left it pending in the guest: it stays in flight, acknowledged.
-    A compare-and-set on plug_state=`from_state`."""
-    return update_one(s, VmDevice, dev_id, {"plug_acked_at": utcnow()}, VmDevice.plug_state == from_state)
+    A compare-and-set on plug_state=`from_state`; `event` is written with it when it wins."""
+    return _ACKNOWLEDGE(s, dev_id, {"plug_acked_at": utcnow()}, plug_state=from_state, insert=event)
 
 
-def mark_unanswered(s: Session, dev_id: str, *, from_state: str, error: dict[str, Any]) -> bool:
+def mark_unanswered(s: Session, dev_id: str, *, from_state: str, error: dict[str, Any],
+                    event: audit.Event | None = None) -> bool:
     """The host call of the transition got no answer: it stays in flight, with `error` as last_error
-    (which says so), for reconciliation to settle against the host's truth. A compare-and-set."""
-    return update_one(s, VmDevice, dev_id, {"last_error": error, "plug_acked_at": None},
-                      VmDevice.plug_state == from_state)
+    (which says so), for reconciliation to settle against the host's truth. A compare-and-set;
+    `event` is written with it when it wins."""
+    return _UNANSWERED(s, dev_id, {"last_error": error, "plug_acked_at": None}, plug_state=from_state,
+                       insert=event)
+
+
+_ACKNOWLEDGE = OneRowUpdate(VmDevice, ("plug_acked_at",), guards=("plug_state",))
+_UNANSWERED = OneRowUpdate(VmDevice, ("last_error", "plug_acked_at"), guards=("plug_state",))
 
 
 def restart_transition(s: Session, dev_id: str, *, from_state: str) -> bool:

@@ -10,11 +10,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from engine.dao import devices
-from engine.dao._cas import OneRowUpdate, Prebuilt
+from engine.dao._cas import OneRowUpdate, Prebuilt, RowWrite
 from engine.dao.models import VmDevice, VmNic
 
 __all__ = ["normalize_mac", "add", "get", "get_by_name", "list_for_vm", "mac_in_use", "mac_taken",
-           "claimed_by_another", "name_in_use", "claim_mac", "release_mac", "used_macs"]
+           "claimed_by_another", "name_in_use", "claim_mac", "release_mac", "RELEASE_MAC", "used_macs"]
 
 INTERFACE = "interface"
 
@@ -102,7 +102,8 @@ def _mac_free(table: Any) -> Any:
 
 _CLAIMED_BY_OTHER = Prebuilt(_claimed_by_other)
 _CLAIM = OneRowUpdate(VmNic, expressions={"claimed_mac": lambda table: table.c.mac}, condition=_mac_free)
-_RELEASE = OneRowUpdate(VmNic, ("claimed_mac",))
+#: The MAC given back: a RowWrite, so that a transition's compare-and-set can carry it (devices.state).
+RELEASE_MAC = RowWrite(OneRowUpdate(VmNic, ("claimed_mac",)), {"claimed_mac": None})
 
 
 def claim_mac(s: Session, nic_id: str) -> bool:
@@ -120,7 +121,7 @@ def claim_mac(s: Session, nic_id: str) -> bool:
 
 
 def release_mac(s: Session, nic_id: str) -> None:
-    _RELEASE(s, nic_id, {"claimed_mac": None})
+    RELEASE_MAC(s, nic_id)
 
 
 def used_macs(s: Session, first: str, last: str) -> Sequence[str]:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from engine import reasons as R, usb
 from engine.dao import nics as nics_dao
+from engine.dao.devices import RowWrite
 from engine.dao.models import VmDevice
 from engine.devices import claims
 from engine.errors import Reason
@@ -48,6 +49,7 @@ class DeviceKind:
     name: Callable[[VmDevice], str]
     claim: Claim | None = None        # taken when the device is to be on the wire
     release: GiveBack | None = None   # given back when it no longer is (with a failed plug's error)
+    release_row: RowWrite | None = None   # or, when giving back is one row's write: the transition carries it
     allocated: Release | None = None  # the host has it: the claim becomes an allocation
     # Takes a pcie-root-port of its own on q35 (unless its guest address is on bus 0): see
     # engine.devices.pcie_ports, which applies the address rule.
@@ -55,6 +57,25 @@ class DeviceKind:
 
     def audit(self, suffix: str) -> str:
         return f"{self.code}_{suffix}"
+
+    @property
+    def released_with_transition(self) -> tuple[RowWrite, ...]:
+        """The writes a transition that gives the claim back makes in its own statement."""
+        return (self.release_row,) if self.release_row is not None else ()
+
+    def give_back(self, s: Session, device_id: str, error: dict[str, Any] | None = None) -> None:
+        """Give the claim back (a transition's own statement carries release_row: see state)."""
+        if self.release_row is not None:
+            self.release_row(s, device_id)
+        if self.release is not None:
+            self.release(s, device_id, error)
+
+    @property
+    def finishes_in_one_statement(self) -> bool:
+        """Each transition that ends a live operation is one statement: no hook runs statements of its
+        own after the compare-and-set (engine.devices.live runs those without a transaction of their
+        own where the database allows: dao.db.one_statement)."""
+        return self.release is None and self.allocated is None
 
     def describe(self, dev: VmDevice) -> str:
         return f"{self.label} {self.name(dev)}"
@@ -124,15 +145,11 @@ def _claim_mac(s: Session, dev: VmDevice) -> list[Reason]:
     return [] if nics_dao.claim_mac(s, dev.id) else [R.mac_in_use(dev.nic.mac)]
 
 
-def _release_mac(s: Session, device_id: str, error: dict[str, Any] | None = None) -> None:
-    nics_dao.release_mac(s, device_id)
-
-
 NIC = DeviceKind(
     type="interface", label="NIC", code="NIC", param="nic",
     plug_verb="VM.hotplugNic", unplug_verb="VM.hotunplugNic", hotpluggable=True,
     payload=nic_payload, ref=nic_ref, name=lambda d: d.nic.name if d.nic is not None else d.alias,
-    claim=_claim_mac, release=_release_mac, root_port=lambda dev: True)
+    claim=_claim_mac, release_row=nics_dao.RELEASE_MAC, root_port=lambda dev: True)
 
 
 # ---- USB controller (cold plug only: QEMU cannot hot-plug one) -----------------------------------

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import agent_codes, metrics
+from engine.dao import db
 from engine.dao.models import Host, VmDevice
 from engine.devices import state
 from engine.devices.state import Before, Subject
@@ -124,13 +125,14 @@ def host_error(err: EngineError, verb: str) -> dict[str, Any]:
 
 
 @contextmanager
-def _transaction(sessions: sessionmaker[Session], session: Session | None) -> Iterator[Session]:
-    if session is None:
-        with sessions.begin() as s:
-            yield s
-    else:
-        with session.begin():
-            yield session
+def _transaction(sessions: sessionmaker[Session], session: Session | None, call: LiveCall) -> Iterator[Session]:
+    """The transaction that finishes `call`: of its own session, or of `session`. A kind whose
+    finishing transitions are one statement each finishes in a transaction of one statement (on
+    PostgreSQL without BEGIN and COMMIT: db.one_statement)."""
+    with ExitStack() as stack:
+        s = session if session is not None else stack.enter_context(sessions())
+        stack.enter_context(db.one_statement(s) if call.subject.kind.finishes_in_one_statement else s.begin())
+        yield s
 
 
 def run(sessions: sessionmaker[Session], hosts: HostClientFactory, call: LiveCall, *,
@@ -169,7 +171,7 @@ def _run(sessions: sessionmaker[Session], hosts: HostClientFactory, call: LiveCa
         _unreachable(sessions, call, err, session)
         raise
     except HostCallFailed as err:
-        with _transaction(sessions, session) as s:
+        with _transaction(sessions, session, call) as s:
             if not call.plug and err.host_code == agent_codes.code("deviceNotFound"):
                 state.unplugged(s, subject, why=f": host {host.name} no longer had it", severity="warning",
                                 err=err)
@@ -180,7 +182,7 @@ def _run(sessions: sessionmaker[Session], hosts: HostClientFactory, call: LiveCa
             finish = state.plug_failed if call.plug else state.unplug_failed
             finish(s, subject, host_error(err, call.verb), text, err=err)
         raise
-    with _transaction(sessions, session) as s:
+    with _transaction(sessions, session, call) as s:
         if call.plug:
             state.plugged(s, subject, result.get("address"))
             return False
@@ -197,7 +199,7 @@ def _unreachable(sessions: sessionmaker[Session], call: LiveCall, err: HostUnrea
     the device stays in flight until the monitor reads the host's truth."""
     subject = call.subject
     message = f"Host {call.host.name} could not be reached: {err.message}"
-    with _transaction(sessions, session) as s:
+    with _transaction(sessions, session, call) as s:
         if not err.outcome_unknown and call.before is not None:
             state.rolled_back(s, subject, plug=call.plug, before=call.before, message=message)
             return

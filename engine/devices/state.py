@@ -93,6 +93,11 @@ def claim_for_next_start(s: Session, subject: Subject, dev: VmDevice) -> None:
 
 
 def _release(s: Session, subject: Subject, error: dict[str, Any] | None = None) -> None:
+    subject.kind.give_back(s, subject.device_id, error)
+
+
+def _released_after(s: Session, subject: Subject, error: dict[str, Any] | None = None) -> None:
+    """What a transition that gave the claim back in its own statement (kind.release_row) leaves to do."""
     if subject.kind.release is not None:
         subject.kind.release(s, subject.device_id, error)
 
@@ -144,9 +149,9 @@ def plug_failed(s: Session, subject: Subject, error: dict[str, Any], message: st
     """plugging -> unplugged, the error kept on the row."""
     if not devices.finish_transition(s, subject.device_id, from_state=PLUGGING, is_plugged=False, error=error,
                                      event=subject.event("PLUG_FAILED", message, severity=severity, err=err,
-                                                         **vars)):
+                                                         **vars), also=subject.kind.released_with_transition):
         return False
-    _release(s, subject, error)
+    _released_after(s, subject, error)
     return True
 
 
@@ -157,9 +162,9 @@ def unplugged(s: Session, subject: Subject, *, why: str = "", severity: str = "i
                           + (f" on host {subject.host_name}" if subject.host_name and not why else "") + why,
                           severity=severity, err=err, **vars)
     if not devices.finish_transition(s, subject.device_id, from_state=UNPLUGGING, is_plugged=False,
-                                     address=None, event=event):
+                                     address=None, event=event, also=subject.kind.released_with_transition):
         return False
-    _release(s, subject)
+    _released_after(s, subject)
     return True
 
 
@@ -176,22 +181,23 @@ def unplug_failed(s: Session, subject: Subject, error: dict[str, Any], message: 
 def unplug_pending(s: Session, subject: Subject) -> None:
     """The guest has not released the device yet: the row stays unplugging, acknowledged by the host
     (reconciliation then waits for the guest, up to stale_after, instead of sending it again)."""
-    if not devices.acknowledge(s, subject.device_id, from_state=UNPLUGGING):
-        return
-    subject.record(s, "UNPLUG_PENDING", f"{subject.label} of VM {subject.vm_name}: the guest has not released "
-                   f"it yet; the unplug finishes when host {subject.host_name} reports the removal")
+    devices.acknowledge(s, subject.device_id, from_state=UNPLUGGING, event=subject.event(
+        "UNPLUG_PENDING", f"{subject.label} of VM {subject.vm_name}: the guest has not released it yet; the "
+        f"unplug finishes when host {subject.host_name} reports the removal"))
 
 
 def rolled_back(s: Session, subject: Subject, *, plug: bool, before: Before, message: str) -> bool:
     """The host was never reached: the device is put back exactly as it was."""
     event = audit.event("HOST_UNREACHABLE", message, severity="error", vm_id=subject.vm_id,
                         device_id=subject.device_id, host_id=subject.host_id, host=subject.host_name)
+    give_back = plug and not before.is_plugged
     if not devices.finish_transition(s, subject.device_id, from_state=PLUGGING if plug else UNPLUGGING,
                                      is_plugged=before.is_plugged, address=devices.KEEP,
-                                     error=before.last_error, event=event):
+                                     error=before.last_error, event=event,
+                                     also=subject.kind.released_with_transition if give_back else ()):
         return False
-    if plug and not before.is_plugged:
-        _release(s, subject)
+    if give_back:
+        _released_after(s, subject)
     return True
 
 
@@ -200,9 +206,10 @@ def host_silent(s: Session, subject: Subject, message: str, *, plug: bool) -> No
     unanswered, and reconciliation settles it against the host's truth (or sends it again) as soon as
     the host answers, without waiting for a command that is over."""
     error = {"code": None, "message": message, "host": subject.host_name, UNANSWERED: True}
-    devices.mark_unanswered(s, subject.device_id, from_state=PLUGGING if plug else UNPLUGGING, error=error)
-    audit.record(s, "HOST_UNREACHABLE", message, severity="error", vm_id=subject.vm_id,
-                 device_id=subject.device_id, host_id=subject.host_id, host=subject.host_name)
+    devices.mark_unanswered(s, subject.device_id, from_state=PLUGGING if plug else UNPLUGGING, error=error,
+                            event=audit.event("HOST_UNREACHABLE", message, severity="error", vm_id=subject.vm_id,
+                                              device_id=subject.device_id, host_id=subject.host_id,
+                                              host=subject.host_name))
 
 
 #: The key of last_error that marks an in-flight row whose host call got no answer.

@@ -66,14 +66,17 @@ def test_a_hot_plug_checks_out_one_connection_for_both_its_transactions(sessions
 
 def test_a_hot_plug_and_unplug_send_these_statements(sessions, hosts, up_vm, make_nic, db):
     """What a live activate and deactivate cost the database: the VM and its NIC, with whether its MAC
-    is claimed elsewhere, in one SELECT (the MAC had a SELECT of its own); the finish and its audit
-    event in one statement on PostgreSQL (a data-modifying WITH), in two on SQLite."""
+    is claimed elsewhere, in one SELECT (the MAC had a SELECT of its own); on PostgreSQL the finish,
+    its audit event and the MAC's release in one statement (a data-modifying WITH) run in autocommit,
+    without BEGIN and COMMIT; on SQLite, three statements in a transaction."""
     nic = make_nic(up_vm, is_plugged=False)
     engine = sessions.kw["bind"]
+    pg = engine.dialect.name == "postgresql"
     sent: list[str] = []
 
     def seen(conn, cursor, statement, *args):
-        sent.append(" ".join(statement.split()[:3]))
+        autocommit = pg and conn.connection.dbapi_connection.autocommit
+        sent.append(" ".join(statement.split()[:3]) + (" (autocommit)" if autocommit else ""))
     event.listen(engine, "before_cursor_execute", seen)
     try:
         plug(sessions, hosts, up_vm, nic)
@@ -82,12 +85,13 @@ def test_a_hot_plug_and_unplug_send_these_statements(sessions, hosts, up_vm, mak
         deactivate = sent[:]
     finally:
         event.remove(engine, "before_cursor_execute", seen)
-    if engine.dialect.name == "postgresql":
-        finish = ["WITH cas AS"]
+    begin = ["SELECT vms.id, vms.name,", "UPDATE vm_devices SET"]
+    if pg:
+        assert activate == [*begin, "UPDATE vm_nics SET", "WITH cas AS (autocommit)"]
+        assert deactivate == [*begin, "WITH cas AS (autocommit)"]
     else:
-        finish = ["UPDATE vm_devices SET", "INSERT INTO audit_events"]
-    assert activate == ["SELECT vms.id, vms.name,", "UPDATE vm_devices SET", "UPDATE vm_nics SET", *finish]
-    assert deactivate == ["SELECT vms.id, vms.name,", "UPDATE vm_devices SET", *finish, "UPDATE vm_nics SET"]
+        assert activate == [*begin, "UPDATE vm_nics SET", "UPDATE vm_devices SET", "INSERT INTO audit_events"]
+        assert deactivate == [*begin, "UPDATE vm_devices SET", "UPDATE vm_nics SET", "INSERT INTO audit_events"]
     assert db.codes(up_vm.id) == ["NIC_PLUGGED", "NIC_UNPLUGGED"]
     assert db.nic(up_vm.id, nic.id).claimed_mac is None
 
