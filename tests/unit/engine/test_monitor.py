@@ -8,6 +8,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
+from unittest import mock
 
 import pytest
 
@@ -779,6 +780,33 @@ def test_periodic_reconcile_respects_the_grace(monitor, agent, make_vm, make_nic
     assert monitor.reconcile_all(startup=False) == 1
     assert read(VmDevice, young.id).plug_state == "unplugging"
     assert read(VmDevice, old.id).plug_state == "stable"
+
+
+def test_a_spread_round_spaces_the_hosts_turns_out_and_a_stop_ends_it(monitor, fakes, host, vm, make_host,
+                                                                       make_vm, agent):
+    """The periodic round gives each host its turn at an even step across `spread` seconds, so that its
+    CPU comes between the events' instead of in one burst; stopping the monitor ends the round."""
+    others = [make_host(f"h{n}") for n in range(2, 5)]
+    for other in others:
+        make_vm(f"vm-{other.name}", host=other, status="up")
+    turns: dict[str, float] = {}
+    list_vms = Monitor.reconcile_host
+
+    def timed(self, h, **kw):
+        turns[h.name] = time.monotonic()
+        return list_vms(self, h, **kw)
+    agent.run(vm.id)
+    with mock.patch.object(Monitor, "reconcile_host", timed):
+        begun = time.monotonic()
+        monitor.reconcile_all(startup=False, spread=0.8)
+        offsets = sorted(t - begun for t in turns.values())
+        assert len(offsets) == 4
+        assert offsets[0] < 0.1 and all(0.15 <= b - a <= 0.35 for a, b in zip(offsets, offsets[1:]))
+        turns.clear()
+        threading.Timer(0.1, monitor._stop.set).start()
+        begun = time.monotonic()
+        monitor.reconcile_all(startup=False, spread=8.0)
+        assert len(turns) == 1 and time.monotonic() - begun < 1.0
 
 
 def test_other_device_kinds_get_their_own_audit_codes(sessions, monitor, agent, vm, read, audits):
