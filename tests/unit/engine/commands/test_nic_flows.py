@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from unittest import mock
 
 import pytest
 from sqlalchemy import event
@@ -94,6 +95,57 @@ def test_a_hot_plug_and_unplug_send_these_statements(sessions, hosts, up_vm, mak
         assert deactivate == [*begin, "UPDATE vm_devices SET", "UPDATE vm_nics SET", "INSERT INTO audit_events"]
     assert db.codes(up_vm.id) == ["NIC_PLUGGED", "NIC_UNPLUGGED"]
     assert db.nic(up_vm.id, nic.id).claimed_mac is None
+
+
+def _fail(verb, code):
+    return lambda fake: fake.fail(verb, code)
+
+
+@pytest.mark.parametrize("on, arrange, code", [
+    (True, lambda fake: None, "NIC_PLUGGED"),
+    (False, lambda fake: None, "NIC_UNPLUGGED"),
+    (True, _fail("VM.hotplugNic", 49), "NIC_PLUG_FAILED"),
+    (False, _fail("VM.hotunplugNic", 50), "NIC_UNPLUG_FAILED"),
+    (False, _fail("VM.hotunplugNic", "deviceNotFound"), "NIC_UNPLUGGED"),
+    (False, lambda fake: setattr(fake, "pending_unplug", True), "NIC_UNPLUG_PENDING"),
+    (True, lambda fake: setattr(fake, "unreachable", True), "HOST_UNREACHABLE"),
+    (False, lambda fake: setattr(fake, "unanswered", True), "HOST_UNREACHABLE"),
+], ids=["plugged", "unplugged", "plug-failed", "unplug-failed", "gone", "pending", "rolled-back", "unanswered"])
+def test_every_end_of_a_live_operation_is_one_statement(sessions, hosts, fake, up_vm, make_nic, db, on, arrange,
+                                                        code):
+    """However the host answers, the NIC's finish (its compare-and-set, audit event and MAC release) is
+    one statement after the host call: on PostgreSQL run in autocommit, with no BEGIN or COMMIT."""
+    nic = make_nic(up_vm, is_plugged=False)
+    if not on:
+        plug(sessions, hosts, up_vm, nic)
+    engine = sessions.kw["bind"]
+    pg = engine.dialect.name == "postgresql"
+    after_host: list[tuple[str, bool]] = []
+    called = [False]
+    real = fake.call
+
+    def tracking(*args, **kw):
+        called[0] = True
+        return real(*args, **kw)
+
+    def seen(conn, cursor, statement, *args):
+        if called[0]:
+            after_host.append((" ".join(statement.split()[:2]), pg and conn.connection.dbapi_connection.autocommit))
+    arrange(fake)
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with mock.patch.object(fake, "call", tracking):
+            try:
+                plug(sessions, hosts, up_vm, nic, on=on)
+            except (HostCallFailed, HostUnreachable):
+                pass
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert called[0] and db.codes(up_vm.id)[-1] == code
+    assert after_host[0][0] == ("WITH cas" if pg else "UPDATE vm_devices")
+    if pg:
+        assert after_host[0] == ("WITH cas", True)
+        assert [s for s in after_host[1:] if not s[0].startswith("SELECT")] == []
 
 
 def test_hotplug_stores_address_and_alias(sessions, hosts, fake, up_vm, make_nic, db):

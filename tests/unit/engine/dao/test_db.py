@@ -143,6 +143,27 @@ def test_postgresql_readers_run_without_a_transaction(sessions):
 
 
 @PG_ONLY
+def test_a_one_statement_transaction_runs_in_autocommit_and_leaves_the_connection_as_it_was(sessions):
+    """db.one_statement: no BEGIN and COMMIT on PostgreSQL; the next transaction of a session bound to
+    one connection (a command's) is a transaction again, as is the pool's next of that connection."""
+    in_own_transaction = text("SELECT now() = statement_timestamp()")
+    with db.one_connection(sessions) as s:
+        for _ in range(2):
+            with db.one_statement(s):
+                s.execute(text("SELECT pg_sleep(0.01)"))
+                assert s.scalar(in_own_transaction) is True
+            with s.begin():
+                s.execute(text("SELECT pg_sleep(0.01)"))
+                assert s.scalar(in_own_transaction) is False
+    with sessions() as s, db.one_statement(s):
+        s.execute(text("SELECT pg_sleep(0.01)"))
+        assert s.scalar(in_own_transaction) is True
+    with sessions.begin() as s:
+        s.execute(text("SELECT pg_sleep(0.01)"))
+        assert s.scalar(in_own_transaction) is False
+
+
+@PG_ONLY
 def test_postgresql_connections_are_pinged_only_after_idleness(engine_, monkeypatch):
     """A connection used a moment ago is trusted; one idle longer than PING_AFTER_IDLE_S is pinged,
     and replaced when its server side is gone, so the statement that follows still works."""

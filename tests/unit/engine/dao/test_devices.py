@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.dao import db, devices, vms
+from engine.dao import db, devices, nics, vms
 from engine.dao.devices import KEEP
-from engine.dao.models import VmDevice
+from engine.dao.models import VmDevice, VmNic
 from tests.unit.engine.race import race
 
 ADDRESS = {"type": "pci", "domain": "0x0000", "bus": "0x00", "slot": "0x03", "function": "0x0"}
@@ -117,6 +117,35 @@ def test_finish_twice_only_the_first_wins(sessions, make_vm, make_nic):
         assert not devices.finish_transition(s, nic.id, from_state="unplugging", is_plugged=True,
                                              error={"code": 50})
     assert _row(sessions, nic.id).is_plugged is False
+
+
+def test_a_finish_writes_its_other_rows_only_when_it_wins_and_in_one_statement(sessions, make_vm, make_nic):
+    """`also` (the MAC's release) goes with the compare-and-set that wins, in its statement on
+    PostgreSQL, and is not written by one that lost; a copy of the NIC row the session holds follows."""
+    nic = make_nic(make_vm(status="up"), address=ADDRESS)
+    with sessions.begin() as s:
+        assert nics.claim_mac(s, nic.id)
+        devices.begin_transition(s, nic.id, "unplugging")
+    with sessions() as s, db.one_statement(s):
+        held = s.get(VmNic, nic.id)
+        assert held.claimed_mac == held.mac
+        assert not devices.finish_transition(s, nic.id, from_state="plugging", is_plugged=False,
+                                             also=[nics.RELEASE_MAC])
+    with sessions() as s:
+        assert s.get(VmNic, nic.id).claimed_mac is not None     # the finish that lost released nothing
+    with sessions() as s, db.one_statement(s):
+        held = s.get(VmNic, nic.id)
+        assert devices.finish_transition(s, nic.id, from_state="unplugging", is_plugged=False, address=None,
+                                         also=[nics.RELEASE_MAC])
+        assert held.claimed_mac is None
+    with sessions() as s:
+        assert s.get(VmNic, nic.id).claimed_mac is None
+        assert _row(sessions, nic.id).plug_state == "stable"
+
+
+def test_a_row_write_sets_plain_columns_only():
+    with pytest.raises(ValueError):
+        devices.RowWrite(nics.RELEASE_MAC.update, {"claimed_mac": None, "mac": "x"})
 
 
 def test_set_plugged_on_a_down_vm_and_set_address(sessions, make_vm, make_nic):
