@@ -79,6 +79,15 @@ def test_bad_params_are_coded_and_change_nothing(rpc, vm):
     assert devices_by_alias(rpc, vm["id"]) == before
 
 
+def test_a_plug_of_an_alias_the_vm_has_is_refused_by_libvirt_and_changes_nothing(rpc, vm):
+    """A second device with an alias the domain has: the plug's code, and the domain as it was."""
+    before = devices_by_alias(rpc, vm["id"])
+    with pytest.raises(RpcError) as e:
+        rpc("VM.hotplugNic", vmId=vm["id"], nic=nic("ua-nic0", "56:6f:1a:10:00:09"))
+    assert e.value.code == 49 and "ua-nic0" in str(e.value)
+    assert devices_by_alias(rpc, vm["id"]) == before
+
+
 def test_unknown_vm_is_code_1(rpc):
     with pytest.raises(RpcError) as e:
         rpc("VM.hotplugNic", vmId=str(uuid.uuid4()), nic=nic("ua-x", MAC1))

@@ -160,6 +160,18 @@ def test_one_host_device_twice_in_one_vm_is_refused(rpc):
     assert vm_id not in {v["vmId"] for v in rpc("VM.list")["vms"]}
 
 
+def test_a_plug_of_an_alias_the_definition_has_is_refused_and_changes_nothing(rpc, stopped_vm):
+    nic = {"type": "interface", "device": "bridge", "network": "pbbr0", "alias": "ua-twice",
+           "macAddr": "56:6f:1a:10:00:0a", "nicModel": "pv"}
+    rpc("VM.hotplugNic", vmId=stopped_vm, nic=nic)
+    before = by_alias(rpc, stopped_vm)
+    with pytest.raises(RpcError) as e:
+        rpc("VM.hotplugNic", vmId=stopped_vm, nic={**nic, "macAddr": "56:6f:1a:10:00:0b"})
+    assert e.value.code == 49 and "ua-twice" in str(e.value)
+    assert by_alias(rpc, stopped_vm) == before
+    assert rpc("VM.hotunplugNic", vmId=stopped_vm, nic={"alias": "ua-twice"})["status"] == "removed"
+
+
 def test_remove_verbs_refuse_another_kinds_alias(rpc, stopped_vm):
     """hotunplugRedirdev once removed a USB controller from a stopped VM's definition."""
     rpc("VM.addController", vmId=stopped_vm, controller=controller("ua-keep", 7, "piix3-uhci"))
