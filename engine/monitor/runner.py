@@ -395,12 +395,14 @@ class Monitor:
         return self._supervisor is not None and not self._stop.is_set()
 
     def _supervise(self) -> None:
+        """Follow the host list: a new host gets its poller within retry_delay (or reconcile_interval,
+        when that is shorter)."""
         while not self._stop.is_set():
             try:
                 self._follow_hosts()
             except Exception:  # noqa: BLE001 - the supervisor must survive a database hiccup
                 log.exception("monitor: cannot list hosts")
-            self._stop.wait(self.retry_delay)
+            self._stop.wait(min(self.retry_delay, self.reconcile_interval))
 
     def _reconcile_periodically(self) -> None:
         """A round every `reconcile_interval` seconds, from one round's start to the next's (each

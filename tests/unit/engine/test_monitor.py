@@ -853,6 +853,18 @@ def test_start_polls_every_host_and_stop_ends_it(sessions, fakes, agent, host, v
     assert len(agent.calls) == polls
 
 
+def test_a_host_added_later_is_polled_within_the_shorter_of_retry_delay_and_the_interval(sessions, fakes, host,
+                                                                                           make_host):
+    mon = Monitor(sessions, fakes, poll_timeout=0.05, reconcile_interval=0.3, retry_delay=30)
+    mon.start()
+    try:
+        assert wait_for(lambda: host.id in mon._pollers)
+        later = make_host("h-later")
+        assert wait_for(lambda: later.id in mon._pollers, timeout=2.0)
+    finally:
+        mon.stop(timeout=5)
+
+
 # ---- with the shared contract-checking fake, and over real HTTP -----------------------------------
 
 def test_with_the_contract_checking_fake_host(sessions, host, vm, make_nic, read):
