@@ -14,7 +14,7 @@ from engine.dao._cas import OneRowUpdate, Prebuilt, RowWrite
 from engine.dao.models import VmDevice, VmNic
 
 __all__ = ["normalize_mac", "add", "get", "get_by_name", "list_for_vm", "mac_in_use", "mac_taken",
-           "claimed_by_another", "name_in_use", "claim_mac", "release_mac", "RELEASE_MAC", "used_macs"]
+           "claimed_by_another", "name_in_use", "claim_mac", "RELEASE_MAC", "used_macs"]
 
 INTERFACE = "interface"
 
@@ -118,10 +118,6 @@ def claim_mac(s: Session, nic_id: str) -> bool:
         return _CLAIM(s, nic_id)
     except IntegrityError:
         return False
-
-
-def release_mac(s: Session, nic_id: str) -> None:
-    RELEASE_MAC(s, nic_id)
 
 
 def used_macs(s: Session, first: str, last: str) -> Sequence[str]:

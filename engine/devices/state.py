@@ -96,10 +96,22 @@ def _release(s: Session, subject: Subject, error: dict[str, Any] | None = None) 
     subject.kind.give_back(s, subject.device_id, error)
 
 
-def _released_after(s: Session, subject: Subject, error: dict[str, Any] | None = None) -> None:
-    """What a transition that gave the claim back in its own statement (kind.release_row) leaves to do."""
-    if subject.kind.release is not None:
-        subject.kind.release(s, subject.device_id, error)
+def _finish(s: Session, subject: Subject, *, give_back: bool, released_error: dict[str, Any] | None = None,
+            **finish: Any) -> bool:
+    """devices.finish_transition; with `give_back`, the kind's claim goes back with a transition that
+    wins: its release_row in the transition's own statement, its release hook after it (given
+    `released_error`, a failed plug's)."""
+    if not devices.finish_transition(s, subject.device_id, also=subject.kind.released_with_transition if give_back
+                                     else (), **finish):
+        return False
+    if give_back and subject.kind.release is not None:
+        subject.kind.release(s, subject.device_id, released_error)
+    return True
+
+
+def _unreachable_event(subject: Subject, message: str) -> audit.Event:
+    return audit.event("HOST_UNREACHABLE", message, severity="error", vm_id=subject.vm_id,
+                       device_id=subject.device_id, host_id=subject.host_id, host=subject.host_name)
 
 
 # ---- a command's transitions -----------------------------------------------------------------------
@@ -147,12 +159,8 @@ def plugged(s: Session, subject: Subject, address: dict[str, Any] | None, *, why
 def plug_failed(s: Session, subject: Subject, error: dict[str, Any], message: str, *,
                 err: EngineError | None = None, severity: str = "error", **vars: Any) -> bool:
     """plugging -> unplugged, the error kept on the row."""
-    if not devices.finish_transition(s, subject.device_id, from_state=PLUGGING, is_plugged=False, error=error,
-                                     event=subject.event("PLUG_FAILED", message, severity=severity, err=err,
-                                                         **vars), also=subject.kind.released_with_transition):
-        return False
-    _released_after(s, subject, error)
-    return True
+    return _finish(s, subject, give_back=True, released_error=error, from_state=PLUGGING, is_plugged=False,
+                   error=error, event=subject.event("PLUG_FAILED", message, severity=severity, err=err, **vars))
 
 
 def unplugged(s: Session, subject: Subject, *, why: str = "", severity: str = "info",
@@ -161,11 +169,7 @@ def unplugged(s: Session, subject: Subject, *, why: str = "", severity: str = "i
     event = subject.event("UNPLUGGED", f"{subject.label} unplugged from VM {subject.vm_name}"
                           + (f" on host {subject.host_name}" if subject.host_name and not why else "") + why,
                           severity=severity, err=err, **vars)
-    if not devices.finish_transition(s, subject.device_id, from_state=UNPLUGGING, is_plugged=False,
-                                     address=None, event=event, also=subject.kind.released_with_transition):
-        return False
-    _released_after(s, subject)
-    return True
+    return _finish(s, subject, give_back=True, from_state=UNPLUGGING, is_plugged=False, address=None, event=event)
 
 
 def unplug_failed(s: Session, subject: Subject, error: dict[str, Any], message: str, *,
@@ -188,17 +192,9 @@ def unplug_pending(s: Session, subject: Subject) -> None:
 
 def rolled_back(s: Session, subject: Subject, *, plug: bool, before: Before, message: str) -> bool:
     """The host was never reached: the device is put back exactly as it was."""
-    event = audit.event("HOST_UNREACHABLE", message, severity="error", vm_id=subject.vm_id,
-                        device_id=subject.device_id, host_id=subject.host_id, host=subject.host_name)
-    give_back = plug and not before.is_plugged
-    if not devices.finish_transition(s, subject.device_id, from_state=PLUGGING if plug else UNPLUGGING,
-                                     is_plugged=before.is_plugged, address=devices.KEEP,
-                                     error=before.last_error, event=event,
-                                     also=subject.kind.released_with_transition if give_back else ()):
-        return False
-    if give_back:
-        _released_after(s, subject)
-    return True
+    return _finish(s, subject, give_back=plug and not before.is_plugged,
+                   from_state=PLUGGING if plug else UNPLUGGING, is_plugged=before.is_plugged,
+                   address=devices.KEEP, error=before.last_error, event=_unreachable_event(subject, message))
 
 
 def host_silent(s: Session, subject: Subject, message: str, *, plug: bool) -> None:
@@ -207,9 +203,7 @@ def host_silent(s: Session, subject: Subject, message: str, *, plug: bool) -> No
     the host answers, without waiting for a command that is over."""
     error = {"code": None, "message": message, "host": subject.host_name, UNANSWERED: True}
     devices.mark_unanswered(s, subject.device_id, from_state=PLUGGING if plug else UNPLUGGING, error=error,
-                            event=audit.event("HOST_UNREACHABLE", message, severity="error", vm_id=subject.vm_id,
-                                              device_id=subject.device_id, host_id=subject.host_id,
-                                              host=subject.host_name))
+                            event=_unreachable_event(subject, message))
 
 
 #: The key of last_error that marks an in-flight row whose host call got no answer.

@@ -202,9 +202,6 @@ class FakeHypervisor:
         if self.attach_error:
             raise self.attach_error
         el = etree.fromstring(device_xml)
-        alias = el.find("alias")     # libvirt refuses a second device of one alias, live or not
-        if alias is not None and self._dom(vm_id).find(f"devices/*/alias[@name='{alias.get('name')}']") is not None:
-            raise LibvirtFailure(1, f"unsupported configuration: non unique alias detected: {alias.get('name')}")
         if el.find("address") is None and el.tag == "interface":
             self._slot += 1
             etree.SubElement(el, "address", type="pci", domain="0x0000", bus="0x00",
