@@ -111,9 +111,10 @@ ACTIONS: dict[str, Action] = {
 
 
 def dispatch(server_id: str, body: dict[str, Any]) -> None:
-    """Run the action the body's first key names, on a server the request's tenant sees."""
-    if not body:
-        raise BadRequest("Malformed request body.")
+    """Run the action the body's one key names, on a server the request's tenant sees. A body of
+    several keys is refused as Nova refuses it: which of them was meant is not for the engine to guess."""
+    if len(body) != 1:
+        raise BadRequest("Malformed request body: " + ("too many body keys" if body else "no action"))
     name = next(iter(body))
     action = ACTIONS.get(name)
     if action is None:

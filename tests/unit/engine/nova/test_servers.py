@@ -187,6 +187,16 @@ def test_unknown_action_is_a_bad_request(client, nova_server):
     nova_fault(act(client, server["id"], {"os-start": {"force": True}}), "badRequest", 400)
 
 
+def test_an_action_body_of_several_keys_is_refused_and_none_of_them_runs(client, nova_server, sessions):
+    server = nova_server()
+    message = nova_fault(act(client, server["id"], {"os-start": None, "attach_usb_controller": {"type": "ehci"}}),
+                         "badRequest", 400)
+    assert "too many body keys" in message
+    with sessions() as s:
+        assert vms_dao.get(s, server["id"]).status == "down"
+    assert client.get(f"/api/vms/{server['id']}/controllers").get_json() == []
+
+
 def test_attach_usb_controller_adds_the_controllers_and_keeps_the_request(client, nova_server):
     server = nova_server()
     r = act(client, server["id"], {"attach_usb_controller": {"type": "ehci", "count": 2}})
