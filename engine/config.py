@@ -53,7 +53,7 @@ from engine.pci_aliases import Alias, parse_aliases
 
 DEFAULT_STATE_DIR = Path("/var/lib/plugboard")
 ENV_PREFIX = "PLUGBOARD_"
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 # The agent refuses a Host.getEvents long-poll longer than this (schema/verbs.yaml).
 MAX_POLL_TIMEOUT = 60.0
 # schema/verbs.yaml vmParams.pciePorts.

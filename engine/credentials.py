@@ -20,7 +20,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 PREFIX = "pb"
-TOKEN_RE = re.compile(r"^pb\.([0-9a-f]{12})\.([A-Za-z0-9_-]{43})$")
+TOKEN_RE = re.compile(r"^pb\.([0-9a-f]{12})\.([A-Za-z0-9_-]{43})\Z")
 
 _hasher = PasswordHasher()
 

@@ -20,7 +20,7 @@ from engine.errors import Conflict
 DEFAULT_START = "56:6f:1a:00:00:00"
 DEFAULT_END = "56:6f:1a:00:ff:ff"
 MAX_RANGE_SIZE = 1 << 24      # a range beyond 16M addresses is a configuration mistake
-_MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
+_MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}\Z")
 
 
 def parse_mac(text: str) -> int:

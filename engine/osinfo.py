@@ -6,6 +6,7 @@ is allowed for every OS.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 NIC_HOTPLUG = "nic_hotplug"
@@ -13,6 +14,7 @@ FEATURES = (NIC_HOTPLUG,)
 
 # The first cluster compatibility version that has each feature.
 FEATURE_MIN_CLUSTER_VERSION: dict[str, tuple[int, int]] = {NIC_HOTPLUG: (3, 1)}
+_VERSION_RE = re.compile(r"([0-9]{1,4})\.([0-9]{1,4})")
 
 
 @dataclass(frozen=True)
@@ -64,11 +66,9 @@ def get(os_type: str) -> OsType | None:
 
 
 def parse_version(version: str) -> tuple[int, int] | None:
-    """"4.7" -> (4, 7); None when it is not MAJOR.MINOR."""
-    parts = str(version).strip().split(".")
-    if len(parts) != 2 or not (parts[0].isdigit() and parts[1].isdigit()):
-        return None
-    return int(parts[0]), int(parts[1])
+    """"4.7" -> (4, 7); None when it is not MAJOR.MINOR in ASCII digits, nothing around them."""
+    match = _VERSION_RE.fullmatch(version) if isinstance(version, str) else None
+    return None if match is None else (int(match[1]), int(match[2]))
 
 
 def cluster_supports(feature: str, cluster_version: str) -> bool:

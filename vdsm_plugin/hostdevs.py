@@ -29,12 +29,12 @@ FIELDS = ("name", "capability", "vendorId", "productId", "vendorName", "productN
           "portPath", "serial", "pciAddress", "iommuGroup", "driver", "parent", "allowed", "attachedTo")
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
-_HEX = re.compile(r"^(0x)?([0-9a-f]{1,4})$", re.IGNORECASE)
-_PORT_PATH = re.compile(r"^[0-9]+-[0-9]+(\.[0-9]+)*$")
-_NAME_PORT_PATH = re.compile(r"^usb_([0-9]+)_([0-9]+(?:_[0-9]+)*)$")
+_HEX = re.compile(r"^(0x)?([0-9a-f]{1,4})\Z", re.IGNORECASE)
+_PORT_PATH = re.compile(r"^[0-9]+-[0-9]+(\.[0-9]+)*\Z")
+_NAME_PORT_PATH = re.compile(r"^usb_([0-9]+)_([0-9]+(?:_[0-9]+)*)\Z")
 SYSFS_DEVICES = "/sys/devices/"
 MAX_SERIAL = 126    # a USB string descriptor holds at most 126 UTF-16 characters
-_PCI_ADDRESS = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$")
+_PCI_ADDRESS = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])\Z")
 
 
 # -- small normalisers -----------------------------------------------------------------------------

@@ -30,8 +30,8 @@ PCI_KEY = "pci_passthrough_whitelist"
 USB_ENTRY_KEYS = ("vendor", "product", "bus", "device", "port_path")
 PCI_ENTRY_KEYS = ("vendor_id", "product_id", "address")
 
-_HEX = re.compile(r"^(0x)?([0-9a-f]{1,4})$", re.IGNORECASE)
-_PORT_PATH = re.compile(r"^[0-9]+-[0-9]+(\.[0-9]+)*$")
+_HEX = re.compile(r"^(0x)?([0-9a-f]{1,4})\Z", re.IGNORECASE)
+_PORT_PATH = re.compile(r"^[0-9]+-[0-9]+(\.[0-9]+)*\Z")
 _SWITCH = {"on": True, "true": True, "yes": True, "1": True,
            "off": False, "false": False, "no": False, "0": False}
 

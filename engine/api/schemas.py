@@ -2,7 +2,7 @@
 commands' job) and the views the API answers with. Unknown fields are refused everywhere."""
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from engine.dao import vms as vms_dao
 from engine.dao.models import GRAPHICS, HOST_STATUSES, HOSTDEV_STATUSES, MACHINES, NIC_MODELS, PLUG_STATES, VM_STATUSES
@@ -11,6 +11,16 @@ MAC_RE = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
 NAME = validate.Length(min=1, max=64)
 ID = validate.Length(min=1, max=36)
 MAX_ID = 2**31 - 1  # the largest integer key every supported database stores (PostgreSQL: integer)
+
+
+class Pattern(validate.Regexp):
+    """validate.Regexp over the whole string. The pattern keeps its final `$` for the OpenAPI
+    document, where it is the end of the string; Python's `$` also lets one final newline through."""
+
+    def __call__(self, value):
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
 
 
 class JsonBoolean(fields.Boolean):
@@ -33,7 +43,7 @@ class StrictSchema(Schema):
 
 class ClusterCreateSchema(StrictSchema):
     name = fields.String(required=True, validate=NAME)
-    compat_version = fields.String(validate=[validate.Regexp(r"^\d+\.\d+$", error="Must look like 4.7."),
+    compat_version = fields.String(validate=[Pattern(r"^[0-9]+\.[0-9]+$", error="Must look like 4.7."),
                                              validate.Length(max=16)],
                                    metadata={"description": "Compatibility version; default 4.7."})
     description = fields.String(validate=validate.Length(max=255))
@@ -96,7 +106,7 @@ class NicCreateSchema(StrictSchema):
     name = fields.String(required=True, validate=NAME)
     network = fields.String(required=True, validate=NAME)
     model = fields.String(validate=validate.OneOf(NIC_MODELS), metadata={"description": "Default pv."})
-    mac = fields.String(allow_none=True, validate=validate.Regexp(MAC_RE, error="Not a MAC address."),
+    mac = fields.String(allow_none=True, validate=Pattern(MAC_RE, error="Not a MAC address."),
                         metadata={"description": "Taken from the MAC pool when omitted."})
     linked = JsonBoolean(metadata={"description": "Default true."})
     active = JsonBoolean(load_default=True,
@@ -111,7 +121,7 @@ class NicUpdateSchema(StrictSchema):
     name = fields.String(validate=NAME)
     network = fields.String(validate=NAME)
     model = fields.String(validate=validate.OneOf(NIC_MODELS))
-    mac = fields.String(validate=validate.Regexp(MAC_RE, error="Not a MAC address."))
+    mac = fields.String(validate=Pattern(MAC_RE, error="Not a MAC address."))
     linked = JsonBoolean()
 
 

@@ -12,7 +12,6 @@ from engine.dao.models import Cluster
 from engine.errors import Reason
 from engine.hostclient import HostClientFactory
 
-NAME_MAX = 64
 DESCRIPTION_MAX = 255
 
 
@@ -25,9 +24,8 @@ class Params:
 
 def validate(params: Params, *, name_in_use: bool) -> list[Reason]:
     found: list[Reason] = []
-    if not params.name or len(params.name) > NAME_MAX:
-        found.append(R.name_invalid("cluster", params.name, f"1 to {NAME_MAX} characters"))
-    elif name_in_use:
+    found += common.check_name("cluster", params.name)
+    if not found and name_in_use:
         found.append(R.name_in_use("cluster", params.name))
     if osinfo.parse_version(params.compat_version) is None:
         found.append(R.compat_version_invalid(params.compat_version))
@@ -39,7 +37,7 @@ def validate(params: Params, *, name_in_use: bool) -> list[Reason]:
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
     with common.audited(sessions, "CLUSTER_ADD"), common.unique_name("cluster", params.name):
         with sessions.begin() as s:
-            taken = bool(params.name) and clusters.get_by_name(s, params.name) is not None
+            taken = common.name_ok(params.name) and clusters.get_by_name(s, params.name) is not None
             found = validate(params, name_in_use=taken)
             if found:
                 raise common.refusal(found, f"Cannot add cluster {params.name}.")

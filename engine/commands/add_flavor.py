@@ -8,7 +8,6 @@ writing can.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -24,9 +23,6 @@ from engine.dao import audit, flavors, pci_aliases
 from engine.errors import Reason
 from engine.hostclient import HostClientFactory
 
-NAME_MAX = 64
-# Printable, no surrounding blanks (Nova's rule), within the column's 64 characters.
-NAME_RE = re.compile(r"^(?!\s)[^\x00-\x1f\x7f]{1,64}(?<!\s)$")
 DISK_GB = (0, 1048576)
 
 
@@ -51,10 +47,9 @@ def validate(params: Params, *, name_in_use: bool, id_in_use: bool,
              pci_alias_names: Iterable[str] = ()) -> list[Reason]:
     """canDo of AddFlavor. `pci_alias_names`: the PCI aliases configured."""
     found: list[Reason] = []
-    if not isinstance(params.name, str) or not NAME_RE.match(params.name):
-        found.append(R.name_invalid("flavor", params.name, f"1-{NAME_MAX} printable characters, no surrounding "
-                                    "blanks"))
-    elif name_in_use:
+    bad_name = common.check_name("flavor", params.name)
+    found += bad_name
+    if not bad_name and name_in_use:
         found.append(R.name_in_use("flavor", params.name))
     if params.flavor_id is not None:
         if not isinstance(params.flavor_id, str) or not F.ID_RE.match(params.flavor_id):
@@ -72,8 +67,9 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
             principal: Principal = LOCAL_ADMIN) -> Outcome:
     with common.audited(sessions, "FLAVOR_ADD"):
         with sessions() as s:
-            name_in_use = isinstance(params.name, str) and flavors.get_by_name(s, params.name) is not None
-            id_in_use = isinstance(params.flavor_id, str) and flavors.get(s, params.flavor_id) is not None
+            name_in_use = common.name_ok(params.name) and flavors.get_by_name(s, params.name) is not None
+            id_in_use = isinstance(params.flavor_id, str) and F.ID_RE.match(params.flavor_id) is not None \
+                and flavors.get(s, params.flavor_id) is not None
             alias_names = pci_aliases.names(s)
         found = validate(params, name_in_use=name_in_use, id_in_use=id_in_use, pci_alias_names=alias_names)
         if found:

@@ -18,7 +18,7 @@ from engine.devices import inventory
 from engine.errors import HostCallFailed, HostUnreachable, Reason
 from engine.hostclient import HostClientFactory
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Params:
 
 # An agent's address: scheme, host and port, and a path of printable characters. Credentials, a query
 # or a fragment have no place in it; the explicit port keeps a typo from reaching a well-known service.
-_URL_CHARS = re.compile(r"^[!-~]{1,255}$")
+_URL_CHARS = re.compile(r"^[!-~]{1,255}\Z")
 
 
 def check_url(url: str) -> list[Reason]:
@@ -62,7 +62,7 @@ def validate(params: Params, *, cluster: Cluster | None, name_in_use: bool) -> l
 
 def _load(s: Session, params: Params) -> tuple[list[Reason], Cluster | None]:
     cluster = clusters.ensure_default(s) if params.cluster_id is None else clusters.get(s, params.cluster_id)
-    taken = bool(params.name) and hosts_dao.get_by_name(s, params.name) is not None
+    taken = NAME_RE.match(params.name or "") is not None and hosts_dao.get_by_name(s, params.name) is not None
     return validate(params, cluster=cluster, name_in_use=taken), cluster
 
 

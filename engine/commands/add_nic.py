@@ -23,8 +23,6 @@ from engine.errors import Reason
 from engine.hostclient import HostClientFactory
 from engine.macpool import MacPool
 
-NAME_MAX = 64
-
 
 @dataclass(frozen=True)
 class Params:
@@ -43,9 +41,8 @@ def validate(params: Params, *, vm: Vm, cluster: Cluster | None, host: Host | No
     the name; `mac_in_use`: a plugged NIC already has the requested MAC; `free_ports`: the PCIe root
     ports free on a running q35 VM (None: not counted)."""
     found: list[Reason] = []
-    if not params.name or len(params.name) > NAME_MAX:
-        found.append(R.name_invalid("NIC", params.name, f"1 to {NAME_MAX} characters"))
-    elif name_in_use:
+    found += common.check_name("NIC", params.name)
+    if not found and name_in_use:
         found.append(R.name_in_use("NIC", params.name))
     found += common.check_network_name(params.network)
     if params.model not in NIC_MODELS:
@@ -70,7 +67,8 @@ def _inputs(s: Session, vm: Vm, params: Params) -> dict[str, Any]:
     mac_taken = params.mac is not None and not common.check_mac_format(params.mac) \
         and nics.mac_in_use(s, params.mac)
     return {"cluster": clusters.get(s, vm.cluster_id), "host": common.load_host(s, vm) if live else None,
-            "name_in_use": bool(params.name) and nics.name_in_use(s, vm.id, params.name), "mac_in_use": mac_taken,
+            "name_in_use": common.name_ok(params.name) and nics.name_in_use(s, vm.id, params.name),
+            "mac_in_use": mac_taken,
             "free_ports": pcie_ports.free(vm) if live else None}
 
 

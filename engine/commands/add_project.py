@@ -13,7 +13,7 @@ from engine.errors import Reason
 from engine.hostclient import HostClientFactory
 
 # It travels in URLs (/v2.1/<tenant_id>/...): no slashes, nothing to escape.
-ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,8 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory | None, params: 
     common.require_admin(principal, "add projects")
     with common.audited(sessions, "PROJECT_ADD"), common.unique_name("project", params.project_id):
         with sessions.begin() as s:
-            found = validate(params, exists=accounts.get_project(s, params.project_id) is not None)
+            well_formed = isinstance(params.project_id, str) and ID_RE.match(params.project_id) is not None
+            found = validate(params, exists=well_formed and accounts.get_project(s, params.project_id) is not None)
             if found:
                 raise common.refusal(found, f"Cannot add project {params.project_id}.")
             accounts.add_project(s, params.project_id, params.description)

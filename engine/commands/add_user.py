@@ -15,7 +15,7 @@ from engine.dao import accounts, audit
 from engine.errors import Reason
 from engine.hostclient import HostClientFactory
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}\Z")
 PASSWORD_MIN = 8
 
 

@@ -24,7 +24,7 @@ from engine.errors import Reason
 from engine.hostclient import HostClientFactory
 
 # The agent's vmParams rules (schema/verbs.yaml), checked here so that a VM that exists can run.
-PROPERTY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+PROPERTY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 MEMORY_MB = (16, 1048576)
 VCPUS = (1, 288)
 BOOT_PATHS = ("kernel", "initrd", "serialLog")
@@ -174,7 +174,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
                 cluster = clusters.ensure_default(s)
             else:
                 cluster = clusters.get(s, params.cluster_id)
-            taken = bool(params.name) and vms.get_by_name(s, params.name) is not None
+            taken = agent_patterns.matches("name", params.name) and vms.get_by_name(s, params.name) is not None
             flavor = flavors.get(s, params.flavor_id) if params.flavor_id is not None else None
             found = validate(params, cluster=cluster, name_in_use=taken, flavor=flavor)
             if found:

@@ -24,7 +24,13 @@ from engine.errors import (Conflict, EngineError, Forbidden, HostCallFailed, Hos
 from engine.hostclient import HostClientFactory
 from engine.vocab import DOWN, PLUG_STATUSES, RUNNING_STATUSES, STABLE, UP
 
-MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z")
+# A name of free form (NIC, cluster, flavor): printable, no surrounding blanks (Nova's rule for flavor
+# names), within the columns' 64 characters. Names reach audit messages, logs and the UI, where a
+# control character could forge a line; PostgreSQL cannot store a NUL at all.
+NAME_MAX = 64
+NAME_RULE = f"1-{NAME_MAX} printable characters, no surrounding blanks"
+_NAME_RE = re.compile(r"(?!\s)[^\x00-\x1f\x7f-\x9f]{1,%d}(?<!\s)" % NAME_MAX)
 
 Sessions = sessionmaker[Session]
 
@@ -79,6 +85,16 @@ def check_mac_format(mac: str) -> list[Reason]:
     if not MAC_RE.match(mac or "") or int(mac[:2], 16) & 1:
         return [R.mac_invalid(mac)]
     return []
+
+
+def name_ok(name: object) -> bool:
+    return isinstance(name, str) and _NAME_RE.fullmatch(name) is not None
+
+
+def check_name(kind: str, name: Any) -> list[Reason]:
+    """The rule of every free-form name (NAME_RULE). Check it before looking the name up: a lookup of
+    a NUL fails on PostgreSQL."""
+    return [] if name_ok(name) else [R.name_invalid(kind, name, NAME_RULE)]
 
 
 def check_network_name(network: str) -> list[Reason]:

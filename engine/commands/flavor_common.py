@@ -21,7 +21,7 @@ SPEC_NOT_SET: Final = "SPEC_NOT_SET"
 STATE_REASONS = frozenset({"NAME_IN_USE", FLAVOR_ID_IN_USE})
 
 # Flavor ids are path segments of both APIs: Nova's id syntax without its spaces.
-ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
 
 
 class InvalidRequest(ValidationFailed):

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 from engine.auth import LOCAL_ADMIN, Principal
 from engine.commands import common
 from engine import reasons as R
-from engine.commands.add_nic import NAME_MAX
 from engine.commands.outcome import Outcome
 from engine.dao import audit, nics
 from engine.dao.models import NIC_MODELS, Host, Vm, VmDevice, VmNic
@@ -65,9 +64,9 @@ def validate(params: Params, *, vm: Vm, nic: VmNic, device: VmDevice, name_in_us
         elif "linked" in wanted and vm.status != UP:
             found.append(R.vm_status_illegal(vm.name, vm.status, (UP,), "change the link state"))
     if "name" in wanted:
-        if not wanted["name"] or len(wanted["name"]) > NAME_MAX:
-            found.append(R.name_invalid("NIC", wanted["name"], f"1 to {NAME_MAX} characters"))
-        elif name_in_use:
+        bad_name = common.check_name("NIC", wanted["name"])
+        found += bad_name
+        if not bad_name and name_in_use:
             found.append(R.name_in_use("NIC", wanted["name"]))
     if "network" in wanted:
         found += common.check_network_name(wanted["network"])
@@ -84,7 +83,8 @@ def validate(params: Params, *, vm: Vm, nic: VmNic, device: VmDevice, name_in_us
 def _taken(s: Session, vm: Vm, nic: VmNic, params: Params) -> dict[str, bool]:
     """validate()'s name_in_use and mac_in_use for the changes asked."""
     wanted = changes(params, nic)
-    name_taken = "name" in wanted and nics.name_in_use(s, vm.id, wanted["name"], exclude_nic_id=nic.id)
+    name_taken = "name" in wanted and common.name_ok(wanted["name"]) \
+        and nics.name_in_use(s, vm.id, wanted["name"], exclude_nic_id=nic.id)
     mac_taken = "mac" in wanted and not common.check_mac_format(params.mac or "") \
         and nics.mac_in_use(s, wanted["mac"], exclude_nic_id=nic.id)
     return {"name_in_use": name_taken, "mac_in_use": mac_taken}

@@ -2,6 +2,7 @@
 Functions take the session first and never commit (an event commits with the change it records)."""
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 from engine.dao._cas import Prebuilt
 from engine.dao.models import AUDIT_SEVERITIES, AuditEvent, Vm, utcnow
 
-__all__ = ["Event", "event", "record", "list", "acting_as", "set_actor", "reset_actor", "current_actor"]
+__all__ = ["Event", "event", "record", "list", "printable", "acting_as", "set_actor", "reset_actor", "current_actor"]
 
 # Who acts in the current context (a request's thread, a command-line run). Set once where the
 # principal is known, so that every event a command writes -- its refusal, each device transition --
@@ -74,9 +75,9 @@ def event(code: str, message: str, *, severity: str = "info", vm_id: str | None 
     the context's (acting_as)."""
     if severity not in AUDIT_SEVERITIES:
         raise ValueError(f"severity must be one of {AUDIT_SEVERITIES}, not {severity!r}")
-    return Event({"time": utcnow(), "code": code, "message": message, "severity": severity, "vm_id": vm_id,
-                  "device_id": device_id, "host_id": host_id, "host_code": host_code,
-                  "host_message": host_message, "vars": dict(vars),
+    return Event({"time": utcnow(), "code": code, "message": printable(message), "severity": severity,
+                  "vm_id": vm_id, "device_id": device_id, "host_id": host_id, "host_code": host_code,
+                  "host_message": printable(host_message), "vars": printable(dict(vars)),
                   "actor": actor if actor is not None else _actor.get()})
 
 
@@ -114,3 +115,19 @@ def list(s: Session, vm_id: str | None = None, after_id: int = 0, limit: int = 1
         stmt = stmt.where(AuditEvent.host_id == host_id)
     limit = max(0, min(int(limit), MAX_LIMIT))
     return s.scalars(stmt.order_by(AuditEvent.id).limit(limit)).all()
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(value: Any) -> Any:
+    """`value` with the control characters of its strings (in lists and dicts too) written as escapes
+    (a newline as \\n): an event reads as one line wherever it is shown, whatever a refused request
+    carried, and PostgreSQL cannot store a NUL."""
+    if isinstance(value, str):
+        return _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), value)
+    if isinstance(value, dict):
+        return {printable(k): printable(v) for k, v in value.items()}
+    if isinstance(value, Sequence):     # a list or tuple (a str is taken above)
+        return [printable(v) for v in value]
+    return value

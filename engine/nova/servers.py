@@ -25,7 +25,7 @@ from engine.nova.views import server_created, server_detail, server_summary
 
 CREATE_FIELDS = ("name", "flavorRef", "imageRef", "metadata", "min_count", "max_count", "networks")
 # A flavorRef is an id or a link whose last segment is the id.
-FLAVOR_REF_RE = re.compile(r"^(?:.*/)?([^/]+)/?$")
+FLAVOR_REF_RE = re.compile(r"^(?:.*/)?([^/]+)/?\Z")
 
 
 def _create_params(body: dict[str, Any]) -> dict[str, Any]:

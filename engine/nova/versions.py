@@ -21,7 +21,7 @@ MAX_VERSION = (2, 1)
 HEADER = "OpenStack-API-Version"
 LEGACY_HEADER = "X-OpenStack-Nova-API-Version"
 SERVICE = "compute"
-VERSION_RE = re.compile(r"^([1-9][0-9]*)\.([1-9][0-9]*|0)$")
+VERSION_RE = re.compile(r"^([1-9][0-9]*)\.([1-9][0-9]*|0)\Z")
 MEDIA_TYPE = "application/vnd.openstack.compute+json"
 
 

@@ -1,5 +1,5 @@
 """Assertions the command tests share: a refusal changes no device row, writes exactly one
-`<ACTION>_REFUSED` event and calls no host."""
+`<ACTION>_REFUSED` event (its control characters escaped) and calls no host."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from engine.dao import audit
 from engine.dao.models import VmDevice
 from engine.errors import ValidationFailed
 
@@ -29,6 +30,6 @@ def refused(sessions, db, fake, action: str, call, *codes: str) -> ValidationFai
     assert rows(sessions) == before
     new = db.events()[events:]
     assert [e.code for e in new] == [f"{action}_REFUSED"]
-    assert new[0].vars["reasons"] == [r.to_dict() for r in err.value.reasons]
+    assert new[0].vars["reasons"] == audit.printable([r.to_dict() for r in err.value.reasons])
     assert len(fake.calls) == calls
     return err.value

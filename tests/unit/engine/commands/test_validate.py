@@ -136,8 +136,10 @@ def test_add_nic_passes():
     assert add() == []
 
 
-def test_add_nic_name_invalid():
-    assert codes(add(name="")) == ["NAME_INVALID"]
+@pytest.mark.parametrize("name", ["", "n" * 65, "nic\n", "n\x00c", " nic", "nic "])
+def test_add_nic_name_invalid(name):
+    assert codes(add(name=name)) == ["NAME_INVALID"]
+    assert codes(add(name=name, name_in_use=True)) == ["NAME_INVALID"]     # not looked up: not a name
 
 
 def test_add_nic_name_in_use():
