@@ -11,7 +11,9 @@ documents are public); `authorize` then says what a member may do. Not implement
 """
 from __future__ import annotations
 
-from flask import Blueprint, Flask, current_app, g, request
+import uuid
+
+from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from engine import faults
@@ -94,8 +96,26 @@ def make_resources() -> Blueprint:
     return bp
 
 
+#: The request id headers Nova's compute_req_id middleware sends (novaclient keeps them as request_ids).
+REQUEST_ID_HEADERS = ("x-openstack-request-id", "x-compute-request-id")
+
+
+def _send_openstack_request_id(response: Response) -> Response:
+    """The engine's request id (X-Request-Id, which follows the request into the agent's log) in
+    Nova's spelling too, `req-<uuid>`, on every answer of the facade, faults included."""
+    if "request_id" in g:
+        try:
+            value = f"req-{uuid.UUID(g.request_id)}"
+        except ValueError:          # a client's own id, kept as it came
+            value = f"req-{g.request_id}"
+        for header in REQUEST_ID_HEADERS:
+            response.headers[header] = value
+    return response
+
+
 def make_blueprint() -> Blueprint:
     bp = Blueprint(NAME, __name__)
+    bp.after_request(_send_openstack_request_id)
     bp.add_url_rule("/", "versions", versions.versions)
     for path in ("/v2", "/v2/"):
         bp.add_url_rule(path, "v2" if path == "/v2" else "v2_slash", versions.v2)

@@ -84,12 +84,13 @@ def register(bp: Blueprint) -> None:
 
     @bp.get("/servers/detail")
     def list_servers_detail():
-        return _page("servers/detail", server_detail)
+        admin = principal().is_admin
+        return _page("servers/detail", lambda v: server_detail(v, admin=admin))
 
     @bp.get("/servers/<string:server_id>")
     def show_server(server_id: str):
         with sessions()() as s:
-            return {"server": server_detail(visible(s, server_id))}
+            return {"server": server_detail(visible(s, server_id), admin=principal().is_admin)}
 
     @bp.post("/servers")
     def create_server():

@@ -62,7 +62,9 @@ def server_created(v: Vm) -> dict[str, Any]:
             "security_groups": [{"name": "default"}]}
 
 
-def server_detail(v: Vm) -> dict[str, Any]:
+def server_detail(v: Vm, *, admin: bool) -> dict[str, Any]:
+    """A server's detail. The OS-EXT-SRV-ATTR attributes (which host runs it) are an administrator's
+    only, as Nova's os-extended-server-attributes policy has them: a member learns nothing of hosts."""
     status, vm_state, task_state, power_state = STATES.get(v.status, STATES[vocab.UNKNOWN])
     host = v.host.name if v.host is not None else None
     flavor = {"id": v.flavor, "links": [{"rel": "bookmark", "href": bookmark("flavors", v.flavor)}]} \
@@ -92,9 +94,8 @@ def server_detail(v: Vm) -> dict[str, Any]:
         "OS-EXT-STS:vm_state": vm_state,
         "OS-EXT-STS:task_state": task_state,
         "OS-EXT-STS:power_state": power_state,
-        "OS-EXT-SRV-ATTR:host": host,
-        "OS-EXT-SRV-ATTR:hypervisor_hostname": host,
-        "OS-EXT-SRV-ATTR:instance_name": v.name,
+        **({"OS-EXT-SRV-ATTR:host": host, "OS-EXT-SRV-ATTR:hypervisor_hostname": host,
+            "OS-EXT-SRV-ATTR:instance_name": v.name} if admin else {}),
         "OS-SRV-USG:launched_at": None,
         "OS-SRV-USG:terminated_at": None,
         "os-extended-volumes:volumes_attached": [],

@@ -12,6 +12,7 @@ from engine.dao import devices as devices_dao
 from engine.dao import vms as vms_dao
 from engine.nova import actions
 from tests.unit.engine.nova.conftest import TENANT, V21, nova_fault
+from tests.unit.engine.tokens import authenticated, issue_token
 
 REDIRECTION = {"hw:usb_model": "qemu-xhci", "hw:redirected_usb_ports": "2"}
 
@@ -255,3 +256,35 @@ def test_unexpected_error_is_a_compute_fault_without_details(client, monkeypatch
         r = client.get(f"{V21}/servers")
     assert "secret" not in nova_fault(r, "computeFault", 500)
     assert "secret internals" in caplog.text
+
+
+# ---- what a member sees; request ids -------------------------------------------------------------
+
+SRV_ATTR = ("OS-EXT-SRV-ATTR:host", "OS-EXT-SRV-ATTR:hypervisor_hostname", "OS-EXT-SRV-ATTR:instance_name")
+
+
+def test_which_host_runs_a_server_is_an_administrators_to_know(app, client, sessions, make_vm, make_host):
+    vm = make_vm(status="up", host=make_host("hv-07"), project_id=TENANT)
+    admin_view = show(client, vm.id)
+    assert [admin_view[k] for k in SRV_ATTR] == ["hv-07", "hv-07", vm.name]
+    member = authenticated(app.test_client(), issue_token(sessions, "alice", "member", TENANT))
+    member_view = show(member, vm.id)
+    assert not set(SRV_ATTR) & set(member_view)
+    assert {k: v for k, v in admin_view.items() if k not in SRV_ATTR} == member_view
+    r = member.get(f"{V21}/servers/detail")
+    assert r.status_code == 200 and not set(SRV_ATTR) & set(r.get_json()["servers"][0])
+
+
+def test_every_answer_of_the_facade_carries_nova_request_ids(app, client, nova_server):
+    server = nova_server()
+    answers = [client.get(f"{V21}/servers/{server['id']}"), client.get(f"{V21}/servers/no-such-server"),
+               act(client, server["id"], {"reboot": {}}), app.test_client().get(f"{V21}/servers"),
+               client.get("/v2.1/"), client.get(f"{V21}/servers", headers={"X-Request-Id": "abc-123"})]
+    assert [r.status_code for r in answers] == [200, 404, 400, 401, 200, 200]
+    for r in answers:
+        ours = r.headers["X-Request-Id"]
+        for header in ("x-openstack-request-id", "x-compute-request-id"):
+            value = r.headers[header]
+            assert value.startswith("req-") and value.replace("-", "").endswith(ours.replace("-", ""))
+    assert answers[-1].headers["x-openstack-request-id"] == "req-abc-123"
+    assert client.get("/api/vms").headers.get("x-openstack-request-id") is None     # the facade's only
