@@ -34,6 +34,7 @@ OS_TYPE_UNKNOWN = "OS_TYPE_UNKNOWN"
 COMPAT_VERSION_INVALID = "COMPAT_VERSION_INVALID"
 FIELD_INVALID = "FIELD_INVALID"
 URL_INVALID = "URL_INVALID"
+AGENT_REGISTERED = "AGENT_REGISTERED"
 
 
 def reason(code: str, message: str, **vars: Any) -> Reason:
@@ -178,6 +179,11 @@ def compat_version_invalid(version: str) -> Reason:
 
 def field_invalid(field: str, value: Any, rule: str) -> Reason:
     return reason(FIELD_INVALID, f"{field}={value!r}: {rule}.", field=field, value=value)
+
+
+def agent_registered(url: str, agent_id: str, host_name: str) -> Reason:
+    return reason(AGENT_REGISTERED, f"The agent at {url} is already registered as host {host_name} (agent "
+                  f"{agent_id}): one agent is one host.", url=url, agent_id=agent_id, host=host_name)
 
 
 def url_invalid(url: str) -> Reason:

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from vdsm_plugin import domxml
 from vdsm_plugin.config import AgentConfig
@@ -26,23 +30,54 @@ HOSTDEV_CAPS = ("usb_device", "pci")
 @dataclass
 class VmLocks:
     """Device operations on one VM run one at a time (concurrent plugs used to collide on aliases and
-    slots); operations on different VMs run in parallel."""
+    slots); operations on different VMs run in parallel. A VM's lock lives while someone holds or
+    waits for it, so that calls naming any number of VM ids leave nothing behind."""
 
     timeout: float
-    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+    # vm id -> [its lock, how many calls hold or wait for it]
+    _locks: dict[str, list[Any]] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
     @contextlib.contextmanager
     def hold(self, vm_id: str) -> Iterator[None]:
         with self._guard:
-            lock = self._locks.setdefault(vm_id, threading.Lock())
-        if not lock.acquire(timeout=self.timeout):
-            raise AgentError("operationInFlight", f"VM {vm_id} is busy with another device operation",
-                             vmId=vm_id)
+            entry = self._locks.setdefault(vm_id, [threading.Lock(), 0])
+            entry[1] += 1
         try:
-            yield
+            if not entry[0].acquire(timeout=self.timeout):
+                raise AgentError("operationInFlight", f"VM {vm_id} is busy with another device operation",
+                                 vmId=vm_id)
+            try:
+                yield
+            finally:
+                entry[0].release()
         finally:
-            lock.release()
+            with self._guard:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._locks[vm_id]
+
+    def __len__(self) -> int:
+        with self._guard:
+            return len(self._locks)
+
+
+def host_id(path: Path) -> str:
+    """The agent's identity: a UUID made at its first start and kept at `path` (written whole or not at
+    all), so that the engine can tell one agent registered twice, under another name or URL. A file
+    that does not hold one stops the start: a new identity would make a registered host a stranger."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        made = str(uuid.uuid4())
+        partial = path.with_name(path.name + ".new")
+        partial.write_text(made + "\n", encoding="ascii")
+        os.replace(partial, path)
+        return made
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise ValueError(f"{path} does not hold this agent's identity (a UUID): {text[:40]!r}") from None
 
 
 @dataclass
@@ -61,6 +96,8 @@ class Agent:
     hostdev_names: set[str] = field(default_factory=set)
     # The libvirt handles of the domains verbs opened, by uuid (see domain()).
     handles: dict[str, Domain] = field(default_factory=dict)
+    # This agent's identity (Host.getCapabilities hostId; see host_id()).
+    host_id: str = ""
 
     @classmethod
     def start(cls, config: AgentConfig) -> "Agent":
@@ -71,7 +108,7 @@ class Agent:
         agent = cls(config=config, hv=hv, journal=journal,
                     hooks=HookRunner(config.hooks_dir, timeout=config.hook_timeout),
                     whitelist=Whitelist.from_config(config.whitelist),
-                    removals=removals, locks=VmLocks(config.lock_timeout))
+                    removals=removals, locks=VmLocks(config.lock_timeout), host_id=host_id(config.host_id_path))
         hv.subscribe(removals.on_removed, removals.on_removal_failed, agent._on_lifecycle, agent._on_nodedev)
         agent.hostdev_names.update(hv.nodedev_names(list(HOSTDEV_CAPS)))
         removals.recover(agent._device_present)

@@ -48,6 +48,10 @@ class AgentConfig:
         return self.state_dir / "events.db"
 
     @property
+    def host_id_path(self) -> Path:
+        return self.state_dir / "host-id"
+
+    @property
     def inflight_path(self) -> Path:
         """Where agents before the journal kept the unplugs in flight; taken over at start (Removals)."""
         return self.state_dir / "unplugs-in-flight.json"

@@ -172,21 +172,32 @@ class Hypervisor:
                 with _libvirt_call():
                     fresh = self._lv.open(uri)
                 log.warning("the libvirt connection to %s was lost; opened it again", uri)
+                shared = self._nodedev_conn is self._conn
+                setattr(self, attr, fresh)
                 if attr == "_conn":
-                    if self._nodedev_conn is conn:
+                    if shared:
                         self._nodedev_conn = fresh
                     self.generation += 1        # domain handles of the old connection are stale
-                setattr(self, attr, fresh)
-                self._resubscribe()
+                # Only the callbacks of the connection opened again: the other one still has its own.
+                self._resubscribe(domain=attr == "_conn", nodedev=attr == "_nodedev_conn" or shared)
+                try:
+                    conn.close()                # what is left of it on this side
+                except self._lv.libvirtError:
+                    pass
             return getattr(self, attr)
 
-    def _resubscribe(self) -> None:
+    def _resubscribe(self, *, domain: bool, nodedev: bool) -> None:
         if self._subscribed is None:
             return
-        self._callback_ids, self._nodedev_callback = [], None
+        on_removed, on_removal_failed, on_lifecycle, on_nodedev = self._subscribed
         try:
-            self.subscribe(*self._subscribed)
-        except self._lv.libvirtError as e:
+            if domain:
+                self._callback_ids = []
+                self._subscribe_domain(on_removed, on_removal_failed, on_lifecycle)
+            if nodedev and on_nodedev is not None:
+                self._nodedev_callback = None
+                self._subscribe_nodedev(on_nodedev)
+        except (self._lv.libvirtError, LibvirtFailure) as e:
             log.warning("cannot subscribe to libvirt's events again: %s", e)
 
     def close(self) -> None:
@@ -213,8 +224,14 @@ class Hypervisor:
     def subscribe(self, on_removed: DeviceCallback, on_removal_failed: DeviceCallback,
                   on_lifecycle: LifecycleCallback, on_nodedev: NodeDeviceCallback | None = None) -> None:
         self._subscribed = (on_removed, on_removal_failed, on_lifecycle, on_nodedev)
+        self._subscribe_domain(on_removed, on_removal_failed, on_lifecycle)
+        if on_nodedev is not None:
+            self._subscribe_nodedev(on_nodedev)
+
+    def _subscribe_domain(self, on_removed: DeviceCallback, on_removal_failed: DeviceCallback,
+                          on_lifecycle: LifecycleCallback) -> None:
         c, lv = self._conn, self._lv
-        nodedev_events, lifecycle_events, _ = _tables()
+        _, lifecycle_events, _ = _tables()
         self._callback_ids += [
             c.domainEventRegisterAny(None, lv.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED,
                                      lambda _c, dom, alias, _o: on_removed(dom.UUIDString(), alias), None),
@@ -225,13 +242,16 @@ class Hypervisor:
                                                                               lifecycle_events.get(ev, str(ev))),
                                      None),
         ]
-        if on_nodedev is not None:
-            def nodedev_event(_c, dev, event, _detail, _o) -> None:
-                if event in nodedev_events:
-                    on_nodedev(dev.name(), nodedev_events[event])
-            with _libvirt_call():
-                self._nodedev_callback = (self._nodedev_conn, self._nodedev_conn.nodeDeviceEventRegisterAny(
-                    None, lv.VIR_NODE_DEVICE_EVENT_ID_LIFECYCLE, nodedev_event, None))
+
+    def _subscribe_nodedev(self, on_nodedev: NodeDeviceCallback) -> None:
+        nodedev_events, _, _ = _tables()
+
+        def nodedev_event(_c, dev, event, _detail, _o) -> None:
+            if event in nodedev_events:
+                on_nodedev(dev.name(), nodedev_events[event])
+        with _libvirt_call():
+            self._nodedev_callback = (self._nodedev_conn, self._nodedev_conn.nodeDeviceEventRegisterAny(
+                None, self._lv.VIR_NODE_DEVICE_EVENT_ID_LIFECYCLE, nodedev_event, None))
 
     # -- host -------------------------------------------------------------------------------------
     def versions(self) -> tuple[str, str]:

@@ -7,11 +7,10 @@ from typing import Any
 from flask import url_for
 from flask.views import MethodView
 
-from engine.api.common import Blueprint, run, sessions
+from engine.api.common import Blueprint, principal, run, sessions
 from engine.api.flavor_schemas import FlavorCreateSchema, FlavorSchema, FlavorSpecsPatchSchema, FlavorSpecsSchema
-from engine.commands import add_flavor, remove_flavor, set_flavor_specs
+from engine.commands import add_flavor, common, remove_flavor, set_flavor_specs
 from engine.commands.flavor_common import flavor_not_found
-from engine.dao import flavors as flavors_dao
 from engine.dao.models import Flavor
 from engine.errors import NotFound
 
@@ -23,7 +22,7 @@ def flavor_view(f: Flavor) -> dict[str, Any]:
 
 def read(flavor_id: str) -> dict[str, Any]:
     with sessions()() as s:
-        flavor = flavors_dao.get(s, flavor_id)
+        flavor = common.load_flavor(s, principal(), flavor_id)
         if flavor is None:
             reason = flavor_not_found(flavor_id)
             raise NotFound(reason.message, reasons=[reason])
@@ -41,7 +40,7 @@ def make_blueprint() -> Blueprint:
         def get(self):
             """List flavors"""
             with sessions()() as s:
-                return [flavor_view(f) for f in flavors_dao.list(s)]
+                return [flavor_view(f) for f in common.list_flavors(s, principal())]
 
         @blp.arguments(FlavorCreateSchema)
         @blp.response(201, FlavorSchema, headers={"Location": {"schema": {"type": "string"}}})

@@ -1,12 +1,17 @@
 """Add a host (its agent's JSON-RPC URL) to a cluster: the engine asks the agent for its capabilities
 (Host.getCapabilities) and stores them. A host that cannot be reached is not added: the command
-answers the host's fault."""
+answers the host's fault. An agent already registered (its hostId), under any name or URL, is not
+added twice: two hosts of one agent would each poll its journal, apply its events and list its host
+devices, which two VMs could then both claim."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.commands import common
@@ -60,6 +65,26 @@ def validate(params: Params, *, cluster: Cluster | None, name_in_use: bool) -> l
     return found
 
 
+def check_agent(s: Session, url: str, agent_id: str, *, host_id: str | None = None) -> list[Reason]:
+    """The agent `agent_id` (at `url`) is no other host's than `host_id`'s (None: a host to be added)."""
+    other = hosts_dao.get_by_agent(s, agent_id)
+    return [] if other is None or other.id == host_id else [R.agent_registered(url, agent_id, other.name)]
+
+
+@contextmanager
+def one_host_per_agent(sessions: common.Sessions, url: str, agent_id: str, message: str) -> Iterator[None]:
+    """Two requests that both found the agent free: the unique agent_id lets one win; the other is
+    refused as check_agent refuses, never an internal error."""
+    try:
+        yield
+    except IntegrityError as err:
+        if "agent_id" not in str(err.orig).lower():
+            raise
+        with sessions() as s:
+            found = check_agent(s, url, agent_id)
+        raise common.refusal(found or [R.agent_registered(url, agent_id, "another host")], message) from err
+
+
 def _load(s: Session, params: Params) -> tuple[list[Reason], Cluster | None]:
     cluster = clusters.ensure_default(s) if params.cluster_id is None else clusters.get(s, params.cluster_id)
     taken = NAME_RE.match(params.name or "") is not None and hosts_dao.get_by_name(s, params.name) is not None
@@ -92,13 +117,17 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
         raise
     devices = inventory.read_or_warn(sessions, hosts, host)
 
-    with common.audited(sessions, "HOST_ADD"), common.unique_name("host", params.name):
+    refused = f"Cannot add host {params.name}."
+    with common.audited(sessions, "HOST_ADD"), common.unique_name("host", params.name), \
+            one_host_per_agent(sessions, params.url, caps["hostId"], refused):
         with sessions.begin() as s:
             found, cluster = _load(s, params)     # again: the name may have been taken meanwhile
+            found += check_agent(s, params.url, caps["hostId"])
             if found:
-                raise common.refusal(found, f"Cannot add host {params.name}.")
+                raise common.refusal(found, refused)
             assert cluster is not None
             host.capabilities = caps
+            host.agent_id = caps["hostId"]
             host.last_refresh = utcnow()
             host.last_event_seq = int(journal.get("last") or 0)
             s.add(host)

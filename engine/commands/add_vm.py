@@ -7,7 +7,6 @@ from such a flavor gets graphics spice unless the request asked for graphics, an
 asked for other graphics is refused."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,13 +17,12 @@ from engine.commands import common
 from engine.commands import flavor_common as F
 from engine import reasons as R
 from engine.commands.outcome import Outcome
-from engine.dao import audit, clusters, devices, flavors, vms
+from engine.dao import audit, clusters, devices, vms
 from engine.dao.models import GRAPHICS, MACHINES, Cluster, Flavor, Vm
 from engine.errors import Reason
 from engine.hostclient import HostClientFactory
 
 # The agent's vmParams rules (schema/verbs.yaml), checked here so that a VM that exists can run.
-PROPERTY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 MEMORY_MB = (16, 1048576)
 VCPUS = (1, 288)
 BOOT_PATHS = ("kernel", "initrd", "serialLog")
@@ -78,8 +76,10 @@ def settings(params: Params, flavor: Flavor | None) -> Settings:
 def check_custom_properties(props: dict[str, Any] | None) -> list[Reason]:
     found = []
     for key, value in (props or {}).items():
-        if not isinstance(key, str) or not PROPERTY_RE.match(key):
-            found.append(R.field_invalid("custom_properties", key, "names are letters, digits and '_'"))
+        if not agent_patterns.matches("propertyName", key):
+            found.append(R.field_invalid("custom_properties", key, "names are 1-64 letters, digits and '_', "
+                                         "not a loader or interpreter variable (LD_*, PYTHON*, PATH, ...) "
+                                         "nor vmId"))
         elif not agent_patterns.matches("text", value) or len(value) > 4096:
             found.append(R.field_invalid(f"custom_properties.{key}", value,
                                          "a string of at most 4096 characters, without control characters"))
@@ -175,7 +175,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
             else:
                 cluster = clusters.get(s, params.cluster_id)
             taken = agent_patterns.matches("name", params.name) and vms.get_by_name(s, params.name) is not None
-            flavor = flavors.get(s, params.flavor_id) if params.flavor_id is not None else None
+            flavor = common.load_flavor(s, principal, params.flavor_id) if params.flavor_id is not None else None
             found = validate(params, cluster=cluster, name_in_use=taken, flavor=flavor)
             if found:
                 raise common.refusal(found, f"Cannot add VM {params.name}.")

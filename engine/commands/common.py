@@ -15,8 +15,9 @@ from engine import osinfo, scheduler
 from engine import reasons as R
 from engine.auth import Principal
 from engine.commands.outcome import Outcome
-from engine.dao import audit, db, devices, hosts as hosts_dao, nics as nics_dao, vms as vms_dao
-from engine.dao.models import Cluster, Host, Vm, VmDevice, VmNic
+from engine.dao import audit, db, devices, flavors as flavors_dao, hosts as hosts_dao, nics as nics_dao, \
+    vms as vms_dao
+from engine.dao.models import Cluster, Flavor, Host, Vm, VmDevice, VmNic
 from engine.devices import kinds, live, state
 from engine.devices.kinds import DeviceKind
 from engine.errors import (Conflict, EngineError, Forbidden, HostCallFailed, HostUnreachable, NotFound, Reason,
@@ -209,6 +210,18 @@ def load_vm(s: Session, principal: Principal, vm_id: str, *, for_update: bool = 
     does not see answers as if it did not exist, so ids leak nothing. `for_update` locks the row until
     the transaction ends (changes to a VM's device set are serialized per VM)."""
     return _visible(principal, vm_id, vms_dao.get(s, vm_id, for_update=for_update))
+
+
+def load_flavor(s: Session, principal: Principal, flavor_id: str) -> Flavor | None:
+    """The flavor, if the principal may see it: a private flavor is an administrator's (Plugboard has
+    no per-project flavor access), to anyone else it does not exist, as Nova answers."""
+    flavor = flavors_dao.get(s, flavor_id)
+    return flavor if flavor is not None and (flavor.is_public or principal.is_admin) else None
+
+
+def list_flavors(s: Session, principal: Principal, **filters: Any) -> Sequence[Flavor]:
+    """The flavors the principal sees (load_flavor's rule), with the dao's filters."""
+    return flavors_dao.list(s, public_only=not principal.is_admin, **filters)
 
 
 def list_vms(s: Session, principal: Principal, *, project_id: str | None = None, marker: str | None = None,

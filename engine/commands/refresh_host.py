@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.commands import common
+from engine.commands import add_host, common
 from engine.commands.outcome import Outcome
 from engine.dao import audit, hosts as hosts_dao
 from engine.dao.models import Host
@@ -44,8 +44,13 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
                          host_code=err.host_code, host_message=err.host_message, host=host.name)
         raise
     devices = inventory.read_or_warn(sessions, hosts, host)
-    with sessions.begin() as s:
-        hosts_dao.update_capabilities(s, host.id, caps, status=HOST_UP)
+    refused = f"Cannot refresh host {host.name}."
+    with common.audited(sessions, "HOST_REFRESH", host_id=host.id), \
+            add_host.one_host_per_agent(sessions, host.url, caps["hostId"], refused), sessions.begin() as s:
+        found = add_host.check_agent(s, host.url, caps["hostId"], host_id=host.id)
+        if found:       # the URL now reaches an agent another host has
+            raise common.refusal(found, refused)
+        hosts_dao.update_capabilities(s, host.id, caps, status=HOST_UP, agent_id=caps["hostId"])
         audit.record(s, "HOST_REFRESHED", f"Host {host.name} capabilities refreshed", host_id=host.id,
                      host=host.name)
         if devices is not None:

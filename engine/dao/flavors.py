@@ -27,9 +27,11 @@ def get_by_name(s: Session, name: str) -> Flavor | None:
     return s.scalars(select(Flavor).where(Flavor.name == name)).one_or_none()
 
 
-def list(s: Session, *, min_memory_mb: int | None = None, min_disk_gb: int | None = None  # noqa: A001
-         ) -> Sequence[Flavor]:
+def list(s: Session, *, min_memory_mb: int | None = None, min_disk_gb: int | None = None,  # noqa: A001
+         public_only: bool = False) -> Sequence[Flavor]:
     stmt = select(Flavor)
+    if public_only:
+        stmt = stmt.where(Flavor.is_public.is_(True))
     if min_memory_mb is not None:
         stmt = stmt.where(Flavor.memory_mb >= min_memory_mb)
     if min_disk_gb is not None:

@@ -11,8 +11,8 @@ from engine.dao._cas import OneRowUpdate, Prebuilt, update_one
 from engine.dao.models import HOST_STATUSES, Host, Vm, utcnow
 from engine.vocab import HOST_UP
 
-__all__ = ["get", "read_detached", "get_by_name", "list", "update_capabilities", "set_status", "take_events",
-           "running_vm_counts"]
+__all__ = ["get", "read_detached", "get_by_name", "get_by_agent", "list", "update_capabilities", "set_status",
+           "take_events", "running_vm_counts"]
 
 
 def get(s: Session, host_id: str) -> Host | None:
@@ -38,11 +38,18 @@ def get_by_name(s: Session, name: str) -> Host | None:
     return s.scalars(select(Host).where(Host.name == name)).one_or_none()
 
 
+def get_by_agent(s: Session, agent_id: str) -> Host | None:
+    """The host whose agent is `agent_id` (Host.getCapabilities hostId)."""
+    return s.scalars(select(Host).where(Host.agent_id == agent_id)).one_or_none()
+
+
 def update_capabilities(s: Session, host_id: str, capabilities: dict[str, Any], *,
-                        status: str | None = HOST_UP) -> bool:
-    """Store what Host.getCapabilities answered, stamp last_refresh and (by default) mark the host up.
-    True when the host exists."""
+                        status: str | None = HOST_UP, agent_id: str | None = None) -> bool:
+    """Store what Host.getCapabilities answered, stamp last_refresh and (by default) mark the host up;
+    `agent_id` (its hostId) too unless None. True when the host exists."""
     values: dict[str, Any] = {"capabilities": capabilities, "last_refresh": utcnow()}
+    if agent_id is not None:
+        values["agent_id"] = agent_id
     if status is not None:
         values["status"] = _checked(status)
     return update_one(s, Host, host_id, values)

@@ -67,6 +67,8 @@ class Host(Base):
     status: Mapped[str] = mapped_column(String(16), default=HOST_UP)
     # What Host.getCapabilities last said: networks, bridges, versions, hooks, whitelists.
     capabilities: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The agent's identity (its hostId): one agent is one host, whatever names and URLs reach it.
+    agent_id: Mapped[str | None] = mapped_column(String(36), unique=True, default=None)
     # The last agent journal sequence number the monitor has consumed.
     last_event_seq: Mapped[int] = mapped_column(Integer, default=0)
     last_refresh: Mapped[datetime | None] = mapped_column(default=None)

@@ -10,12 +10,11 @@ from typing import Any
 
 from flask import Blueprint, request
 
-from engine.commands import add_flavor, remove_flavor, set_flavor_specs
+from engine.commands import add_flavor, common, remove_flavor, set_flavor_specs
 from engine.commands.flavor_common import flavor_not_found, spec_not_set
-from engine.dao import flavors as flavors_dao
 from engine.dao.models import Flavor
 from engine.errors import BadRequest, NotFound
-from engine.nova.common import Checker, json_body, run, sessions
+from engine.nova.common import Checker, json_body, principal, run, sessions
 from engine.nova.views import flavor_detail, flavor_summary
 
 CREATE_FIELDS = ("name", "ram", "vcpus", "disk", "id", "swap", "OS-FLV-EXT-DATA:ephemeral", "rxtx_factor",
@@ -23,7 +22,7 @@ CREATE_FIELDS = ("name", "ram", "vcpus", "disk", "id", "swap", "OS-FLV-EXT-DATA:
 
 
 def _load(s: Any, flavor_id: str) -> Flavor:
-    flavor = flavors_dao.get(s, flavor_id)
+    flavor = common.load_flavor(s, principal(), flavor_id)
     if flavor is None:
         reason = flavor_not_found(flavor_id)
         raise NotFound(reason.message, reasons=[reason])
@@ -141,4 +140,4 @@ def _listed(s: Any) -> list[Flavor]:
     min_ram = c.integer(request.args["minRam"], "minRam") if "minRam" in request.args else None
     min_disk = c.integer(request.args["minDisk"], "minDisk") if "minDisk" in request.args else None
     c.done()
-    return list(flavors_dao.list(s, min_memory_mb=min_ram, min_disk_gb=min_disk))
+    return list(common.list_flavors(s, principal(), min_memory_mb=min_ram, min_disk_gb=min_disk))

@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 
 from engine import osinfo
 from engine.commands import add_vm, common, remove_vm, run_vm, stop_vm
-from engine.dao import accounts, flavors as flavors_dao, hosts as hosts_dao
+from engine.dao import accounts, hosts as hosts_dao
 from engine.ui import gating, live
 from engine.ui.actions import done
 from engine.ui.context import principal, run, sessions
@@ -44,7 +44,7 @@ def vms_page() -> str:
     who = principal()
     with sessions()() as s:
         flavors = [{"id": f.id, "name": f.name, "memory_mb": f.memory_mb, "vcpus": f.vcpus}
-                   for f in flavors_dao.list(s)]
+                   for f in common.list_flavors(s, who)]
         projects = sorted({p.id for p in accounts.list_projects(s)} if who.is_admin else who.projects)
     return render_template("vms.html", tab="ui.vms", table=_table(), flavors=flavors, projects=projects,
                            oses=osinfo.all(), machines=MACHINES, q=request.args.get("q") or "")

@@ -86,10 +86,11 @@ def _fetch(agent: Agent, vm_id: str, inactive: bool) -> tuple[Domain, str]:
 
 
 def hook_env(vm_id: str, *props: dict[str, str] | None) -> dict[str, str]:
-    env = {"vmId": vm_id}
+    """The hooks' variables: the custom properties, then the VM's id, which no property replaces."""
+    env: dict[str, str] = {}
     for p in props:
         env.update(p or {})
-    return env
+    return {**env, "vmId": vm_id}
 
 
 def run_after_hook(agent: Agent, point: str, xml: str, env: dict[str, str]) -> None:
@@ -150,6 +151,7 @@ def plug_opened(agent: Agent, vm: Vm, dev: dict[str, Any], *, hook_kind: str, er
     env = hook_env(vm.id, dev.get("customProperties"))
     xml = domxml.tostring(domxml.build_device(dev, resolved))
     xml = agent.hooks.run(f"before_{hook_kind}_hotplug", xml, env).xml
+    _same_alias(xml, alias, f"before_{hook_kind}_hotplug")
     try:
         vm.handle.attach(xml, vm.affect_flags())
     except LibvirtFailure as e:
@@ -158,6 +160,15 @@ def plug_opened(agent: Agent, vm: Vm, dev: dict[str, Any], *, hook_kind: str, er
     result = reported(vm, alias)
     run_after_hook(agent, f"after_{hook_kind}_hotplug", xml, env)
     return result
+
+
+def _same_alias(xml: str, alias: str, point: str) -> None:
+    """A hook may edit the device, not rename it: the device is found again, read back and unplugged
+    by its alias. Refused before anything is attached."""
+    found = domxml.device_alias(domxml.parse(xml))
+    if found != alias:
+        raise AgentError("hookFailed", f"the {point} hook changed the device's alias from {alias} to {found}; "
+                         "a hook may not rename a device", alias=alias)
 
 
 def unplug(agent: Agent, vm_id: str, ref: dict[str, Any], *, kind: str, hook_kind: str,

@@ -34,6 +34,7 @@ def get_capabilities(agent: Agent) -> dict[str, Any]:
     libvirt_version, qemu_version = agent.hv.versions()
     return {
         "hostname": os.uname().nodename,
+        "hostId": agent.host_id,
         "libvirtVersion": libvirt_version,
         "qemuVersion": qemu_version,
         "machineTypes": _machine_types(agent.hv.capabilities_xml()),

@@ -170,28 +170,48 @@ def _start(agent: Agent, vm_id: str, xml: str, custom: dict[str, str] | None, *,
            replace: Domain | None = None) -> tuple[devices.Vm, int, dict[str, Any]]:
     """Run the before_vm_start hooks, define and start the domain; returns it, its eventSeq and its
     vmInfo. A create that fails once it has defined the domain -- libvirt refuses to start it, the
-    started domain's XML cannot be read back -- undefines it again: nothing is left behind."""
+    started domain's XML cannot be read back -- undefines it again, and defines again the shut-off
+    definition it replaced: the host is left as it was."""
+    asked = xml
     xml = _before_start(agent, vm_id, xml, custom)
     journal_before = agent.journal.last
     handle: Domain | None = None
+    replaced: str | None = None
     try:
         if replace is not None:
+            replaced = replace.xml(inactive=True)
             # Undefined rather than redefined in place: libvirt refuses a new name for the same uuid.
             replace.destroy(undefine=True)
             agent.removals.forget_vm(vm_id)
         handle = agent.hv.define(xml)
         handle.start()
+        if xml != asked:
+            # A before_vm_start hook edits this start only, as VDSM's do: defined again while the
+            # domain runs, the stored definition is the one asked for (an optional USB device a hook
+            # left out because it was gone is there for the next start).
+            agent.hv.define(asked)
         vm = devices.Vm(vm_id, handle, domxml.parse(handle.xml()))
         info = vm_info(vm)
     except BaseException as e:
         if created and handle is not None:
             _undefine_quietly(handle)
+        if replaced is not None and (handle is None or created):
+            _define_quietly(agent, vm_id, replaced)
         if isinstance(e, LibvirtFailure):
             raise AgentError("createErr", e.message, libvirtCode=e.code, vmId=vm_id) from e
         raise
     seq = _started_seq(agent, vm_id, journal_before)
     devices.run_after_hook(agent, "after_vm_start", xml, devices.hook_env(vm_id, custom))
     return vm, seq, info
+
+
+def _define_quietly(agent: Agent, vm_id: str, xml: str) -> None:
+    """Put back the definition a failed create replaced; a failure here is logged, the create's own
+    error is what the caller gets."""
+    try:
+        agent.hv.define(xml)
+    except LibvirtFailure as e:
+        log.error("VM %s: could not define again the definition a failed create replaced: %s", vm_id, e.message)
 
 
 def _undefine_quietly(handle: Domain) -> None:

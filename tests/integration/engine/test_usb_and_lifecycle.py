@@ -99,6 +99,16 @@ def test_spice_redirection_needs_spice_graphics(api, host):
     assert ok(api.get(f"/api/vms/{vm['id']}/redirdevs")) == []
 
 
+def test_the_agent_is_registered_once_whatever_name_reaches_it(api, host, agent_proc):
+    """The real agent's identity (its state directory's host-id): its URL under another name is still
+    the agent "lab" is."""
+    f = fault(api.post("/api/hosts", json={"name": "lab-again", "url": agent_proc.url}), 409)
+    assert codes(f) == ["AGENT_REGISTERED"]
+    assert f["reasons"][0]["vars"]["host"] == "lab"
+    assert f["reasons"][0]["vars"]["agent_id"] == (agent_proc.state_dir / "host-id").read_text().strip()
+    assert [h["name"] for h in ok(api.get("/api/hosts"))] == ["lab"]
+
+
 def test_vm_destroyed_outside_the_engine_starts_again_and_deletes_cleanly(api, host, engine_parts, libvirt_uri):
     vm = new_vm(api, f"outside-{uuid.uuid4().hex[:6]}")
     ok(api.post(f"/api/vms/{vm['id']}/start", json={}))

@@ -146,3 +146,43 @@ def test_create_and_start_answer_the_journal_position_of_the_start(rpc, conn):
         assert "stopped" not in [name for _, name in lifecycle(rpc, vm_id, third, timeout=1)]
     finally:
         destroy_quietly(rpc, vm_id)
+
+
+DROP_NICS_HOOK = """#!/usr/bin/env python3
+# test hook: leave the NICs out of this start when the VM's custom property pb_test_drop_nics is set
+import os
+from lxml import etree
+if os.environ.get("pb_test_drop_nics"):
+    path = os.environ["_hook_domxml"]
+    tree = etree.parse(path)
+    for el in tree.findall("devices/interface"):
+        el.getparent().remove(el)
+    tree.write(path)
+"""
+
+
+@pytest.fixture
+def drop_nics_hook(agent_hooks):
+    hook = agent_hooks / "before_vm_start" / "06_test_drop_nics"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(DROP_NICS_HOOK)
+    hook.chmod(0o755)
+    yield
+    hook.unlink()
+
+
+def test_a_before_vm_start_hook_edits_the_start_and_not_the_stored_definition(rpc, conn, bridge, drop_nics_hook):
+    import libvirt
+
+    vm_id = str(uuid.uuid4())
+    try:
+        info = rpc("VM.create", vmId=vm_id, params=params(vm_id, customProperties={"pb_test_drop_nics": "1"},
+                                                          devices=[nic("ua-kept", "56:6f:1a:60:00:02")]))
+        assert "ua-kept" not in {d["alias"] for d in info["devices"]}           # this run: as the hook left it
+        dom = conn.lookupByUUIDString(vm_id)
+        assert "ua-kept" not in dom.XMLDesc(0)
+        assert "ua-kept" in dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)      # the stored one: as asked
+        stop_outside(rpc, conn, vm_id)
+        assert "ua-kept" in {d["alias"] for d in rpc("VM.getDevices", vmId=vm_id)["devices"]}
+    finally:
+        destroy_quietly(rpc, vm_id)

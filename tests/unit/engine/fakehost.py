@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+import uuid
 from typing import Any
 
 from engine.errors import HostCallFailed, HostUnreachable
@@ -30,6 +31,8 @@ from tests.contract import (INVALID_PARAMS, METHOD_NOT_FOUND, SCHEMA_DIR, defini
                             error_code, error_message, error_table, is_verb, params_error, validator,
                             verbs_schema)
 
+# The namespace of the fake agents' identities (Host.getCapabilities hostId): one per host name.
+FAKE_HOST_IDS = uuid.UUID("6f0b0c8e-3c4d-4c55-9a57-0e4a5f3b1d20")
 PCI_FIRST_SLOT = 0x03
 PCI_LAST_SLOT = 0x1F
 
@@ -82,6 +85,7 @@ class FakeHost:
         self.validate = validate
         self.capabilities: dict[str, Any] = {
             "hostname": name,
+            "hostId": str(uuid.uuid5(FAKE_HOST_IDS, name)),     # one agent per name
             "libvirtVersion": "9.0.0",
             "qemuVersion": "7.2.0",
             "machineTypes": ["pc", "q35"],

@@ -25,7 +25,8 @@ def fake_agent(tmp_path: Path):
     journal = Journal(tmp_path / "events.db")
     hv = FakeHypervisor()
     agent = Agent(config=cfg, hv=hv, journal=journal, hooks=HookRunner(hooks, timeout=5),
-                  whitelist=Whitelist(), removals=Removals(journal), locks=VmLocks(5.0))
+                  whitelist=Whitelist(), removals=Removals(journal), locks=VmLocks(5.0),
+                  host_id=str(uuid.uuid4()))
     hv.subscribe(agent.removals.on_removed, agent.removals.on_removal_failed, agent._on_lifecycle)
     return agent
 

@@ -61,6 +61,7 @@ class FakeHypervisor:
         self.removal = "event"   # event | late | none | failed | refuse
         self.late_after = 0.2
         self.attach_error: LibvirtFailure | None = None
+        self.start_error: LibvirtFailure | None = None
         self.calls: list[tuple[str, str]] = []
         self.nodedevs: list[str] = []
         self.nodedev_kinds: dict[str, list[str]] = {}   # node-device name -> its capabilities
@@ -162,6 +163,8 @@ class FakeHypervisor:
         if self.start_gate is not None:
             self.start_gate.wait(10)
         self._dom(vm_id)
+        if self.start_error is not None:
+            raise self.start_error
         if self.running[vm_id]:
             raise LibvirtFailure(55, "Requested operation is not valid: domain is already running")
         self.running[vm_id] = True

@@ -101,6 +101,16 @@ def test_plug_failure_is_code_49_and_leaves_no_device(fake_agent, vm_id):
     assert "ua-n1" not in fake_agent.hv.xml(vm_id)
 
 
+def test_a_hook_that_renames_the_device_is_refused_before_anything_is_attached(fake_agent, vm_id):
+    from tests.unit.vdsm_plugin.hooks.scripts import write_hook
+    write_hook(fake_agent.config.hooks_dir, "before_nic_hotplug", "10_rename",
+               """sed -i 's|ua-n1|ua-hooked|' "$_hook_domxml"\n""")
+    with pytest.raises(AgentError) as e:
+        _plug(fake_agent, vm_id)
+    assert e.value.name == "hookFailed" and "ua-hooked" in str(e.value)
+    assert "ua-n1" not in fake_agent.hv.xml(vm_id) and "ua-hooked" not in fake_agent.hv.xml(vm_id)
+
+
 def test_duplicate_alias_refused(fake_agent, vm_id):
     _plug(fake_agent, vm_id)
     with pytest.raises(AgentError) as e:

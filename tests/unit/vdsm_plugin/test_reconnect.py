@@ -39,3 +39,41 @@ def test_the_agent_looks_a_kept_domain_up_again_after_a_reconnection(tmp_path):
         assert second is not first and hv.current(second)
     finally:
         hv.close()
+
+
+NODE = """<node><cpu><mhz>1000</mhz><model>i686</model><active>1</active><nodes>1</nodes><sockets>1</sockets>
+<cores>1</cores><threads>1</threads></cpu><memory>1048576</memory></node>"""
+
+
+def _wait_for(predicate, timeout=5.0):
+    import time
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not predicate():
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_a_second_connection_opened_again_leaves_the_first_ones_callbacks_single(tmp_path):
+    """With host devices read from another libvirt (nodedev_uri), opening that connection again
+    registers its own callback alone: every domain event is still delivered once, not twice."""
+    import time
+    node = tmp_path / "node.xml"
+    node.write_text(NODE)
+    hv = Hypervisor("test:///default", nodedev_uri=f"test://{node}")
+    seen: list[str] = []
+    try:
+        hv.subscribe(lambda *_: None, lambda *_: None, lambda vm, ev: seen.append(ev), lambda *_: None)
+        old = hv._nodedev_conn
+        old.close()                         # the device-side libvirtd restarted
+        hv.nodedev_names(["usb_device"])    # a call that finds it gone opens it again
+        assert hv._nodedev_conn is not old and len(hv._callback_ids) == 3
+        dom = hv._conn.lookupByName("test")
+        dom.suspend()
+        assert _wait_for(lambda: seen)
+        time.sleep(0.3)                     # a second delivery would land by now
+        dom.resume()
+        assert _wait_for(lambda: len(seen) >= 2)
+        time.sleep(0.3)
+        assert seen == ["suspended", "resumed"], seen
+    finally:
+        hv.close()

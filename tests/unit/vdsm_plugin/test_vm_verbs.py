@@ -63,6 +63,47 @@ def test_create_replaces_a_shut_off_definition(fake_agent, vm_id):
     assert [d["alias"] for d in info["devices"]] == ["ua-n1"]
 
 
+def test_a_create_that_cannot_start_leaves_the_definition_it_replaced(fake_agent, vm_id):
+    from vdsm_plugin.virt import LibvirtFailure
+    hv = fake_agent.hv
+    hv.stop_outside(vm_id)
+    before = hv.xml(vm_id, inactive=True)
+    hv.start_error = LibvirtFailure(1, "internal error: process exited while connecting to monitor")
+    with pytest.raises(AgentError) as e:
+        vm_verbs.create(fake_agent, vm_id, {**PARAMS, "name": "pb-unit-new", "devices": [NIC]})
+    assert e.value.name == "createErr"
+    assert vm_id in hv.doms and not hv.running[vm_id]
+    assert hv.xml(vm_id, inactive=True) == before
+
+
+def test_a_before_vm_start_hook_edits_the_start_not_the_stored_definition(fake_agent):
+    from tests.unit.vdsm_plugin.hooks.scripts import write_hook
+    write_hook(fake_agent.config.hooks_dir, "before_vm_start", "10_drop_nics", """
+        import os
+        from lxml import etree
+        path = os.environ["_hook_domxml"]
+        tree = etree.parse(path)
+        for el in tree.findall("devices/interface"):
+            el.getparent().remove(el)
+        tree.write(path)
+    """, shell=False)
+    hv = fake_agent.hv
+
+    def defined_started_defined() -> list[tuple[str, bool]]:
+        """The last define, start, define: whether each define's XML has the NIC. (The fake keeps one
+        XML per domain; libvirt keeps a define made while the domain runs for its next start.)"""
+        calls = [(c, "ua-n1" in str(arg)) for c, arg in hv.calls if c in ("define", "start")]
+        return [(c, has) if c == "define" else (c, False) for c, has in calls[-3:]]
+
+    vm_id = str(uuid.uuid4())
+    vm_verbs.create(fake_agent, vm_id, {**PARAMS, "devices": [NIC]})
+    assert defined_started_defined() == [("define", False), ("start", False), ("define", True)]
+    vm_verbs.destroy(fake_agent, vm_id)
+    vm_verbs.define(fake_agent, vm_id, {**PARAMS, "devices": [NIC]})
+    vm_verbs.start(fake_agent, vm_id)
+    assert defined_started_defined() == [("define", False), ("start", False), ("define", True)]
+
+
 def test_create_on_a_running_vm_is_exist(fake_agent, vm_id):
     with pytest.raises(AgentError) as e:
         vm_verbs.create(fake_agent, vm_id, dict(PARAMS))

@@ -91,3 +91,42 @@ def test_refresh_unreachable_host_is_503(client, registered_host, host1):
 def test_unknown_host_is_404(client):
     assert fault_of(client.get("/api/hosts/nope"))["code"] == "NOT_FOUND"
     assert client.post("/api/hosts/nope/refresh").status_code == 404
+
+
+def _agent_ids(sessions) -> dict[str, str | None]:
+    with sessions() as s:
+        return {h.name: h.agent_id for h in hosts_dao.list(s)}
+
+
+def test_one_agent_is_not_registered_as_a_second_host_under_another_name_or_url(client, registered_host, host1,
+                                                                               fake_hosts, sessions):
+    fake_hosts.by_name["host1-again"] = host1        # another name and URL that reach the same agent
+    before = client.get("/api/hosts").get_json()
+    fault = fault_of(client.post("/api/hosts", json={"name": "host1-again", "url": "https://10.0.0.9:54321/jsonrpc"}))
+    assert fault["status"] == 409 and reason_codes(fault) == ["AGENT_REGISTERED"]
+    assert fault["reasons"][0]["vars"] == {"url": "https://10.0.0.9:54321/jsonrpc",
+                                           "agent_id": host1.capabilities["hostId"], "host": "host1"}
+    assert client.get("/api/hosts").get_json() == before
+    assert _agent_ids(sessions) == {"host1": host1.capabilities["hostId"]}
+    refused = client.get("/api/events?code=HOST_ADD_REFUSED").get_json()
+    assert [e["vars"]["reasons"][0]["code"] for e in refused] == ["AGENT_REGISTERED"]
+
+
+def test_a_refresh_that_reaches_another_hosts_agent_is_refused_and_changes_nothing(client, fake_hosts, sessions):
+    one, two = fake_hosts["host1"], fake_hosts["host2"]
+    for name in ("host1", "host2"):
+        assert client.post("/api/hosts", json={"name": name, "url": f"http://{name}:54321/jsonrpc"}).status_code == 201
+    host2 = [h for h in client.get("/api/hosts").get_json() if h["name"] == "host2"][0]
+    fake_hosts.by_name["host2"] = one                # host2's URL now reaches host1's agent
+    fault = fault_of(client.post(f"/api/hosts/{host2['id']}/refresh"))
+    assert fault["status"] == 409 and reason_codes(fault) == ["AGENT_REGISTERED"]
+    assert _agent_ids(sessions) == {"host1": one.capabilities["hostId"], "host2": two.capabilities["hostId"]}
+    assert client.get(f"/api/hosts/{host2['id']}").get_json()["capabilities"] == host2["capabilities"]
+
+
+def test_a_host_registered_before_agents_had_an_identity_gets_its_own_at_refresh(client, registered_host, host1,
+                                                                                sessions):
+    with sessions.begin() as s:
+        hosts_dao.get(s, registered_host["id"]).agent_id = None
+    assert client.post(f"/api/hosts/{registered_host['id']}/refresh").status_code == 200
+    assert _agent_ids(sessions) == {"host1": host1.capabilities["hostId"]}

@@ -51,8 +51,33 @@ def test_concurrent_creations_of_one_name_one_wins_the_others_get_409(race_app: 
     assert not errors, errors
     statuses = sorted(status for status, _ in answers)
     assert statuses == [201] + [409] * (CONTENDERS - 1), answers
+    # The hosts' contenders all name one agent too: a loser may be refused for that as well.
+    allowed = {"NAME_IN_USE", "AGENT_REGISTERED"} if resource == "hosts" else {"NAME_IN_USE"}
     for status, body in answers:
         if status == 409:
-            assert [r["code"] for r in body["fault"]["reasons"]] == ["NAME_IN_USE"], body
+            codes = [r["code"] for r in body["fault"]["reasons"]]
+            assert codes and set(codes) <= allowed and ("NAME_IN_USE" in codes or resource == "hosts"), body
     listed = authenticated(app.test_client(), token).get(f"/api/{resource}").get_json()
     assert [row["name"] for row in listed].count("race") == 1
+
+
+def test_concurrent_registrations_of_one_agent_under_many_names_one_wins(race_app: Flask, fake_hosts):
+    app = race_app
+    agent = fake_hosts.add(FakeHost("agent"))
+    for i in range(CONTENDERS):
+        fake_hosts.by_name[f"name{i}"] = agent          # every name reaches the one agent
+    token = issue_token(app.config["sessions"])
+
+    def create(i: int) -> tuple[int, Any]:
+        r = authenticated(app.test_client(), token).post(
+            "/api/hosts", json={"name": f"name{i}", "url": f"http://127.0.0.{i + 1}:54321/jsonrpc"})
+        return r.status_code, r.get_json()
+
+    answers = race(CONTENDERS, create)
+    errors = [a for a in answers if isinstance(a, BaseException)]
+    assert not errors, errors
+    assert sorted(status for status, _ in answers) == [201] + [409] * (CONTENDERS - 1), answers
+    for status, body in answers:
+        if status == 409:
+            assert [r["code"] for r in body["fault"]["reasons"]] == ["AGENT_REGISTERED"], body
+    assert len(authenticated(app.test_client(), token).get("/api/hosts").get_json()) == 1

@@ -70,8 +70,11 @@ def test_a_flavor_name_or_id_that_is_not_whole_is_refused(client, field, value, 
     assert client.get("/api/flavors").get_json() == []
 
 
-def test_a_custom_property_key_with_a_final_newline_is_refused_when_the_vm_is_created(client):
-    fault = fault_of(client.post("/api/vms", json={"name": "vm1", "custom_properties": {"mtu\n": "9000"}}))
+@pytest.mark.parametrize("key", ["mtu\n", "LD_PRELOAD", "PYTHONPATH", "vmId"])
+def test_a_custom_property_the_agent_refuses_is_refused_when_the_vm_is_created(client, key):
+    """A final newline, or a name the hooks' environment may not take (the contract's propertyName):
+    else the VM would exist and never start."""
+    fault = fault_of(client.post("/api/vms", json={"name": "vm1", "custom_properties": {key: "9000"}}))
     assert fault["status"] == 409 and "FIELD_INVALID" in reason_codes(fault)
     assert client.get("/api/vms").get_json() == []
 

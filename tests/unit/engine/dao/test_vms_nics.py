@@ -135,6 +135,8 @@ def test_hosts_queries(sessions, make_host, make_cluster):
     make_host("h2", status="unreachable")
     with sessions.begin() as s:
         assert hosts.update_capabilities(s, h.id, {"networks": {"br0": {}}})
+        assert hosts.update_capabilities(s, h.id, {"networks": {"br0": {}}}, agent_id="a" * 36)
+        assert hosts.get_by_agent(s, "a" * 36).id == h.id and hosts.get_by_agent(s, "b" * 36) is None
         assert hosts.take_events(s, h.id, 0, 5)
         assert not hosts.take_events(s, h.id, 0, 3)     # the mark is no longer at 0: taken already
         assert hosts.set_status(s, h.id, "maintenance")

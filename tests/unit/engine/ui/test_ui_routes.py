@@ -359,3 +359,16 @@ def test_host_device_actions_need_the_csrf_token(app, inventory):
     vm = inventory["running"]
     assert client.post(f"/ui/vms/{vm.id}/hostdevs", data={"host_device_id": str(inventory["free"])}).status_code == 403
     assert client.post(f"/ui/vms/{vm.id}/hostdevs/x/remove", headers={"X-CSRF-Token": "forged"}).status_code == 403
+
+
+def test_the_vm_forms_flavors_are_those_the_user_sees(app, sessions):
+    from engine.dao import flavors as flavors_dao
+    with sessions.begin() as s:
+        flavors_dao.add(s, name="open-flavor", memory_mb=128, vcpus=1)
+        flavors_dao.add(s, name="hidden-flavor", memory_mb=128, vcpus=1, is_public=False)
+    admin, _, _ = logged_in(app)
+    page = admin.get("/ui/vms").text
+    assert "open-flavor" in page and "hidden-flavor" in page
+    member, _, _ = logged_in(app, "mel")
+    page = member.get("/ui/vms").text
+    assert "open-flavor" in page and "hidden-flavor" not in page
