@@ -34,14 +34,19 @@ def domain_ids(conn) -> set[str]:
     return {d.UUIDString() for d in conn.listAllDomains(0)}
 
 
-@pytest.fixture
-def slow_start(agent_hooks):
-    hook = agent_hooks / "before_vm_start" / "05_test_start_delay"
+def _before_vm_start_hook(agent_hooks, name: str, text: str):
+    """Install a before_vm_start script for one test (the agent's hooks directory is the session's)."""
+    hook = agent_hooks / "before_vm_start" / name
     hook.parent.mkdir(exist_ok=True)
-    hook.write_text(DELAY_HOOK)
+    hook.write_text(text)
     hook.chmod(0o755)
     yield
     hook.unlink()
+
+
+@pytest.fixture
+def slow_start(agent_hooks):
+    yield from _before_vm_start_hook(agent_hooks, "05_test_start_delay", DELAY_HOOK)
 
 
 def test_destroy_sent_during_create_runs_after_it(rpc, conn, slow_start):
@@ -163,12 +168,7 @@ if os.environ.get("pb_test_drop_nics"):
 
 @pytest.fixture
 def drop_nics_hook(agent_hooks):
-    hook = agent_hooks / "before_vm_start" / "06_test_drop_nics"
-    hook.parent.mkdir(exist_ok=True)
-    hook.write_text(DROP_NICS_HOOK)
-    hook.chmod(0o755)
-    yield
-    hook.unlink()
+    yield from _before_vm_start_hook(agent_hooks, "06_test_drop_nics", DROP_NICS_HOOK)
 
 
 def test_a_before_vm_start_hook_edits_the_start_and_not_the_stored_definition(rpc, conn, bridge, drop_nics_hook):
