@@ -1,6 +1,7 @@
 """VM.create / VM.define / VM.start / VM.destroy / VM.list / VM.getDevices."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -221,9 +222,18 @@ def _undefine_quietly(handle: Domain) -> None:
         log.error("could not remove the domain %s a failed verb defined: %s", handle.id, e)
 
 
+def _host_devices_held(agent: Agent, params: dict[str, Any]) -> contextlib.AbstractContextManager[Any]:
+    """The agent's host-device lock, for a VM that asks for host devices: from the check that a device
+    is free to the definition that holds it, as VM.hotplugHostdev holds it, so two VMs -- one plugged,
+    one defined or created -- never both get one device. Taken after the VM's own lock, as the plug
+    takes it."""
+    wanted = any(dev["type"] == "hostdev" for dev in params.get("devices", []))
+    return agent.hostdev_lock if wanted else contextlib.nullcontext()
+
+
 def create(agent: Agent, vmId: str, params: dict[str, Any]) -> dict[str, Any]:
     vm_id = devices.vm_key(vmId)
-    with agent.locks.hold(vm_id):
+    with agent.locks.hold(vm_id), _host_devices_held(agent, params):
         xml, replace, dropped = _build(agent, vm_id, params, replace_shut_off=True)
         _vm, seq, info = _start(agent, vm_id, xml, params.get("customProperties"), created=True, replace=replace)
         _report_dropped(agent, vm_id, dropped)
@@ -232,7 +242,7 @@ def create(agent: Agent, vmId: str, params: dict[str, Any]) -> dict[str, Any]:
 
 def define(agent: Agent, vmId: str, params: dict[str, Any]) -> dict[str, Any]:
     vm_id = devices.vm_key(vmId)
-    with agent.locks.hold(vm_id):
+    with agent.locks.hold(vm_id), _host_devices_held(agent, params):
         xml, _, _ = _build(agent, vm_id, params)
         handle: Domain | None = None
         try:

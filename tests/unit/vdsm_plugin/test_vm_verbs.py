@@ -3,6 +3,7 @@ only sometimes (a destroy that arrives while a create is still running)."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -126,6 +127,38 @@ def test_create_again_may_take_the_host_device_its_old_definition_holds(fake_age
     with pytest.raises(AgentError) as e:
         vm_verbs.create(fake_agent, str(uuid.uuid4()), {**PARAMS, "name": "thief", "devices": [usb]})
     assert e.value.name == "hostdevBusy"
+
+
+def test_a_device_plugged_into_one_vm_while_another_is_defined_with_it_goes_to_one_of_them(fake_agent, vm_id):
+    """The plug's before-hook takes a while; a definition asking for the same stick meanwhile waits
+    for the host-device lock, then finds the stick taken."""
+    from pathlib import Path
+
+    from tests.unit.vdsm_plugin.hooks.scripts import write_hook
+    from vdsm_plugin.verbs import hostdev as hostdev_verbs
+
+    stick = Path(__file__).parent / "fixtures" / "nodedev" / "usb_stick_serial.xml"
+    fake_agent.hv.nodedevs = [stick.read_text()]
+    write_hook(fake_agent.config.hooks_dir, "before_device_hotplug", "10_slow", "sleep 1\n")
+    usb = {"type": "hostdev", "device": "usb", "alias": "ua-u1", "source": {"vendor": "0x136b", "product": "0x0003"}}
+    answers: dict[str, object] = {}
+
+    def plug() -> None:
+        try:
+            answers["plug"] = hostdev_verbs.hotplug_hostdev(fake_agent, vm_id, dict(usb))
+        except AgentError as e:
+            answers["plug"] = e.name
+
+    t = threading.Thread(target=plug)
+    t.start()
+    time.sleep(0.3)                             # the plug is in its hook, the lock held
+    try:
+        answers["define"] = vm_verbs.define(fake_agent, str(uuid.uuid4()), {**PARAMS, "name": "other",
+                                                                             "devices": [usb]})
+    except AgentError as e:
+        answers["define"] = e.name
+    t.join(10)
+    assert answers["define"] == "hostdevBusy" and isinstance(answers["plug"], dict), answers
 
 
 def test_destroy_undefines_a_shut_off_vm(fake_agent, vm_id):
