@@ -198,4 +198,8 @@ def build_domain(vm_id: str, params: Mapping[str, Any],
     for key in metadata.KEYS:
         if params.get(key):
             metadata.set_metadata(dom, key, params[key])
+    requests = {dev["alias"]: dev["source"] for dev in devices
+                if dev["type"] == "hostdev" and dev["device"] == "usb" and dev.get("alias") in resolved}
+    if requests:
+        metadata.set_metadata(dom, "usbRequests", requests)
     return etree.tostring(dom, encoding="unicode", pretty_print=True)

@@ -7,6 +7,7 @@ and acts only on domains that carry it (`is_marked`); any other domain of the ho
       <pb:vm xmlns:pb="https://plugboard.dev/xmlns/vm/1">
         <pb:osType>rhel_9x64</pb:osType>
         <pb:customProperties><pb:property name="sap_agent">true</pb:property></pb:customProperties>
+        <pb:usbRequests><pb:request alias="ua-u1" portPath="2-1"/></pb:usbRequests>
       </pb:vm>
     </metadata>
 """
@@ -25,6 +26,8 @@ METADATA = "metadata"
 ROOT = f"{{{NS}}}vm"
 PROPERTY = f"{{{NS}}}property"
 PROPERTY_NAME = "name"
+REQUEST = f"{{{NS}}}request"
+REQUEST_ALIAS = "alias"
 # <metadata> goes after these children of <domain>, when they are there.
 _BEFORE = ("name", "uuid", "genid", "title", "description")
 
@@ -46,10 +49,26 @@ def _read_props(el: etree._Element) -> dict[str, str]:
     return {p.get(PROPERTY_NAME, ""): p.text or "" for p in el.iterfind(PROPERTY)}
 
 
+def _write_requests(el: etree._Element, value: Mapping[str, Mapping[str, Any]]) -> None:
+    for alias, source in value.items():
+        etree.SubElement(el, REQUEST, {REQUEST_ALIAS: alias, **{k: str(v) for k, v in source.items()}})
+
+
+def _read_requests(el: etree._Element) -> dict[str, dict[str, Any]]:
+    """Back to the contract's usbSource: bus and device are numbers there."""
+    return {r.get(REQUEST_ALIAS, ""): {str(k): int(v) if k in ("bus", "device") else str(v)
+                                       for k, v in r.attrib.items() if k != REQUEST_ALIAS}
+            for r in el.iterfind(REQUEST)}
+
+
 # key -> (write, read): what each key holds and how
 KEYS = {
     "osType": (_write_text, _read_text),
     "customProperties": (_write_props, _read_props),
+    # A USB host device's source as it was asked for (by port path, serial, node device, vendor and
+    # product), by alias: the definition names the bus and device numbers it was resolved to, which a
+    # device gets anew each time it is plugged in, so VM.start resolves the request again.
+    "usbRequests": (_write_requests, _read_requests),
 }
 
 

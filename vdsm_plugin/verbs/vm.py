@@ -256,6 +256,33 @@ def define(agent: Agent, vmId: str, params: dict[str, Any]) -> dict[str, Any]:
             raise
 
 
+def _resolve_usb_again(agent: Agent, vm: devices.Vm) -> None:
+    """The VM's USB host devices, resolved again from the requests they were defined with (its
+    usbRequests metadata): a stick asked for by port path, serial or vendor and product gets a new
+    device number each time it is plugged in, and the definition names the old one. A request that
+    finds no device now, or a busy one, leaves the device as it was: the before_vm_start startup
+    policy and libvirt judge it, as before. The caller holds the host-device lock."""
+    requests = domxml.get_metadata(vm.dom, "usbRequests") or {}
+    if not requests:
+        return
+    devs = hostdev_verbs.inventory(agent, [hostdev_verbs.CAPS["usb"]])
+    for found in devs:
+        if found.get("attachedTo") == vm.id:
+            found["attachedTo"] = None      # held by this VM's own definition, which is being started
+    for el in list(vm.dom.iterfind("devices/hostdev[@type='usb']")):
+        dev = domxml.device_to_dict(el)
+        if dev.get("alias") not in requests:
+            continue
+        asked = {**dev, "source": requests[dev["alias"]]}
+        try:
+            current = hostdev_verbs.resolve(agent, asked, devs)
+        except AgentError:
+            continue
+        parent = el.getparent()
+        assert parent is not None       # found under <devices>
+        parent.replace(el, domxml.build_device(asked, hostdev_verbs.resolved_source(current)))
+
+
 def start(agent: Agent, vmId: str) -> dict[str, Any]:
     vm_id = devices.vm_key(vmId)
     with agent.locks.hold(vm_id):
@@ -265,7 +292,10 @@ def start(agent: Agent, vmId: str) -> dict[str, Any]:
             return {**vm_info(vm), "eventSeq": agent.journal.last}
         custom = domxml.get_metadata(vm.dom, "customProperties") or {}
         domxml.device_boot(vm.dom)  # libvirt may have given the stored definition <os><boot dev>
-        _vm, seq, info = _start(agent, vm_id, domxml.tostring(vm.dom), custom, created=False)
+        usb = domxml.get_metadata(vm.dom, "usbRequests")
+        with agent.hostdev_lock if usb else contextlib.nullcontext():
+            _resolve_usb_again(agent, vm)
+            _vm, seq, info = _start(agent, vm_id, domxml.tostring(vm.dom), custom, created=False)
         return {**info, "eventSeq": seq}
 
 

@@ -161,6 +161,30 @@ def test_a_device_plugged_into_one_vm_while_another_is_defined_with_it_goes_to_o
     assert answers["define"] == "hostdevBusy" and isinstance(answers["plug"], dict), answers
 
 
+@pytest.mark.parametrize("source", [{"portPath": "1-4.2"}, {"serial": "STEC0003A1B2C3"},
+                                    {"vendor": "0x136b", "product": "0x0003"}])
+def test_a_usb_device_asked_for_by_port_serial_or_ids_is_found_again_at_each_start(fake_agent, source):
+    """Plugged in again, the stick got another device number: the start names the new one, and the
+    request stays in the definition for the next start."""
+    from pathlib import Path
+
+    stick = (Path(__file__).parent / "fixtures" / "nodedev" / "usb_stick_serial.xml").read_text()
+    hv = fake_agent.hv
+    hv.nodedevs = [stick]
+    usb = {"type": "hostdev", "device": "usb", "alias": "ua-u1", "source": source}
+    vm_id = str(uuid.uuid4())
+    vm_verbs.define(fake_agent, vm_id, {**PARAMS, "devices": [usb]})
+    assert "device='7'" in hv.xml(vm_id).replace('"', "'")
+    hv.nodedevs = [stick.replace("<device>7</device>", "<device>9</device>").replace("/001/007", "/001/009")]
+    info = vm_verbs.start(fake_agent, vm_id)
+    [dev] = [d for d in info["devices"] if d["type"] == "hostdev"]
+    assert (dev["alias"], dev["source"]["bus"], dev["source"]["device"]) == ("ua-u1", "1", "9")
+    vm_verbs.destroy(fake_agent, vm_id, undefine=False)
+    hv.nodedevs = [stick.replace("<device>7</device>", "<device>12</device>")]
+    info = vm_verbs.start(fake_agent, vm_id)
+    assert [d["source"]["device"] for d in info["devices"] if d["type"] == "hostdev"] == ["12"]
+
+
 def test_destroy_undefines_a_shut_off_vm(fake_agent, vm_id):
     fake_agent.hv.stop_outside(vm_id)
     assert vm_verbs.destroy(fake_agent, vm_id, undefine=True) == {"vmId": vm_id, "status": "down"}
