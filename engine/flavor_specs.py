@@ -67,7 +67,7 @@ USB_BY_IDS_FIELDS = ("vendor_id", "product_id", "count")
 USB_ID_RE = re.compile(r"^(0x)?[0-9A-Fa-f]{4}\Z")
 # Nova's key syntax. Values may be longer than Nova's 255 characters so that a JSON list of
 # redirection devices fits.
-KEY_RE = re.compile(r"^[A-Za-z0-9_.:\- ]{1,255}\Z")
+KEY_RE = re.compile(r"^[A-Za-z0-9_.:\- ]{1,255}\Z")       # server metadata keys too
 VALUE_MAX = 4096
 # schema/verbs.yaml definitions/redirdev.
 HOST_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,253}\Z")

@@ -95,8 +95,9 @@ def check_meta(meta: dict[str, Any] | None) -> list[Reason]:
     if len(meta) > META_ITEMS:
         found.append(R.field_invalid("meta", f"{len(meta)} items", f"at most {META_ITEMS} items"))
     for key, value in meta.items():
-        if not isinstance(key, str) or not 1 <= len(key) <= META_LENGTH:
-            found.append(R.field_invalid("meta", key, f"keys are 1-{META_LENGTH} characters"))
+        if not isinstance(key, str) or not flavor_specs.KEY_RE.match(key):     # Nova's metadata keys
+            found.append(R.field_invalid("meta", key, f"keys are 1-{META_LENGTH} letters, digits, spaces and "
+                                         "'-', '_', ':', '.'"))
         elif not isinstance(value, str) or len(value) > META_LENGTH:
             found.append(R.field_invalid(f"meta.{key}", value, f"a string of at most {META_LENGTH} characters"))
     return found

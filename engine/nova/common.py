@@ -12,6 +12,7 @@ from typing import Any
 from flask import current_app, g, request
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine import flavor_specs
 from engine import reasons as R
 from engine.auth import Principal
 from engine.commands.common import load_vm
@@ -157,13 +158,13 @@ class Checker:
         return None
 
     def metadata(self, value: Any, path: str, *, numbers: bool = False) -> dict[str, Any]:
-        """Nova's key/value pairs: string keys of 1-255 characters, string values (or numbers, kept as
-        given, where Nova takes them: extra specs)."""
+        """Nova's key/value pairs (parameter_types.metadata): keys of 1-255 letters, digits, spaces and
+        '-', '_', ':', '.', string values (or numbers, kept as given, where Nova takes them: extra specs)."""
         items = self.object(value, path)
         result: dict[str, Any] = {}
         for key, item in items.items():
-            if not isinstance(key, str) or not 1 <= len(key) <= 255:
-                self.bad(path, key, "Keys must be strings of 1-255 characters")
+            if not isinstance(key, str) or not flavor_specs.KEY_RE.match(key):
+                self.bad(path, key, "Keys must be 1-255 letters, digits, spaces and '-', '_', ':', '.'")
             elif isinstance(item, bool) or not isinstance(item, (str, int, float) if numbers else str):
                 self.bad(f"{path}.{key}", item, "Must be a string" + (" or a number" if numbers else ""))
             else:

@@ -30,7 +30,7 @@ def _text(version: tuple[int, int]) -> str:
 
 
 def _v2(root: str) -> dict[str, Any]:
-    return {"id": "v2.0", "status": "SUPPORTED", "version": "", "min_version": "",
+    return {"id": "v2.0", "status": "DEPRECATED", "version": "", "min_version": "",
             "updated": "2011-01-21T11:33:21Z", "links": [{"rel": "self", "href": f"{root}v2/"}]}
 
 
@@ -64,13 +64,14 @@ def v21() -> dict[str, Any]:
 # ---- microversion negotiation --------------------------------------------------------------------
 
 def _asked() -> str | None:
-    """The version the request asks for: OpenStack-API-Version's compute entry, else the legacy
-    header, else None."""
-    for entry in request.headers.get(HEADER, "").split(","):
+    """The version the request asks for: OpenStack-API-Version's compute entry (the last one, when
+    several are given, as microversion-parse reads them), else the legacy header's last value, else
+    None."""
+    for entry in reversed(request.headers.get(HEADER, "").split(",")):
         service, _, version = entry.strip().partition(" ")
         if service.lower() == SERVICE and version.strip():
             return version.strip()
-    legacy = request.headers.get(LEGACY_HEADER, "").strip()
+    legacy = request.headers.get(LEGACY_HEADER, "").split(",")[-1].strip()
     return legacy or None
 
 
@@ -80,7 +81,7 @@ def negotiate() -> None:
     if asked is None:
         g.nova_version = MIN_VERSION
         return
-    if asked.lower() == "latest":
+    if asked == "latest":           # Nova's spelling alone: "LATEST" is a malformed version
         g.nova_version = MAX_VERSION
         return
     match = VERSION_RE.match(asked)

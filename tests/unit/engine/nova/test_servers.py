@@ -288,3 +288,14 @@ def test_every_answer_of_the_facade_carries_nova_request_ids(app, client, nova_s
             assert value.startswith("req-") and value.replace("-", "").endswith(ours.replace("-", ""))
     assert answers[-1].headers["x-openstack-request-id"] == "req-abc-123"
     assert client.get("/api/vms").headers.get("x-openstack-request-id") is None     # the facade's only
+
+
+@pytest.mark.parametrize("key", ["a/b", "é", "x" * 256, "tab\there"])
+def test_server_metadata_keys_follow_novas_syntax(client, key):
+    flavor = client.post(f"{V21}/flavors", json={"flavor": {"name": "m", "ram": 64, "vcpus": 1, "disk": 0}})
+    body = {"server": {"name": "s1", "flavorRef": flavor.get_json()["flavor"]["id"], "metadata": {key: "v"}}}
+    r = client.post(f"{V21}/servers", json=body)
+    nova_fault(r, "badRequest", 400)
+    assert client.get(f"{V21}/servers").get_json()["servers"] == []
+    ok = {**body, "server": {**body["server"], "metadata": {"role:db .x-y_z": "v"}}}
+    assert client.post(f"{V21}/servers", json=ok).status_code == 202

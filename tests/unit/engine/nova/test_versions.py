@@ -76,3 +76,19 @@ def test_v3_negotiates_too(client):
     r = client.get("/v3/flavors")
     assert r.status_code == 200 and r.headers["X-OpenStack-Nova-API-Version"] == "2.1"
     nova_fault(client.get("/v3/flavors", headers={"X-OpenStack-Nova-API-Version": "2.5"}), "computeFault", 406)
+
+
+def test_legacy_v2_is_deprecated_as_nova_lists_it(client):
+    versions = {v["id"]: v for v in client.get("/").get_json()["versions"]}
+    assert versions["v2.0"]["status"] == "DEPRECATED"
+    assert client.get("/v2").get_json()["version"]["status"] == "DEPRECATED"
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({"OpenStack-API-Version": "compute 2.1, compute 2.5"}, 406),    # the last compute entry is the one asked
+    ({"OpenStack-API-Version": "compute 2.5, compute 2.1"}, 200),
+    ({"X-OpenStack-Nova-API-Version": "2.5, 2.1"}, 200),             # the legacy header's last value
+    ({"OpenStack-API-Version": "compute LATEST"}, 400),              # "latest" is spelled so, alone
+    ({"X-OpenStack-Nova-API-Version": "Latest"}, 400)])
+def test_microversion_headers_are_read_as_microversion_parse_reads_them(client, headers, status):
+    assert client.get(f"{V21}/flavors", headers=headers).status_code == status
