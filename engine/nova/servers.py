@@ -14,11 +14,12 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, request
 
+from engine import reasons as R
 from engine.commands import add_vm, common, remove_vm
 from engine.dao import vms as vms_dao
 from engine.dao.models import Vm
 from engine.nova import actions
-from engine.errors import BadRequest, NotFound
+from engine.errors import BadRequest, NotFound, ValidationFailed
 from engine.nova.common import (Checker, json_body, link, principal, project_for_new_server, run, sessions, tenant,
                                  visible)
 from engine.nova.views import server_created, server_detail, server_summary
@@ -94,7 +95,15 @@ def register(bp: Blueprint) -> None:
 
     @bp.post("/servers")
     def create_server():
-        outcome = run(add_vm, **_create_params(json_body()))
+        try:
+            outcome = run(add_vm, **_create_params(json_body()))
+        except ValidationFailed as err:
+            # Nova answers a create whose values it refuses (an unknown flavor, a size out of range)
+            # 400; a name another server has is Plugboard's own rule (domain names are unique) and
+            # stays a conflict.
+            if any(r.code == R.NAME_IN_USE for r in err.reasons):
+                raise
+            raise BadRequest(err.message, reasons=err.reasons) from err
         with sessions()() as s:
             vm = visible(s, outcome.id)
             return {"server": server_created(vm)}, 202, {"Location": link("servers", vm.id)}

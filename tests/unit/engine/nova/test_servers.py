@@ -131,10 +131,12 @@ def test_bad_create_bodies_are_bad_requests(client, server, field):
     assert f"field/attribute {field}." in message
 
 
-def test_unknown_flavor_ref_is_refused(client):
+def test_unknown_flavor_ref_is_a_bad_request_as_in_nova(client):
     message = nova_fault(client.post(f"{V21}/servers", json={"server": {"name": "x", "flavorRef": "nope"}}),
-                         "conflictingRequest", 409)
+                         "badRequest", 400)
     assert "Flavor nope does not exist" in message
+    refused = client.get("/api/events?code=VM_ADD_REFUSED").get_json()
+    assert [e["vars"]["reasons"][0]["code"] for e in refused] == ["FLAVOR_NOT_FOUND"]     # audited once
 
 
 def test_duplicate_server_name_is_conflicting_request(client, nova_server, nova_flavor):
