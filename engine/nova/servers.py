@@ -8,10 +8,12 @@ VM's devices are set up at its first start, so `os-start` boots it. Delete remov
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+import regex
 from flask import Blueprint, request
 
 from engine import reasons as R
@@ -22,7 +24,7 @@ from engine.nova import actions
 from engine.errors import BadRequest, NotFound, ValidationFailed
 from engine.nova.common import (Checker, json_body, link, principal, project_for_new_server, run, sessions, tenant,
                                  visible)
-from engine.nova.views import server_created, server_detail, server_summary
+from engine.nova.views import server_created, server_detail, server_status, server_summary
 
 CREATE_FIELDS = ("name", "flavorRef", "imageRef", "metadata", "min_count", "max_count", "networks")
 # A flavorRef is an id or a link whose last segment is the id.
@@ -57,20 +59,60 @@ def _create_params(body: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+#: What matching the `name` filter may take, over the whole listing.
+NAME_FILTER_SECONDS = 1.0
+
+
+def _filter(c: Checker) -> Callable[[Vm], bool] | None:
+    """Nova's `name` (a regular expression searched in the name) and `status` (a Nova status, ACTIVE,
+    SHUTOFF, ...: an unknown one matches nothing, as at 2.1) filters; other query parameters are
+    ignored, as Nova ignores them for a project's user. None when neither is given. A pattern whose
+    matching outlasts NAME_FILTER_SECONDS is a 400."""
+    name, status = request.args.get("name"), request.args.get("status")
+    if name is None and status is None:
+        return None
+    pattern = None
+    if name is not None:
+        try:
+            pattern = regex.compile(name)
+        except regex.error:
+            c.bad("name", name, "Must be a regular expression")
+    wanted = None if status is None else status.upper()
+    deadline = time.monotonic() + NAME_FILTER_SECONDS
+
+    def named(v: Vm) -> bool:
+        try:
+            return pattern is None or pattern.search(v.name, timeout=max(0.001, deadline - time.monotonic())) \
+                is not None
+        except TimeoutError:
+            raise BadRequest(f"Invalid input for field/attribute name. Value: {name!r}. The regular expression "
+                             f"takes longer than {NAME_FILTER_SECONDS:g} s to match.") from None
+
+    return lambda v: named(v) and (wanted is None or server_status(v) == wanted)
+
+
 def _page(path: str, view: Callable[[Vm], dict[str, Any]]) -> dict[str, Any]:
     """A page of the servers the caller sees (the path's tenant's; on /v3 every project's), by name:
-    Nova's `limit` (more than PAGE_MAX is cut to it, as Nova does) and `marker` (the last server of
-    the previous page). A full page links to the next in `servers_links`."""
+    Nova's `name` and `status` filters, `limit` (more than PAGE_MAX is cut to it, as Nova does) and
+    `marker` (the last server of the previous page). A full page links to the next in
+    `servers_links`. Filtered, the page is cut from the matching servers after the filter, so that
+    a page counts only matches."""
     c = Checker()
     asked = c.integer(request.args["limit"], "limit") if "limit" in request.args else None
+    keep = _filter(c)
     c.done()
     limit = min(vms_dao.PAGE_MAX if asked is None else asked, vms_dao.PAGE_MAX)
+    marker = request.args.get("marker")
     with sessions()() as s:
         try:
-            page = common.list_vms(s, principal(), project_id=tenant(), marker=request.args.get("marker"),
-                                   limit=limit)
+            if keep is None:
+                page = common.list_vms(s, principal(), project_id=tenant(), marker=marker, limit=limit)
+            else:
+                after = common.load_vm(s, principal(), marker).name if marker is not None else None
+                matching = [v for v in common.list_vms(s, principal(), project_id=tenant()) if keep(v)]
+                page = [v for v in matching if after is None or v.name > after][:limit]
         except NotFound:
-            raise BadRequest(f"marker [{request.args['marker']}] not found") from None
+            raise BadRequest(f"marker [{marker}] not found") from None
         body: dict[str, Any] = {"servers": [view(v) for v in page]}
     if page and len(page) == limit:
         query = urlencode({**request.args, "limit": limit, "marker": page[-1].id})

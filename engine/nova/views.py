@@ -62,6 +62,11 @@ def server_created(v: Vm) -> dict[str, Any]:
             "security_groups": [{"name": "default"}]}
 
 
+def server_status(v: Vm) -> str:
+    """The server's Nova status (ACTIVE, SHUTOFF, BUILD, ...)."""
+    return STATES.get(v.status, STATES[vocab.UNKNOWN])[0]
+
+
 def server_detail(v: Vm, *, admin: bool) -> dict[str, Any]:
     """A server's detail. The OS-EXT-SRV-ATTR attributes (which host runs it) are an administrator's
     only, as Nova's os-extended-server-attributes policy has them: a member learns nothing of hosts."""

@@ -301,3 +301,44 @@ def test_server_metadata_keys_follow_novas_syntax(client, key):
     assert client.get(f"{V21}/servers").get_json()["servers"] == []
     ok = {**body, "server": {**body["server"], "metadata": {"role:db .x-y_z": "v"}}}
     assert client.post(f"{V21}/servers", json=ok).status_code == 202
+
+
+# ---- the list's name and status filters ----------------------------------------------------------
+
+def _names(client, query):
+    r = client.get(f"{V21}/servers?{query}")
+    assert r.status_code == 200, r.get_json()
+    return [s["name"] for s in r.get_json()["servers"]], r.get_json().get("servers_links")
+
+
+def test_the_list_filters_by_a_name_pattern_and_a_status(client, nova_server, nova_flavor):
+    flavor = nova_flavor("f")
+    for name in ("web-1", "web-2", "db-1"):
+        nova_server(name, flavor=flavor)
+    assert _names(client, "name=^web")[0] == ["web-1", "web-2"]
+    assert _names(client, "name=db")[0] == ["db-1"]
+    assert _names(client, "name=1$&status=SHUTOFF")[0] == ["db-1", "web-1"]
+    assert _names(client, "status=shutoff")[0] == ["db-1", "web-1", "web-2"]
+    assert _names(client, "status=ACTIVE")[0] == []
+    assert _names(client, "status=BOGUS")[0] == []                    # Nova 2.1: an unknown status matches none
+    assert _names(client, "flavor=nope&name=web-2")[0] == ["web-2"]   # other filters are ignored
+    nova_fault(client.get(f"{V21}/servers?name=(unclosed"), "badRequest", 400)
+
+
+def test_a_filtered_list_pages_over_the_matches(client, nova_server, nova_flavor):
+    flavor = nova_flavor("f")
+    for name in ("a-web", "b-db", "c-web", "d-db", "e-web"):
+        nova_server(name, flavor=flavor)
+    first, links = _names(client, "name=web&limit=2")
+    assert first == ["a-web", "c-web"] and links
+    query = links[0]["href"].split("?", 1)[1]
+    assert _names(client, query)[0] == ["e-web"]
+
+
+def test_a_name_pattern_that_backtracks_without_end_is_refused_in_bounded_time(client, nova_server, nova_flavor,
+                                                                               monkeypatch):
+    from engine.nova import servers
+    monkeypatch.setattr(servers, "NAME_FILTER_SECONDS", 0.05)
+    nova_server("a" * 40 + "-x", flavor=nova_flavor("f"))
+    message = nova_fault(client.get(f"{V21}/servers?name=(a|aa)%2B%24"), "badRequest", 400)
+    assert "takes longer" in message
