@@ -81,8 +81,9 @@ def _unknown(rest: str = ""):
     raise NotFound()
 
 
-def make_resources() -> Blueprint:
-    """Flavors, servers and actions; registered once per mount."""
+def make_resources(*, root: bool = True) -> Blueprint:
+    """Flavors, servers and actions; registered once per mount. `root`: the mount's own path is a
+    resource path too (not where a version document answers)."""
     bp = Blueprint("resources", __name__)
     bp.url_value_preprocessor(_pull_tenant)
     bp.before_request(_negotiate)
@@ -91,7 +92,8 @@ def make_resources() -> Blueprint:
     servers.register(bp)
     hypervisors.register(bp)
     pci_attachments.register(bp)
-    bp.add_url_rule("", "unknown", _unknown, methods=_METHODS)
+    if root:
+        bp.add_url_rule("", "unknown", _unknown, methods=_METHODS)
     bp.add_url_rule("/<path:rest>", "unknown", _unknown, methods=_METHODS)
     return bp
 
@@ -124,6 +126,9 @@ def make_blueprint() -> Blueprint:
     resources = make_resources()
     bp.register_blueprint(resources, url_prefix="/v2/<tenant_id>", name="v2")
     bp.register_blueprint(resources, url_prefix="/v2.1/<tenant_id>", name="v2_1")
+    # Nova routes every path with and without the project id: an endpoint without one (a catalog's
+    # http://host/v2.1) acts on the token's projects, as /v3 does.
+    bp.register_blueprint(make_resources(root=False), url_prefix="/v2.1", name="v2_1_bare")
     bp.register_blueprint(resources, url_prefix="/v3", name="v3")
     return bp
 

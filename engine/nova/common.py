@@ -20,7 +20,7 @@ from engine.dao.models import Vm
 from engine.errors import BadRequest, NotFound, Reason
 
 # How each registration of the resource blueprint appears in URLs: /v2/<tenant>, /v2.1/<tenant>, /v3.
-MOUNTS = {"v2": "v2", "v2_1": "v2.1", "v3": "v3"}
+MOUNTS = {"v2": "v2", "v2_1": "v2.1", "v2_1_bare": "v2.1", "v3": "v3"}
 
 
 def sessions() -> sessionmaker[Session]:
@@ -56,7 +56,8 @@ def principal() -> Principal:
 
 
 def project_for_new_server() -> str:
-    """The path's tenant; on /v3, which has none, the principal's only project, else "default"."""
+    """The path's tenant; on a path without one (/v3, /v2.1/servers) the principal's only project, else
+    "default"."""
     return tenant() or principal().home_project or "default"
 
 

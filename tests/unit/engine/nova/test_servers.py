@@ -342,3 +342,21 @@ def test_a_name_pattern_that_backtracks_without_end_is_refused_in_bounded_time(c
     nova_server("a" * 40 + "-x", flavor=nova_flavor("f"))
     message = nova_fault(client.get(f"{V21}/servers?name=(a|aa)%2B%24"), "badRequest", 400)
     assert "takes longer" in message
+
+
+def test_paths_without_the_project_act_on_the_tokens_projects_as_nova_routes_them(app, client, sessions, nova_server):
+    """Nova routes every path with and without the project id (an endpoint such as
+    http://host/v2.1); without it, a member acts on its own projects."""
+    ours = nova_server("ours")
+    member = authenticated(app.test_client(), issue_token(sessions, "alice", "member", TENANT))
+    r = member.get("/v2.1/servers")
+    assert r.status_code == 200, r.get_json()
+    assert [s["name"] for s in r.get_json()["servers"]] == ["ours"]
+    assert member.get(f"/v2.1/servers/{ours['id']}").get_json()["server"]["tenant_id"] == TENANT
+    assert member.get("/v2.1/servers/detail").status_code == 200
+    assert member.get("/v2.1/flavors").status_code == 200
+    r = member.get("/v2.1/servers", headers={"OpenStack-API-Version": "compute 2.1"})
+    assert r.headers["OpenStack-API-Version"] == "compute 2.1"
+    nova_fault(member.get("/v2.1/servers", headers={"OpenStack-API-Version": "compute 2.9"}), "computeFault", 406)
+    assert [s["name"] for s in member.get(f"/v2.1/{TENANT}/servers").get_json()["servers"]] == ["ours"]
+    assert client.get("/v2.1").get_json()["version"]["id"] == "v2.1"        # the version document stays
