@@ -81,3 +81,23 @@ def test_concurrent_registrations_of_one_agent_under_many_names_one_wins(race_ap
         if status == 409:
             assert [r["code"] for r in body["fault"]["reasons"]] == ["AGENT_REGISTERED"], body
     assert len(authenticated(app.test_client(), token).get("/api/hosts").get_json()) == 1
+
+
+def test_concurrent_first_creations_on_an_empty_database_share_one_default_cluster(race_app: Flask):
+    """Each creates the Default cluster it finds missing: one insert wins, the others take it, and
+    every VM is created (a lost insert was answered "A VM named ... already exists")."""
+    app = race_app
+    token = issue_token(app.config["sessions"])
+
+    def create(i: int) -> tuple[int, Any]:
+        r = authenticated(app.test_client(), token).post("/api/vms", json={"name": f"first{i}",
+                                                                           "os_type": "rhel_9x64"})
+        return r.status_code, r.get_json()
+
+    answers = race(CONTENDERS, create)
+    errors = [a for a in answers if isinstance(a, BaseException)]
+    assert not errors, errors
+    assert [status for status, _ in answers] == [201] * CONTENDERS, answers
+    clusters = authenticated(app.test_client(), token).get("/api/clusters").get_json()
+    assert [c["name"] for c in clusters] == ["Default"]
+    assert {body["cluster_id"] for _, body in answers} == {clusters[0]["id"]}
