@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from vdsm_plugin import domxml
 from vdsm_plugin.config import AgentConfig
@@ -28,33 +27,38 @@ HOSTDEV_CAPS = ("usb_device", "pci")
 
 
 @dataclass
+class _VmLock:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0          # calls that hold or wait for it
+
+
+@dataclass
 class VmLocks:
     """Device operations on one VM run one at a time (concurrent plugs used to collide on aliases and
     slots); operations on different VMs run in parallel. A VM's lock lives while someone holds or
     waits for it, so that calls naming any number of VM ids leave nothing behind."""
 
     timeout: float
-    # vm id -> [its lock, how many calls hold or wait for it]
-    _locks: dict[str, list[Any]] = field(default_factory=dict)
+    _locks: dict[str, _VmLock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
     @contextlib.contextmanager
     def hold(self, vm_id: str) -> Iterator[None]:
         with self._guard:
-            entry = self._locks.setdefault(vm_id, [threading.Lock(), 0])
-            entry[1] += 1
+            entry = self._locks.setdefault(vm_id, _VmLock())
+            entry.users += 1
         try:
-            if not entry[0].acquire(timeout=self.timeout):
+            if not entry.lock.acquire(timeout=self.timeout):
                 raise AgentError("operationInFlight", f"VM {vm_id} is busy with another device operation",
                                  vmId=vm_id)
             try:
                 yield
             finally:
-                entry[0].release()
+                entry.lock.release()
         finally:
             with self._guard:
-                entry[1] -= 1
-                if entry[1] == 0:
+                entry.users -= 1
+                if entry.users == 0:
                     del self._locks[vm_id]
 
     def __len__(self) -> int:

@@ -62,15 +62,20 @@ def server_created(v: Vm) -> dict[str, Any]:
             "security_groups": [{"name": "default"}]}
 
 
+def _states(v: Vm) -> tuple[str, str, str | None, int]:
+    """(status, vm_state, task_state, power_state) of the server, as Nova spells them."""
+    return STATES.get(v.status, STATES[vocab.UNKNOWN])
+
+
 def server_status(v: Vm) -> str:
     """The server's Nova status (ACTIVE, SHUTOFF, BUILD, ...)."""
-    return STATES.get(v.status, STATES[vocab.UNKNOWN])[0]
+    return _states(v)[0]
 
 
 def server_detail(v: Vm, *, admin: bool) -> dict[str, Any]:
     """A server's detail. The OS-EXT-SRV-ATTR attributes (which host runs it) are an administrator's
     only, as Nova's os-extended-server-attributes policy has them: a member learns nothing of hosts."""
-    status, vm_state, task_state, power_state = STATES.get(v.status, STATES[vocab.UNKNOWN])
+    status, vm_state, task_state, power_state = _states(v)
     host = v.host.name if v.host is not None else None
     flavor = {"id": v.flavor, "links": [{"rel": "bookmark", "href": bookmark("flavors", v.flavor)}]} \
         if v.flavor else {}

@@ -6,7 +6,6 @@ it is the end of the string) and matches the whole value."""
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
 
 import pytest
@@ -58,8 +57,3 @@ def test_pattern_matches_the_whole_value_and_keeps_its_dollar_for_the_document(v
     else:
         with pytest.raises(Exception, match="match"):
             pattern(value)
-
-
-def test_python_dollar_lets_a_final_newline_through():
-    """Why the rule exists."""
-    assert re.match(r"^[a-z]+$", "name\n") and not re.match(r"^[a-z]+\Z", "name\n")

@@ -59,10 +59,7 @@ def _resolve_hostdevs(agent: Agent, vm_id: str, params: dict[str, Any], *,
     wanted = [dev for dev in params.get("devices", []) if dev["type"] == "hostdev"]
     if not wanted:
         return {}
-    devs = hostdev_verbs.inventory(agent, list(hostdev_verbs.CAPS.values()))
-    for found in devs:
-        if found.get("attachedTo") == vm_id:
-            found["attachedTo"] = None  # held by this VM's own shut-off definition, which is replaced
+    devs = _inventory_for(agent, vm_id, list(hostdev_verbs.CAPS.values()))
     resolved: dict[str, dict[str, Any] | None] = {}
     taken: dict[str, str] = {}
     for dev in wanted:
@@ -87,6 +84,16 @@ def _resolve_hostdevs(agent: Agent, vm_id: str, params: dict[str, Any], *,
         taken[found["name"]] = dev["alias"]
         resolved[dev["alias"]] = hostdev_verbs.resolved_source(found)
     return resolved
+
+
+def _inventory_for(agent: Agent, vm_id: str, caps: list[str]) -> list[dict[str, Any]]:
+    """The host's devices of `caps`, those the VM's own shut-off definition holds counted free: that
+    definition is the one being replaced or started."""
+    devs = hostdev_verbs.inventory(agent, caps)
+    for found in devs:
+        if found.get("attachedTo") == vm_id:
+            found["attachedTo"] = None
+    return devs
 
 
 def _existing(agent: Agent, vm_id: str) -> Domain | None:
@@ -222,18 +229,21 @@ def _undefine_quietly(handle: Domain) -> None:
         log.error("could not remove the domain %s a failed verb defined: %s", handle.id, e)
 
 
-def _host_devices_held(agent: Agent, params: dict[str, Any]) -> contextlib.AbstractContextManager[Any]:
-    """The agent's host-device lock, for a VM that asks for host devices: from the check that a device
-    is free to the definition that holds it, as VM.hotplugHostdev holds it, so two VMs -- one plugged,
-    one defined or created -- never both get one device. Taken after the VM's own lock, as the plug
-    takes it."""
-    wanted = any(dev["type"] == "hostdev" for dev in params.get("devices", []))
+def _host_devices_held(agent: Agent, wanted: bool) -> contextlib.AbstractContextManager[Any]:
+    """The agent's host-device lock, when the VM asks for host devices: from the check that a device
+    is free to the definition (or start) that holds it, as VM.hotplugHostdev holds it, so two VMs --
+    one plugged, one defined, created or started -- never both get one device. Taken after the VM's
+    own lock, as the plug takes it."""
     return agent.hostdev_lock if wanted else contextlib.nullcontext()
+
+
+def _asks_host_devices(params: dict[str, Any]) -> bool:
+    return any(dev["type"] == "hostdev" for dev in params.get("devices", []))
 
 
 def create(agent: Agent, vmId: str, params: dict[str, Any]) -> dict[str, Any]:
     vm_id = devices.vm_key(vmId)
-    with agent.locks.hold(vm_id), _host_devices_held(agent, params):
+    with agent.locks.hold(vm_id), _host_devices_held(agent, _asks_host_devices(params)):
         xml, replace, dropped = _build(agent, vm_id, params, replace_shut_off=True)
         _vm, seq, info = _start(agent, vm_id, xml, params.get("customProperties"), created=True, replace=replace)
         _report_dropped(agent, vm_id, dropped)
@@ -242,7 +252,7 @@ def create(agent: Agent, vmId: str, params: dict[str, Any]) -> dict[str, Any]:
 
 def define(agent: Agent, vmId: str, params: dict[str, Any]) -> dict[str, Any]:
     vm_id = devices.vm_key(vmId)
-    with agent.locks.hold(vm_id), _host_devices_held(agent, params):
+    with agent.locks.hold(vm_id), _host_devices_held(agent, _asks_host_devices(params)):
         xml, _, _ = _build(agent, vm_id, params)
         handle: Domain | None = None
         try:
@@ -256,19 +266,13 @@ def define(agent: Agent, vmId: str, params: dict[str, Any]) -> dict[str, Any]:
             raise
 
 
-def _resolve_usb_again(agent: Agent, vm: devices.Vm) -> None:
-    """The VM's USB host devices, resolved again from the requests they were defined with (its
-    usbRequests metadata): a stick asked for by port path, serial or vendor and product gets a new
-    device number each time it is plugged in, and the definition names the old one. A request that
-    finds no device now, or a busy one, leaves the device as it was: the before_vm_start startup
+def _resolve_usb_again(agent: Agent, vm: devices.Vm, requests: dict[str, dict[str, Any]]) -> None:
+    """The VM's USB host devices, resolved again from `requests`, the sources they were defined with
+    (its usbRequests metadata): a stick asked for by port path, serial or vendor and product gets a
+    new device number each time it is plugged in, and the definition names the old one. A request
+    that finds no device now, or a busy one, leaves the device as it was: the before_vm_start startup
     policy and libvirt judge it, as before. The caller holds the host-device lock."""
-    requests = domxml.get_metadata(vm.dom, "usbRequests") or {}
-    if not requests:
-        return
-    devs = hostdev_verbs.inventory(agent, [hostdev_verbs.CAPS["usb"]])
-    for found in devs:
-        if found.get("attachedTo") == vm.id:
-            found["attachedTo"] = None      # held by this VM's own definition, which is being started
+    devs = _inventory_for(agent, vm.id, [hostdev_verbs.CAPS["usb"]])
     for el in list(vm.dom.iterfind("devices/hostdev[@type='usb']")):
         dev = domxml.device_to_dict(el)
         if dev.get("alias") not in requests:
@@ -292,9 +296,10 @@ def start(agent: Agent, vmId: str) -> dict[str, Any]:
             return {**vm_info(vm), "eventSeq": agent.journal.last}
         custom = domxml.get_metadata(vm.dom, "customProperties") or {}
         domxml.device_boot(vm.dom)  # libvirt may have given the stored definition <os><boot dev>
-        usb = domxml.get_metadata(vm.dom, "usbRequests")
-        with agent.hostdev_lock if usb else contextlib.nullcontext():
-            _resolve_usb_again(agent, vm)
+        usb = domxml.get_metadata(vm.dom, "usbRequests") or {}
+        with _host_devices_held(agent, bool(usb)):
+            if usb:
+                _resolve_usb_again(agent, vm, usb)
             _vm, seq, info = _start(agent, vm_id, domxml.tostring(vm.dom), custom, created=False)
         return {**info, "eventSeq": seq}
 
