@@ -29,6 +29,10 @@ NO_HOST_WITH_USB_DEVICES = "NO_HOST_WITH_USB_DEVICES"
 HOST_NOT_FOUND = "HOST_NOT_FOUND"
 HOST_NOT_UP = "HOST_NOT_UP"
 HOST_NOT_IN_CLUSTER = "HOST_NOT_IN_CLUSTER"
+HOST_IN_MAINTENANCE = "HOST_IN_MAINTENANCE"
+HOST_NOT_IN_MAINTENANCE = "HOST_NOT_IN_MAINTENANCE"
+HOST_RUNS_VMS = "HOST_RUNS_VMS"
+HOST_DEVICES_HELD = "HOST_DEVICES_HELD"
 CLUSTER_NOT_FOUND = "CLUSTER_NOT_FOUND"
 OS_TYPE_UNKNOWN = "OS_TYPE_UNKNOWN"
 COMPAT_VERSION_INVALID = "COMPAT_VERSION_INVALID"
@@ -162,6 +166,28 @@ def host_not_up(host_name: str, status: str) -> Reason:
 def host_not_in_cluster(host_name: str, cluster_name: str) -> Reason:
     return reason(HOST_NOT_IN_CLUSTER, f"Host {host_name} is not in cluster {cluster_name}.",
                   host=host_name, cluster=cluster_name)
+
+
+def host_in_maintenance(host_name: str) -> Reason:
+    return reason(HOST_IN_MAINTENANCE, f"Host {host_name} is already in maintenance.", host=host_name)
+
+
+def host_not_in_maintenance(host_name: str, status: str, action: str, *, hint: str = "") -> Reason:
+    """`action`: what only a host in maintenance allows ("remove host x"); `hint`: what to do about it."""
+    return reason(HOST_NOT_IN_MAINTENANCE, f"Cannot {action}: host {host_name} is {status}, not in maintenance"
+                  + (f"; {hint}." if hint else "."), host=host_name, status=status)
+
+
+def host_runs_vms(host_name: str, vm_names: list[str]) -> Reason:
+    return reason(HOST_RUNS_VMS, f"Host {host_name} runs VMs {', '.join(vm_names)}: stop them first.",
+                  host=host_name, vms=vm_names)
+
+
+def host_devices_held(host_name: str, held: list[tuple[str, str]]) -> Reason:
+    """`held`: (device name, VM name) pairs."""
+    what = ", ".join(f"{device} ({vm})" for device, vm in held)
+    return reason(HOST_DEVICES_HELD, f"VMs hold devices of host {host_name}: {what}; detach them first.",
+                  host=host_name, devices=[{"device": d, "vm": v} for d, v in held])
 
 
 def cluster_not_found(cluster_id: str) -> Reason:

@@ -1,10 +1,11 @@
-"""/api/hosts: list, register (add_host asks the agent for its capabilities), get, refresh."""
+"""/api/hosts: list, register (add_host asks the agent for its capabilities), get, refresh, maintenance,
+activate, remove."""
 from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
 
-from engine.commands import add_host, refresh_host
+from engine.commands import activate_host, add_host, host_maintenance, refresh_host, remove_host
 from engine.dao import host_devices, hosts as hosts_dao
 from engine.api.common import Blueprint, not_found, run, sessions, status_for
 from engine.api.schemas import EmptySchema, HostCreateSchema, HostDeviceQuerySchema, HostDeviceSchema, HostSchema
@@ -48,6 +49,14 @@ def make_blueprint() -> Blueprint:
             """Get a host"""
             return read(host_id)
 
+        @blp.response(204)
+        def delete(self, host_id):
+            """Remove a host in maintenance
+
+            Its device inventory goes with it. Refused while a VM holds or has one of its devices."""
+            run(remove_host, host_id=host_id)
+            return "", 204
+
     @blp.route("/<string:host_id>/refresh")
     class HostRefresh(MethodView):
         @blp.arguments(EmptySchema, required=False)
@@ -56,6 +65,29 @@ def make_blueprint() -> Blueprint:
             """Refresh a host's capabilities"""
             outcome = run(refresh_host, host_id=host_id)
             return read(outcome.id or host_id), status_for(outcome)
+
+    @blp.route("/<string:host_id>/maintenance")
+    class HostMaintenance(MethodView):
+        @blp.arguments(EmptySchema, required=False)
+        @blp.response(200, HostSchema)
+        def post(self, _data, host_id):
+            """Put a host in maintenance
+
+            The monitor stops watching it and no VM starts there. Refused while it runs VMs."""
+            run(host_maintenance, host_id=host_id)
+            return read(host_id)
+
+    @blp.route("/<string:host_id>/activate")
+    class HostActivate(MethodView):
+        @blp.arguments(EmptySchema, required=False)
+        @blp.response(200, HostSchema)
+        def post(self, _data, host_id):
+            """Take a host out of maintenance
+
+            Its capabilities and devices are read again; an unreachable agent is a 503 and the host
+            stays in maintenance."""
+            run(activate_host, host_id=host_id)
+            return read(host_id)
 
     @blp.route("/<string:host_id>/devices")
     class HostDevices(MethodView):

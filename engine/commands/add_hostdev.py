@@ -76,7 +76,9 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
                 dev = devices.add(s, vm.id, type=kinds.HOSTDEV.type, device="usb",
                                   is_plugged=params.active and not live_plug, spec_params=spec, host_device_id=hd_id)
             except IntegrityError as err:
-                reason = R.host_device_busy(label, "attached to a VM")
+                with sessions() as fresh:       # or the device went with its host meanwhile
+                    gone = host_devices.get(fresh, hd_id) is None
+                reason = R.host_device_not_found(hd_id) if gone else R.host_device_busy(label, "attached to a VM")
                 raise Conflict(f"Cannot attach host device {hd_id}: {reason.message}", reasons=[reason]) from err
             audit.record(s, kinds.HOSTDEV.audit("ADDED"), f"Host device {label} attached to VM "
                          f"{vm.name}" + ("" if live_plug else " (its definition; applied at its next start)"),

@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session
 from engine import scheduler
 from engine.auth import Principal
 from engine import reasons as R
-from engine.commands import (add_controller, add_hostdev, add_nic, add_redirdev, common, pci_attach, pci_detach,
-                             pci_rules, plug_unplug_hostdev, plug_unplug_nic, plug_unplug_redirdev, remove_controller,
-                             remove_hostdev, remove_nic, remove_redirdev, remove_vm, run_vm, stop_vm, update_nic)
+from engine.commands import (activate_host, add_controller, add_hostdev, add_nic, add_redirdev, common,
+                             host_maintenance, pci_attach, pci_detach, pci_rules, plug_unplug_hostdev,
+                             plug_unplug_nic, plug_unplug_redirdev, remove_controller, remove_host, remove_hostdev,
+                             remove_nic, remove_redirdev, remove_vm, run_vm, stop_vm, update_nic)
 from engine.dao import devices, pci_aliases
-from engine.dao.models import Vm, VmDevice
+from engine.dao.models import Host, Vm, VmDevice
 from engine.devices import kinds, pcie_ports
 from engine.errors import Reason
 
@@ -138,3 +139,10 @@ def for_vm(sessions: common.Sessions, principal: Principal, vm_id: str) -> dict[
                 out["devices"][dev.id] = {"kind": name, **actions(s, vm, dev, principal)}
         s.rollback()        # nothing was written; end the read at once
         return out
+
+
+def for_host(s: Session, host: Host) -> dict[str, Verdict]:
+    """{action: verdict} for a host (an admin's): maintenance, activate, remove."""
+    return {"maintenance": verdict(host_maintenance.check(s, host)),
+            "activate": verdict(activate_host.validate(activate_host.Params(host.id), host=host)),
+            "remove": verdict(remove_host.check(s, host))}

@@ -30,7 +30,7 @@ from engine.errors import Conflict, HostCallFailed, HostUnreachable, Reason, Val
 from engine.devices import claims, inventory, kinds, pcie_ports as ports
 from engine.hostclient import HostClientFactory
 
-from engine.vocab import DOWN, POWERING_UP, STABLE, UP
+from engine.vocab import DOWN, HOST_UP, POWERING_UP, STABLE, UP
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def validate(params: Params, *, vm: Vm, cluster: Cluster | None, host: Host | No
         else:
             found.append(R.no_host_available(cluster.name if cluster else vm.cluster_id, networks))
         return found
-    if host.status != "up":
+    if host.status != HOST_UP:
         found.append(R.host_not_up(host.name, host.status))
     if host.cluster_id != vm.cluster_id:
         found.append(R.host_not_in_cluster(host.name, cluster.name if cluster else vm.cluster_id))
@@ -167,6 +167,12 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
                                          f"Cannot run VM {vm.name}.")
                 plugged_devices = plugged_devices + taken
             assert host is not None
+            # The host as it is now, held (shared) until the VM is placed on it: a maintenance or a
+            # removal of the host waits, then finds the VM; one that came first is seen here.
+            now = hosts_dao.get_locked(s, host.id, shared=True)
+            if now is None or now.status != HOST_UP:
+                raise common.refusal([R.host_not_up(host.name, now.status if now else "removed")],
+                                     f"Cannot run VM {vm.name}.")
             create: dict[str, Any] = {"vmId": vm.id, "params": vm_params(vm, plugged_devices, pcie_ports=pcie_ports)}
             ports_base = ports.base(vm, pcie_ports, plugged_devices)
             by_alias = {d.alias: d.id for d in plugged_devices}

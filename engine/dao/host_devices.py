@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from engine.dao._cas import update_one
-from engine.dao.models import Host, HostDevice, Vm, utcnow
+from engine.dao.models import Host, HostDevice, Vm, VmDevice, utcnow
 from engine.vocab import ALLOCATED, AVAILABLE, CLAIMED, REMOVED, UNAVAILABLE
 
 __all__ = ["InventoryChange", "from_agent", "identity", "sync", "sync_named", "decide", "get", "get_by_name",
-           "list_for_host", "list_for_vm", "claim", "allocate", "release", "release_for_vm", "Want", "hosts_with_free",
-           "free_counts", "free_on_host", "matches"]
+           "list_for_host", "list_for_vm", "held_on_host", "claim", "allocate", "release", "release_for_vm", "Want",
+           "hosts_with_free", "free_counts", "free_on_host", "matches"]
 
 #: Agent field (Host.hostdevListByCaps, camelCase) -> column.
 _AGENT_KEYS = {
@@ -247,6 +247,19 @@ def list_for_host(s: Session, host_id: str, capability: str | None = None, statu
 
 def list_for_vm(s: Session, vm_id: str) -> Sequence[HostDevice]:
     return s.scalars(select(HostDevice).where(HostDevice.vm_id == vm_id).order_by(HostDevice.name)).all()
+
+
+def held_on_host(s: Session, host_id: str, *, lock: bool = True) -> list[tuple[str, str]]:
+    """(device name, VM name) for each device of the host that a VM holds or has among its devices,
+    ordered. With `lock`, the host's device rows are locked first (FOR UPDATE on PostgreSQL): a claim
+    or a new device row that would take one waits for the caller's transaction -- and then finds it
+    gone."""
+    if lock:
+        s.execute(select(HostDevice.id).where(HostDevice.host_id == host_id).with_for_update())
+    holding = select(HostDevice.name, Vm.name).join(Vm, Vm.id == HostDevice.vm_id).where(HostDevice.host_id == host_id)
+    configured = (select(HostDevice.name, Vm.name).join(VmDevice, VmDevice.host_device_id == HostDevice.id)
+                  .join(Vm, Vm.id == VmDevice.vm_id).where(HostDevice.host_id == host_id))
+    return sorted({(device, vm) for device, vm in s.execute(holding.union(configured)).all()})
 
 
 def _cas(s: Session, dev_id: int, where: Sequence[Any], values: dict[str, Any]) -> bool:

@@ -4,19 +4,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, bindparam, delete as sql_delete, func, select
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from engine.dao._cas import OneRowUpdate, Prebuilt, update_one
+from engine.dao._cas import OneRowUpdate, Prebuilt, rowcount, update_one
 from engine.dao.models import HOST_STATUSES, Host, Vm, utcnow
 from engine.vocab import HOST_UP
 
-__all__ = ["get", "read_detached", "get_by_name", "get_by_agent", "list", "update_capabilities", "set_status",
-           "take_events", "running_vm_counts"]
+__all__ = ["get", "get_locked", "read_detached", "get_by_name", "get_by_agent", "list", "update_capabilities",
+           "set_status", "set_status_cas", "delete", "take_events", "running_vm_counts"]
 
 
 def get(s: Session, host_id: str) -> Host | None:
     return s.get(Host, host_id)
+
+
+def get_locked(s: Session, host_id: str, *, shared: bool = False) -> Host | None:
+    """The host's row as it is now, locked until the transaction ends: FOR UPDATE, or FOR SHARE when
+    `shared` (PostgreSQL; SQLite's IMMEDIATE transactions are serialized whole). A start holds its host
+    shared while it claims it; maintenance and removal hold it exclusively while they check its VMs, so
+    neither can miss the other."""
+    return s.scalars(select(Host).where(Host.id == host_id).with_for_update(read=shared)
+                     .execution_options(populate_existing=True)).one_or_none()
 
 
 def read_detached(conn: Connection, host_id: str) -> Host | None:
@@ -57,6 +66,17 @@ def update_capabilities(s: Session, host_id: str, capabilities: dict[str, Any], 
 
 def set_status(s: Session, host_id: str, status: str) -> bool:
     return update_one(s, Host, host_id, {"status": _checked(status)})
+
+
+def set_status_cas(s: Session, host_id: str, expected: tuple[str, ...], status: str) -> bool:
+    """Compare-and-set the host's status; False when it is missing or not in `expected` (a host put in
+    maintenance meanwhile stays there)."""
+    return update_one(s, Host, host_id, {"status": _checked(status)}, Host.status.in_(expected))
+
+
+def delete(s: Session, host_id: str) -> bool:
+    """Remove the host; its device inventory goes with it, its VMs' run_on_host is cleared."""
+    return rowcount(s.execute(sql_delete(Host).where(Host.id == host_id))) == 1
 
 
 def take_events(s: Session, host_id: str, after: int, seq: int) -> bool:

@@ -103,20 +103,17 @@ class Monitor:
 
     def _mark_unreachable(self, host: Host, err: HostUnreachable) -> None:
         with self._sessions.begin() as s:
-            row = hosts_dao.get(s, host.id)
-            if row is None or row.status != HOST_UP:
+            # A compare-and-set: a host put in maintenance since it was read stays in maintenance.
+            if not hosts_dao.set_status_cas(s, host.id, (HOST_UP,), HOST_UNREACHABLE):
                 return
-            hosts_dao.set_status(s, host.id, HOST_UNREACHABLE)
-            audit.record(s, "HOST_UNREACHABLE", f"Host {row.name} could not be reached: {err.message}",
-                         severity="warning", host_id=host.id, host=row.name)
+            audit.record(s, "HOST_UNREACHABLE", f"Host {host.name} could not be reached: {err.message}",
+                         severity="warning", host_id=host.id, host=host.name)
         log.warning("host %s is unreachable: %s", host.name, err.message)
 
     def _mark_reachable(self, host: Host) -> None:
         with self._sessions.begin() as s:
-            row = hosts_dao.get(s, host.id)
-            if row is None or row.status != HOST_UNREACHABLE:
+            if not hosts_dao.set_status_cas(s, host.id, (HOST_UNREACHABLE,), HOST_UP):
                 return
-            hosts_dao.set_status(s, host.id, HOST_UP)
         log.info("host %s answers again", host.name)
 
     # ---- events -----------------------------------------------------------------------------------

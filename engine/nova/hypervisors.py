@@ -13,7 +13,7 @@ from engine.dao.models import Host, HostDevice
 from engine import reasons as R
 from engine.errors import NotFound
 from engine.nova.common import sessions
-from engine.vocab import HOST_UP
+from engine.vocab import HOST_MAINTENANCE, HOST_UP
 
 PCI = "pci"
 PCI_DEV_TYPE = "type-PCI"       # Nova's word for a plain PCI function (not an SR-IOV PF or VF)
@@ -43,7 +43,8 @@ def pci_device_stat(d: HostDevice) -> dict[str, Any]:
 
 def hypervisor(host: Host, devices: list[HostDevice]) -> dict[str, Any]:
     return {"id": host.id, "hypervisor_hostname": host.name, "state": "up" if host.status == HOST_UP else "down",
-            "status": "enabled", "hypervisor_type": "QEMU",
+            # Nova's disabled compute service: kept, takes no new instances (a host in maintenance).
+            "status": "disabled" if host.status == HOST_MAINTENANCE else "enabled", "hypervisor_type": "QEMU",
             "usb_device_stats": [usb_device_stat(d) for d in devices if d.capability == "usb_device"],
             "pci_device_stats": [pci_device_stat(d) for d in devices if d.capability == PCI]}
 

@@ -1,23 +1,48 @@
-"""The admin's pages: Hosts (status, capabilities, networks, VMs on each) and Flavors (size and extra
-specs). Members are refused before the view runs (engine.ui.authorize)."""
+"""The admin's pages: Hosts (status, capabilities, networks, VMs on each; maintenance, activate, remove)
+and Flavors (size and extra specs). Members are refused before the view runs (engine.ui.authorize)."""
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, render_template, url_for
+from werkzeug.wrappers import Response
 
+from engine.commands import activate_host, host_maintenance, remove_host
 from engine.dao import flavors as flavors_dao, hosts as hosts_dao
-from engine.ui.context import sessions
+from engine.ui import gating, live
+from engine.ui.actions import done
+from engine.ui.context import run, sessions
 from engine.ui.views import host_row
 from engine.vocab import RUNNING_STATUSES
 
-ENDPOINTS = ("hosts", "flavors")
+ENDPOINTS = ("hosts", "hosts_table", "host_maintenance", "host_activate", "host_remove", "flavors")
 
 
-def hosts_page() -> str:
+def _table() -> Response | str:
     with sessions()() as s:
         hosts = list(hosts_dao.list(s))
         counts = hosts_dao.running_vm_counts(s, [h.id for h in hosts], RUNNING_STATUSES)
         rows = [host_row(h, counts.get(h.id, 0)) for h in hosts]
-    return render_template("hosts.html", tab="ui.hosts", hosts=rows)
+        gates = {h.id: gating.for_host(s, h) for h in hosts}
+    inner = render_template("_hosts_table.html", hosts=rows, gates=gates)
+    return live.region("hosts-live", url_for("ui.hosts_table"), inner, busy=False)
+
+
+def hosts_page() -> str:
+    return render_template("hosts.html", tab="ui.hosts", table=_table())
+
+
+def maintenance(host_id: str) -> Response:
+    run(host_maintenance, host_id=host_id)
+    return done("Host in maintenance: no VM starts there until it is activated.")
+
+
+def activate(host_id: str) -> Response:
+    run(activate_host, host_id=host_id)
+    return done("Host activated.")
+
+
+def remove(host_id: str) -> Response:
+    run(remove_host, host_id=host_id)
+    return done("Host removed.")
 
 
 def flavors_page() -> str:
@@ -29,4 +54,8 @@ def flavors_page() -> str:
 
 def register(bp: Blueprint) -> None:
     bp.add_url_rule("/hosts", "hosts", hosts_page)
+    bp.add_url_rule("/hosts/table", "hosts_table", _table)
+    bp.add_url_rule("/hosts/<host_id>/maintenance", "host_maintenance", maintenance, methods=["POST"])
+    bp.add_url_rule("/hosts/<host_id>/activate", "host_activate", activate, methods=["POST"])
+    bp.add_url_rule("/hosts/<host_id>/remove", "host_remove", remove, methods=["POST"])
     bp.add_url_rule("/flavors", "flavors", flavors_page)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from engine.commands import allowed
+from engine.dao.models import Host
 from engine.ui.context import principal, sessions
 
 
@@ -40,9 +43,16 @@ class Gates:
     def vm(self, action: str) -> Gate:
         return _gate(self.answer.get("vm", {}).get(action))
 
+    def host(self, action: str) -> Gate:
+        return _gate(self.answer.get("host", {}).get(action))
+
     def device(self, device_id: str, action: str) -> Gate:
         return _gate(self.answer.get("devices", {}).get(device_id, {}).get(action))
 
 
 def for_vm(vm_id: str) -> Gates:
     return Gates(allowed.for_vm(sessions(), principal(), vm_id))
+
+
+def for_host(s: Session, host: Host) -> Gates:
+    return Gates({"host": allowed.for_host(s, host)})

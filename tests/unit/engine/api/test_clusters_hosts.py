@@ -130,3 +130,39 @@ def test_a_host_registered_before_agents_had_an_identity_gets_its_own_at_refresh
         hosts_dao.get(s, registered_host["id"]).agent_id = None
     assert client.post(f"/api/hosts/{registered_host['id']}/refresh").status_code == 200
     assert _agent_ids(sessions) == {"host1": host1.capabilities["hostId"]}
+
+
+def test_maintenance_activate_and_remove_a_host(client, registered_host, host1):
+    host_id = registered_host["id"]
+    r = client.post(f"/api/hosts/{host_id}/maintenance")
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["status"] == "maintenance"
+    fault = fault_of(client.post(f"/api/hosts/{host_id}/maintenance"))
+    assert fault["status"] == 409 and reason_codes(fault) == ["HOST_IN_MAINTENANCE"]
+
+    r = client.post(f"/api/hosts/{host_id}/activate")
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["status"] == "up"
+    fault = fault_of(client.delete(f"/api/hosts/{host_id}"))
+    assert fault["status"] == 409 and reason_codes(fault) == ["HOST_NOT_IN_MAINTENANCE"]
+
+    assert client.post(f"/api/hosts/{host_id}/maintenance").status_code == 200
+    r = client.delete(f"/api/hosts/{host_id}")
+    assert r.status_code == 204 and r.data == b""
+    assert client.get(f"/api/hosts/{host_id}").status_code == 404
+    assert client.get("/api/hosts").get_json() == []
+    assert [e["code"] for e in client.get("/api/events?code=HOST_REMOVED").get_json()] == ["HOST_REMOVED"]
+
+
+def test_a_host_with_a_running_vm_is_not_put_in_maintenance(client, running_vm):
+    fault = fault_of(client.post(f"/api/hosts/{running_vm['run_on_host']}/maintenance"))
+    assert fault["status"] == 409 and reason_codes(fault) == ["HOST_RUNS_VMS"]
+    assert fault["reasons"][0]["vars"]["vms"] == ["running"]
+    assert client.get(f"/api/hosts/{running_vm['run_on_host']}").get_json()["status"] == "up"
+
+
+def test_maintenance_activate_and_remove_of_an_unknown_host_are_404(client):
+    for r in (client.post("/api/hosts/nope/maintenance"), client.post("/api/hosts/nope/activate"),
+              client.delete("/api/hosts/nope")):
+        fault = fault_of(r)
+        assert fault["status"] == 404 and reason_codes(fault) == ["HOST_NOT_FOUND"]

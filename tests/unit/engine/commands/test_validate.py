@@ -5,8 +5,8 @@ from typing import Any
 
 import pytest
 
-from engine.commands import add_cluster, add_host, add_nic, add_vm, plug_unplug_nic, remove_nic, remove_vm, run_vm, \
-    stop_vm, update_nic
+from engine.commands import activate_host, add_cluster, add_host, add_nic, add_vm, host_maintenance, plug_unplug_nic, \
+    remove_host, remove_nic, remove_vm, run_vm, stop_vm, update_nic
 from engine.dao.models import Cluster, Host, Vm, VmDevice, VmNic
 
 
@@ -447,3 +447,52 @@ def test_add_host_url_invalid(url):
 
 def test_add_host_cluster_not_found():
     assert codes(addhost(cluster=None, cluster_id="nope")) == ["CLUSTER_NOT_FOUND"]
+
+
+# ---- host_maintenance, activate_host, remove_host -----------------------------------------------------
+
+def test_maintenance_of_an_up_or_unreachable_host_without_vms_passes():
+    for status in ("up", "unreachable"):
+        assert host_maintenance.validate(host_maintenance.Params("h1"), host=a_host(status=status), running=[]) == []
+
+
+def test_maintenance_host_in_maintenance():
+    reasons = host_maintenance.validate(host_maintenance.Params("h1"), host=a_host(status="maintenance"), running=[])
+    assert codes(reasons) == ["HOST_IN_MAINTENANCE"]
+
+
+def test_maintenance_host_runs_vms():
+    [reason] = host_maintenance.validate(host_maintenance.Params("h1"), host=a_host(),
+                                         running=[a_vm(name="web"), a_vm(id="vm-2", name="db", status="paused")])
+    assert reason.code == "HOST_RUNS_VMS" and reason.vars["vms"] == ["web", "db"]
+    assert "web, db" in reason.message and "stop them first" in reason.message
+
+
+def test_activate_a_host_in_maintenance_passes():
+    assert activate_host.validate(activate_host.Params("h1"), host=a_host(status="maintenance")) == []
+
+
+@pytest.mark.parametrize("status", ["up", "unreachable"])
+def test_activate_host_not_in_maintenance(status):
+    [reason] = activate_host.validate(activate_host.Params("h1"), host=a_host(status=status))
+    assert reason.code == "HOST_NOT_IN_MAINTENANCE" and reason.vars["status"] == status
+
+
+def test_remove_a_host_in_maintenance_passes():
+    assert remove_host.validate(remove_host.Params("h1"), host=a_host(status="maintenance"), held=[]) == []
+
+
+def test_remove_host_not_in_maintenance():
+    [reason] = remove_host.validate(remove_host.Params("h1"), host=a_host(), held=[])
+    assert reason.code == "HOST_NOT_IN_MAINTENANCE" and "put it in maintenance first" in reason.message
+
+
+def test_remove_host_devices_held():
+    [reason] = remove_host.validate(remove_host.Params("h1"), host=a_host(status="maintenance"),
+                                    held=[("usb_1_5", "vm1")])
+    assert reason.code == "HOST_DEVICES_HELD" and reason.vars["devices"] == [{"device": "usb_1_5", "vm": "vm1"}]
+
+
+def test_remove_host_every_reason():
+    assert codes(remove_host.validate(remove_host.Params("h1"), host=a_host(), held=[("usb_1_5", "vm1")])) == \
+        ["HOST_NOT_IN_MAINTENANCE", "HOST_DEVICES_HELD"]

@@ -86,3 +86,11 @@ def test_attach_and_detach_usb_devices_as_seed_001_asks(client, inventoried, nov
 def test_malformed_usb_device_requests_are_bad_requests(client, inventoried, nova_server, body):
     server = nova_server("usb-user")
     nova_fault(client.post(f"/v2.1/{TENANT}/servers/{server['id']}/action", json=body), "badRequest", 400)
+
+
+def test_a_host_in_maintenance_is_a_disabled_hypervisor(client, inventoried):
+    hyper = client.get(f"/v2.1/{TENANT}/os-hypervisors/host1").get_json()["hypervisor"]
+    assert (hyper["state"], hyper["status"]) == ("up", "enabled")
+    assert client.post(f"/api/hosts/{inventoried['id']}/maintenance").status_code == 200
+    hyper = client.get(f"/v2.1/{TENANT}/os-hypervisors/host1").get_json()["hypervisor"]
+    assert (hyper["state"], hyper["status"]) == ("down", "disabled")

@@ -372,3 +372,40 @@ def test_the_vm_forms_flavors_are_those_the_user_sees(app, sessions):
     member, _, _ = logged_in(app, "mel")
     page = member.get("/ui/vms").text
     assert "open-flavor" in page and "hidden-flavor" not in page
+
+
+def _host_row(page: str, name: str) -> str:
+    row = re.search(rf'<tr[^>]*data-host="{name}".*?</tr>', page, re.S)
+    assert row, page[:2000]
+    return row.group(0)
+
+
+def test_hosts_page_offers_maintenance_and_removal_gated_by_the_engine(app, inventory, sessions):
+    from engine.dao import hosts as hosts_dao
+
+    client, token, _ = logged_in(app)
+    headers = {"X-CSRF-Token": token, "HX-Request": "true"}
+    page = client.get("/ui/hosts").text
+    busy = _host_row(page, "lab1")          # runs a VM: maintenance refused, the reason as the tooltip
+    assert re.search(r'id="maintenance-lab1"[^>]*disabled', busy) and 'data-reasons="HOST_RUNS_VMS"' in busy
+    assert 'hx-post="/ui/hosts/' in _host_row(page, "lab2") and "disabled" not in _host_row(page, "lab2")
+
+    resp = client.post(f"/ui/hosts/{inventory['other_host'].id}/maintenance", headers=headers)
+    assert resp.status_code == 200 and "maintenance" in resp.text and "pb-refresh" in resp.headers["HX-Trigger"]
+    idle = _host_row(client.get("/ui/hosts").text, "lab2")
+    assert 'data-status="maintenance"' in idle and 'id="activate-lab2"' in idle and 'id="remove-lab2"' in idle
+    assert "hx-confirm" in idle and 'id="maintenance-lab2"' not in idle
+
+    refused = client.post(f"/ui/hosts/{inventory['host'].id}/maintenance", headers=headers)
+    assert refused.status_code == 409 and "HOST_RUNS_VMS" in refused.text
+    resp = client.post(f"/ui/hosts/{inventory['other_host'].id}/remove", headers=headers)
+    assert resp.status_code == 200 and "Host removed." in resp.text
+    with sessions() as s:
+        assert hosts_dao.get(s, inventory["other_host"].id) is None
+    assert 'data-host="lab2"' not in client.get("/ui/hosts").text
+
+
+def test_host_actions_are_for_admins(app, inventory):
+    client, token, _ = logged_in(app, "mel")
+    resp = client.post(f"/ui/hosts/{inventory['other_host'].id}/maintenance", headers={"X-CSRF-Token": token})
+    assert resp.status_code == 403

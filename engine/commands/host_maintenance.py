@@ -1,0 +1,55 @@
+"""Put a host in maintenance: the monitor stops watching it, no VM is started on it and it may be
+removed, until activate_host brings it back. Only a host that runs no VM: they are stopped first.
+
+The host's row is locked while its VMs are counted; a start locks its host's row (shared) while it
+places the VM there, so a start and a maintenance never both win."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from engine import reasons as R
+from engine.commands import common
+from engine.commands.outcome import Outcome
+from engine.dao import audit, hosts as hosts_dao, vms
+from engine.dao.models import Host, Vm
+from engine.errors import NotFound, Reason
+from engine.hostclient import HostClientFactory
+from engine.vocab import HOST_MAINTENANCE, RUNNING_STATUSES
+
+
+@dataclass(frozen=True)
+class Params:
+    host_id: str
+
+
+def validate(params: Params, *, host: Host, running: Sequence[Vm]) -> list[Reason]:
+    """`running`: the VMs with a domain on the host (any of RUNNING_STATUSES)."""
+    found: list[Reason] = []
+    if host.status == HOST_MAINTENANCE:
+        found.append(R.host_in_maintenance(host.name))
+    if running:
+        found.append(R.host_runs_vms(host.name, [vm.name for vm in running]))
+    return found
+
+
+def check(s: Session, host: Host) -> list[Reason]:
+    """canDo with its inputs read from the database."""
+    return validate(Params(host.id), host=host, running=vms.list_on_host(s, host.id, RUNNING_STATUSES))
+
+
+def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
+    with common.audited(sessions, "HOST_MAINTENANCE", host_id=params.host_id), sessions.begin() as s:
+        host = hosts_dao.get_locked(s, params.host_id)
+        if host is None:
+            raise NotFound(f"Host {params.host_id} does not exist.", reasons=[R.host_not_found(params.host_id)])
+        found = check(s, host)
+        if found:
+            raise common.refusal(found, f"Cannot put host {host.name} in maintenance.")
+        was = host.status
+        hosts_dao.set_status(s, host.id, HOST_MAINTENANCE)
+        audit.record(s, "HOST_MAINTENANCE", f"Host {host.name} is in maintenance (it was {was})",
+                     host_id=host.id, host=host.name, was=was)
+        return Outcome(id=host.id)

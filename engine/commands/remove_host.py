@@ -1,0 +1,58 @@
+"""Remove a host in maintenance. Its device inventory goes with it; VMs that last ran there keep
+their devices. Refused while a VM holds one of its devices or has one among its devices: the VM
+would lose the device without a word.
+
+The host's devices' rows and its row are locked while they are checked: a claim of one of its
+devices waits, then finds it gone."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from engine import reasons as R
+from engine.commands import common
+from engine.commands.outcome import Outcome
+from engine.dao import audit, host_devices, hosts as hosts_dao
+from engine.dao.models import Host
+from engine.errors import NotFound, Reason
+from engine.hostclient import HostClientFactory
+from engine.vocab import HOST_MAINTENANCE
+
+
+@dataclass(frozen=True)
+class Params:
+    host_id: str
+
+
+def validate(params: Params, *, host: Host, held: list[tuple[str, str]]) -> list[Reason]:
+    """`held`: (device name, VM name) of the host's devices that VMs hold or have."""
+    found: list[Reason] = []
+    if host.status != HOST_MAINTENANCE:
+        found.append(R.host_not_in_maintenance(host.name, host.status, f"remove host {host.name}",
+                                               hint="put it in maintenance first"))
+    if held:
+        found.append(R.host_devices_held(host.name, held))
+    return found
+
+
+def check(s: Session, host: Host) -> list[Reason]:
+    """canDo with its inputs read from the database (nothing locked: what the UI asks)."""
+    return validate(Params(host.id), host=host, held=host_devices.held_on_host(s, host.id, lock=False))
+
+
+def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
+    with common.audited(sessions, "HOST_REMOVE", host_id=params.host_id), sessions.begin() as s:
+        # The device rows before the host row, in the order a start takes them (it claims a flavor's
+        # devices, then holds their host): the two wait for each other, never deadlock.
+        held = host_devices.held_on_host(s, params.host_id)
+        host = hosts_dao.get_locked(s, params.host_id)
+        if host is None:
+            raise NotFound(f"Host {params.host_id} does not exist.", reasons=[R.host_not_found(params.host_id)])
+        found = validate(params, host=host, held=held)
+        if found:
+            raise common.refusal(found, f"Cannot remove host {host.name}.")
+        name = host.name
+        hosts_dao.delete(s, host.id)
+        audit.record(s, "HOST_REMOVED", f"Host {name} removed", host_id=params.host_id, host=name)
+        return Outcome(id=params.host_id)
