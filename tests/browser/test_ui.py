@@ -239,3 +239,16 @@ def test_add_host_device_dialog_and_the_hosts_device_inventory(admin_page, engin
         expect(page.locator(f"tr[data-device='{free}']")).to_have_attribute("data-status", "available")
     finally:
         monitor.start()
+
+
+def test_the_hosts_page_gates_maintenance_by_the_vms_running_there(admin_page, engine_url, vms):
+    """The lab host runs the module's VMs: its Maintenance button is disabled and says which VMs to
+    stop first; the refusal the engine would give is the button's description."""
+    page = admin_page
+    page.goto(f"{engine_url}/ui/hosts")
+    row = page.locator("tr[data-host='lab']")
+    button = row.get_by_role("button", name="Maintenance")
+    expect(button).to_be_disabled()
+    expect(button).to_have_attribute("data-reasons", "HOST_RUNS_VMS")
+    expect(button).to_have_accessible_description(re.compile(rf"{vms['booted']['name']}.*stop them first"))
+    expect(row.get_by_role("button", name="Activate")).to_have_count(0)
