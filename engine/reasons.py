@@ -33,6 +33,7 @@ HOST_IN_MAINTENANCE = "HOST_IN_MAINTENANCE"
 HOST_NOT_IN_MAINTENANCE = "HOST_NOT_IN_MAINTENANCE"
 HOST_RUNS_VMS = "HOST_RUNS_VMS"
 HOST_DEVICES_HELD = "HOST_DEVICES_HELD"
+HOST_NOT_UNREACHABLE = "HOST_NOT_UNREACHABLE"
 CLUSTER_NOT_FOUND = "CLUSTER_NOT_FOUND"
 OS_TYPE_UNKNOWN = "OS_TYPE_UNKNOWN"
 COMPAT_VERSION_INVALID = "COMPAT_VERSION_INVALID"
@@ -178,9 +179,16 @@ def host_not_in_maintenance(host_name: str, status: str, action: str, *, hint: s
                   + (f"; {hint}." if hint else "."), host=host_name, status=status)
 
 
-def host_runs_vms(host_name: str, vm_names: list[str]) -> Reason:
-    return reason(HOST_RUNS_VMS, f"Host {host_name} runs VMs {', '.join(vm_names)}: stop them first.",
+def host_runs_vms(host_name: str, vm_names: list[str], *, unreachable: bool = False) -> Reason:
+    """`unreachable`: the host cannot be reached, so its VMs cannot be stopped through it."""
+    then = " or, if the host was rebooted or is off, confirm that it was" if unreachable else ""
+    return reason(HOST_RUNS_VMS, f"Host {host_name} runs VMs {', '.join(vm_names)}: stop them first{then}.",
                   host=host_name, vms=vm_names)
+
+
+def host_not_unreachable(host_name: str, status: str) -> Reason:
+    return reason(HOST_NOT_UNREACHABLE, f"Host {host_name} is {status}, not unreachable: only a host the engine "
+                  "cannot reach is confirmed rebooted (stop its VMs instead).", host=host_name, status=status)
 
 
 def host_devices_held(host_name: str, held: list[tuple[str, str]]) -> Reason:

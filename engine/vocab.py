@@ -30,6 +30,10 @@ HOST_UP: Final = "up"
 HOST_UNREACHABLE: Final = "unreachable"
 HOST_MAINTENANCE: Final = "maintenance"
 HOST_STATUSES = (HOST_UP, HOST_UNREACHABLE, HOST_MAINTENANCE)
+#: How a host that cannot be reached is known to be down (oVirt's fence types): manual, an
+#: administrator's word that it was rebooted. (No power management yet: no restart, start or stop.)
+FENCE_MANUAL: Final = "manual"
+FENCE_TYPES = (FENCE_MANUAL,)
 
 # ---- host devices (Nova's words) -----------------------------------------------------------------
 AVAILABLE: Final = "available"

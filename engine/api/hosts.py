@@ -1,14 +1,15 @@
 """/api/hosts: list, register (add_host asks the agent for its capabilities), get, refresh, maintenance,
-activate, remove."""
+activate, fence (an unreachable host confirmed rebooted), remove."""
 from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
 
-from engine.commands import activate_host, add_host, host_maintenance, refresh_host, remove_host
+from engine.commands import activate_host, add_host, fence_host, host_maintenance, refresh_host, remove_host
 from engine.dao import host_devices, hosts as hosts_dao
 from engine.api.common import Blueprint, not_found, run, sessions, status_for
-from engine.api.schemas import EmptySchema, HostCreateSchema, HostDeviceQuerySchema, HostDeviceSchema, HostSchema
+from engine.api.schemas import (EmptySchema, HostCreateSchema, HostDeviceQuerySchema, HostDeviceSchema, HostFenceSchema,
+                                HostSchema)
 from engine.api.views import host_device_view, host_view
 
 
@@ -87,6 +88,19 @@ def make_blueprint() -> Blueprint:
             Its capabilities and devices are read again; an unreachable agent is a 503 and the host
             stays in maintenance."""
             run(activate_host, host_id=host_id)
+            return read(host_id)
+
+    @blp.route("/<string:host_id>/fence")
+    class HostFence(MethodView):
+        @blp.arguments(HostFenceSchema)
+        @blp.response(200, HostSchema)
+        def post(self, data, host_id):
+            """Confirm that an unreachable host was rebooted
+
+            `{"fence_type": "manual"}`: the administrator's word that the host is down or was
+            rebooted. Every VM it ran is marked down and may be started again; the host may then be
+            put in maintenance and removed. A VM that in fact still runs there would run twice."""
+            run(fence_host, host_id=host_id, fence_type=data["fence_type"])
             return read(host_id)
 
     @blp.route("/<string:host_id>/devices")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from engine.dao import vms as vms_dao
+from engine.vocab import FENCE_TYPES
 from engine.dao.models import GRAPHICS, HOST_STATUSES, HOSTDEV_STATUSES, MACHINES, NIC_MODELS, PLUG_STATES, VM_STATUSES
 
 MAC_RE = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
@@ -55,6 +56,12 @@ class HostCreateSchema(StrictSchema):
                      metadata={"description": "The agent's JSON-RPC endpoint, e.g. http://host:54321/jsonrpc"})
     cluster_id = fields.String(allow_none=True, validate=ID,
                                metadata={"description": "Default cluster when omitted."})
+
+
+class HostFenceSchema(StrictSchema):
+    fence_type = fields.String(required=True, validate=validate.OneOf(FENCE_TYPES), metadata={
+        "description": "manual: an administrator confirms the host was rebooted (or is off); its VMs are "
+                       "marked down."})
 
 
 class BootSchema(StrictSchema):

@@ -19,7 +19,7 @@ from engine import scheduler
 from engine.auth import Principal
 from engine import reasons as R
 from engine.commands import (activate_host, add_controller, add_hostdev, add_nic, add_redirdev, common,
-                             host_maintenance, pci_attach, pci_detach, pci_rules, plug_unplug_hostdev,
+                             fence_host, host_maintenance, pci_attach, pci_detach, pci_rules, plug_unplug_hostdev,
                              plug_unplug_nic, plug_unplug_redirdev, remove_controller, remove_host, remove_hostdev,
                              remove_nic, remove_redirdev, remove_vm, run_vm, stop_vm, update_nic)
 from engine.dao import devices, pci_aliases
@@ -142,7 +142,8 @@ def for_vm(sessions: common.Sessions, principal: Principal, vm_id: str) -> dict[
 
 
 def for_host(s: Session, host: Host) -> dict[str, Verdict]:
-    """{action: verdict} for a host (an admin's): maintenance, activate, remove."""
+    """{action: verdict} for a host (an admin's): maintenance, activate, fence, remove."""
     return {"maintenance": verdict(host_maintenance.check(s, host)),
             "activate": verdict(activate_host.validate(activate_host.Params(host.id), host=host)),
+            "fence": verdict(fence_host.validate(fence_host.Params(host.id), host=host)),
             "remove": verdict(remove_host.check(s, host))}

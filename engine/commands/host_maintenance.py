@@ -17,7 +17,7 @@ from engine.dao import audit, hosts as hosts_dao, vms
 from engine.dao.models import Host, Vm
 from engine.errors import NotFound, Reason
 from engine.hostclient import HostClientFactory
-from engine.vocab import HOST_MAINTENANCE, RUNNING_STATUSES
+from engine.vocab import HOST_MAINTENANCE, HOST_UNREACHABLE, RUNNING_STATUSES
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,8 @@ def validate(params: Params, *, host: Host, running: Sequence[Vm]) -> list[Reaso
     if host.status == HOST_MAINTENANCE:
         found.append(R.host_in_maintenance(host.name))
     if running:
-        found.append(R.host_runs_vms(host.name, [vm.name for vm in running]))
+        found.append(R.host_runs_vms(host.name, [vm.name for vm in running],
+                                     unreachable=host.status == HOST_UNREACHABLE))
     return found
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 from flask import Blueprint, render_template, url_for
 from werkzeug.wrappers import Response
 
-from engine.commands import activate_host, host_maintenance, remove_host
+from engine.commands import activate_host, fence_host, host_maintenance, remove_host
 from engine.dao import flavors as flavors_dao, hosts as hosts_dao
 from engine.ui import gating, live
 from engine.ui.actions import done
 from engine.ui.context import run, sessions
 from engine.ui.views import host_row
-from engine.vocab import RUNNING_STATUSES
+from engine.vocab import FENCE_MANUAL, RUNNING_STATUSES
 
-ENDPOINTS = ("hosts", "hosts_table", "host_maintenance", "host_activate", "host_remove", "flavors")
+ENDPOINTS = ("hosts", "hosts_table", "host_maintenance", "host_activate", "host_fence", "host_remove", "flavors")
 
 
 def _table() -> Response | str:
@@ -40,6 +40,11 @@ def activate(host_id: str) -> Response:
     return done("Host activated.")
 
 
+def fence(host_id: str) -> Response:
+    run(fence_host, host_id=host_id, fence_type=FENCE_MANUAL)
+    return done("Host confirmed rebooted: its VMs are marked down.")
+
+
 def remove(host_id: str) -> Response:
     run(remove_host, host_id=host_id)
     return done("Host removed.")
@@ -57,5 +62,6 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/hosts/table", "hosts_table", _table)
     bp.add_url_rule("/hosts/<host_id>/maintenance", "host_maintenance", maintenance, methods=["POST"])
     bp.add_url_rule("/hosts/<host_id>/activate", "host_activate", activate, methods=["POST"])
+    bp.add_url_rule("/hosts/<host_id>/fence", "host_fence", fence, methods=["POST"])
     bp.add_url_rule("/hosts/<host_id>/remove", "host_remove", remove, methods=["POST"])
     bp.add_url_rule("/flavors", "flavors", flavors_page)

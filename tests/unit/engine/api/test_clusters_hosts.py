@@ -166,3 +166,16 @@ def test_maintenance_activate_and_remove_of_an_unknown_host_are_404(client):
               client.delete("/api/hosts/nope")):
         fault = fault_of(r)
         assert fault["status"] == 404 and reason_codes(fault) == ["HOST_NOT_FOUND"]
+
+
+def test_fence_takes_an_explicit_manual_confirmation(client, registered_host, sessions):
+    host_id = registered_host["id"]
+    for body in (None, {}, {"fence_type": "restart"}, {"fence_type": "manual", "force": True}):
+        r = client.post(f"/api/hosts/{host_id}/fence", json=body)
+        assert r.status_code == 400, (body, r.get_json())
+    fault = fault_of(client.post(f"/api/hosts/{host_id}/fence", json={"fence_type": "manual"}))
+    assert fault["status"] == 409 and reason_codes(fault) == ["HOST_NOT_UNREACHABLE"]
+    with sessions.begin() as s:
+        hosts_dao.set_status(s, host_id, "unreachable")
+    r = client.post(f"/api/hosts/{host_id}/fence", json={"fence_type": "manual"})
+    assert r.status_code == 200 and r.get_json()["status"] == "unreachable"

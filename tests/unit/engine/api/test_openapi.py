@@ -11,6 +11,7 @@ EXPECTED = {
     "/api/hosts/{host_id}/refresh": {"post"},
     "/api/hosts/{host_id}/maintenance": {"post"},
     "/api/hosts/{host_id}/activate": {"post"},
+    "/api/hosts/{host_id}/fence": {"post"},
     "/api/hosts/{host_id}/devices": {"get"},
     "/api/vms": {"get", "post"},
     "/api/vms/{vm_id}": {"get", "delete"},

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from engine.commands import (activate_host, add_hostdev, host_maintenance, refresh_host, remove_host, run_vm,
-                             stop_vm)
+from engine.commands import (activate_host, add_hostdev, fence_host, host_maintenance, refresh_host, remove_host,
+                             run_vm, stop_vm)
 from engine.dao import devices, host_devices, hosts as hosts_dao, vms
 from engine.errors import EngineError, HostUnreachable, NotFound, ValidationFailed
 from tests.unit.engine.commands.refusals import refused
@@ -50,7 +50,7 @@ def test_maintenance_twice_is_refused(sessions, hosts, fake, host, db):
 
 
 def test_unknown_host_is_not_found(sessions, hosts):
-    for command in (host_maintenance, activate_host, remove_host, refresh_host):
+    for command in (host_maintenance, activate_host, remove_host, refresh_host, fence_host):
         with pytest.raises(NotFound) as err:
             command.execute(sessions, hosts, command.Params("nope"))
         assert [r.code for r in err.value.reasons] == ["HOST_NOT_FOUND"]
@@ -166,6 +166,46 @@ def test_after_a_stop_the_host_goes_to_maintenance(sessions, hosts, fake, host, 
     stop_vm.execute(sessions, hosts, stop_vm.Params(up_vm.id))
     maintenance(sessions, hosts, host)
     assert status(sessions, host) == "maintenance"
+
+
+def fence(sessions, hosts, host):
+    return fence_host.execute(sessions, hosts, fence_host.Params(host.id))
+
+
+def test_a_dead_host_confirmed_rebooted_gives_its_vms_back_and_can_then_be_removed(sessions, hosts, fake, host,
+                                                                                  make_vm, make_nic, db):
+    """A host that died with its VMs: they stay in their last status (unknown) and nothing through the
+    host can stop them, so the host could never be taken out. Confirmed rebooted, they are down."""
+    web = make_vm("web", status="unknown", host=host)
+    db_vm = make_vm("db", status="powering_down", host=host)
+    plugging = make_nic(web, "eth0", plug_state="plugging")
+    with sessions.begin() as s:
+        hosts_dao.set_status(s, host.id, "unreachable")
+    fake.unreachable = True
+    with pytest.raises(ValidationFailed) as err:
+        maintenance(sessions, hosts, host)
+    assert "confirm that it was" in err.value.reasons[0].message
+
+    fence(sessions, hosts, host)
+    with sessions() as s:
+        for vm in (web, db_vm):
+            row = vms.get(s, vm.id)
+            assert (row.status, row.run_on_host) == ("down", None)
+    dev = db.device(plugging.id)
+    assert (dev.plug_state, dev.is_plugged) == ("stable", False)      # the plug did not complete
+    [event] = db.events(code="HOST_FENCED")
+    assert event.vars["vms"] == ["db", "web"] and event.severity == "warning"
+    assert len(db.events(code="VM_STOPPED")) == 2
+    assert fake.calls == []
+    maintenance(sessions, hosts, host)
+    remove_host.execute(sessions, hosts, remove_host.Params(host.id))
+    assert status(sessions, host) is None
+
+
+def test_a_host_that_answers_is_not_confirmed_rebooted(sessions, hosts, fake, host, up_vm, db):
+    refused(sessions, db, fake, "HOST_FENCE", lambda: fence(sessions, hosts, host), "HOST_NOT_UNREACHABLE")
+    with sessions() as s:
+        assert vms.get(s, up_vm.id).status == "up"
 
 
 # ---- races ---------------------------------------------------------------------------------------

@@ -5,8 +5,8 @@ from typing import Any
 
 import pytest
 
-from engine.commands import activate_host, add_cluster, add_host, add_nic, add_vm, host_maintenance, plug_unplug_nic, \
-    remove_host, remove_nic, remove_vm, run_vm, stop_vm, update_nic
+from engine.commands import activate_host, add_cluster, add_host, add_nic, add_vm, fence_host, host_maintenance, \
+    plug_unplug_nic, remove_host, remove_nic, remove_vm, run_vm, stop_vm, update_nic
 from engine.dao.models import Cluster, Host, Vm, VmDevice, VmNic
 
 
@@ -466,6 +466,22 @@ def test_maintenance_host_runs_vms():
                                          running=[a_vm(name="web"), a_vm(id="vm-2", name="db", status="paused")])
     assert reason.code == "HOST_RUNS_VMS" and reason.vars["vms"] == ["web", "db"]
     assert "web, db" in reason.message and "stop them first" in reason.message
+
+
+def test_maintenance_of_an_unreachable_host_with_vms_says_it_may_be_confirmed_rebooted():
+    [reason] = host_maintenance.validate(host_maintenance.Params("h1"), host=a_host(status="unreachable"),
+                                         running=[a_vm(status="unknown")])
+    assert reason.code == "HOST_RUNS_VMS" and "confirm that it was" in reason.message
+
+
+def test_fence_an_unreachable_host_passes():
+    assert fence_host.validate(fence_host.Params("h1"), host=a_host(status="unreachable")) == []
+
+
+@pytest.mark.parametrize("status", ["up", "maintenance"])
+def test_fence_host_not_unreachable(status):
+    [reason] = fence_host.validate(fence_host.Params("h1"), host=a_host(status=status))
+    assert reason.code == "HOST_NOT_UNREACHABLE" and reason.vars["status"] == status
 
 
 def test_activate_a_host_in_maintenance_passes():

@@ -405,6 +405,21 @@ def test_hosts_page_offers_maintenance_and_removal_gated_by_the_engine(app, inve
     assert 'data-host="lab2"' not in client.get("/ui/hosts").text
 
 
+def test_an_unreachable_host_can_be_confirmed_rebooted_from_the_hosts_page(app, inventory, sessions):
+    from engine.dao import hosts as hosts_dao, vms
+
+    with sessions.begin() as s:
+        hosts_dao.set_status(s, inventory["host"].id, "unreachable")
+    client, token, _ = logged_in(app)
+    row = _host_row(client.get("/ui/hosts").text, "lab1")
+    assert 'id="fence-lab1"' in row and "was rebooted or is off?" in row
+    assert "fence-lab2" not in client.get("/ui/hosts").text           # lab2 answers
+    resp = client.post(f"/ui/hosts/{inventory['host'].id}/fence", headers={"X-CSRF-Token": token, "HX-Request": "true"})
+    assert resp.status_code == 200 and "confirmed rebooted" in resp.text
+    with sessions() as s:
+        assert vms.get(s, inventory["running"].id).status == "down"
+
+
 def test_host_actions_are_for_admins(app, inventory):
     client, token, _ = logged_in(app, "mel")
     resp = client.post(f"/ui/hosts/{inventory['other_host'].id}/maintenance", headers={"X-CSRF-Token": token})
