@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,16 +27,36 @@ def get_by_name(s: Session, name: str) -> Flavor | None:
     return s.scalars(select(Flavor).where(Flavor.name == name)).one_or_none()
 
 
+#: The most flavors one listing answers (Nova's osapi_max_limit).
+PAGE_MAX = 1000
+#: The default order of a listing: smallest first, then by name.
+BY_SIZE = ("memory_mb", "name")
+
+
 def list(s: Session, *, min_memory_mb: int | None = None, min_disk_gb: int | None = None,  # noqa: A001
-         public_only: bool = False) -> Sequence[Flavor]:
+         public_only: bool = False, public: bool | None = None, order: Sequence[str] = BY_SIZE,
+         descending: bool = False, after: Flavor | None = None, limit: int | None = None) -> Sequence[Flavor]:
+    """Flavors, filtered (`public_only`: the caller sees no other; `public`: only public or only private
+    ones), ordered by the `order` columns and then the id, all ascending or all `descending`; a page
+    of them with `after` (the previous page's last flavor) and `limit`."""
     stmt = select(Flavor)
-    if public_only:
+    if public_only or public is True:
         stmt = stmt.where(Flavor.is_public.is_(True))
+    elif public is False:
+        stmt = stmt.where(Flavor.is_public.is_(False))
     if min_memory_mb is not None:
         stmt = stmt.where(Flavor.memory_mb >= min_memory_mb)
     if min_disk_gb is not None:
         stmt = stmt.where(Flavor.disk_gb >= min_disk_gb)
-    return s.scalars(stmt.order_by(Flavor.memory_mb, Flavor.name)).all()
+    columns = [getattr(Flavor, name) for name in order if name != "id"] + [Flavor.id]
+    if after is not None:
+        key = tuple_(*columns)
+        mark = tuple_(*[literal(getattr(after, c.key), type_=c.type) for c in columns])
+        stmt = stmt.where(key < mark if descending else key > mark)
+    stmt = stmt.order_by(*[c.desc() if descending else c.asc() for c in columns])
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return s.scalars(stmt).all()
 
 
 def add(s: Session, *, name: str, memory_mb: int, vcpus: int, disk_gb: int = 0,

@@ -6,7 +6,9 @@ Plugboard flavors have no swap or ephemeral disk and no RX/TX factor: a create m
 defaults for them (novaclient always sends them) and nothing else."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, request
 
@@ -14,7 +16,8 @@ from engine.commands import add_flavor, common, remove_flavor, set_flavor_specs
 from engine.commands.flavor_common import flavor_not_found, spec_not_set
 from engine.dao.models import Flavor
 from engine.errors import BadRequest, NotFound
-from engine.nova.common import Checker, json_body, principal, run, sessions
+from engine.dao import flavors as flavors_dao
+from engine.nova.common import Checker, json_body, link, principal, run, sessions
 from engine.nova.views import flavor_detail, flavor_summary
 
 CREATE_FIELDS = ("name", "ram", "vcpus", "disk", "id", "swap", "OS-FLV-EXT-DATA:ephemeral", "rxtx_factor",
@@ -74,13 +77,11 @@ def _specs_body(body: dict[str, Any]) -> dict[str, Any]:
 def register(bp: Blueprint) -> None:
     @bp.get("/flavors")
     def list_flavors():
-        with sessions()() as s:
-            return {"flavors": [flavor_summary(f) for f in _listed(s)]}
+        return _listed("flavors", flavor_summary)
 
     @bp.get("/flavors/detail")
     def list_flavors_detail():
-        with sessions()() as s:
-            return {"flavors": [flavor_detail(f) for f in _listed(s)]}
+        return _listed("flavors/detail", flavor_detail)
 
     @bp.get("/flavors/<string:flavor_id>")
     def show_flavor(flavor_id: str):
@@ -134,10 +135,43 @@ def register(bp: Blueprint) -> None:
         return "", 200
 
 
-def _listed(s: Any) -> list[Flavor]:
-    """Nova's minRam and minDisk filters; other query parameters are ignored, as Nova 2.1 does."""
+#: Nova's flavor sort keys that Plugboard flavors have, and the columns they sort by.
+SORT_KEYS = {"flavorid": "id", "id": "id", "name": "name", "memory_mb": "memory_mb", "vcpus": "vcpus",
+             "root_gb": "disk_gb", "created_at": "created_at", "is_public": "is_public"}
+
+
+def _listed(path: str, view: Callable[[Flavor], dict[str, Any]]) -> dict[str, Any]:
+    """Nova's flavor listing: the minRam and minDisk filters, `sort_key` and `sort_dir` (without a
+    sort key: smallest first, then by name), an admin's `is_public` (true, the default as in Nova and
+    novaclient, which sends it only when it is not; false; or none: every flavor -- others see the
+    public ones whatever they ask), and
+    pages: `limit` (at most PAGE_MAX) and `marker` (the previous page's last flavor), a full page
+    linking to the next in `flavors_links`. Other query parameters are ignored, as Nova 2.1 does."""
     c = Checker()
-    min_ram = c.integer(request.args["minRam"], "minRam") if "minRam" in request.args else None
-    min_disk = c.integer(request.args["minDisk"], "minDisk") if "minDisk" in request.args else None
+    args = request.args
+    min_ram = c.integer(args["minRam"], "minRam") if "minRam" in args else None
+    min_disk = c.integer(args["minDisk"], "minDisk") if "minDisk" in args else None
+    asked = c.integer(args["limit"], "limit") if "limit" in args else None
+    sort_key, sort_dir = args.get("sort_key"), args.get("sort_dir", "asc")
+    if sort_key is not None and sort_key not in SORT_KEYS:
+        c.bad("sort_key", sort_key, f"Must be one of {', '.join(SORT_KEYS)}")
+    if sort_dir not in ("asc", "desc"):
+        c.bad("sort_dir", sort_dir, "Must be asc or desc")
+    given = args.get("is_public", "true")
+    public = None if given.lower() == "none" else c.boolean(given, "is_public")
     c.done()
-    return list(common.list_flavors(s, principal(), min_memory_mb=min_ram, min_disk_gb=min_disk))
+    limit = min(flavors_dao.PAGE_MAX if asked is None else asked, flavors_dao.PAGE_MAX)
+    order = (SORT_KEYS[sort_key],) if sort_key is not None else flavors_dao.BY_SIZE
+    marker = args.get("marker")
+    with sessions()() as s:
+        after = common.load_flavor(s, principal(), marker) if marker is not None else None
+        if marker is not None and after is None:
+            raise BadRequest(f"marker [{marker}] not found")
+        page = list(common.list_flavors(s, principal(), min_memory_mb=min_ram, min_disk_gb=min_disk,
+                                        public=public, order=order, descending=sort_dir == "desc",
+                                        after=after, limit=limit))
+        body: dict[str, Any] = {"flavors": [view(f) for f in page]}
+    if page and len(page) == limit:
+        query = urlencode({**args, "limit": limit, "marker": page[-1].id})
+        body["flavors_links"] = [{"rel": "next", "href": f"{link(path)}?{query}"}]
+    return body

@@ -187,3 +187,34 @@ def test_usb_devices_through_os_extra_specs(client, nova_flavor):
     r = client.put(f"{specs}/usb_devices", json={"usb_devices": '[{"vendor_id": "0781", "product_id": "5567"}]'})
     assert r.status_code == 200
     nova_fault(client.put(f"{specs}/usb_devices", json={"usb_devices": '[{"id": 5, "count": 2}]'}), "badRequest", 400)
+
+
+def test_flavor_pages_sort_keys_and_is_public(client, nova_flavor):
+    made = [nova_flavor(f"f{i}", ram=256 * (5 - i), disk=i, vcpus=1 + i % 2) for i in range(5)]
+    names = [f["name"] for f in client.get(f"{V21}/flavors").get_json()["flavors"]]
+    assert names == ["f4", "f3", "f2", "f1", "f0"]                       # smallest first by default
+    r = client.get(f"{V21}/flavors/detail?sort_key=name&sort_dir=asc&limit=2").get_json()
+    assert [f["name"] for f in r["flavors"]] == ["f0", "f1"]
+    seen, page = [], r
+    while True:
+        seen += [f["name"] for f in page["flavors"]]
+        if "flavors_links" not in page:
+            break
+        (nxt,) = page["flavors_links"]
+        assert nxt["rel"] == "next" and "/v2.1/t1/flavors/detail?" in nxt["href"]
+        page = client.get(nxt["href"].removeprefix("http://localhost")).get_json()
+    assert seen == ["f0", "f1", "f2", "f3", "f4"]                       # every flavor once, in order
+    desc = client.get(f"{V21}/flavors?sort_key=root_gb&sort_dir=desc").get_json()["flavors"]
+    assert [f["name"] for f in desc] == ["f4", "f3", "f2", "f1", "f0"]
+    by_vcpus = [f["name"] for f in client.get(f"{V21}/flavors/detail?sort_key=vcpus").get_json()["flavors"]]
+    assert sorted(by_vcpus[:3]) == ["f0", "f2", "f4"] and sorted(by_vcpus[3:]) == ["f1", "f3"]
+    after = client.get(f"{V21}/flavors?sort_key=vcpus&marker={made[0]['id']}").get_json()["flavors"]
+    assert [f["name"] for f in after] == by_vcpus[by_vcpus.index("f0") + 1:]
+    private = nova_flavor("secret", ram=64, **{"os-flavor-access:is_public": False})
+    assert [f["name"] for f in client.get(f"{V21}/flavors?is_public=false").get_json()["flavors"]] == ["secret"]
+    assert "secret" not in [f["name"] for f in client.get(f"{V21}/flavors?is_public=true").get_json()["flavors"]]
+    assert "secret" not in [f["name"] for f in client.get(f"{V21}/flavors").get_json()["flavors"]]
+    assert "secret" in [f["name"] for f in client.get(f"{V21}/flavors?is_public=None").get_json()["flavors"]]
+    assert private["os-flavor-access:is_public"] is False
+    for query in ("sort_key=ram", "sort_dir=up", "limit=-1", "is_public=maybe", "marker=nope"):
+        nova_fault(client.get(f"{V21}/flavors?{query}"), "badRequest", 400)

@@ -39,6 +39,22 @@ def nova(base_url, sessions):
     return nova_client.Client("2.1", session=ks_session.Session(auth=auth))
 
 
+def test_flavor_list_pages_sorts_and_filters_as_novaclient_asks(nova):
+    for i, ram in enumerate((2048, 512, 1024)):
+        nova.flavors.create(f"m1.f{i}", ram=ram, vcpus=1, disk=i)
+    nova.flavors.create("m1.private", ram=256, vcpus=1, disk=0, is_public=False)
+    assert [f.name for f in nova.flavors.list(sort_key="name", sort_dir="desc", is_public=True)] == \
+        ["m1.f2", "m1.f1", "m1.f0"]
+    first = nova.flavors.list(sort_key="memory_mb", limit=2, is_public=None)
+    assert [f.name for f in first] == ["m1.private", "m1.f1"]
+    rest = nova.flavors.list(sort_key="memory_mb", marker=first[-1].id, is_public=None)
+    assert [f.name for f in rest] == ["m1.f2", "m1.f0"]
+    assert [f.name for f in nova.flavors.list(min_ram=1024, min_disk=1)] == ["m1.f2"]     # f0: no disk
+    assert [f.name for f in nova.flavors.list(is_public=False)] == ["m1.private"]
+    with pytest.raises(nova_exc.BadRequest):
+        nova.flavors.list(sort_key="swap")
+
+
 def test_flavor_create_set_keys_get_keys_show(nova):
     flavor = nova.flavors.create("m1.desktop", ram=1024, vcpus=2, disk=0)
     assert (flavor.name, flavor.ram, flavor.vcpus, flavor.disk) == ("m1.desktop", 1024, 2, 0)
