@@ -279,6 +279,14 @@ def load_nic(s: Session, vm: Vm, nic_id: str) -> VmNic:
     return nic
 
 
+def load_host_by_id(s: Session, host_id: str, *, lock: bool = False) -> Host:
+    """The host, or NotFound; `lock`: its row held (FOR UPDATE) until the transaction ends."""
+    host = hosts_dao.get_locked(s, host_id) if lock else hosts_dao.get(s, host_id)
+    if host is None:
+        raise NotFound(f"Host {host_id} does not exist.", reasons=[R.host_not_found(host_id)])
+    return host
+
+
 def load_host(s: Session, vm: Vm) -> Host | None:
     return hosts_dao.get(s, vm.run_on_host) if vm.run_on_host else None
 

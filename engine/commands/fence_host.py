@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from engine import reasons as R
 from engine.commands import common
 from engine.commands.outcome import Outcome
-from engine.dao import audit, hosts as hosts_dao, vms
+from engine.dao import audit, vms
 from engine.dao.models import Host
 from engine.devices import state
-from engine.errors import NotFound, Reason
+from engine.errors import Reason
 from engine.hostclient import HostClientFactory
 from engine.vocab import FENCE_MANUAL, HOST_UNREACHABLE, RUNNING_STATUSES
 
@@ -34,9 +34,7 @@ def validate(params: Params, *, host: Host) -> list[Reason]:
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
     with common.audited(sessions, "HOST_FENCE", host_id=params.host_id), sessions.begin() as s:
         # Locked: the monitor's "answers again" waits, and a start cannot place a VM here meanwhile.
-        host = hosts_dao.get_locked(s, params.host_id)
-        if host is None:
-            raise NotFound(f"Host {params.host_id} does not exist.", reasons=[R.host_not_found(params.host_id)])
+        host = common.load_host_by_id(s, params.host_id, lock=True)
         found = validate(params, host=host)
         if found:
             raise common.refusal(found, f"Cannot confirm host {host.name} rebooted.")

@@ -15,7 +15,7 @@ from engine.commands import common
 from engine.commands.outcome import Outcome
 from engine.dao import audit, hosts as hosts_dao, vms
 from engine.dao.models import Host, Vm
-from engine.errors import NotFound, Reason
+from engine.errors import Reason
 from engine.hostclient import HostClientFactory
 from engine.vocab import HOST_MAINTENANCE, HOST_UNREACHABLE, RUNNING_STATUSES
 
@@ -43,9 +43,7 @@ def check(s: Session, host: Host) -> list[Reason]:
 
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
     with common.audited(sessions, "HOST_MAINTENANCE", host_id=params.host_id), sessions.begin() as s:
-        host = hosts_dao.get_locked(s, params.host_id)
-        if host is None:
-            raise NotFound(f"Host {params.host_id} does not exist.", reasons=[R.host_not_found(params.host_id)])
+        host = common.load_host_by_id(s, params.host_id, lock=True)
         found = check(s, host)
         if found:
             raise common.refusal(found, f"Cannot put host {host.name} in maintenance.")

@@ -6,13 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine import reasons as R
 from engine.commands import add_host, common
 from engine.commands.outcome import Outcome
 from engine.dao import audit, hosts as hosts_dao
 from engine.dao.models import Host
 from engine.devices import inventory
-from engine.errors import HostCallFailed, HostUnreachable, NotFound, Reason
+from engine.errors import HostCallFailed, HostUnreachable, Reason
 from engine.hostclient import HostClientFactory
 from engine.vocab import HOST_MAINTENANCE, HOST_UNREACHABLE, HOST_UP
 
@@ -28,10 +27,7 @@ def validate(params: Params, *, host: Host) -> list[Reason]:
 
 def load(sessions: common.Sessions, host_id: str) -> Host:
     with sessions.begin() as s:
-        host = hosts_dao.get(s, host_id)
-        if host is None:
-            raise NotFound(f"Host {host_id} does not exist.", reasons=[R.host_not_found(host_id)])
-        return host
+        return common.load_host_by_id(s, host_id)
 
 
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
@@ -63,9 +59,7 @@ def refresh(sessions: common.Sessions, hosts: HostClientFactory, host: Host, *, 
     refused = f"Cannot {'activate' if activate else 'refresh'} host {host.name}."
     with common.audited(sessions, action, host_id=host.id), \
             add_host.one_host_per_agent(sessions, host.url, caps["hostId"], refused), sessions.begin() as s:
-        row = hosts_dao.get_locked(s, host.id)
-        if row is None:
-            raise NotFound(f"Host {host.id} does not exist.", reasons=[R.host_not_found(host.id)])
+        row = common.load_host_by_id(s, host.id, lock=True)
         found = check(row) + add_host.check_agent(s, host.url, caps["hostId"], host_id=host.id)
         if found:       # e.g. the URL now reaches an agent another host has
             raise common.refusal(found, refused)

@@ -15,7 +15,7 @@ from engine.commands import common
 from engine.commands.outcome import Outcome
 from engine.dao import audit, host_devices, hosts as hosts_dao
 from engine.dao.models import Host
-from engine.errors import NotFound, Reason
+from engine.errors import Reason
 from engine.hostclient import HostClientFactory
 from engine.vocab import HOST_MAINTENANCE
 
@@ -46,9 +46,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
         # The device rows before the host row, in the order a start takes them (it claims a flavor's
         # devices, then holds their host): the two wait for each other, never deadlock.
         held = host_devices.held_on_host(s, params.host_id)
-        host = hosts_dao.get_locked(s, params.host_id)
-        if host is None:
-            raise NotFound(f"Host {params.host_id} does not exist.", reasons=[R.host_not_found(params.host_id)])
+        host = common.load_host_by_id(s, params.host_id, lock=True)
         found = validate(params, host=host, held=held)
         if found:
             raise common.refusal(found, f"Cannot remove host {host.name}.")
