@@ -34,6 +34,7 @@ HOST_NOT_IN_MAINTENANCE = "HOST_NOT_IN_MAINTENANCE"
 HOST_RUNS_VMS = "HOST_RUNS_VMS"
 HOST_DEVICES_HELD = "HOST_DEVICES_HELD"
 HOST_NOT_UNREACHABLE = "HOST_NOT_UNREACHABLE"
+HOST_VMS_CHANGING = "HOST_VMS_CHANGING"
 CLUSTER_NOT_FOUND = "CLUSTER_NOT_FOUND"
 OS_TYPE_UNKNOWN = "OS_TYPE_UNKNOWN"
 COMPAT_VERSION_INVALID = "COMPAT_VERSION_INVALID"
@@ -189,6 +190,11 @@ def host_runs_vms(host_name: str, vm_names: list[str], *, unreachable: bool = Fa
 def host_not_unreachable(host_name: str, status: str) -> Reason:
     return reason(HOST_NOT_UNREACHABLE, f"Host {host_name} is {status}, not unreachable: only a host the engine "
                   "cannot reach is confirmed rebooted (stop its VMs instead).", host=host_name, status=status)
+
+
+def host_vms_changing(host_name: str, vm_names: list[str]) -> Reason:
+    return reason(HOST_VMS_CHANGING, f"VMs {', '.join(vm_names)} are starting or stopping on host {host_name}: "
+                  "wait until their commands end (at most the host call timeout).", host=host_name, vms=vm_names)
 
 
 def host_devices_held(host_name: str, held: list[tuple[str, str]]) -> Reason:

@@ -15,6 +15,8 @@ UNKNOWN: Final = "unknown"
 VM_STATUSES = (DOWN, POWERING_UP, UP, PAUSED, POWERING_DOWN, UNKNOWN)
 #: The VM has a domain on its host.
 RUNNING_STATUSES = (UP, PAUSED, POWERING_UP, POWERING_DOWN, UNKNOWN)
+#: The VM's start or stop command is running: the status is that command's to settle.
+CHANGING_STATUSES = (POWERING_UP, POWERING_DOWN)
 #: A device can be activated or deactivated: database only (down) or through the host (up).
 PLUG_STATUSES = (DOWN, UP)
 

@@ -2,7 +2,7 @@
 their devices. Refused while a VM holds one of its devices or has one among its devices: the VM
 would lose the device without a word.
 
-The host's devices' rows and its row are locked while they are checked: a claim of one of its
+The host's row and its devices' rows are locked while they are checked: a claim of one of its
 devices waits, then finds it gone."""
 from __future__ import annotations
 
@@ -43,11 +43,10 @@ def check(s: Session, host: Host) -> list[Reason]:
 
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
     with common.audited(sessions, "HOST_REMOVE", host_id=params.host_id), sessions.begin() as s:
-        # The device rows before the host row, in the order a start takes them (it claims a flavor's
-        # devices, then holds their host): the two wait for each other, never deadlock.
-        held = host_devices.held_on_host(s, params.host_id)
+        # The host row before its device rows, in the order a refresh, an activate and the monitor's
+        # inventory take them: a refresh of the host waits for the removal, then finds it gone.
         host = common.load_host_by_id(s, params.host_id, lock=True)
-        found = validate(params, host=host, held=held)
+        found = validate(params, host=host, held=host_devices.held_on_host(s, host.id))
         if found:
             raise common.refusal(found, f"Cannot remove host {host.name}.")
         name = host.name

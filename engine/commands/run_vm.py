@@ -188,8 +188,10 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
     except (HostUnreachable, HostCallFailed) as err:
         refused = None
         with sessions.begin() as s:
-            vms.set_status_cas(s, params.vm_id, (POWERING_UP,), DOWN, run_on_host=None)
-            claims.drop_for_run(s, params.vm_id)
+            # The run's PCI claims go only with the run: a VM no longer powering up is someone
+            # else's now (removed, or a newer run holds its own claims).
+            if vms.set_status_cas(s, params.vm_id, (POWERING_UP,), DOWN, run_on_host=None):
+                claims.drop_for_run(s, params.vm_id)
             common.audit_vm_host_failure(s, err, failed_code="VM_START_FAILED", action="run",
                                          vm_id=params.vm_id, vm_name=vm_name, host=host)
             if isinstance(err, HostCallFailed) and err.host_code == agent_codes.code("hostdevRequiredMissing"):

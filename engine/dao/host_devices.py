@@ -255,7 +255,8 @@ def held_on_host(s: Session, host_id: str, *, lock: bool = True) -> list[tuple[s
     or a new device row that would take one waits for the caller's transaction -- and then finds it
     gone."""
     if lock:
-        s.execute(select(HostDevice.id).where(HostDevice.host_id == host_id).with_for_update())
+        s.execute(select(HostDevice.id).where(HostDevice.host_id == host_id).order_by(HostDevice.id)
+                  .with_for_update())
     holding = select(HostDevice.name, Vm.name).join(Vm, Vm.id == HostDevice.vm_id).where(HostDevice.host_id == host_id)
     configured = (select(HostDevice.name, Vm.name).join(VmDevice, VmDevice.host_device_id == HostDevice.id)
                   .join(Vm, Vm.id == VmDevice.vm_id).where(HostDevice.host_id == host_id))

@@ -177,7 +177,7 @@ def test_a_dead_host_confirmed_rebooted_gives_its_vms_back_and_can_then_be_remov
     """A host that died with its VMs: they stay in their last status (unknown) and nothing through the
     host can stop them, so the host could never be taken out. Confirmed rebooted, they are down."""
     web = make_vm("web", status="unknown", host=host)
-    db_vm = make_vm("db", status="powering_down", host=host)
+    db_vm = make_vm("db", status="paused", host=host)
     plugging = make_nic(web, "eth0", plug_state="plugging")
     with sessions.begin() as s:
         hosts_dao.set_status(s, host.id, "unreachable")
@@ -202,10 +202,71 @@ def test_a_dead_host_confirmed_rebooted_gives_its_vms_back_and_can_then_be_remov
     assert status(sessions, host) is None
 
 
+def test_a_host_whose_vm_is_still_starting_is_not_confirmed_rebooted(sessions, hosts, fake, host, make_vm, db):
+    """A VM powering up belongs to its start, which settles it when its host call ends: marked down
+    under it, a newer run could be undone by that start's late answer."""
+    make_vm("starting", status="powering_up", host=host)
+    make_vm("web", status="unknown", host=host)
+    with sessions.begin() as s:
+        hosts_dao.set_status(s, host.id, "unreachable")
+    err = refused(sessions, db, fake, "HOST_FENCE", lambda: fence(sessions, hosts, host), "HOST_VMS_CHANGING")
+    assert err.reasons[0].vars["vms"] == ["starting"]
+    with sessions() as s:
+        assert [vm.status for vm in vms.list_on_host(s, host.id)] == ["powering_up", "unknown"]
+
+
+def test_a_start_whose_vm_was_taken_away_keeps_the_claims_it_does_not_own(sessions, hosts, fake, host, down_vm,
+                                                                          monkeypatch):
+    """The start's host call failed after its VM stopped being its own (here: marked down and started
+    again meanwhile): the claims of that newer run stay."""
+    from engine.devices import claims
+
+    dropped: list[str] = []
+    monkeypatch.setattr(claims, "drop_for_run", lambda s, vm_id: dropped.append(vm_id))
+    real = fake.call
+
+    def call(verb, params, **kw):
+        if verb == "VM.create":
+            with sessions.begin() as s:
+                vms.set_status_cas(s, down_vm.id, ("powering_up",), "up")       # a newer run's
+            fake.fail("VM.create", "createErr")
+        return real(verb, params, **kw)
+
+    monkeypatch.setattr(fake, "call", call)
+    with pytest.raises(EngineError):
+        run_vm.execute(sessions, hosts, run_vm.Params(down_vm.id))
+    assert dropped == []
+    with sessions() as s:
+        assert vms.get(s, down_vm.id).status == "up"
+
+
 def test_a_host_that_answers_is_not_confirmed_rebooted(sessions, hosts, fake, host, up_vm, db):
     refused(sessions, db, fake, "HOST_FENCE", lambda: fence(sessions, hosts, host), "HOST_NOT_UNREACHABLE")
     with sessions() as s:
         assert vms.get(s, up_vm.id).status == "up"
+
+
+def test_a_refresh_during_a_removal_waits_and_finds_the_host_gone(race_sessions, hosts, fake, host, monkeypatch):
+    """The removal holds the host's row, then its devices' rows; a refresh takes them in the same order,
+    so it waits and then finds no host. (The removal took the device rows first: on PostgreSQL a
+    refresh that changed a device deadlocked with it.)"""
+    with race_sessions.begin() as s:
+        host_devices.sync(s, host.id, [usb(), usb("usb_1_6", port="1-3", serial="K2")])
+    maintenance(race_sessions, hosts, host)
+    fake.hostdevs[:] = [usb()]          # the refresh would mark usb_1_6 removed
+    real = host_devices.held_on_host
+    threads: list[threading.Thread] = []
+
+    def held(*a, **kw):
+        found = real(*a, **kw)
+        threads.append(_meanwhile(lambda: refresh_host.execute(race_sessions, hosts, refresh_host.Params(host.id))))
+        return found
+
+    monkeypatch.setattr(host_devices, "held_on_host", held)
+    remove_host.execute(race_sessions, hosts, remove_host.Params(host.id))
+    refreshed = _outcome(threads[0])
+    assert isinstance(refreshed, NotFound), refreshed
+    assert status(race_sessions, host) is None
 
 
 # ---- races ---------------------------------------------------------------------------------------

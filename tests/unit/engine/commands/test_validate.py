@@ -478,6 +478,12 @@ def test_fence_an_unreachable_host_passes():
     assert fence_host.validate(fence_host.Params("h1"), host=a_host(status="unreachable")) == []
 
 
+def test_fence_host_vms_changing():
+    [reason] = fence_host.validate(fence_host.Params("h1"), host=a_host(status="unreachable"),
+                                   changing=[a_vm(status="powering_up")])
+    assert reason.code == "HOST_VMS_CHANGING" and reason.vars["vms"] == ["vm1"]
+
+
 @pytest.mark.parametrize("status", ["up", "maintenance"])
 def test_fence_host_not_unreachable(status):
     [reason] = fence_host.validate(fence_host.Params("h1"), host=a_host(status=status))
