@@ -9,7 +9,7 @@ activated on this VM now", not "is this name free".
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import uuid4
 
@@ -22,10 +22,11 @@ from engine.commands import (activate_host, add_controller, add_hostdev, add_nic
                              fence_host, host_maintenance, pci_attach, pci_detach, pci_rules, plug_unplug_hostdev,
                              plug_unplug_nic, plug_unplug_redirdev, remove_controller, remove_host, remove_hostdev,
                              remove_nic, remove_redirdev, remove_vm, run_vm, stop_vm, update_nic)
-from engine.dao import devices, pci_aliases
+from engine.dao import devices, host_devices, pci_aliases, vms as vms_dao
 from engine.dao.models import Host, Vm, VmDevice
 from engine.devices import kinds, pcie_ports
 from engine.errors import Reason
+from engine.vocab import CHANGING_STATUSES, RUNNING_STATUSES
 
 Verdict = dict[str, Any]
 
@@ -141,9 +142,16 @@ def for_vm(sessions: common.Sessions, principal: Principal, vm_id: str) -> dict[
         return out
 
 
-def for_host(s: Session, host: Host) -> dict[str, Verdict]:
-    """{action: verdict} for a host (an admin's): maintenance, activate, fence, remove."""
-    return {"maintenance": verdict(host_maintenance.check(s, host)),
-            "activate": verdict(activate_host.validate(activate_host.Params(host.id), host=host)),
-            "fence": verdict(fence_host.validate(fence_host.Params(host.id), host=host)),
-            "remove": verdict(remove_host.check(s, host))}
+def for_hosts(s: Session, hosts: Sequence[Host]) -> dict[str, dict[str, Verdict]]:
+    """{host id: {action: verdict}} for hosts (an admin's): maintenance, activate, fence, remove, their
+    inputs read for every host at once (two statements, whatever the number of hosts)."""
+    ids = [h.id for h in hosts]
+    running = vms_dao.list_on_hosts(s, ids, RUNNING_STATUSES)
+    held = host_devices.held_on_hosts(s, ids)
+    return {h.id: {
+        "maintenance": verdict(host_maintenance.validate(host_maintenance.Params(h.id), host=h, running=running[h.id])),
+        "activate": verdict(activate_host.validate(activate_host.Params(h.id), host=h)),
+        "fence": verdict(fence_host.validate(fence_host.Params(h.id), host=h, changing=[
+            vm for vm in running[h.id] if vm.status in CHANGING_STATUSES])),
+        "remove": verdict(remove_host.validate(remove_host.Params(h.id), host=h, held=held[h.id])),
+    } for h in hosts}

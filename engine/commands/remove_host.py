@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
 
 from engine import reasons as R
 from engine.commands import common
@@ -34,11 +33,6 @@ def validate(params: Params, *, host: Host, held: list[tuple[str, str]]) -> list
     if held:
         found.append(R.host_devices_held(host.name, held))
     return found
-
-
-def check(s: Session, host: Host) -> list[Reason]:
-    """canDo with its inputs read from the database (nothing locked: what the UI asks)."""
-    return validate(Params(host.id), host=host, held=host_devices.held_on_host(s, host.id, lock=False))
 
 
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:

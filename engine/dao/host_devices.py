@@ -18,8 +18,8 @@ from engine.dao.models import Host, HostDevice, Vm, VmDevice, utcnow
 from engine.vocab import ALLOCATED, AVAILABLE, CLAIMED, REMOVED, UNAVAILABLE
 
 __all__ = ["InventoryChange", "from_agent", "identity", "sync", "sync_named", "decide", "get", "get_by_name",
-           "list_for_host", "list_for_vm", "held_on_host", "claim", "allocate", "release", "release_for_vm", "Want",
-           "hosts_with_free", "free_counts", "free_on_host", "matches"]
+           "list_for_host", "list_for_vm", "held_on_host", "held_on_hosts", "claim", "allocate", "release",
+           "release_for_vm", "Want", "hosts_with_free", "free_counts", "free_on_host", "matches"]
 
 #: Agent field (Host.hostdevListByCaps, camelCase) -> column.
 _AGENT_KEYS = {
@@ -257,10 +257,21 @@ def held_on_host(s: Session, host_id: str, *, lock: bool = True) -> list[tuple[s
     if lock:
         s.execute(select(HostDevice.id).where(HostDevice.host_id == host_id).order_by(HostDevice.id)
                   .with_for_update())
-    holding = select(HostDevice.name, Vm.name).join(Vm, Vm.id == HostDevice.vm_id).where(HostDevice.host_id == host_id)
-    configured = (select(HostDevice.name, Vm.name).join(VmDevice, VmDevice.host_device_id == HostDevice.id)
-                  .join(Vm, Vm.id == VmDevice.vm_id).where(HostDevice.host_id == host_id))
-    return sorted({(device, vm) for device, vm in s.execute(holding.union(configured)).all()})
+    return held_on_hosts(s, [host_id])[host_id]
+
+
+def held_on_hosts(s: Session, host_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """held_on_host for several hosts in one statement, unlocked, by host id."""
+    found: dict[str, set[tuple[str, str]]] = {host_id: set() for host_id in host_ids}
+    if found:
+        mine = HostDevice.host_id.in_(tuple(found))
+        columns = (HostDevice.host_id, HostDevice.name, Vm.name)
+        holding = select(*columns).join(Vm, Vm.id == HostDevice.vm_id).where(mine)
+        configured = (select(*columns).join(VmDevice, VmDevice.host_device_id == HostDevice.id)
+                      .join(Vm, Vm.id == VmDevice.vm_id).where(mine))
+        for host_id, device, vm in s.execute(holding.union(configured)).all():
+            found[host_id].add((device, vm))
+    return {host_id: sorted(pairs) for host_id, pairs in found.items()}
 
 
 def _cas(s: Session, dev_id: int, where: Sequence[Any], values: dict[str, Any]) -> bool:

@@ -1,6 +1,7 @@
 """Queries on VMs. Functions take the session first and never commit."""
 from __future__ import annotations
 
+import builtins
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -12,7 +13,7 @@ from engine.dao import host_devices, nics, pci_devices
 from engine.dao.models import VM_STATUSES, Vm, VmDevice, VmNic
 
 __all__ = ["KEEP", "get", "get_many", "get_with_device", "get_with_device_by_alias", "get_by_name", "list",
-           "list_on_host", "set_status_cas", "set_run_event_seq", "set_pcie_ports_base", "delete"]
+           "list_on_host", "list_on_hosts", "set_status_cas", "set_run_event_seq", "set_pcie_ports_base", "delete"]
 
 
 def get(s: Session, vm_id: str, *, for_update: bool = False) -> Vm | None:
@@ -72,6 +73,16 @@ def list_on_host(s: Session, host_id: str, statuses: tuple[str, ...] | None = No
     if statuses is not None:
         stmt = stmt.where(Vm.status.in_(statuses))
     return s.scalars(stmt.order_by(Vm.name)).all()
+
+
+def list_on_hosts(s: Session, host_ids: Sequence[str], statuses: tuple[str, ...]) -> dict[str, builtins.list[Vm]]:
+    """list_on_host for several hosts in one statement, by host id."""
+    found: dict[str, builtins.list[Vm]] = {host_id: [] for host_id in host_ids}
+    if found:
+        for vm in s.scalars(select(Vm).where(Vm.run_on_host.in_(tuple(found)), Vm.status.in_(statuses))
+                            .order_by(Vm.name)):
+            found[vm.run_on_host].append(vm)      # type: ignore[index]   # the WHERE makes it a host id
+    return found
 
 
 def set_status_cas(s: Session, vm_id: str, expected: tuple[str, ...], new: str, *,

@@ -21,7 +21,7 @@ def _table() -> Response | str:
         hosts = list(hosts_dao.list(s))
         counts = hosts_dao.running_vm_counts(s, [h.id for h in hosts], RUNNING_STATUSES)
         rows = [host_row(h, counts.get(h.id, 0)) for h in hosts]
-        gates = {h.id: gating.for_host(s, h) for h in hosts}
+        gates = gating.for_hosts(s, hosts)
     inner = render_template("_hosts_table.html", hosts=rows, gates=gates)
     return live.region("hosts-live", url_for("ui.hosts_table"), inner, busy=False)
 

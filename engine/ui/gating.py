@@ -2,6 +2,7 @@
 answer GET /api/vms/{id}/allowed gives), wrapped for the templates. No rule is decided here."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,5 +55,5 @@ def for_vm(vm_id: str) -> Gates:
     return Gates(allowed.for_vm(sessions(), principal(), vm_id))
 
 
-def for_host(s: Session, host: Host) -> Gates:
-    return Gates({"host": allowed.for_host(s, host)})
+def for_hosts(s: Session, hosts: Sequence[Host]) -> dict[str, Gates]:
+    return {host_id: Gates({"host": answer}) for host_id, answer in allowed.for_hosts(s, hosts).items()}

@@ -424,3 +424,29 @@ def test_host_actions_are_for_admins(app, inventory):
     client, token, _ = logged_in(app, "mel")
     resp = client.post(f"/ui/hosts/{inventory['other_host'].id}/maintenance", headers={"X-CSRF-Token": token})
     assert resp.status_code == 403
+
+
+def test_the_hosts_page_reads_its_gates_in_a_fixed_number_of_statements(app, inventory, sessions, make_host):
+    """The page polls every few seconds: its canDo inputs are read for every host at once, not per host."""
+    from sqlalchemy import event
+
+    client, _, _ = logged_in(app)
+    engine = sessions.kw["bind"]
+    counted: list[str] = []
+
+    def count(*_args):
+        counted.append("x")
+
+    def statements() -> int:
+        counted.clear()
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            assert client.get("/ui/hosts/table").status_code == 200
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        return len(counted)
+
+    few = statements()
+    for i in range(5):
+        make_host(f"extra{i}")
+    assert statements() == few
