@@ -138,6 +138,7 @@ class OneRowUpdate:
         for i, write in enumerate(also):
             other = write.update.model.__table__
             values = {name: bindparam(f"also{i}_{name}", type_=other.c[name].type) for name in write.values}
+            values.update({name: make(other) for name, make in write.update.expressions.items()})
             stmt = stmt.add_cte(update(other).where(other.c.id == bindparam(f"also{i}_pk", type_=other.c.id.type),
                                                     exists(select(literal(1)).select_from(cas)))
                                 .values(values).cte(f"also{i}"))
@@ -185,24 +186,29 @@ class OneRowUpdate:
 
 @dataclass(frozen=True, eq=False)     # compared and hashed by identity: a kind holds one
 class RowWrite:
-    """Plain values written to one row of another table whose id is the compare-and-set's (a NIC's
-    MAC released with its device's transition): with it, in its statement where the database allows."""
+    """Plain values (and the update's fixed expressions of the row) written to one row of another table
+    whose id is the compare-and-set's (a NIC's MAC released or claimed with its device's transition):
+    with it, in its statement where the database allows."""
 
     update: OneRowUpdate
     values: Mapping[str, Any]
 
     def __post_init__(self) -> None:
-        if set(self.values) != set(self.update.set) or self.update.guards or self.update.expressions \
-                or self.update.condition is not None:
+        if set(self.values) != set(self.update.set) or self.update.guards or self.update.condition is not None:
             raise ValueError("a RowWrite sets exactly its update's plain columns, unguarded")
 
     def __call__(self, s: Session, pk: Any) -> bool:
         return self.update(s, pk, self.values)
 
     def took_effect(self, s: Session, pk: Any) -> None:
-        """Written inside another statement: a copy of the row the session holds takes the values."""
+        """Written inside another statement: a copy of the row the session holds takes the values (and
+        forgets the columns an expression set: it reads them again if it needs them)."""
         obj = s.identity_map.get(identity_key(self.update.model, pk))
         if obj is not None:
             for name, value in self.values.items():
-                set_committed_value(obj, self.update.model.__mapper__.get_property_by_column(
-                    self.update.model.__table__.c[name]).key, value)
+                set_committed_value(obj, self._key(name), value)
+            if self.update.expressions:
+                s.expire(obj, [self._key(name) for name in self.update.expressions])
+
+    def _key(self, column: str) -> str:
+        return self.update.model.__mapper__.get_property_by_column(self.update.model.__table__.c[column]).key

@@ -95,14 +95,15 @@ def list_in_flight(s: Session, *, vm_id: str | None = None,
     return s.scalars(stmt.order_by(VmDevice.plug_started_at, VmDevice.id)).all()
 
 
-def begin_transition(s: Session, dev_id: str, to_state: str) -> bool:
+def begin_transition(s: Session, dev_id: str, to_state: str, *, also: Sequence[RowWrite] = ()) -> bool:
     """stable -> plugging|unplugging, as one compare-and-set UPDATE. `is_plugged` becomes the desired
-    state at once (True when plugging); the start time is recorded and last_error cleared. False when
+    state at once (True when plugging); the start time is recorded and last_error cleared; `also`
+    (writes of rows keyed by the device's id, a claim) are written with it when it wins. False when
     the device is missing or another transition is in flight (nothing is changed then)."""
     if to_state not in TRANSITION_STATES:
         raise ValueError(f"to_state must be one of {TRANSITION_STATES}, not {to_state!r}")
     return _BEGIN(s, dev_id, {"plug_state": to_state, "is_plugged": to_state == PLUGGING, "plug_started_at": utcnow(),
-                              "plug_acked_at": None, "last_error": None}, plug_state=STABLE)
+                              "plug_acked_at": None, "last_error": None}, plug_state=STABLE, also=also)
 
 
 # The transitions' compare-and-set UPDATEs, prebuilt (every plug and unplug runs two of them).

@@ -14,7 +14,7 @@ from engine.dao._cas import OneRowUpdate, Prebuilt, RowWrite
 from engine.dao.models import VmDevice, VmNic
 
 __all__ = ["normalize_mac", "add", "get", "get_by_name", "list_for_vm", "mac_in_use", "mac_taken",
-           "claimed_by_another", "name_in_use", "claim_mac", "RELEASE_MAC", "used_macs"]
+           "claimed_by_another", "name_in_use", "claim_mac", "CLAIM_MAC", "RELEASE_MAC", "used_macs"]
 
 INTERFACE = "interface"
 
@@ -102,6 +102,10 @@ def _mac_free(table: Any) -> Any:
 
 _CLAIMED_BY_OTHER = Prebuilt(_claimed_by_other)
 _CLAIM = OneRowUpdate(VmNic, expressions={"claimed_mac": lambda table: table.c.mac}, condition=_mac_free)
+#: The MAC claimed by a transition's own statement (devices.state.begin): unguarded, so the unique
+#: constraint decides, and a lost claim fails the statement (IntegrityError) and with it the transaction,
+#: which the transition refuses whole; one round trip instead of a claim_mac of its own.
+CLAIM_MAC = RowWrite(OneRowUpdate(VmNic, expressions={"claimed_mac": lambda table: table.c.mac}), {})
 #: The MAC given back: a RowWrite, so that a transition's compare-and-set can carry it (devices.state).
 RELEASE_MAC = RowWrite(OneRowUpdate(VmNic, ("claimed_mac",)), {"claimed_mac": None})
 

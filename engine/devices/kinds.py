@@ -48,6 +48,10 @@ class DeviceKind:
     ref: Payload                # what the unplug verb gets
     name: Callable[[VmDevice], str]
     claim: Claim | None = None        # taken when the device is to be on the wire
+    # or, when taking it is one row's write that a unique constraint refuses when lost: a live plug's
+    # first transition carries it, and `claim_lost` says why it was refused
+    claim_row: RowWrite | None = None
+    claim_lost: Callable[[VmDevice], list[Reason]] | None = None
     release: GiveBack | None = None   # given back when it no longer is (with a failed plug's error)
     release_row: RowWrite | None = None   # or, when giving back is one row's write: the transition carries it
     allocated: Release | None = None  # the host has it: the claim becomes an allocation
@@ -140,16 +144,22 @@ def nic_ref(dev: VmDevice) -> dict[str, Any]:
     return {"type": "interface", "alias": dev.alias, "macAddr": dev.nic.mac}
 
 
-def _claim_mac(s: Session, dev: VmDevice) -> list[Reason]:
+def _mac_lost(dev: VmDevice) -> list[Reason]:
     assert dev.nic is not None
-    return [] if nics_dao.claim_mac(s, dev.id) else [R.mac_in_use(dev.nic.mac)]
+    return [R.mac_in_use(dev.nic.mac)]
+
+
+def _claim_mac(s: Session, dev: VmDevice) -> list[Reason]:
+    lost = _mac_lost(dev)       # said first: after a failed claim, PostgreSQL reads nothing more
+    return [] if nics_dao.claim_mac(s, dev.id) else lost
 
 
 NIC = DeviceKind(
     type="interface", label="NIC", code="NIC", param="nic",
     plug_verb="VM.hotplugNic", unplug_verb="VM.hotunplugNic", hotpluggable=True,
     payload=nic_payload, ref=nic_ref, name=lambda d: d.nic.name if d.nic is not None else d.alias,
-    claim=_claim_mac, release_row=nics_dao.RELEASE_MAC, root_port=lambda dev: True)
+    claim=_claim_mac, claim_row=nics_dao.CLAIM_MAC, claim_lost=_mac_lost, release_row=nics_dao.RELEASE_MAC,
+    root_port=lambda dev: True)
 
 
 # ---- USB controller (cold plug only: QEMU cannot hot-plug one) -----------------------------------
