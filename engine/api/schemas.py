@@ -205,6 +205,8 @@ class VmSchema(StrictSchema):
     pcie_ports_free = fields.Integer(allow_none=True, metadata={
         "description": "q35 while it runs: the PCIe root ports free for hot-plug (NICs, PCI devices); null "
                        "otherwise. Set at start by boot.pciePorts, else the engine's default."})
+    created_by = fields.String(allow_none=True, metadata={
+        "description": "The user who created the VM (null for VMs older than the record)."})
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 

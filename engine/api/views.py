@@ -34,7 +34,8 @@ def vm_view(v: Vm) -> dict[str, Any]:
             "os_type": v.os_type, "status": v.status, "run_on_host": v.run_on_host, "memory_mb": v.memory_mb,
             "vcpus": v.vcpus, "machine": v.machine, "graphics": v.graphics, "flavor": v.flavor,
             "boot": v.boot or {}, "custom_properties": v.custom_properties or {},
-            "pcie_ports_free": pci_rules.pcie_ports_free(v), "created_at": v.created_at, "updated_at": v.updated_at}
+            "pcie_ports_free": pci_rules.pcie_ports_free(v), "created_by": v.created_by, "created_at": v.created_at,
+            "updated_at": v.updated_at}
 
 
 def device_state(d: VmDevice) -> dict[str, Any]:

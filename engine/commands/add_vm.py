@@ -186,7 +186,8 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
                     vcpus=size.vcpus, machine=params.machine, graphics=size.graphics,
                     project_id=params.project_id, boot=dict(params.boot or {}),
                     custom_properties=dict(params.custom_properties or {}), status=common.DOWN,
-                    flavor=flavor.id if flavor is not None else None, meta=dict(params.meta or {}))
+                    flavor=flavor.id if flavor is not None else None, meta=dict(params.meta or {}),
+                    created_by=principal.user)
             s.add(vm)
             s.flush()
             rows = flavor_specs.devices_for(flavor.extra_specs) if flavor is not None else []

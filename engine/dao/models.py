@@ -110,6 +110,8 @@ class Vm(Base):
     # q35, while it runs: its spare root ports at start plus the ports its devices took then. The ports
     # free for hot-plug are this minus what its devices take now (engine.devices.pcie_ports).
     pcie_ports_base: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The user who created it, by name (as audit events name their actor); None before 0009.
+    created_by: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

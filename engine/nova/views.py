@@ -84,7 +84,7 @@ def server_detail(v: Vm, *, admin: bool) -> dict[str, Any]:
         "name": v.name,
         "status": status,
         "tenant_id": v.project_id,
-        "user_id": "admin",
+        "user_id": v.created_by,
         "metadata": dict(v.meta or {}),
         "hostId": hashlib.sha224(f"{v.project_id}{host}".encode()).hexdigest() if host else "",
         "image": "",

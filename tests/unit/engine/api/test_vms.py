@@ -21,6 +21,14 @@ def test_create_get_list_vm(client):
     assert [v["id"] for v in client.get("/api/vms").get_json()] == [vm["id"]]
 
 
+def test_a_vm_records_who_created_it(app, sessions, client):
+    member = authenticated(app.test_client(), issue_token(sessions, "carol", "member", project="mine"))
+    r = member.post("/api/vms", json={"name": "carols", "os_type": "debian_12", "memory_mb": 64, "vcpus": 1})
+    assert r.status_code == 201, r.get_json()
+    assert r.get_json()["created_by"] == "carol"
+    assert client.get(f"/api/vms/{r.get_json()['id']}").get_json()["created_by"] == "carol"
+
+
 def test_list_filters_by_project(client, new_vm):
     a = new_vm("a", project_id="p1")
     new_vm("b", project_id="p2")

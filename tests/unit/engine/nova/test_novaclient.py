@@ -155,3 +155,15 @@ def test_microversion_headers(nova):
     with pytest.raises(nova_exc.ClientException) as err:
         newer.flavors.list()
     assert err.value.code == 406
+
+
+def test_a_server_names_the_user_who_created_it(nova, base_url, sessions):
+    """user_id is the creator (it read "admin" for every server): a member's server is the member's,
+    and the admin who lists every server sees whose it is."""
+    flavor = nova.flavors.create("m1.small", ram=256, vcpus=1, disk=0)
+    carol = _client(base_url, TENANT, issue_token(sessions, "carol", "member", TENANT))
+    server = carol.servers.create("carols", image=None, flavor=flavor)
+    assert carol.servers.get(server.id).user_id == "carol"
+    mine = nova.servers.create("admins", image=None, flavor=flavor)
+    assert {s.name: s.user_id for s in nova.servers.list()} == {"carols": "carol", "admins": "admin"}
+    assert nova.servers.get(mine.id).user_id == "admin"
