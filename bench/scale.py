@@ -48,7 +48,9 @@ engine is started and measured:
   REST            --clients concurrent clients (keep-alive sessions, a bearer token) for --rest-seconds
                   each: GET /api/vms (its first page: up to 1,000 VMs), GET /api/vms/<id>/nics, then
                   deactivate and activate (unplug + plug) of NICs, each client on its own NICs (no 409
-                  between them)
+                  between them). Each phase also reads the machine's busy CPU (every process: engine,
+                  database, agents, clients) per call: in a closed loop the mean latency cannot be below
+                  clients x that / cores, the floor the table prints next to the mean
 
 The table at the end shows each figure for every step, with the issue's target next to it. The
 database is wiped at start: --db-url, else $PLUGBOARD_TEST_DB_URL, else SQLite in a temporary
@@ -839,11 +841,31 @@ def event_latency(api: Api, engine: Engine | Server, sim: Sim, sessions: Any, ni
     return result
 
 
-def rest_load(api: Api, engine: Engine | Server, clients: int, seconds: float, work: Any) -> dict[str, Any]:
+def _busy_cpu() -> float:
+    """Seconds of CPU the whole machine has spent busy (every process, the kernel's work for them)."""
+    times = psutil.cpu_times()
+    return times.user + times.nice + times.system + getattr(times, "irq", 0.0) + getattr(times, "softirq", 0.0)
+
+
+def _database_cpu() -> float:
+    """CPU seconds of the PostgreSQL server's processes on this machine (0 with SQLite)."""
+    total = 0.0
+    for p in psutil.process_iter(["name"]):
+        if (p.info["name"] or "").startswith("postgres"):
+            with contextlib.suppress(psutil.Error):
+                total += sum(p.cpu_times()[:2])
+    return total
+
+
+def rest_load(api: Api, engine: Engine | Server, sim: Sim, clients: int, seconds: float,
+              work: Any) -> dict[str, Any]:
     """`clients` threads, each running work(client_index, record) until `seconds` have passed (and at
     least once); record(kind, seconds, status). Returns per kind: count, p50/p99 (ms), errors, rate,
-    and for the whole phase the engine's CPU per call (ms) and use (% of a core), and this process's
-    (the clients') CPU use."""
+    and for the whole phase the engine's CPU per call (ms) and use (% of a core), this process's (the
+    clients') CPU use, and the whole machine's busy CPU per call with its share by the database and the
+    simulated agents. The last gives the closed loop's floor: `clients` calls in flight, each needing
+    that much of the machine's cores, cannot average less than clients x CPU per call / cores, whatever
+    the engine does."""
     samples: dict[str, list[float]] = collections.defaultdict(list)
     errors: collections.Counter[str] = collections.Counter()
     lock = threading.Lock()
@@ -862,24 +884,34 @@ def rest_load(api: Api, engine: Engine | Server, clients: int, seconds: float, w
             first = False
 
     me = psutil.Process()
-    t0, cpu0, own0 = time.monotonic(), engine.cpu(), sum(me.cpu_times()[:2])
+
+    def sim_cpu() -> float:
+        return sum(sim.ps.cpu_times()[:2])
+    t0, cpu0, own0, sim0, db0, busy0 = (time.monotonic(), engine.cpu(), sum(me.cpu_times()[:2]), sim_cpu(),
+                                        _database_cpu(), _busy_cpu())
     with cf.ThreadPoolExecutor(clients) as ex:
         list(ex.map(client, range(clients)))
     wall, cpu, own = time.monotonic() - t0, engine.cpu() - cpu0, sum(me.cpu_times()[:2]) - own0
+    sim_used, db_used, busy = sim_cpu() - sim0, _database_cpu() - db0, _busy_cpu() - busy0
     calls = sum(len(v) for v in samples.values())
+    cores = psutil.cpu_count() or 1
     return {kind: {"count": len(v), "p50_ms": 1000 * pct(v, 50), "p99_ms": 1000 * pct(v, 99),
-                   "max_ms": 1000 * max(v), "per_s": len(v) / wall,
+                   "mean_ms": 1000 * sum(v) / len(v), "max_ms": 1000 * max(v), "per_s": len(v) / wall,
                    "errors": {k: c for k, c in errors.items() if k.startswith(kind + " ")},
                    "engine_cpu_ms_per_call": 1000 * cpu / calls, "engine_cpu_pct": 100 * cpu / wall,
-                   "clients_cpu_pct": 100 * own / wall}
+                   "clients_cpu_pct": 100 * own / wall, "clients_cpu_ms_per_call": 1000 * own / calls,
+                   "database_cpu_ms_per_call": 1000 * db_used / calls, "sim_cpu_ms_per_call": 1000 * sim_used / calls,
+                   "machine_cpu_ms_per_call": 1000 * busy / calls, "machine_busy_pct": 100 * busy / wall / cores,
+                   "closed_loop_floor_ms": 1000 * clients * (busy / calls) / cores}
             for kind, v in samples.items()}
 
 
-def rest(api: Api, engine: Engine | Server, nics: list[Nic], clients: int, seconds: float) -> dict[str, dict[str, Any]]:
+def rest(api: Api, engine: Engine | Server, sim: Sim, nics: list[Nic], clients: int,
+         seconds: float) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
-    results.update(rest_load(api, engine, clients, seconds,
+    results.update(rest_load(api, engine, sim, clients, seconds,
                              lambda i, record: record("list VMs", *api.timed("GET", "/api/vms"))))
-    results.update(rest_load(api, engine, clients, seconds, lambda i, record: record(
+    results.update(rest_load(api, engine, sim, clients, seconds, lambda i, record: record(
         "list a VM's NICs", *api.timed("GET", f"/api/vms/{random.choice(nics).vm_id}/nics"))))
     mine = [nics[i::clients] for i in range(clients)]
     turn = [0] * clients
@@ -893,7 +925,7 @@ def rest(api: Api, engine: Engine | Server, nics: list[Nic], clients: int, secon
         record("unplug (deactivate)", *api.timed("POST", base + "/deactivate"))
         record("plug (activate)", *api.timed("POST", base + "/activate"))
 
-    results.update(rest_load(api, engine, clients, seconds, plug_unplug))
+    results.update(rest_load(api, engine, sim, clients, seconds, plug_unplug))
     return results
 
 
@@ -961,6 +993,13 @@ def table(steps: list[Step], base_rss: float | None, note: str = "") -> str:
         row("  engine CPU/call (ms) / use (%)", [
             f"{s.rest[kind]['engine_cpu_ms_per_call']:.1f} / {s.rest[kind]['engine_cpu_pct']:.0f}"
             if kind in s.rest else "-" for s in steps])
+        row("  machine CPU/call (ms): db / agents / clients", [
+            f"{r['machine_cpu_ms_per_call']:.1f}: {r['database_cpu_ms_per_call']:.1f} / "
+            f"{r['sim_cpu_ms_per_call']:.1f} / {r['clients_cpu_ms_per_call']:.1f}"
+            if (r := s.rest.get(kind)) else "-" for s in steps], "every process, each call of the phase")
+        row("  mean (ms) / closed-loop floor (ms)", [
+            f"{r['mean_ms']:.0f} / {r['closed_loop_floor_ms']:.0f}" if (r := s.rest.get(kind)) else "-"
+            for s in steps], "floor = clients x machine CPU/call / cores")
     row("engine log warnings+errors", [_fmt(sum(s.log.values())) for s in steps])
     row("load average (1 min) at the end", [_fmt(s.load_avg[0], 1) if s.load_avg else "-" for s in steps])
     width = max(len(r[0]) for r in rows)
@@ -1138,7 +1177,7 @@ def measure(engine: Engine | Server, sim: Sim, api: Api, sessions: Any, step: St
     step.event_cpu_pct = 100 * events.engine_cpu / events.draining if events.draining else float("nan")
     log(f"  event-to-row p50 {step.event_p50_ms:.1f} ms p99 {step.event_p99_ms:.1f} ms "
         f"({time.monotonic() - t0:.0f} s); REST with {args.clients} clients")
-    step.rest = rest(api, engine, load_nics(sessions), args.clients, args.rest_seconds)
+    step.rest = rest(api, engine, sim, load_nics(sessions), args.clients, args.rest_seconds)
     for kind, r in step.rest.items():
         log(f"  {kind}: p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms, {r['count']} calls, errors {r['errors']}")
 
