@@ -20,6 +20,8 @@ PORTS: dict[str, int] = {
 SHORT_NAMES = {"ehci": "ehci", "xhci": "qemu-xhci", "uhci": "piix3-uhci"}
 #: Models the agent builds (schema/verbs.yaml controller.model).
 MODELS = tuple(PORTS)
+#: Every name a request may give: the models, then the short names that are not models themselves.
+NAMES = MODELS + tuple(name for name in SHORT_NAMES if name not in PORTS)
 #: oVirt's layout: an ICH9 EHCI and its three UHCI companions share one index; each companion serves
 #: two of the EHCI's ports (master startport) for USB 1 devices, so it adds no port of its own.
 COMPANIONS = (("ich9-uhci1", 0), ("ich9-uhci2", 2), ("ich9-uhci3", 4))

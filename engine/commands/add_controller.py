@@ -50,8 +50,7 @@ def validate(params: Params, *, vm: Vm, existing: list[dict[str, Any]]) -> list[
         found.append(R.controller_type_unsupported(params.type))
     model = usb.model_of(params.model)
     if model is None:
-        found.append(R.controller_model_unknown(params.model, usb.MODELS + tuple(n for n in usb.SHORT_NAMES
-                                                                                if n not in usb.MODELS)))
+        found.append(R.controller_model_unknown(params.model, usb.NAMES))
     if not 1 <= params.count <= MAX_COUNT:
         found.append(R.field_invalid("count", params.count, f"between 1 and {MAX_COUNT}"))
     elif params.index is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from engine import usb
 from engine.commands import add_controller, add_hostdev, plug_unplug_hostdev, remove_hostdev, run_vm, stop_vm
 from engine.dao import devices
 from engine.errors import BadRequest, NotFound
@@ -40,11 +41,15 @@ def stop(server_id: str, value: Any) -> None:
 
 
 def usb_controller_request(value: Any) -> dict[str, Any]:
-    """The seed's body, syntax only: {"type": <a USB controller model>, "count": <how many, default 1>}.
-    Whether the model exists and how many a VM may get is the command's to say."""
+    """The seed's body: {"type": <a USB controller model>, "count": <how many, default 1>}. A type that
+    names no model is bad input (400), as Nova answers a value outside a field's enum; how many a VM
+    may get, and whether it may get one now, is the command's to say."""
     c = Checker()
     body = c.object(value, "attach_usb_controller", allowed=("type", "count"), required=("type",))
     model = c.string(body["type"], "attach_usb_controller.type", max_length=32) if "type" in body else None
+    if model is not None and usb.model_of(model) is None:
+        c.bad("attach_usb_controller.type", model, f"Must be one of {', '.join(usb.NAMES)}")
+        model = None
     count = c.integer(body.get("count", 1), "attach_usb_controller.count", minimum=1)
     c.done()
     return {"model": model, "count": count}

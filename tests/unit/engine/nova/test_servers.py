@@ -210,11 +210,22 @@ def test_attach_usb_controller_adds_the_controllers_and_keeps_the_request(client
     assert json.loads(shown["metadata"]["usb_controller_requests"]) == [{"type": "ehci", "count": 2}]
 
 
-def test_attach_usb_controller_refusals_are_nova_faults(client, nova_server):
+def test_attach_usb_controller_refusals_are_nova_faults(client, nova_server, registered_host, host1):
+    server = nova_server()
+    assert act(client, server["id"], {"os-start": None}).status_code == 202
+    message = nova_fault(act(client, server["id"], {"attach_usb_controller": {"type": "ehci"}}),
+                         "conflictingRequest", 409)
+    assert "stop the VM first" in message
+
+
+def test_attach_usb_controller_of_an_unknown_type_is_bad_input(client, nova_server):
+    """Nova answers a value outside a field's enum with 400 (it was a 409, as if the server's state
+    were the matter); nothing is added."""
     server = nova_server()
     message = nova_fault(act(client, server["id"], {"attach_usb_controller": {"type": "ohci9000"}}),
-                         "conflictingRequest", 409)
-    assert "ohci9000" in message
+                         "badRequest", 400)
+    assert "ohci9000" in message and "qemu-xhci" in message
+    assert client.get(f"/api/vms/{server['id']}/controllers").get_json() == []
 
 
 @pytest.mark.parametrize("value", [None, "ehci", {"count": 2}, {"type": 5}, {"type": "ehci", "count": 0},
