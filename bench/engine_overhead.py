@@ -65,16 +65,33 @@ def serve(app) -> tuple[str, object]:
     return f"http://127.0.0.1:{server.server_port}", server
 
 
-def floor_app(url: str) -> tuple[Flask, int]:
-    """A bare Flask app: one route, one one-row UPDATE in its own transaction, a small JSON answer."""
-    engine = db.make_engine(url, sqlite_begin="immediate")
-    meta = MetaData()
-    rows = Table("bench_floor", meta, Column("id", Integer, primary_key=True), Column("plugged", Integer),
-                 Column("state", String(16)))
-    meta.drop_all(engine)
-    meta.create_all(engine)
+_META = MetaData()
+FLOOR_ROWS = Table("bench_floor", _META, Column("id", Integer, primary_key=True), Column("plugged", Integer),
+                   Column("state", String(16)))
+
+
+def prepare_floor(url: str, rows: int = 1) -> None:
+    """The floor's table, made again with `rows` rows (ids 1..rows)."""
+    engine = db.make_engine(url)
+    _META.drop_all(engine)
+    _META.create_all(engine)
     with engine.begin() as c:
-        c.execute(rows.insert().values(id=1, plugged=0, state="stable"))
+        c.execute(FLOOR_ROWS.insert(), [{"id": i, "plugged": 0, "state": "stable"} for i in range(1, rows + 1)])
+    engine.dispose()
+
+
+def floor_from_env() -> Flask:
+    """The floor app for a server that imports it (bench/scale.py runs it under gunicorn), on the
+    database of $PB_FLOOR_DB_URL, whose table prepare_floor made."""
+    return floor_app(os.environ["PB_FLOOR_DB_URL"], prepare=False)[0]
+
+
+def floor_app(url: str, *, prepare: bool = True) -> tuple[Flask, int]:
+    """A bare Flask app: one route, one one-row UPDATE in its own transaction, a small JSON answer."""
+    if prepare:
+        prepare_floor(url)
+    engine = db.make_engine(url, sqlite_begin="immediate")
+    rows = FLOOR_ROWS
     app = Flask("floor")
 
     @app.post("/nics/<int:nic_id>/<action>")

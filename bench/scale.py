@@ -50,7 +50,10 @@ engine is started and measured:
                   deactivate and activate (unplug + plug) of NICs, each client on its own NICs (no 409
                   between them). Each phase also reads the machine's busy CPU (every process: engine,
                   database, agents, clients) per call: in a closed loop the mean latency cannot be below
-                  clients x that / cores, the floor the table prints next to the mean
+                  clients x that / cores, the floor the table prints next to the mean. Then the same
+                  clients deactivate and activate rows of engine_overhead's bare Flask app (one one-row
+                  UPDATE a request) under gunicorn with the engine's workers, on the same database, next
+                  to the engine: what any Python server of a write gets from this machine under this load
 
 The table at the end shows each figure for every step, with the issue's target next to it. The
 database is wiped at start: --db-url, else $PLUGBOARD_TEST_DB_URL, else SQLite in a temporary
@@ -847,17 +850,24 @@ def _busy_cpu() -> float:
     return times.user + times.nice + times.system + getattr(times, "irq", 0.0) + getattr(times, "softirq", 0.0)
 
 
-def _database_cpu() -> float:
-    """CPU seconds of the PostgreSQL server's processes on this machine (0 with SQLite)."""
-    total = 0.0
+def _database_cpu() -> dict[int, float]:
+    """CPU seconds of each of the PostgreSQL server's processes on this machine, by pid (none with
+    SQLite)."""
+    found: dict[int, float] = {}
     for p in psutil.process_iter(["name"]):
         if (p.info["name"] or "").startswith("postgres"):
             with contextlib.suppress(psutil.Error):
-                total += sum(p.cpu_times()[:2])
-    return total
+                found[p.pid] = sum(p.cpu_times()[:2])
+    return found
 
 
-def rest_load(api: Api, engine: Engine | Server, sim: Sim, clients: int, seconds: float,
+def _database_cpu_since(before: dict[int, float]) -> float:
+    """CPU the database's processes used since `before`: a backend that began meanwhile counts whole;
+    one that ended meanwhile is not seen (its last seconds are missed, never counted negative)."""
+    return sum(max(0.0, cpu - before.get(pid, 0.0)) for pid, cpu in _database_cpu().items())
+
+
+def rest_load(api: Api, engine: Engine | Server | Floor, sim: Sim, clients: int, seconds: float,
               work: Any) -> dict[str, Any]:
     """`clients` threads, each running work(client_index, record) until `seconds` have passed (and at
     least once); record(kind, seconds, status). Returns per kind: count, p50/p99 (ms), errors, rate,
@@ -892,7 +902,7 @@ def rest_load(api: Api, engine: Engine | Server, sim: Sim, clients: int, seconds
     with cf.ThreadPoolExecutor(clients) as ex:
         list(ex.map(client, range(clients)))
     wall, cpu, own = time.monotonic() - t0, engine.cpu() - cpu0, sum(me.cpu_times()[:2]) - own0
-    sim_used, db_used, busy = sim_cpu() - sim0, _database_cpu() - db0, _busy_cpu() - busy0
+    sim_used, db_used, busy = sim_cpu() - sim0, _database_cpu_since(db0), _busy_cpu() - busy0
     calls = sum(len(v) for v in samples.values())
     cores = psutil.cpu_count() or 1
     return {kind: {"count": len(v), "p50_ms": 1000 * pct(v, 50), "p99_ms": 1000 * pct(v, 99),
@@ -927,6 +937,72 @@ def rest(api: Api, engine: Engine | Server, sim: Sim, nics: list[Nic], clients: 
 
     results.update(rest_load(api, engine, sim, clients, seconds, plug_unplug))
     return results
+
+
+class Floor:
+    """The least a REST write costs, under the same load: engine_overhead's bare Flask app (one
+    one-row UPDATE per request, in its own transaction, on the engine's database) served by gunicorn
+    with the engine's workers and threads. With the engine measured next to it, it says how much of a
+    latency is this machine's and how much the engine's."""
+
+    KIND = "floor: bare Flask + one UPDATE"
+
+    def __init__(self, db_url: str, workers: int, rows: int, log_path: Path) -> None:
+        sys.path.insert(0, str(ROOT / "bench"))
+        import engine_overhead
+
+        engine_overhead.prepare_floor(db_url, rows)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = open(log_path, "a")
+        threads = os.environ.get("PLUGBOARD_THREADS") or "8"
+        cmd = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", threads,
+               "--worker-class", "gthread", "--bind", f"127.0.0.1:{self.port}", "--keep-alive", "5",
+               "--pythonpath", str(ROOT / "bench"), "engine_overhead:floor_from_env()"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, cwd=ROOT,
+                                     start_new_session=True, env=dict(os.environ, PB_FLOOR_DB_URL=db_url))
+        self.ps = psutil.Process(self.proc.pid)
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(requests.RequestException):
+                if requests.post(f"{self.url}/nics/1/deactivate", json={}, timeout=5).status_code == 200:
+                    return
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"the floor app never answered; see {log_path}")
+            time.sleep(0.2)
+
+    def cpu(self) -> float:
+        total = 0.0
+        for p in [self.ps, *self.ps.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                total += float(sum(p.cpu_times()[:2]))
+        return total
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._log.close()
+
+
+def rest_floor(db_url: str, workers: int, sim: Sim, clients: int, seconds: float,
+               log_path: Path) -> dict[str, dict[str, Any]]:
+    """The floor app under the plug phase's load: each client deactivates and activates its own row."""
+    floor = Floor(db_url, workers, clients, log_path)
+    try:
+        api = Api(floor.url, "")
+
+        def flip(i: int, record: Any) -> None:
+            for action in ("deactivate", "activate"):
+                record(Floor.KIND, *api.timed("POST", f"/nics/{i + 1}/{action}"))
+        return rest_load(api, floor, sim, clients, seconds, flip)
+    finally:
+        floor.stop()
 
 
 # ---- the table -------------------------------------------------------------------------------------
@@ -1124,7 +1200,7 @@ def main() -> int:
             t0 = time.monotonic()
             engine = start_engine()
             api = Api(engine.url, token)
-            measure(engine, sim, api, sessions, step, args)
+            measure(engine, sim, api, sessions, step, args, db_url, work)
             sampler = engine.sampler
             step.rss_max_mb, step.worker_rss_max_mb = sampler.max_rss / 2**20, sampler.max_worker_rss / 2**20
             step.max_threads, step.max_fds = sampler.max_threads, sampler.max_fds
@@ -1150,7 +1226,8 @@ def main() -> int:
     return 0
 
 
-def measure(engine: Engine | Server, sim: Sim, api: Api, sessions: Any, step: Step, args: argparse.Namespace) -> None:
+def measure(engine: Engine | Server, sim: Sim, api: Api, sessions: Any, step: Step, args: argparse.Namespace,
+            db_url: str, work: Path) -> None:
     step.workers = engine.workers
     step.reconcile_s, step.reconcile_cpu_s = engine.reconcile_s, engine.reconcile_cpu_s
     step.reconcile_changed = engine.reconcile_changed
@@ -1178,6 +1255,8 @@ def measure(engine: Engine | Server, sim: Sim, api: Api, sessions: Any, step: St
     log(f"  event-to-row p50 {step.event_p50_ms:.1f} ms p99 {step.event_p99_ms:.1f} ms "
         f"({time.monotonic() - t0:.0f} s); REST with {args.clients} clients")
     step.rest = rest(api, engine, sim, load_nics(sessions), args.clients, args.rest_seconds)
+    step.rest.update(rest_floor(db_url, max(1, args.workers), sim, args.clients, args.rest_seconds,
+                                work / "floor.log"))
     for kind, r in step.rest.items():
         log(f"  {kind}: p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms, {r['count']} calls, errors {r['errors']}")
 
