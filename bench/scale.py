@@ -407,11 +407,7 @@ class Server:
         return [p for p in procs if p.pid != self.ps.pid]
 
     def cpu(self) -> float:
-        total = 0.0
-        for p in self.procs():
-            with contextlib.suppress(psutil.Error):
-                total += float(sum(p.cpu_times()[:2]))
-        return total
+        return tree_cpu(self.procs())
 
     def monitor_cpu(self) -> float:
         """CPU seconds of the leader worker's process: its monitor's, and whatever requests it serves."""
@@ -444,15 +440,8 @@ class Server:
 
     def stop(self) -> None:
         self.sampler.stop()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(90)
-        except subprocess.TimeoutExpired:
-            log("  the engine did not stop within 90 s of SIGTERM; killing its process group")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        if not stop_group(self.proc, 90):
+            log("  the engine did not stop within 90 s of SIGTERM; its process group was killed")
         self._log.close()
 
 
@@ -495,6 +484,30 @@ class Sampler:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def tree_cpu(procs: list[psutil.Process]) -> float:
+    """CPU seconds (user + system) summed over `procs` (a process gone meanwhile counts 0)."""
+    total = 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            total += float(sum(p.cpu_times()[:2]))
+    return total
+
+
+def stop_group(proc: subprocess.Popen[Any], timeout: float) -> bool:
+    """SIGTERM to the process group `proc` leads (started with start_new_session), SIGKILL after
+    `timeout` seconds; whether it stopped on SIGTERM."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return False
 
 
 def tree_usage(procs: list[psutil.Process]) -> tuple[int, int, int]:
@@ -973,20 +986,12 @@ class Floor:
             time.sleep(0.2)
 
     def cpu(self) -> float:
-        total = 0.0
-        for p in [self.ps, *self.ps.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                total += float(sum(p.cpu_times()[:2]))
-        return total
+        with contextlib.suppress(psutil.Error):
+            return tree_cpu([self.ps, *self.ps.children(recursive=True)])
+        return tree_cpu([self.ps])
 
     def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        stop_group(self.proc, 30)
         self._log.close()
 
 

@@ -26,7 +26,7 @@ from engine.dao import devices, host_devices, pci_aliases, vms as vms_dao
 from engine.dao.models import Host, Vm, VmDevice
 from engine.devices import kinds, pcie_ports
 from engine.errors import Reason
-from engine.vocab import CHANGING_STATUSES, RUNNING_STATUSES
+from engine.vocab import RUNNING_STATUSES
 
 Verdict = dict[str, Any]
 
@@ -151,7 +151,6 @@ def for_hosts(s: Session, hosts: Sequence[Host]) -> dict[str, dict[str, Verdict]
     return {h.id: {
         "maintenance": verdict(host_maintenance.validate(host_maintenance.Params(h.id), host=h, running=running[h.id])),
         "activate": verdict(activate_host.validate(activate_host.Params(h.id), host=h)),
-        "fence": verdict(fence_host.validate(fence_host.Params(h.id), host=h, changing=[
-            vm for vm in running[h.id] if vm.status in CHANGING_STATUSES])),
+        "fence": verdict(fence_host.validate(fence_host.Params(h.id), host=h, running=running[h.id])),
         "remove": verdict(remove_host.validate(remove_host.Params(h.id), host=h, held=held[h.id])),
     } for h in hosts}

@@ -27,13 +27,14 @@ class Params:
     fence_type: str = FENCE_MANUAL
 
 
-def validate(params: Params, *, host: Host, changing: Sequence[Vm] = ()) -> list[Reason]:
-    """`changing`: the host's VMs powering up or down. Those belong to the start or stop that runs
-    them (it settles them when its host call ends); marking one down under it would let that
-    command's late answer undo a newer run."""
+def validate(params: Params, *, host: Host, running: Sequence[Vm] = ()) -> list[Reason]:
+    """`running`: the host's VMs in any of RUNNING_STATUSES. Those powering up or down belong to the
+    start or stop that runs them (it settles them when its host call ends); marking one down under
+    it would let that command's late answer undo a newer run."""
     found: list[Reason] = []
     if host.status != HOST_UNREACHABLE:
         found.append(R.host_not_unreachable(host.name, host.status))
+    changing = [vm for vm in running if vm.status in CHANGING_STATUSES]
     if changing:
         found.append(R.host_vms_changing(host.name, [vm.name for vm in changing]))
     return found
@@ -44,7 +45,7 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params)
         # Locked: the monitor's "answers again" waits, and a start cannot place a VM here meanwhile.
         host = common.load_host_by_id(s, params.host_id, lock=True)
         running = vms.list_on_host(s, host.id, RUNNING_STATUSES)
-        found = validate(params, host=host, changing=[vm for vm in running if vm.status in CHANGING_STATUSES])
+        found = validate(params, host=host, running=running)
         if found:
             raise common.refusal(found, f"Cannot confirm host {host.name} rebooted.")
         down = [vm.name for vm in running

@@ -8,8 +8,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
 from engine import reasons as R
 from engine.commands import common
 from engine.commands.outcome import Outcome
@@ -36,15 +34,10 @@ def validate(params: Params, *, host: Host, running: Sequence[Vm]) -> list[Reaso
     return found
 
 
-def check(s: Session, host: Host) -> list[Reason]:
-    """canDo with its inputs read from the database."""
-    return validate(Params(host.id), host=host, running=vms.list_on_host(s, host.id, RUNNING_STATUSES))
-
-
 def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params) -> Outcome:
     with common.audited(sessions, "HOST_MAINTENANCE", host_id=params.host_id), sessions.begin() as s:
         host = common.load_host_by_id(s, params.host_id, lock=True)
-        found = check(s, host)
+        found = validate(params, host=host, running=vms.list_on_host(s, host.id, RUNNING_STATUSES))
         if found:
             raise common.refusal(found, f"Cannot put host {host.name} in maintenance.")
         was = host.status

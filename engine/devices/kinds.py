@@ -36,6 +36,15 @@ GiveBack = Callable[[Session, str, "dict[str, Any] | None"], None]     # and the
 
 
 @dataclass(frozen=True)
+class RowClaim:
+    """A claim that is one row's write, unguarded: a unique constraint refuses it when another holds
+    what it takes, failing the statement that carries it; `lost` says why, for the refusal."""
+
+    write: RowWrite
+    lost: Callable[[VmDevice], list[Reason]]
+
+
+@dataclass(frozen=True)
 class DeviceKind:
     type: str                   # vm_devices.type
     label: str                  # how a message names the kind: "NIC", "USB controller"
@@ -48,10 +57,7 @@ class DeviceKind:
     ref: Payload                # what the unplug verb gets
     name: Callable[[VmDevice], str]
     claim: Claim | None = None        # taken when the device is to be on the wire
-    # or, when taking it is one row's write that a unique constraint refuses when lost: a live plug's
-    # first transition carries it, and `claim_lost` says why it was refused
-    claim_row: RowWrite | None = None
-    claim_lost: Callable[[VmDevice], list[Reason]] | None = None
+    claim_row: RowClaim | None = None     # the same claim as one row's write a live plug's begin carries
     release: GiveBack | None = None   # given back when it no longer is (with a failed plug's error)
     release_row: RowWrite | None = None   # or, when giving back is one row's write: the transition carries it
     allocated: Release | None = None  # the host has it: the claim becomes an allocation
@@ -158,7 +164,7 @@ NIC = DeviceKind(
     type="interface", label="NIC", code="NIC", param="nic",
     plug_verb="VM.hotplugNic", unplug_verb="VM.hotunplugNic", hotpluggable=True,
     payload=nic_payload, ref=nic_ref, name=lambda d: d.nic.name if d.nic is not None else d.alias,
-    claim=_claim_mac, claim_row=nics_dao.CLAIM_MAC, claim_lost=_mac_lost, release_row=nics_dao.RELEASE_MAC,
+    claim=_claim_mac, claim_row=RowClaim(nics_dao.CLAIM_MAC, _mac_lost), release_row=nics_dao.RELEASE_MAC,
     root_port=lambda dev: True)
 
 

@@ -122,21 +122,21 @@ def begin(s: Session, subject: Subject, *, plug: bool) -> Before:
     nothing changed, when another operation is in flight or the claim is lost."""
     dev = _row(s, subject)
     before = Before(is_plugged=bool(dev.is_plugged), last_error=dev.last_error)
-    kind = subject.kind
-    carried = (kind.claim_row,) if plug and kind.claim_row is not None and kind.claim_lost is not None else ()
+    row_claim = subject.kind.claim_row if plug else None
     # Said before the statement: after a failed one, PostgreSQL reads nothing more in this transaction.
-    lost = kind.claim_lost(dev) if carried and kind.claim_lost is not None else []
+    lost = row_claim.lost(dev) if row_claim is not None else []
     try:
-        began = devices.begin_transition(s, subject.device_id, PLUGGING if plug else UNPLUGGING, also=carried)
+        began = devices.begin_transition(s, subject.device_id, PLUGGING if plug else UNPLUGGING,
+                                         also=(row_claim.write,) if row_claim is not None else ())
     except IntegrityError:
-        if not carried:
+        if row_claim is None:
             raise
         # Taken by another since the command's check: refused whole (the caller rolls back).
         raise Conflict(f"Cannot plug {subject.label}: {lost[0].message}", reasons=lost) from None
     if not began:
         raise Conflict(f"Cannot {'plug' if plug else 'unplug'} {subject.label}: another operation is in "
                        f"flight on it.", reasons=[R.device_in_flight(subject.device_id, "in flight")])
-    if plug and not carried:
+    if plug and row_claim is None:
         claim(s, subject, dev)
     return before
 

@@ -480,7 +480,7 @@ def test_fence_an_unreachable_host_passes():
 
 def test_fence_host_vms_changing():
     [reason] = fence_host.validate(fence_host.Params("h1"), host=a_host(status="unreachable"),
-                                   changing=[a_vm(status="powering_up")])
+                                   running=[a_vm(status="powering_up"), a_vm(id="vm-2", name="vm2")])
     assert reason.code == "HOST_VMS_CHANGING" and reason.vars["vms"] == ["vm1"]
 
 
