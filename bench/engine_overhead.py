@@ -82,8 +82,11 @@ def prepare_floor(url: str, rows: int = 1) -> None:
 
 def floor_from_env() -> Flask:
     """The floor app for a server that imports it (bench/scale.py runs it under gunicorn), on the
-    database of $PB_FLOOR_DB_URL, whose table prepare_floor made."""
-    return floor_app(os.environ["PB_FLOOR_DB_URL"], prepare=False)[0]
+    database of $PB_FLOOR_DB_URL, whose table prepare_floor made; its heap settled as the engine's
+    workers settle theirs."""
+    app = floor_app(os.environ["PB_FLOOR_DB_URL"], prepare=False)[0]
+    engine_main.settle_heap()
+    return app
 
 
 def floor_app(url: str, *, prepare: bool = True) -> tuple[Flask, int]:

@@ -93,7 +93,9 @@ from sqlalchemy import bindparam, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine import config  # noqa: E402
 from engine.dao import db  # noqa: E402
+from plugboard import gunicorn_app  # noqa: E402
 
 TARGETS = {"reconcile_s": ("<= 60 s (1,000 hosts)", 60.0), "event_p99_ms": ("p99 <= 1,000 ms", 1000.0),
            "plug_p99_ms": ("p99 <= 200 ms", 200.0), "rss_mb": ("<= 500 MB", 500.0)}
@@ -161,7 +163,6 @@ def engine_child(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
     counter = _Counter()
     logging.getLogger().addHandler(counter)
-    from engine import config
     from plugboard.engine_main import build, make_http_server
 
     def say(**what: Any) -> None:
@@ -613,7 +614,6 @@ class Registrar:
     database, and none of the engine process's own load (its monitor) slowing the setup down."""
 
     def __init__(self, db_url: str, state_dir: str, token: str) -> None:
-        from engine import config
         from plugboard.engine_main import build
         cfg = config.load(None, env={"PLUGBOARD_DB_URL": db_url, "PLUGBOARD_STATE_DIR": state_dir})
         self.app, _monitor = build(cfg)
@@ -972,6 +972,9 @@ class Floor:
         cmd = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", threads,
                "--worker-class", "gthread", "--bind", f"127.0.0.1:{self.port}", "--keep-alive", "5",
                "--pythonpath", str(ROOT / "bench"), "engine_overhead:floor_from_env()"]
+        if gunicorn_app.own_sockets(config.load(None, env={**os.environ, "PLUGBOARD_DB_URL": db_url,
+                                                           "PLUGBOARD_WORKERS": str(workers)})):
+            cmd.append("--reuse-port")      # served as the engine is: a listening socket per worker
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, cwd=ROOT,
                                      start_new_session=True, env=dict(os.environ, PB_FLOOR_DB_URL=db_url))
         self.ps = psutil.Process(self.proc.pid)

@@ -11,6 +11,9 @@ File layout (every key optional)::
                                               #   SQLite, which allows no more; the CPU count on PostgreSQL)
     threads = 8                               # $PLUGBOARD_THREADS: requests each worker serves at once
     request_timeout = 120                     # $PLUGBOARD_REQUEST_TIMEOUT: a worker silent this long is replaced
+    reuse_port = true                         # $PLUGBOARD_REUSE_PORT: with more than one worker, each listens on
+                                              #   a socket of its own (SO_REUSEPORT) and the kernel spreads
+                                              #   the connections evenly (see plugboard/gunicorn_app.py)
 
     [mac_pool]
     start = "56:6f:1a:00:00:00"               # $PLUGBOARD_MAC_POOL_START
@@ -105,10 +108,13 @@ class EngineConfig:
     workers: int = 1                      # server processes of `plugboard engine serve`
     threads: int = 8                      # requests one worker serves at once
     request_timeout: float = 120.0        # a worker that has not answered its server for this long is replaced
+    reuse_port: bool = True               # several workers: a listening socket each (SO_REUSEPORT)
 
     @property
     def listen(self) -> str:
-        return f"{self.listen_host}:{self.listen_port}"
+        """HOST:PORT as a server binds it: an IPv6 address in brackets."""
+        host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
+        return f"{host}:{self.listen_port}"
 
 
 # ---- value parsers: each takes the raw value (TOML value or environment string) and returns the
@@ -242,6 +248,7 @@ _KEYS = [
     _Key("engine", "workers", _count(MAX_WORKERS), "WORKERS"),
     _Key("engine", "threads", _count(MAX_THREADS), "THREADS"),
     _Key("engine", "request_timeout", _positive, "REQUEST_TIMEOUT"),
+    _Key("engine", "reuse_port", _bool, "REUSE_PORT"),
     _Key("mac_pool", "start", _mac, "MAC_POOL_START"),
     _Key("mac_pool", "end", _mac, "MAC_POOL_END"),
     _Key("hosts", "timeout", _positive, "HOST_TIMEOUT"),
@@ -350,4 +357,5 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
         workers=workers,
         threads=values.get("engine.threads", EngineConfig.threads),
         request_timeout=values.get("engine.request_timeout", EngineConfig.request_timeout),
+        reuse_port=values.get("engine.reuse_port", EngineConfig.reuse_port),
     )

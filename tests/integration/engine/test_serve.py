@@ -138,6 +138,27 @@ def pg_lease_holder(sessions) -> int | None:
     return int(names[0].rpartition(":")[2]) if names else None
 
 
+def sockets_of(pids: set[int], port: int, state: str) -> dict[int, int]:
+    """How many TCP sockets on local port `port` in `state` ('0A' listening, '01' established; the
+    hex codes of /proc/net/tcp) each of `pids` holds."""
+    inodes: dict[str, int] = {}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes[target[8:-1]] = pid
+    held = dict.fromkeys(pids, 0)
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rpartition(":")[2], 16) == port and fields[3] == state and fields[9] in inodes:
+                held[inodes[fields[9]]] += 1
+    return held
+
+
 def file_lease_holder(url: str) -> int | None:
     path = Path(url.removeprefix("sqlite:///") + ".monitor.lock")
     text_ = path.read_text() if path.exists() else ""
@@ -202,3 +223,37 @@ def test_two_replicas_on_postgresql_watch_once_and_take_over_when_the_leader_die
     finally:
         for r in replicas:
             r.stop()
+
+
+@pytest.mark.skipif(not PG_URL, reason="more than one worker needs PostgreSQL (the pg-integration tier)")
+def test_on_postgresql_each_worker_listens_on_a_socket_of_its_own(tmp_path, database):
+    """One socket shared by the workers let the first to wake take a burst of keep-alive connections
+    (37 of 50 on one of two workers); with a socket each the kernel spreads them. A second server on
+    the same port would then bind silently and take half of them: it is refused."""
+    url, _sessions = database
+    server = Server(tmp_path / "engine", url, workers=2)
+    try:
+        workers = server.workers()
+        assert len(workers) == 2
+        assert sockets_of(workers | {server.proc.pid}, server.port, "0A") == {
+            **dict.fromkeys(workers, 1), server.proc.pid: 0}
+        clients = [requests.Session() for _ in range(40)]
+        for c in clients:
+            c.trust_env = False
+            assert c.get(f"{server.url}/healthz", timeout=10).status_code == 200
+        held = sockets_of(workers, server.port, "01")
+        print(f"\n40 keep-alive connections over the workers: {sorted(held.values())}")
+        assert sum(held.values()) == 40 and min(held.values()) > 0, held
+        for c in clients:
+            c.close()
+
+        second = subprocess.run(
+            [sys.executable, "-m", "plugboard.cli", "engine", "serve", "--listen", f"127.0.0.1:{server.port}",
+             "--workers", "2"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PLUGBOARD_STATE_DIR": str(tmp_path / "second"), "PLUGBOARD_DB_URL": url})
+        assert second.returncode == 2, second.stderr
+        assert f"engine.listen: cannot listen on 127.0.0.1:{server.port}: something else listens there" \
+            in second.stderr
+        assert sockets_of(workers, server.port, "0A") == dict.fromkeys(workers, 1)
+    finally:
+        server.stop()

@@ -147,6 +147,8 @@ def test_server_processes_default_to_one_on_sqlite_and_the_cpus_on_postgresql():
     tuned = load(None, env={"PLUGBOARD_DB_URL": "postgresql+psycopg://u@db/plugboard", "PLUGBOARD_WORKERS": "6",
                             "PLUGBOARD_THREADS": "4", "PLUGBOARD_REQUEST_TIMEOUT": "30"})
     assert (tuned.workers, tuned.threads, tuned.request_timeout) == (6, 4, 30.0)
+    assert pg.reuse_port is True
+    assert load(None, env={"PLUGBOARD_REUSE_PORT": "no"}).reuse_port is False
 
 
 @pytest.mark.parametrize("env, key", [
@@ -156,6 +158,7 @@ def test_server_processes_default_to_one_on_sqlite_and_the_cpus_on_postgresql():
     ({"PLUGBOARD_THREADS": "0"}, "engine.threads"),
     ({"PLUGBOARD_THREADS": "1000"}, "engine.threads"),
     ({"PLUGBOARD_REQUEST_TIMEOUT": "-1"}, "engine.request_timeout"),
+    ({"PLUGBOARD_REUSE_PORT": "sometimes"}, "engine.reuse_port"),
 ])
 def test_bad_server_settings_name_the_key(env, key):
     with pytest.raises(ConfigError) as e:
