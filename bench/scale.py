@@ -1,6 +1,6 @@
 """Scale by simulation: the engine with 10, 100 and 1,000 simulated hosts of 10 running VMs each.
 
-    .venv/bin/python bench/scale.py [--steps 10,100,1000] [--vms 10] [--db-url URL] [--workers N]
+    .venv/bin/python bench/scale.py [--steps 10,100,1000] [--vms 10] [--db-url URL] [--workers N] [--separate-monitor]
                                     [--lock /tmp/plugboard-vm.lock --lock-from 1000] [--out results.json]
 
 Three kinds of processes besides the database: the simulated agents (tests/sim/agent.py: every host
@@ -13,6 +13,10 @@ clients and reads the rows. The engine runs in one of two ways:
                   processes ($PLUGBOARD_THREADS threads each, 8 unless set), every worker standing for
                   the monitor's lease; its database URL, state dir and address through its environment,
                   its log appended to engine.log, stopped by SIGTERM to its process group
+  --separate-monitor
+                  with workers: they serve with --no-monitor and `plugboard engine monitor` runs in a
+                  process of its own (README: how to keep the monitor out of the web servers), so no
+                  worker's requests wait for the GIL while the monitor reconciles or applies events
   --workers 0     (the default on SQLite) the single-process engine `serve` used to be: this file run
                   with --engine-child (plugboard.engine_main.build, the startup reconciliation, the
                   monitor, werkzeug's threaded server), which reports its reconciliation time and its
@@ -293,7 +297,7 @@ class Server:
     monitor's are the leader worker's process's."""
 
     def __init__(self, db_url: str, state_dir: str, log_path: Path, workers: int, sessions: Any,
-                 nofile: int | None = None, limit: float = 3600.0) -> None:
+                 nofile: int | None = None, limit: float = 3600.0, separate_monitor: bool = False) -> None:
         self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -311,9 +315,15 @@ class Server:
         cmd = [sys.executable, "-m", "plugboard.cli", "engine", "serve", "--workers", str(workers)]
         self._t0 = time.time()
         started = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, cwd=ROOT,
-                                     start_new_session=True, env=env, preexec_fn=_nofile_limit(nofile))
+        self.proc = subprocess.Popen(cmd + (["--no-monitor"] if separate_monitor else []), stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=self._log, cwd=ROOT, start_new_session=True, env=env,
+                                     preexec_fn=_nofile_limit(nofile))
         self.ps = psutil.Process(self.proc.pid)
+        # --separate-monitor: the deployment README suggests to keep the monitor out of the web servers
+        self.monitor_proc = subprocess.Popen(
+            [sys.executable, "-m", "plugboard.cli", "engine", "monitor"], stdin=subprocess.DEVNULL, stdout=self._log,
+            stderr=self._log, cwd=ROOT, start_new_session=True, env=env, preexec_fn=_nofile_limit(nofile)
+        ) if separate_monitor else None
         self.sampler = Sampler(self)
         self.leader: int | None = None
         listening: list[float] = []
@@ -358,8 +368,9 @@ class Server:
         with open(self._log_path, errors="replace") as f:
             f.seek(self._offset)
             while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"the engine exited (code {self.proc.returncode}); see {self._log_path}")
+                for proc in (self.proc, self.monitor_proc):
+                    if proc is not None and proc.poll() is not None:
+                        raise RuntimeError(f"the engine exited (code {proc.returncode}); see {self._log_path}")
                 for p in self._children():
                     with contextlib.suppress(psutil.Error):
                         samples[p.pid].append((time.time(), float(sum(p.cpu_times()[:2]))))
@@ -396,10 +407,12 @@ class Server:
         return int(m.group(1)) if m else None
 
     def _children(self) -> list[psutil.Process]:
+        """The workers, and the monitor's own process when it runs apart."""
+        extra = [psutil.Process(self.monitor_proc.pid)] if self.monitor_proc is not None else []
         try:
-            return list(self.ps.children(recursive=True))
+            return list(self.ps.children(recursive=True)) + extra
         except psutil.Error:
-            return []
+            return extra
 
     def procs(self) -> list[psutil.Process]:
         return [self.ps, *self._children()]
@@ -441,8 +454,9 @@ class Server:
 
     def stop(self) -> None:
         self.sampler.stop()
-        if not stop_group(self.proc, 90):
-            log("  the engine did not stop within 90 s of SIGTERM; its process group was killed")
+        for proc in (self.proc, self.monitor_proc):
+            if proc is not None and not stop_group(proc, 90):
+                log("  the engine did not stop within 90 s of SIGTERM; its process group was killed")
         self._log.close()
 
 
@@ -1097,11 +1111,11 @@ def table(steps: list[Step], base_rss: float | None, note: str = "") -> str:
     return "\n".join(lines)
 
 
-def engine_note(workers: int, sqlite: bool) -> str:
-    return textwrap.fill(_engine_note(workers, sqlite), 110)
+def engine_note(workers: int, sqlite: bool, separate_monitor: bool = False) -> str:
+    return textwrap.fill(_engine_note(workers, sqlite, separate_monitor), 110)
 
 
-def _engine_note(workers: int, sqlite: bool) -> str:
+def _engine_note(workers: int, sqlite: bool, separate_monitor: bool) -> str:
     if not workers:
         return ("Note: the single-process engine (--workers 0): the reconciliation is the startup one "
                 "(startup=True), before it listens.")
@@ -1112,6 +1126,9 @@ def _engine_note(workers: int, sqlite: bool) -> str:
                "with startup=False on PostgreSQL: other workers may serve already, so rows in flight for "
                "less than the grace are left to their commands, where the single-process engine's startup "
                "reconciliation (startup=True) finished them all.")
+            + (" The workers serve with --no-monitor and `plugboard engine monitor` runs apart (--separate-monitor): "
+               "the figures of the leader are that process's, and it counts among the workers."
+               if separate_monitor else "")
             + " CPU, RSS, threads and open files are summed over the arbiter and the workers; the "
             "monitor's CPU is its leader process's (its request threads included).")
 
@@ -1142,6 +1159,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int,
                         help="run `plugboard engine serve --workers N` (default on PostgreSQL: 2); 0 runs the "
                              "single-process engine of this file's --engine-child instead (the default on SQLite)")
+    parser.add_argument("--separate-monitor", action="store_true",
+                        help="with workers: serve with --no-monitor and run `plugboard engine monitor` apart")
     parser.add_argument("--setup-workers", type=int, default=16,
                         help="concurrent REST calls while registering, and while leaving NICs unplugging")
     parser.add_argument("--lock", help="flock this file from the step of --lock-from hosts on")
@@ -1158,7 +1177,7 @@ def main() -> int:
     sqlite = db.is_sqlite(db_url)
     if args.workers is None:
         args.workers = 0 if sqlite else 2
-    note = engine_note(args.workers, sqlite)
+    note = engine_note(args.workers, sqlite, args.separate_monitor)
     log(f"database {shown}{'' if args.resume else ' (wiped)'}; logs in {work}; "
         + (f"`plugboard engine serve --workers {args.workers}`" if args.workers else "the single-process engine"))
     bench_engine = db.make_engine(db_url, pool_size=2) if not db.is_sqlite(db_url) else db.make_engine(db_url)
@@ -1175,7 +1194,8 @@ def main() -> int:
 
     def start_engine() -> Engine | Server:
         if args.workers:
-            return Server(db_url, str(work / "state"), work / "engine.log", args.workers, sessions, args.nofile)
+            return Server(db_url, str(work / "state"), work / "engine.log", args.workers, sessions, args.nofile,
+                          separate_monitor=args.separate_monitor)
         return Engine(db_url, str(work / "state"), work / "engine.log", args.nofile)
 
     if args.resume:

@@ -109,8 +109,9 @@ class Agent:
         journal = Journal(config.journal_path)
         removals = Removals(journal, config.inflight_path)
         hv = Hypervisor(config.libvirt_uri, config.nodedev_uri)
-        agent = cls(config=config, hv=hv, journal=journal,
-                    hooks=HookRunner(config.hooks_dir, timeout=config.hook_timeout),
+        hooks = HookRunner(config.hooks_dir, timeout=config.hook_timeout, scratch_dir=config.hook_scratch_dir)
+        hooks.clear_scratch()
+        agent = cls(config=config, hv=hv, journal=journal, hooks=hooks,
                     whitelist=Whitelist.from_config(config.whitelist),
                     removals=removals, locks=VmLocks(config.lock_timeout), host_id=host_id(config.host_id_path))
         hv.subscribe(removals.on_removed, removals.on_removal_failed, agent._on_lifecycle, agent._on_nodedev)

@@ -48,6 +48,11 @@ class AgentConfig:
         return self.state_dir / "events.db"
 
     @property
+    def hook_scratch_dir(self) -> Path:
+        """Where the files handed to hook scripts are written (cleared at start)."""
+        return self.state_dir / "hook-files"
+
+    @property
     def host_id_path(self) -> Path:
         return self.state_dir / "host-id"
 

@@ -118,15 +118,33 @@ class HookRunner:
     """Runs the scripts of one hooks directory. Stateless between calls, so one runner serves every
     thread of the agent."""
 
-    def __init__(self, hooks_dir: Path | str, timeout: float = 30.0, *, path: str | None = None) -> None:
+    def __init__(self, hooks_dir: Path | str, timeout: float = 30.0, *, path: str | None = None,
+                 scratch_dir: Path | None = None) -> None:
+        """`scratch_dir`: where the files handed to scripts (the XML, extra files) are written; the
+        system's temporary directory when None."""
         if timeout <= 0:
             raise ValueError("hook timeout must be positive")
         self.hooks_dir = Path(hooks_dir)
         self.timeout = float(timeout)
+        self.scratch_dir = scratch_dir
         if path is None:
             interpreter_dir = os.path.dirname(os.path.abspath(sys.executable))
             path = f"{interpreter_dir}:{SYSTEM_PATH}" if interpreter_dir else SYSTEM_PATH
         self.path = path
+
+    def clear_scratch(self) -> int:
+        """Remove the files a run left in scratch_dir (made when missing, mode 0700): a run removes
+        its own files when it ends, but not when the agent is killed in the middle of a hook, and
+        they hold domain XML. For the agent's start, before any hook runs; how many were removed."""
+        if self.scratch_dir is None:
+            return 0
+        self.scratch_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        left = list(self.scratch_dir.glob(f"{TEMP_PREFIX}*"))
+        for path in left:
+            path.unlink(missing_ok=True)
+        if left:
+            log.info("removed %d hook file(s) left by an agent that stopped in the middle of a hook", len(left))
+        return len(left)
 
     # ------------------------------------------------------------------ discovery
 
@@ -183,10 +201,10 @@ class HookRunner:
 
         temp_paths: list[str] = []
         try:
-            xml_path = _write_temp(xml, "domxml-", ".xml", temp_paths)
+            xml_path = _write_temp(xml, "domxml-", ".xml", temp_paths, self.scratch_dir)
             child_env[DOMXML_VAR] = xml_path
             for var, content in (extra_files or {}).items():
-                child_env[var] = _write_temp(content, f"{var.strip('_')}-", "", temp_paths)
+                child_env[var] = _write_temp(content, f"{var.strip('_')}-", "", temp_paths, self.scratch_dir)
             for script in scripts:
                 rc, err = self._run_one(point, script, child_env)
                 result.ran.append(script.name)
@@ -311,8 +329,12 @@ def _check_safe(point: str, script: Path, hooks_dir: Path) -> None:
                              f"user; refusing to run it", script=script.name, point=point, path=p)
 
 
-def _write_temp(content: str, prefix: str, suffix: str, paths: list[str]) -> str:
-    fd, path = tempfile.mkstemp(prefix=f"plugboard-hook-{prefix}", suffix=suffix)
+#: What the files handed to scripts are named from.
+TEMP_PREFIX = "plugboard-hook-"
+
+
+def _write_temp(content: str, prefix: str, suffix: str, paths: list[str], directory: Path | None) -> str:
+    fd, path = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{prefix}", suffix=suffix, dir=directory)
     paths.append(path)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(content)

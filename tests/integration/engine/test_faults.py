@@ -140,11 +140,15 @@ def codes(engine_parts, nic) -> list[str]:
 
 
 def killed_and_restarted(agent_proc) -> float:
-    """Waits for the agent the hook killed, starts it again; returns when it is back."""
+    """Waits for the agent the hook killed, starts it again; returns when it is back. The files the
+    killed hook run was handed are cleared by the new agent."""
     assert agent_proc.proc is not None
     agent_proc.proc.wait(30)
     assert agent_proc.proc.returncode == -9
+    scratch = agent_proc.state_dir / "hook-files"
+    assert any(p.name.startswith("plugboard-hook-domxml-") for p in scratch.iterdir())
     agent_proc.start()
+    assert list(scratch.iterdir()) == []
     return time.monotonic()
 
 

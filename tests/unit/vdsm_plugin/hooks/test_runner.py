@@ -230,6 +230,24 @@ def test_no_temp_files_left_in_the_temp_dir(hooks, tmp_path, monkeypatch):
     assert os.listdir(tmp) == []
 
 
+def test_files_go_to_the_scratch_dir_and_what_a_killed_run_left_there_is_cleared(hooks, tmp_path):
+    scratch = tmp_path / "state" / "hook-files"
+    runner = HookRunner(hooks, scratch_dir=scratch)
+    assert runner.clear_scratch() == 0 and scratch.is_dir() and (scratch.stat().st_mode & 0o777) == 0o700
+    log = tmp_path / "paths.log"
+    _paths_recorder(hooks, "10_record", log)
+    runner.run(POINT, XML, extra_files={"_hook_usb_inventory": "[]"})
+    paths = [Path(p) for p in log.read_text().split()]
+    assert [p.parent for p in paths] == [scratch, scratch]
+    assert os.listdir(scratch) == []
+    # what an agent killed in the middle of a hook leaves behind; anything else there stays
+    (scratch / "plugboard-hook-domxml-abc.xml").write_text("<domain/>")
+    (scratch / "plugboard-hook-_hook_usb_inventory-def").write_text("[]")
+    (scratch / "notes.txt").write_text("an operator's")
+    assert runner.clear_scratch() == 2
+    assert os.listdir(scratch) == ["notes.txt"]
+
+
 @pytest.mark.parametrize("mode", [0o775, 0o757, 0o777])
 def test_group_or_world_writable_script_is_refused_before_anything_runs(runner, hooks, tmp_path, mode):
     marker = tmp_path / "first-ran"
