@@ -324,6 +324,9 @@ class Server:
             [sys.executable, "-m", "plugboard.cli", "engine", "monitor"], stdin=subprocess.DEVNULL, stdout=self._log,
             stderr=self._log, cwd=ROOT, start_new_session=True, env=env, preexec_fn=_nofile_limit(nofile)
         ) if separate_monitor else None
+        self.monitor_ps = psutil.Process(self.monitor_proc.pid) if self.monitor_proc is not None else None
+        #: the process groups this engine started: the server's, and the monitor's when apart
+        self.groups = [p for p in (self.proc, self.monitor_proc) if p is not None]
         self.sampler = Sampler(self)
         self.leader: int | None = None
         listening: list[float] = []
@@ -368,8 +371,8 @@ class Server:
         with open(self._log_path, errors="replace") as f:
             f.seek(self._offset)
             while time.monotonic() < deadline:
-                for proc in (self.proc, self.monitor_proc):
-                    if proc is not None and proc.poll() is not None:
+                for proc in self.groups:
+                    if proc.poll() is not None:
                         raise RuntimeError(f"the engine exited (code {proc.returncode}); see {self._log_path}")
                 for p in self._children():
                     with contextlib.suppress(psutil.Error):
@@ -408,7 +411,7 @@ class Server:
 
     def _children(self) -> list[psutil.Process]:
         """The workers, and the monitor's own process when it runs apart."""
-        extra = [psutil.Process(self.monitor_proc.pid)] if self.monitor_proc is not None else []
+        extra = [self.monitor_ps] if self.monitor_ps is not None else []
         try:
             return list(self.ps.children(recursive=True)) + extra
         except psutil.Error:
@@ -454,8 +457,8 @@ class Server:
 
     def stop(self) -> None:
         self.sampler.stop()
-        for proc in (self.proc, self.monitor_proc):
-            if proc is not None and not stop_group(proc, 90):
+        for proc in self.groups:
+            if not stop_group(proc, 90):
                 log("  the engine did not stop within 90 s of SIGTERM; its process group was killed")
         self._log.close()
 
