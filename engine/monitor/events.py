@@ -14,7 +14,9 @@
 
 Events are applied in the transaction that stores the host's new last_event_seq, so a restart neither
 loses nor re-applies one, and every change is a named transition (a compare-and-set), so an event that
-arrives after the command finished the row changes nothing. A device event older than the row's
+arrives after the command finished the row changes nothing. Such a device event -- the usual one: the
+agent journals it as it answers the unplug -- is dropped by one read for the whole batch (to_apply);
+a batch left with nothing to apply only moves the mark, in one statement. A device event older than the row's
 current transition, and a lifecycle event at or before the journal position of the VM's current run
 (vms.run_event_seq), belong to the past and are ignored.
 """
@@ -28,6 +30,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from engine.dao import devices as devices_dao
 from engine.dao import vms as vms_dao
 from engine.dao.models import Host, Vm, VmDevice
 from engine.devices import inventory, live, state
@@ -139,14 +142,36 @@ COMMAND_WAIT = 5.0
 DEVICE_EVENTS = frozenset({"device_removed", "device_removal_failed"})
 
 
+def _device(event: dict[str, Any]) -> tuple[str, str] | None:
+    """(VM id, alias) of a device event that names both, else None."""
+    if event.get("kind") in DEVICE_EVENTS and event.get("vmId") and event.get("alias"):
+        return str(event["vmId"]), str(event["alias"])
+    return None
+
+
 def let_commands_finish(events: list[dict[str, Any]], timeout: float = COMMAND_WAIT) -> None:
     """Before a batch is applied: wait for this process's live operations still finishing on a device
     the batch's device events name (engine.devices.live.FINISHING), so that the command's last
     transaction does not queue behind the monitor's for the write lock."""
-    named = [(str(e["vmId"]), str(e["alias"])) for e in events
-             if e.get("kind") in DEVICE_EVENTS and e.get("vmId") and e.get("alias")]
+    named = [key for e in events if (key := _device(e)) is not None]
     if named and not live.FINISHING.wait(named, timeout):
         log.info("a command on %s is still running after %g s; its events are applied now", named, timeout)
+
+
+def to_apply(s: Session, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The batch without the device events that could change nothing: those about a device that is not
+    being unplugged, usually because the command that unplugged it has finished the row already (the
+    agent journals the event as it answers). One statement for the batch, where applying each such
+    event would read its VM and device in a savepoint of its own. It may be read before the batch's
+    transaction: an event about a device's current unplug comes after that unplug's first transaction
+    was committed, so a device not being unplugged then has nothing the event could finish (one that
+    is, is read again when its event is applied). An event that does not name its device is kept:
+    applying it logs it."""
+    named = {key for e in events if (key := _device(e)) is not None}
+    if not named:
+        return events
+    busy = devices_dao.unplugging(s, {vm_id for vm_id, _ in named})
+    return [e for e in events if (key := _device(e)) is None or key in busy]
 
 
 def apply(s: Session, host: Host, event: dict[str, Any], applied: Applied) -> None:

@@ -715,27 +715,54 @@ def test_reconcile_host_asks_only_for_its_running_vms(monitor, agent, host, vm, 
     assert fakes.by_name.get("h2") is None or fakes.by_name["h2"].calls == []
 
 
-def test_a_device_event_reads_its_vm_and_device_in_one_statement(monitor, agent, host, vm, make_nic, read,
-                                                                  engine_):
-    """What a device_removed poll reads: the host's row, then, applying it, its VM and device in one
-    SELECT (two before: the VM, then the device by alias)."""
+def _statements_of_one_poll(monitor, host, engine_) -> list[str]:
     from sqlalchemy import event
 
-    nic = unplugging_nic(make_nic, vm)
-    agent.emit("device_removed", vm.id, nic.device.alias)
-    selects: list[str] = []
+    seen: list[str] = []
 
-    def seen(conn, cursor, statement, *args):
-        if statement.lstrip().upper().startswith("SELECT"):
-            selects.append(statement)
-    event.listen(engine_, "before_cursor_execute", seen)
+    def record(conn, cursor, statement, *args):
+        seen.append(" ".join(statement.split()))
+    event.listen(engine_, "before_cursor_execute", record)
     try:
         assert monitor.run_once(host) == 1
     finally:
-        event.remove(engine_, "before_cursor_execute", seen)
+        event.remove(engine_, "before_cursor_execute", record)
+    return seen
+
+
+def test_a_device_event_reads_its_vm_and_device_in_one_statement(monitor, agent, host, vm, make_nic, read,
+                                                                  engine_):
+    """What a device_removed poll reads: the host's row, which of the batch's devices are being
+    unplugged, then, applying it, its VM and device in one SELECT (two before: the VM, then the device
+    by alias)."""
+    nic = unplugging_nic(make_nic, vm)
+    agent.emit("device_removed", vm.id, nic.device.alias)
+    selects = [s for s in _statements_of_one_poll(monitor, host, engine_) if s.upper().startswith("SELECT")]
     assert read(VmDevice, nic.id).plug_state == "stable"
-    assert len(selects) == 2, selects
-    assert "FROM hosts" in selects[0] and "vm_devices" in selects[1] and "FROM vms" in selects[1]
+    assert len(selects) == 3, selects
+    assert "FROM hosts" in selects[0] and "FROM vm_devices" in selects[1] and "FROM vms" not in selects[1]
+    assert "vm_devices" in selects[2] and "FROM vms" in selects[2]
+
+
+def test_an_event_about_a_device_already_settled_costs_one_read_for_the_batch(monitor, agent, host, vm, make_nic,
+                                                                               read, engine_, audits):
+    """The usual device_removed: the unplug's command finished the row before the monitor got the event
+    (the agent journals it as it answers). Nothing to change, so no savepoint and no VM or device is
+    loaded: the batch's one read of the devices being unplugged says so, and the journal mark moves in
+    one statement, with no transaction around it on PostgreSQL."""
+    nic = make_nic(vm, is_plugged=False)
+    other = unplugging_nic(make_nic, vm)
+    agent.emit("device_removed", vm.id, nic.device.alias)
+    statements = _statements_of_one_poll(monitor, host, engine_)
+    assert not [s for s in statements if "SAVEPOINT" in s.upper()], statements
+    assert not [s for s in statements if "FROM vms" in s], statements
+    assert len([s for s in statements if s.upper().startswith("SELECT")]) == 2, statements
+    assert [s.split()[0].upper() for s in statements][-2:] == ["SELECT", "UPDATE"], statements
+    assert "FROM vm_devices" in statements[-2] and "UPDATE hosts" in statements[-1]
+    assert read(Host, host.id).last_event_seq == agent.seq
+    assert read(VmDevice, nic.id).plug_state == "stable" and read(VmDevice, nic.id).is_plugged is False
+    assert read(VmDevice, other.id).plug_state == "unplugging"     # the event is not about it
+    assert audits("NIC_UNPLUGGED") == []
 
 
 def test_reconcile_host_reads_all_its_vms_in_one_call(monitor, agent, host, vm, make_vm, make_nic, read):
