@@ -27,6 +27,11 @@ class Blueprint(flask_smorest.Blueprint):
 
     ARGUMENTS_PARSER = _Parser()
 
+    def arguments(self, schema: Any, *args: Any, **kwargs: Any) -> Any:
+        # webargs makes a new instance of a schema class for every request it parses; the one made
+        # here serves them all (a schema keeps no state between loads).
+        return super().arguments(schema() if isinstance(schema, type) else schema, *args, **kwargs)
+
 
 NOT_FOUND_REASONS = {"vm": "VM_NOT_FOUND", "nic": "NIC_NOT_FOUND", "host": "HOST_NOT_FOUND",
                      "cluster": "CLUSTER_NOT_FOUND", "os": "OS_NOT_FOUND"}

@@ -76,3 +76,24 @@ def test_every_documented_route_exists(app):
     for path in EXPECTED:
         flask_path = path.replace("{", "<string:").replace("}", ">")
         assert flask_path in rules, path
+
+
+def test_a_request_body_schema_is_made_once_not_per_request(client, new_vm):
+    """Routes name their body schemas by class; webargs would make an instance of the class for every
+    request it parses (about 1% of an activate's CPU). The blueprint makes it once."""
+    from unittest import mock
+
+    from engine.api.schemas import EmptySchema
+
+    vm = new_vm()
+    made = []
+    original = EmptySchema.__init__
+
+    def counting(self, *args, **kwargs):
+        made.append(self)
+        original(self, *args, **kwargs)
+    with mock.patch.object(EmptySchema, "__init__", counting):
+        for _ in range(3):
+            r = client.post(f"/api/vms/{vm['id']}/stop", json={})
+            assert r.status_code in (200, 409), r.get_json()
+    assert made == []
