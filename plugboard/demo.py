@@ -185,5 +185,30 @@ def down(state: Path, engine_port: int = 8080) -> None:
     for name in ("engine", "agent"):
         pidfile = state / f"{name}.pid"
         if _alive(pidfile):
-            os.killpg(int(pidfile.read_text()), signal.SIGTERM)
+            _stop_group(int(pidfile.read_text()))
         pidfile.unlink(missing_ok=True)
+
+
+#: How long `down` waits for a process group to exit after SIGTERM (the engine finishes the requests
+#: it has, the agent its hooks) before it kills what is left.
+STOP_WAIT = 60.0
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def _stop_group(pgid: int, wait: float = STOP_WAIT) -> None:
+    """SIGTERM to a process group, and return once it has exited (SIGKILL after `wait` seconds): when
+    `down` returns, the ports and the state dir are free for the next `up`."""
+    os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while _group_alive(pgid):
+        if time.monotonic() >= deadline:
+            os.killpg(pgid, signal.SIGKILL)
+            return
+        time.sleep(0.05)
