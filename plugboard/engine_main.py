@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 
@@ -69,7 +70,6 @@ def settle_heap() -> None:
     statements) lives as long as the process, so the collector stops scanning it. A full collection
     otherwise walks those ~140,000 objects (30-60 ms here, the GIL held: every request of the process
     waits) each time enough of the requests' garbage survives; frozen, it walks what requests made."""
-    import gc
     gc.freeze()
 
 

@@ -16,9 +16,9 @@ Events are applied in the transaction that stores the host's new last_event_seq,
 loses nor re-applies one, and every change is a named transition (a compare-and-set), so an event that
 arrives after the command finished the row changes nothing. Such a device event -- the usual one: the
 agent journals it as it answers the unplug -- is dropped by one read for the whole batch (to_apply);
-a batch left with nothing to apply only moves the mark, in one statement. A device event older than the row's
-current transition, and a lifecycle event at or before the journal position of the VM's current run
-(vms.run_event_seq), belong to the past and are ignored.
+a batch left with nothing to apply only moves the mark, in one statement. A device event older than
+the row's current transition, and a lifecycle event at or before the journal position of the VM's
+current run (vms.run_event_seq), belong to the past and are ignored.
 """
 from __future__ import annotations
 

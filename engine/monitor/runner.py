@@ -164,24 +164,9 @@ class Monitor:
         events_mod.let_commands_finish(events)
         with self._readers() as s:
             todo = events_mod.to_apply(s, events)
-        if not todo:
-            # Nothing to change (the usual batch: devices whose commands finished them): the journal
-            # mark moves in one statement.
-            with self._sessions() as s, db.one_statement(s):
-                taken = hosts_dao.take_events(s, row.id, after, events[-1]["seq"])
-            if taken:
-                metrics.events_applied(events)
-            return (len(events) if taken else 0), True
-        applied = events_mod.Applied()
-        with self._sessions.begin() as s:
-            if not hosts_dao.take_events(s, row.id, after, events[-1]["seq"]):
-                return 0, True          # consumed meanwhile by someone else: nothing is applied twice
-            for event in todo:
-                try:
-                    with s.begin_nested():
-                        events_mod.apply(s, row, event, applied)   # the handlers read its id and name
-                except (KeyError, TypeError, ValueError) as e:
-                    log.warning("host %s: event %s is malformed, skipped: %s", row.name, event, e)
+        applied = self._take(row, after, events[-1]["seq"], todo)
+        if applied is None:
+            return 0, True          # consumed meanwhile by someone else: nothing is applied twice
         metrics.events_applied(events)
         for vm_id in applied.undefine:
             self._undefine(row, vm_id)
@@ -191,6 +176,22 @@ class Monitor:
         if named := applied.named():
             self.refresh_inventory(row, {inventory.capability_of(n) for n in named}, why=why, names=named)
         return len(events), True
+
+    def _take(self, row: Host, after: int, seq: int, todo: list[dict[str, Any]]) -> events_mod.Applied | None:
+        """Move the host's journal mark from `after` to `seq` and apply `todo` in the same transaction;
+        None when another monitor moved it first. With nothing to apply (the usual batch: devices
+        whose commands finished them) the mark moves in one statement."""
+        applied = events_mod.Applied()
+        with self._sessions() as s, (s.begin() if todo else db.one_statement(s)):
+            if not hosts_dao.take_events(s, row.id, after, seq):
+                return None
+            for event in todo:
+                try:
+                    with s.begin_nested():
+                        events_mod.apply(s, row, event, applied)   # the handlers read its id and name
+                except (KeyError, TypeError, ValueError) as e:
+                    log.warning("host %s: event %s is malformed, skipped: %s", row.name, event, e)
+        return applied
 
     def refresh_inventory(self, host: Host, capabilities: Any = inventory.CAPABILITIES, *, why: str = "",
                           names: set[str] | None = None) -> None:
