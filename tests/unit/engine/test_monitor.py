@@ -828,12 +828,15 @@ def test_a_spread_round_spaces_the_hosts_turns_out_and_a_stop_ends_it(monitor, f
         monitor.reconcile_all(startup=False, spread=0.8)
         offsets = sorted(t - begun for t in turns.values())
         assert len(offsets) == 4
-        assert offsets[0] < 0.1 and all(0.15 <= b - a <= 0.35 for a, b in zip(offsets, offsets[1:]))
+        # No turn comes before its step (0, 0.2, 0.4, 0.6 s: a burst would fail this); how late a turn
+        # may come under a loaded machine is bounded loosely, not timed.
+        assert all(offset >= 0.2 * i - 0.01 for i, offset in enumerate(offsets)), offsets
+        assert offsets[-1] < 0.8 + 2.0, offsets
         turns.clear()
         threading.Timer(0.1, monitor._stop.set).start()
         begun = time.monotonic()
         monitor.reconcile_all(startup=False, spread=8.0)
-        assert len(turns) == 1 and time.monotonic() - begun < 1.0
+        assert len(turns) == 1 and time.monotonic() - begun < 4.0     # the stop ended the 8 s round
 
 
 def test_other_device_kinds_get_their_own_audit_codes(sessions, monitor, agent, vm, read, audits):
