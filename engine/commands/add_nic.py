@@ -82,7 +82,8 @@ def execute(sessions: common.Sessions, hosts: HostClientFactory, params: Params,
     pool = mac_pool or MacPool()
     with common.audited(sessions, "NIC_ADD", vm_id=params.vm_id), common.unique_name("NIC", params.name):
         with sessions.begin() as s:
-            vm = common.load_vm(s, principal, params.vm_id)
+            # locked: a live add takes a PCIe port, as a plug does (common.plug_or_unplug)
+            vm = common.load_vm(s, principal, params.vm_id, for_update=True)
             live = params.active and vm.status == common.UP
             inputs = _inputs(s, vm, params)
             host = inputs["host"]

@@ -150,28 +150,55 @@ def plug_or_unplug(sessions: Sessions, hosts: HostClientFactory, *, vm_id: str, 
                    kind: DeviceKind, principal: Principal, checks: Checks) -> Outcome:
     """Activate or deactivate a device of any kind. `checks(s, vm, dev, host)` is the kind's canDo (it
     gets the host a running VM is on). VM down: the desired state only, applied at the next start.
-    VM up: the live runner, whose transition is committed before the host is called."""
+    VM up: the live runner, whose transition is committed before the host is called.
+
+    A VM's device set changes one at a time. On PostgreSQL, a live begin of one statement reads the VM
+    without locking it and begins only if no transaction locked it since (devices.begin_transition's
+    `unchanged`): the lock's BEGIN, COMMIT and wait are saved for the common case where nothing else
+    changes the VM. When that read cannot decide, it is done again with the VM locked."""
     with audited(sessions, kind.audit("PLUG" if plug else "UNPLUG"), vm_id=vm_id, device_id=device_id):
         # One session for both transactions, on one connection: the second one's compare-and-set
         # refreshes the row the first one loaded, which the outcome carries (the caller answers with
         # it, reading nothing).
         with db.one_connection(sessions) as s:
-            with s.begin():
-                # a VM's device set changes one at a time; its host, cluster and device in one statement
-                vm, dev = load_vm_and_device(s, principal, vm_id, device_id, kind)
-                host = running_host(s, vm)
-                found = checks(s, vm, dev, host)
-                if found:
-                    raise refusal(found, f"Cannot {'plug' if plug else 'unplug'} {kind.describe(dev)} of VM "
-                                         f"{vm.name}.")
-                subject = state.Subject.of(dev, vm, host)
-                if vm.status == DOWN:
-                    state.desired(s, subject, plug=plug)
-                    return Outcome(id=device_id, device=dev)
-                assert host is not None     # the checks refuse a running VM without a host
-                call = live.prepare(s, dev, subject, host, plug=plug)
+            begun = None
+            if s.get_bind().dialect.name == "postgresql" and kind.begins_in_one_statement(plug):
+                with db.autocommit(s):
+                    begun = _begin(s, principal, vm_id, device_id, kind, plug, checks, locked=False)
+            if begun is None:
+                with s.begin():
+                    begun = _begin(s, principal, vm_id, device_id, kind, plug, checks, locked=True)
+            assert begun is not None        # a locked read decides
+            dev, call = begun
+            if call is None:
+                return Outcome(id=device_id, device=dev)
             pending = live.run(sessions, hosts, call, session=s)
             return Outcome(id=device_id, pending=pending, device=dev)
+
+
+def _begin(s: Session, principal: Principal, vm_id: str, device_id: str, kind: DeviceKind, plug: bool,
+           checks: Checks, *, locked: bool) -> tuple[VmDevice, live.LiveCall | None] | None:
+    """plug_or_unplug's first step: load, check, then either the desired state of a VM that is down (no
+    call) or the live transition begun (its call). Not `locked`: None, and nothing changed, when that
+    read cannot decide -- the VM is down (a cold plug takes several statements) or the VM changed
+    since (state.ReadAgain)."""
+    vm, dev = load_vm_and_device(s, principal, vm_id, device_id, kind, locked=locked)
+    host = running_host(s, vm)
+    found = checks(s, vm, dev, host)
+    if found:
+        raise refusal(found, f"Cannot {'plug' if plug else 'unplug'} {kind.describe(dev)} of VM {vm.name}.")
+    subject = state.Subject.of(dev, vm, host)
+    if vm.status == DOWN:
+        if not locked:
+            return None
+        state.desired(s, subject, plug=plug)
+        return dev, None
+    assert host is not None     # the checks refuse a running VM without a host
+    unchanged = None if locked else devices.VmVersion(vm.id, vm.device_seq, host.id)
+    try:
+        return dev, live.prepare(s, dev, subject, host, plug=plug, unchanged=unchanged)
+    except state.ReadAgain:
+        return None
 
 
 def check_remove(vm: Vm, dev: VmDevice) -> list[Reason]:
@@ -241,10 +268,11 @@ def _visible(principal: Principal, vm_id: str, vm: Vm | None) -> Vm:
     return vm
 
 
-def load_vm_and_device(s: Session, principal: Principal, vm_id: str, device_id: str,
-                       kind: DeviceKind) -> tuple[Vm, VmDevice]:
-    """load_vm (for update) and load_device in one statement, the VM's cluster and host with them."""
-    vm, dev = vms_dao.get_with_device(s, vm_id, device_id)
+def load_vm_and_device(s: Session, principal: Principal, vm_id: str, device_id: str, kind: DeviceKind, *,
+                       locked: bool = True) -> tuple[Vm, VmDevice]:
+    """load_vm (for update, if `locked`) and load_device in one statement, the VM's cluster and host
+    with them."""
+    vm, dev = vms_dao.get_with_device(s, vm_id, device_id, locked=locked)
     return (vm := _visible(principal, vm_id, vm)), _of_kind(vm, device_id, dev, kind)
 
 

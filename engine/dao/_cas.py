@@ -145,15 +145,17 @@ class OneRowUpdate:
         return stmt
 
     def __call__(self, s: Session, pk: Any, values: Mapping[str, Any] | None = None, *,
-                 insert: RowToInsert | None = None, also: Sequence["RowWrite"] = (), **guards: Any) -> bool:
+                 insert: RowToInsert | None = None, also: Sequence["RowWrite"] = (),
+                 bound: Mapping[str, Any] | None = None, **guards: Any) -> bool:
         """True when the row matched (and was updated). `insert`: a row that goes in with the update, and
         `also`: rows of other tables written with it (RowWrite), only if it matched -- in the same
         statement on PostgreSQL (a data-modifying WITH: one round trip, not several), by statements of
-        their own after it elsewhere (SQLite has no such WITH)."""
+        their own after it elsewhere (SQLite has no such WITH). `bound`: the values of the parameters
+        `condition` names."""
         if s.autoflush:
             s.flush()
         params = {"pk": pk, **{f"set_{name}": (values or {})[name] for name in self.set},
-                  **{f"guard_{name}": guards[name] for name in self.guards}}
+                  **{f"guard_{name}": guards[name] for name in self.guards}, **(bound or {})}
         if (insert is not None or also) and s.get_bind().dialect.name == "postgresql":
             shape = (insert.table.name if insert else None, tuple(insert.values) if insert else (),
                      tuple((w.update.model.__tablename__, tuple(w.values)) for w in also))

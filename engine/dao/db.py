@@ -161,12 +161,23 @@ def one_connection(sessions: sessionmaker[Session]) -> Iterator[Session]:
 def one_statement(s: Session) -> Iterator[Session]:
     """Begin a transaction of `s` that runs exactly one statement (a compare-and-set that carries its
     audit event and other writes: dao._cas.OneRowUpdate). On PostgreSQL it runs in autocommit: one
-    statement is atomic by itself, and BEGIN and COMMIT would be two more round trips. A session bound
-    to one connection (one_connection) gets the connection's isolation back for its next transaction."""
+    statement is atomic by itself, and BEGIN and COMMIT would be two more round trips."""
     if s.get_bind().dialect.name != "postgresql":
         with s.begin():
             yield s
         return
+    with autocommit(s):
+        yield s
+
+
+@contextmanager
+def autocommit(s: Session) -> Iterator[Session]:
+    """PostgreSQL: statements of `s` that each commit by themselves, with no BEGIN or COMMIT -- reads
+    of the last committed state, each its own snapshot, and compare-and-sets atomic on their own. A
+    session bound to one connection (one_connection) gets the connection's isolation back for its
+    next transaction."""
+    if s.get_bind().dialect.name != "postgresql":
+        raise ValueError("autocommit is PostgreSQL's")
     try:
         with s.begin():
             s.connection(execution_options={"isolation_level": "AUTOCOMMIT"})

@@ -112,6 +112,10 @@ class Vm(Base):
     pcie_ports_base: Mapped[int | None] = mapped_column(Integer, default=None)
     # The user who created it, by name (as audit events name their actor); None before 0009.
     created_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The version of its device set: every transaction that locks the VM moves it (dao.vms.lock), so a
+    # plug that read the VM without a lock begins only if no such transaction came in between
+    # (dao.devices.begin_transition's `unchanged`).
+    device_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -3,25 +3,33 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import Table, and_, bindparam, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from engine.dao._cas import KEEP, Prebuilt, update_one
 from engine.dao import host_devices, nics, pci_devices
 from engine.dao.models import VM_STATUSES, Vm, VmDevice, VmNic
 
-__all__ = ["KEEP", "get", "get_many", "get_with_device", "get_with_device_by_alias", "get_by_name", "list",
+__all__ = ["KEEP", "get", "lock", "get_many", "get_with_device", "get_with_device_by_alias", "get_by_name", "list",
            "list_on_host", "list_on_hosts", "set_status_cas", "set_run_event_seq", "set_pcie_ports_base", "delete"]
 
 
 def get(s: Session, vm_id: str, *, for_update: bool = False) -> Vm | None:
-    """The VM; `for_update` locks its row until the transaction ends (PostgreSQL; SQLite's IMMEDIATE
-    transactions are serialized already)."""
+    """The VM; `for_update` locks it (lock) and reads it after the lock is held."""
     if not for_update:
         return s.get(Vm, vm_id)
+    lock(s, vm_id)
     return s.scalars(_GET_FOR_UPDATE.statement, {"vm_id": vm_id}).one_or_none()
+
+
+def lock(s: Session, vm_id: str) -> None:
+    """Lock the VM until the transaction ends (its row, on PostgreSQL; SQLite's IMMEDIATE transactions
+    are serialized already) and move the version of its device set (vms.device_seq): a plug that read
+    the VM without a lock before this transaction committed does not begin (devices.begin_transition's
+    `unchanged`). Taken first, so that what the transaction reads next is read with the lock held."""
+    s.execute(_LOCK.statement, {"vm_id": vm_id})
 
 
 def get_many(s: Session, vm_ids: Sequence[str]) -> dict[str, Vm]:
@@ -29,12 +37,16 @@ def get_many(s: Session, vm_ids: Sequence[str]) -> dict[str, Vm]:
     return {vm.id: vm for vm in s.scalars(select(Vm).where(Vm.id.in_(vm_ids)))} if vm_ids else {}
 
 
-def get_with_device(s: Session, vm_id: str, device_id: str) -> tuple[Vm | None, VmDevice | None]:
-    """What a plug or unplug loads, in one statement (prebuilt): the VM, its row locked until the
-    transaction ends as `get(for_update=True)` does, with its cluster and host, and its device
+def get_with_device(s: Session, vm_id: str, device_id: str, *,
+                    locked: bool = True) -> tuple[Vm | None, VmDevice | None]:
+    """What a plug or unplug loads, in one statement (prebuilt): the VM, locked first as
+    `get(for_update=True)` locks it unless not `locked`, with its cluster and host, and its device
     `device_id` with a NIC's vm_nics row and whether another NIC claims its MAC (VmNic.mac_taken).
     (None, None) when there is no such VM, (vm, None) when it has no such device."""
-    row = s.execute(_GET_WITH_DEVICE.statement, {"vm_id": vm_id, "device_id": device_id}).first()
+    if locked:
+        lock(s, vm_id)
+    statement = (_GET_WITH_DEVICE if locked else _READ_WITH_DEVICE).statement
+    row = s.execute(statement, {"vm_id": vm_id, "device_id": device_id}).first()
     return (None, None) if row is None else (row[0], row[1])
 
 
@@ -54,11 +66,17 @@ def _with_device(device: Any) -> Any:
 # Prebuilt: the first statement of most commands; plug and unplug's, with their device; a device event's.
 _GET_FOR_UPDATE = Prebuilt(lambda: select(Vm).where(Vm.id == bindparam("vm_id")).with_for_update()
                            .execution_options(populate_existing=True))
-_GET_WITH_DEVICE = Prebuilt(lambda: _with_device(VmDevice.id == bindparam("device_id"))
-                            .options(joinedload(Vm.cluster, innerjoin=True), joinedload(Vm.host),
-                                     joinedload(VmDevice.nic).with_expression(VmNic.mac_taken,
-                                                                              nics.claimed_by_another()))
-                            .with_for_update(of=Vm).execution_options(populate_existing=True))
+def _plug_load() -> Any:
+    return (_with_device(VmDevice.id == bindparam("device_id"))
+            .options(joinedload(Vm.cluster, innerjoin=True), joinedload(Vm.host),
+                     joinedload(VmDevice.nic).with_expression(VmNic.mac_taken, nics.claimed_by_another()))
+            .execution_options(populate_existing=True))
+
+
+_VMS = cast(Table, Vm.__table__)
+_LOCK = Prebuilt(lambda: update(_VMS).where(_VMS.c.id == bindparam("vm_id")).values(device_seq=_VMS.c.device_seq + 1))
+_GET_WITH_DEVICE = Prebuilt(lambda: _plug_load().with_for_update(of=Vm))
+_READ_WITH_DEVICE = Prebuilt(_plug_load)
 _GET_WITH_ALIAS = Prebuilt(lambda: _with_device(VmDevice.alias == bindparam("alias"))
                            .options(joinedload(VmDevice.nic)))
 

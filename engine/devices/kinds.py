@@ -87,6 +87,11 @@ class DeviceKind:
         own where the database allows: dao.db.one_statement)."""
         return self.release is None and self.allocated is None
 
+    def begins_in_one_statement(self, plug: bool) -> bool:
+        """A live plug's (or unplug's) begin is one statement: its claim, if any, is one row's write
+        that the compare-and-set carries (engine.devices.state.begin)."""
+        return not plug or self.claim is None or self.claim_row is not None
+
     def describe(self, dev: VmDevice) -> str:
         return f"{self.label} {self.name(dev)}"
 

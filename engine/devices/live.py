@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import agent_codes, metrics
 from engine.dao import db
+from engine.dao.devices import VmVersion
 from engine.dao.models import Host, VmDevice
 from engine.devices import state
 from engine.devices.state import Before, Subject
@@ -107,9 +108,11 @@ def _payload(dev: VmDevice, subject: Subject, *, plug: bool) -> dict[str, Any]:
     return payload
 
 
-def prepare(s: Session, dev: VmDevice, subject: Subject, host: Host, *, plug: bool) -> LiveCall:
+def prepare(s: Session, dev: VmDevice, subject: Subject, host: Host, *, plug: bool,
+            unchanged: VmVersion | None = None) -> LiveCall:
+    """`unchanged`: the VM was read without a lock (state.begin)."""
     payload = _payload(dev, subject, plug=plug)
-    before = state.begin(s, subject, plug=plug)
+    before = state.begin(s, subject, plug=plug, unchanged=unchanged)
     return LiveCall(subject=subject, host=host, plug=plug, payload=payload, before=before)
 
 

@@ -117,9 +117,17 @@ def _unreachable_event(subject: Subject, message: str) -> audit.Event:
 
 # ---- a command's transitions -----------------------------------------------------------------------
 
-def begin(s: Session, subject: Subject, *, plug: bool) -> Before:
+class ReadAgain(Exception):
+    """A begin from an unlocked read (begin's `unchanged`) did not take place: the VM's device set may
+    have changed since the read, or the device's state did. Nothing was changed; the caller reads again
+    with the VM locked."""
+
+
+def begin(s: Session, subject: Subject, *, plug: bool, unchanged: devices.VmVersion | None = None) -> Before:
     """stable -> plugging | unplugging (to be committed before the host is called). Conflict, and
-    nothing changed, when another operation is in flight or the claim is lost."""
+    nothing changed, when another operation is in flight or the claim is lost. `unchanged`: the VM was
+    read without a lock (devices.begin_transition); ReadAgain when that read is no longer current."""
+    assert unchanged is None or subject.kind.begins_in_one_statement(plug), "an unlocked begin is one statement"
     dev = _row(s, subject)
     before = Before(is_plugged=bool(dev.is_plugged), last_error=dev.last_error)
     row_claim = subject.kind.claim_row if plug else None
@@ -127,12 +135,15 @@ def begin(s: Session, subject: Subject, *, plug: bool) -> Before:
     lost = row_claim.lost(dev) if row_claim is not None else []
     try:
         began = devices.begin_transition(s, subject.device_id, PLUGGING if plug else UNPLUGGING,
-                                         also=(row_claim.write,) if row_claim is not None else ())
+                                         also=(row_claim.write,) if row_claim is not None else (),
+                                         unchanged=unchanged)
     except IntegrityError:
         if row_claim is None:
             raise
         # Taken by another since the command's check: refused whole (the caller rolls back).
         raise Conflict(f"Cannot plug {subject.label}: {lost[0].message}", reasons=lost) from None
+    if not began and unchanged is not None:
+        raise ReadAgain(subject.device_id)
     if not began:
         raise Conflict(f"Cannot {'plug' if plug else 'unplug'} {subject.label}: another operation is in "
                        f"flight on it.", reasons=[R.device_in_flight(subject.device_id, "in flight")])

@@ -7,15 +7,19 @@ taken at BEGIN, so a canDo read and the write that follows are one step).
 """
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 import pytest
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.api.views import controller_view
 from engine.app import create_app
-from engine.commands import add_controller, add_nic, add_redirdev, plug_unplug_redirdev
-from engine.dao import devices, nics
+from engine.commands import add_controller, add_nic, add_redirdev, plug_unplug_nic, plug_unplug_redirdev, run_vm
+from engine.dao import devices, nics, vms
+from engine.devices import pcie_ports
 from engine.errors import EngineError
 from tests.unit.engine.race import race
 from tests.unit.engine.tokens import authenticated, issue_token
@@ -179,3 +183,90 @@ def test_parallel_redirdev_adds_never_take_more_ports_than_there_are(race_sessio
     assert all(reason_codes(err) == ["NO_FREE_USB_PORT"] for err in lost)
     with race_sessions.begin() as s:
         assert len(devices.list_for_vm(s, vm.id, type="redirdev")) == 2
+
+
+# ---- PCIe root ports ------------------------------------------------------------------------------
+
+def while_checking(module: Any, name: str, other: Callable[[], Any]) -> tuple[mock._patch[Any], list[Any]]:
+    """Patch `module.name` (a command's canDo) so that its first call, once it has decided, runs `other`
+    in a thread and waits for it, at most 0.5 s: the other command goes between this one's checks and
+    its write, unless this one holds the VM (then it finishes after). Returns the patch and, once it
+    ran, other's result or exception."""
+    real, outcome = getattr(module, name), []
+
+    def run() -> None:
+        try:
+            outcome.append(other())
+        except Exception as exc:  # asserted on by the caller
+            outcome.append(exc)
+
+    def checking(*args: Any, **kw: Any) -> Any:
+        found = real(*args, **kw)
+        if not hasattr(checking, "thread"):
+            checking.thread = threading.Thread(target=run)      # type: ignore[attr-defined]
+            checking.thread.start()                             # type: ignore[attr-defined]
+            checking.thread.join(0.5)                           # type: ignore[attr-defined]
+        return found
+    return mock.patch.object(module, name, checking), outcome
+
+
+def q35_with_one_free_port(sessions, hosts, fake, host, make_vm, make_nic) -> tuple[Any, list[Any]]:
+    vm = make_vm(machine="q35", boot={"pciePorts": 1})
+    spare = [make_nic(vm, f"eth{i}", network="br0", is_plugged=False) for i in range(2)]
+    run_vm.execute(sessions, hosts, run_vm.Params(vm.id))
+    return vm, spare
+
+
+def ports_taken(sessions, vm_id: str) -> tuple[int | None, list[str]]:
+    with sessions() as s:
+        vm = vms.get(s, vm_id)
+        return pcie_ports.free(vm), sorted(d.id for d in vm.devices if pcie_ports.on_wire(d))
+
+
+def one_won_the_last_port(results: list[Any]) -> None:
+    lost = refusals(results)
+    assert len(lost) == 1 and len(results) == 2, results
+    assert lost[0].status == 409 and reason_codes(lost[0]) == ["NO_FREE_PCIE_PORT"], lost[0]
+
+
+def test_a_plug_that_a_plug_overtakes_between_its_read_and_its_begin_is_decided_again(
+        race_sessions, sessions, hosts, fake, host, make_vm, make_nic):
+    """On PostgreSQL a plug reads the VM without locking it. Another plug that takes the last PCIe
+    port in between moves the VM's version, so the first one's begin does not take place: it reads
+    again, locked, and is refused. On SQLite the first one holds the database; the other, refused,
+    comes after it. Either way one NIC has the port and one hot-plug is sent."""
+    vm, (first, second) = q35_with_one_free_port(sessions, hosts, fake, host, make_vm, make_nic)
+    patch, other = while_checking(plug_unplug_nic, "check", lambda: plug_unplug_nic.execute(
+        race_sessions, hosts, plug_unplug_nic.Params(vm.id, second.id, True)))
+    results: list[Any] = []
+    with patch:
+        try:
+            results.append(plug_unplug_nic.execute(race_sessions, hosts, plug_unplug_nic.Params(vm.id, first.id, True)))
+        except EngineError as err:
+            results.append(err)
+        plug_unplug_nic.check.thread.join(10)       # type: ignore[attr-defined]
+    one_won_the_last_port(results + other)
+    free, on_wire = ports_taken(sessions, vm.id)
+    assert free == 0 and len(on_wire) == 1
+    assert len(fake.sent("VM.hotplugNic")) == 1
+
+
+def test_a_live_nic_add_holds_the_vm_against_a_plug_of_the_last_port(race_sessions, sessions, hosts, fake, host,
+                                                                     make_vm, make_nic):
+    """Adding an active NIC to a running VM takes a PCIe port as a plug does: it locks the VM, so that a
+    plug cannot take the last port between the add's count and its write (it did on PostgreSQL: both
+    were sent to the host)."""
+    vm, (spare, _) = q35_with_one_free_port(sessions, hosts, fake, host, make_vm, make_nic)
+    patch, other = while_checking(add_nic, "validate", lambda: plug_unplug_nic.execute(
+        race_sessions, hosts, plug_unplug_nic.Params(vm.id, spare.id, True)))
+    results: list[Any] = []
+    with patch:
+        try:
+            results.append(add_nic.execute(race_sessions, hosts, add_nic.Params(vm.id, "eth9", "br0")))
+        except EngineError as err:
+            results.append(err)
+        add_nic.validate.thread.join(10)            # type: ignore[attr-defined]
+    one_won_the_last_port(results + other)
+    free, on_wire = ports_taken(sessions, vm.id)
+    assert free == 0 and len(on_wire) == 1
+    assert len(fake.sent("VM.hotplugNic")) == 1

@@ -213,3 +213,64 @@ def test_read_then_cas_race_with_immediate_transactions(tmp_path, make_vm, make_
                 devices.finish_transition(s, nic.id, from_state="plugging", is_plugged=False)
     finally:
         engine.dispose()
+
+
+# ---- the version of a VM's device set ----------------------------------------------------------------
+
+def _version(sessions, vm_id) -> int:
+    with sessions() as s:
+        return vms.get(s, vm_id).device_seq
+
+
+def test_every_lock_of_a_vm_moves_its_device_version_and_a_plain_read_does_not(sessions, make_vm, make_nic):
+    vm = make_vm(status="up")
+    nic = make_nic(vm)
+    assert _version(sessions, vm.id) == 0
+    with sessions.begin() as s:
+        vms.get(s, vm.id, for_update=True)
+    with sessions.begin() as s:
+        vms.get_with_device(s, vm.id, nic.id)
+    assert _version(sessions, vm.id) == 2
+    with sessions.begin() as s:
+        loaded, dev = vms.get_with_device(s, vm.id, nic.id, locked=False)
+        assert (loaded.device_seq, dev.id) == (2, nic.id)
+    with sessions() as s, s.begin():
+        vms.lock(s, vm.id)
+        s.rollback()            # a refused command's lock leaves no trace
+    assert _version(sessions, vm.id) == 2
+
+
+@pytest.mark.parametrize("case", ["current", "moved", "stopped", "elsewhere"])
+def test_a_begin_from_an_unlocked_read_takes_place_only_while_that_read_is_current(sessions, make_vm, make_host,
+                                                                                   make_nic, case):
+    """begin_transition's `unchanged` (PostgreSQL): the begin, the MAC's claim and the move of the VM's
+    version, all or nothing. SQLite has no data-modifying WITH: the engine never asks it there."""
+    host, other = make_host(), make_host()
+    vm = make_vm(status="up", host=host)
+    nic = make_nic(vm, is_plugged=False)
+    seen = devices.VmVersion(vm.id, 0, other.id if case == "elsewhere" else host.id)
+    if case == "moved":
+        with sessions.begin() as s:
+            vms.lock(s, vm.id)
+    if case == "stopped":
+        with sessions.begin() as s:
+            vms.set_status_cas(s, vm.id, ("up",), "down", run_on_host=None)
+    version = _version(sessions, vm.id)
+    claim = (nics.CLAIM_MAC,)
+    with sessions.begin() as s:
+        if db.is_sqlite(s.get_bind().engine):
+            with pytest.raises(ValueError):
+                devices.begin_transition(s, nic.id, "plugging", unchanged=seen)
+            return
+        began = devices.begin_transition(s, nic.id, "plugging", also=claim, unchanged=seen)
+    row = _row(sessions, nic.id)
+    with sessions() as s:
+        claimed = s.get(VmNic, nic.id).claimed_mac
+    if case == "current":
+        assert began is True
+        assert (row.plug_state, row.is_plugged, claimed) == ("plugging", True, nic.mac)
+        assert _version(sessions, vm.id) == version + 1
+    else:
+        assert began is False
+        assert (row.plug_state, row.is_plugged, claimed) == ("stable", False, None)
+        assert _version(sessions, vm.id) == version
