@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -91,6 +92,9 @@ class Monitor:
         self._reconciler: threading.Thread | None = None
         self._pollers: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
+        # Pollers at work on what their long-poll brought (stop waits for these, not for the polls).
+        self._working = 0
+        self._idle = threading.Condition()
 
     @classmethod
     def from_config(cls, sessions: Sessions, hosts: HostClientFactory, config: Any) -> "Monitor":
@@ -135,17 +139,45 @@ class Monitor:
             return hosts_dao.read_detached(conn, host_id)
 
     def _poll_row(self, row: Host) -> tuple[int, bool]:
-        """_poll of the host's row as just read (its last_event_seq and status)."""
-        after, status = row.last_event_seq, row.status
-        params = {"after": after, "timeout": self.poll_timeout, "limit": self.event_limit}
+        """_poll of the host's row as just read (its last_event_seq and status). What the poll brings is
+        left alone when the monitor was stopped while it waited: the journal mark has not moved, so the
+        next leader reads the same events."""
+        params = {"after": row.last_event_seq, "timeout": self.poll_timeout, "limit": self.event_limit}
         try:
             answer = self._hosts(row).call("Host.getEvents", params, timeout=self.poll_timeout + LONG_POLL_MARGIN)
-        except HostUnreachable as err:
+        except (HostUnreachable, HostCallFailed) as err:
+            with self._work() as going_on:
+                if going_on:
+                    self._poll_failed(row, err)
+            return 0, False
+        with self._work() as going_on:
+            return self._take_answer(row, answer) if going_on else (0, True)
+
+    @contextmanager
+    def _work(self) -> Iterator[bool]:
+        """A poller's work after its long-poll: whether it may go on (not once stop began), counted
+        while it runs so that stop waits for it. A poll still waiting on its agent is not waited for:
+        that is most of poll_timeout, on every stop."""
+        with self._idle:
+            going_on = not self._stop.is_set()
+            self._working += going_on
+        try:
+            yield going_on
+        finally:
+            if going_on:
+                with self._idle:
+                    self._working -= 1
+                    self._idle.notify_all()
+
+    def _poll_failed(self, row: Host, err: HostUnreachable | HostCallFailed) -> None:
+        if isinstance(err, HostUnreachable):
             self._mark_unreachable(row, err)
-            return 0, False
-        except HostCallFailed as err:
+        else:
             log.warning("Host.getEvents on %s failed: %s", row.name, err.message)
-            return 0, False
+
+    def _take_answer(self, row: Host, answer: dict[str, Any]) -> tuple[int, bool]:
+        """Apply what a Host.getEvents answered after the host's row `row` was read."""
+        after, status = row.last_event_seq, row.status
         metrics.host_polled(row.name)
         if status == HOST_UNREACHABLE:
             self._mark_reachable(row)
@@ -386,15 +418,21 @@ class Monitor:
             self._reconciler.start()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop watching; waits for the threads (at most one long-poll) unless `timeout` says less."""
+        """Stop watching: once this returns, nothing more is applied or written (within `timeout`
+        seconds, default one long-poll's). It waits for the supervisor, the periodic reconciliation (a
+        round stops between two hosts' turns) and the pollers' work on what their polls brought, not for polls still
+        waiting on their agents: those end on their own and apply nothing (or, when the monitor is
+        started again before, go on as its pollers)."""
         self._stop.set()
         with self._lock:
-            threads = [t for t in (self._supervisor, self._reconciler, *self._pollers.values()) if t is not None]
+            threads = [t for t in (self._supervisor, self._reconciler) if t is not None]
             self._supervisor = self._reconciler = None
         limit = self.poll_timeout + LONG_POLL_MARGIN + 1 if timeout is None else timeout
         deadline = time.monotonic() + limit
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        with self._idle:
+            self._idle.wait_for(lambda: self._working == 0, max(0.0, deadline - time.monotonic()))
         with self._lock:
             self._pollers = {k: t for k, t in self._pollers.items() if t.is_alive()}
 

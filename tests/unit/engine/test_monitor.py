@@ -15,7 +15,7 @@ import pytest
 from engine.dao import audit, devices as devices_dao
 from engine.dao.models import Host, Vm, VmDevice
 from engine.errors import HostCallFailed, HostUnreachable
-from engine.monitor import Monitor
+from engine.monitor import Monitor, events as events_mod
 
 PCI = {"type": "pci", "domain": "0x0000", "bus": "0x00", "slot": "0x05", "function": "0x0"}
 PCI2 = {"type": "pci", "domain": "0x0000", "bus": "0x00", "slot": "0x07", "function": "0x0"}
@@ -877,10 +877,74 @@ def test_start_polls_every_host_and_stop_ends_it(sessions, fakes, agent, host, v
     finally:
         mon.stop(timeout=5)
     assert not mon.running
-    assert all(not t.is_alive() for t in mon._pollers.values())
+    assert wait_for(lambda: all(not t.is_alive() for t in mon._pollers.values()))
     polls = len(agent.calls)
     time.sleep(0.2)
     assert len(agent.calls) == polls
+
+
+def stopping(mon: Monitor) -> threading.Thread:
+    """mon.stop() in a thread of its own (a stop that waits where it should not would hang the test)."""
+    thread = threading.Thread(target=mon.stop, kwargs={"timeout": 60}, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_stop_does_not_wait_for_a_long_poll_and_what_it_brings_later_is_left_to_the_next_leader(
+        sessions, fakes, agent, host, vm, make_nic, read, audits):
+    """A poll waits on its agent for up to poll_timeout: stop returns without it (a graceful restart
+    hands the monitor over at once), and the events it brings afterwards are not applied -- the
+    journal mark stays, so the next leader reads them."""
+    nic = unplugging_nic(make_nic, vm)
+    polling, answer = threading.Event(), threading.Event()
+
+    def hold(verb, _params):
+        if verb == "Host.getEvents":
+            polling.set()
+            answer.wait(30)
+    agent.on_call = hold
+    mon = Monitor(sessions, fakes, poll_timeout=30, reconcile_interval=60, retry_delay=0.05)
+    mon.start()
+    try:
+        assert polling.wait(5)
+        agent.emit("device_removed", vm.id, nic.device.alias)
+        stop = stopping(mon)
+        stop.join(5)
+        assert not stop.is_alive(), "stop waited for the long-poll"
+        (poller,) = mon._pollers.values()
+        assert poller.is_alive()                # still waiting on its agent
+    finally:
+        answer.set()
+    assert wait_for(lambda: not poller.is_alive())
+    assert read(Host, host.id).last_event_seq == 0
+    assert read(VmDevice, nic.id).plug_state == "unplugging"
+    assert audits("NIC_UNPLUGGED") == []
+
+
+def test_stop_waits_for_a_poller_applying_what_its_poll_brought(sessions, fakes, agent, host, vm, make_nic, read):
+    nic = unplugging_nic(make_nic, vm)
+    applying, go_on = threading.Event(), threading.Event()
+    real = events_mod.to_apply
+
+    def slow(s, events):
+        applying.set()
+        go_on.wait(30)
+        return real(s, events)
+    agent.emit("device_removed", vm.id, nic.device.alias)
+    mon = Monitor(sessions, fakes, poll_timeout=0.05, reconcile_interval=60, retry_delay=0.05)
+    with mock.patch.object(events_mod, "to_apply", slow):
+        mon.start()
+        try:
+            assert applying.wait(5)
+            stop = stopping(mon)
+            stop.join(0.5)
+            assert stop.is_alive(), "stop returned while a batch was being applied"
+        finally:
+            go_on.set()
+        stop.join(10)
+        assert not stop.is_alive()
+    assert read(Host, host.id).last_event_seq == 1
+    assert read(VmDevice, nic.id).plug_state == "stable"
 
 
 def test_a_host_added_later_is_polled_within_the_shorter_of_retry_delay_and_the_interval(sessions, fakes, host,
