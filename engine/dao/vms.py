@@ -39,8 +39,8 @@ def get_many(s: Session, vm_ids: Sequence[str]) -> dict[str, Vm]:
 
 def get_with_device(s: Session, vm_id: str, device_id: str, *,
                     locked: bool = True) -> tuple[Vm | None, VmDevice | None]:
-    """What a plug or unplug loads, in one statement (prebuilt): the VM, locked first as
-    `get(for_update=True)` locks it unless not `locked`, with its cluster and host, and its device
+    """What a plug or unplug loads, in one statement (prebuilt) after the lock (`locked`: as
+    `get(for_update=True)` takes it): the VM with its cluster and host, and its device
     `device_id` with a NIC's vm_nics row and whether another NIC claims its MAC (VmNic.mac_taken).
     (None, None) when there is no such VM, (vm, None) when it has no such device."""
     if locked:
