@@ -32,6 +32,7 @@ def _agent_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        agent.journal.stop_polls()      # the engine's long polls answer now: server_close waits for them
         srv.server_close()
         agent.close()
     return 0

@@ -52,6 +52,7 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._appended = threading.Condition(self._lock)
+        self._polls_stopped = False     # stop_polls: the agent is stopping
         # isolation_level=None: autocommit; each write below is its own explicit transaction.
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -102,9 +103,11 @@ class Journal:
             self._db.execute("DELETE FROM unplugs_in_flight WHERE vm_id = ?", (vm_id,))
 
     # -- reading ---------------------------------------------------------------------------------------
-    def read(self, after: int = 0, timeout: float = 0, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+    def read(self, after: int = 0, timeout: float = 0, limit: int = 100, *,
+             poll: bool = False) -> tuple[list[dict[str, Any]], int]:
         """Events with seq > `after`, oldest first, at most `limit` of them, and the newest seq in the
-        journal. When there is none, waits up to `timeout` seconds for one to be appended."""
+        journal. When there is none, waits up to `timeout` seconds for one to be appended. `poll`: a
+        client's long poll (Host.getEvents), which stop_polls answers at once."""
         limit = max(1, min(int(limit), MAX_LIMIT))
         deadline = time.monotonic() + max(0.0, float(timeout))
         with self._appended:
@@ -112,9 +115,18 @@ class Journal:
                 events = self._select(after, limit)
                 last = self._read_last()
                 remaining = deadline - time.monotonic()
-                if events or remaining <= 0 or after > last:
+                if events or remaining <= 0 or after > last or (poll and self._polls_stopped):
                     return events, last
                 self._appended.wait(remaining)
+
+    def stop_polls(self) -> None:
+        """The agent is stopping: the long polls waiting now, and any after, answer at once with what
+        there is (nothing, usually; the client polls again, from where it was). A poll has nothing to
+        finish, so the shutdown need not wait up to its timeout for it. The agent's own waits (an
+        unplug waiting for its device's removal) go on: their requests finish."""
+        with self._appended:
+            self._polls_stopped = True
+            self._appended.notify_all()
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float,
                  after: int = 0) -> dict[str, Any] | None:

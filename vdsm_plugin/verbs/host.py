@@ -51,7 +51,7 @@ def hostdev_list_by_caps(agent: Agent, caps: list[str] | None = None, names: lis
 
 
 def get_events(agent: Agent, after: int = 0, timeout: float = 0, limit: int = 100) -> dict[str, Any]:
-    events, last = agent.journal.read(after=after, timeout=timeout, limit=limit)
+    events, last = agent.journal.read(after=after, timeout=timeout, limit=limit, poll=True)
     return {"events": events, "last": last}
 
 

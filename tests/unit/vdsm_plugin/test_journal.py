@@ -86,6 +86,27 @@ def test_long_poll_times_out_empty(journal):
     assert 0.25 <= time.monotonic() - t0 < 3
 
 
+def test_stop_polls_answers_the_long_polls_at_once_and_lets_the_agents_own_waits_go_on(journal):
+    """A stopping agent answers the engine's long polls now rather than at their timeout (its server
+    waits for every request in progress); an unplug waiting for its device's removal still gets it."""
+    last = journal.append("vm_lifecycle")
+    answers: list[object] = []
+    polling = threading.Thread(target=lambda: answers.append(journal.read(after=last, timeout=60, poll=True)))
+    removal = threading.Thread(target=lambda: answers.append(journal.wait_for(
+        lambda e: e["alias"] == "ua-nic1", timeout=60, after=last)))
+    polling.start()
+    removal.start()
+    time.sleep(0.2)
+    journal.stop_polls()
+    polling.join(5)
+    assert not polling.is_alive() and answers == [([], last)]
+    assert journal.read(after=last, timeout=60, poll=True) == ([], last)      # and any poll after
+    assert removal.is_alive()
+    journal.append("device_removed", vm_id=VM, alias="ua-nic1")
+    removal.join(5)
+    assert not removal.is_alive() and answers[-1]["alias"] == "ua-nic1"
+
+
 def test_read_after_a_seq_beyond_the_journal_answers_at_once(journal):
     journal.append("vm_lifecycle")
     t0 = time.monotonic()
