@@ -41,6 +41,11 @@ SETTLED_RUNNING = (UP, PAUSED, UNKNOWN)
 #: The part of reconcile_interval a periodic round's host turns are spread over (Monitor.reconcile_all).
 RECONCILE_SPREAD = 0.5
 LONG_POLL_MARGIN = 5.0          # seconds added to the long-poll's own wait for the HTTP read timeout
+#: Seconds a poller waits after a poll that brought events before it polls again, so that the events of
+#: a busy host come in batches: each batch costs a poll, a read and a move of the journal mark however
+#: many events it holds (most of them, devices whose commands finished them, need nothing more). An
+#: event waits this much longer at most.
+POLL_LINGER = 0.05
 
 Sessions = sessionmaker[Session]
 
@@ -70,12 +75,13 @@ class Monitor:
     stale_after: seconds after which an unplug the guest never completed is given up (back to plugged);
     in_flight_grace: seconds an in-flight row is left to its command before reconciliation touches it;
     retry_delay: seconds between two attempts on an unreachable host;
+    linger: seconds a poller waits after a poll that brought events (POLL_LINGER);
     clock: the current time (tests).
     """
 
     def __init__(self, sessions: Sessions, hosts: HostClientFactory, *, poll_timeout: float = 10,
                  reconcile_interval: float = 60, stale_after: float = 300, in_flight_grace: float = 60,
-                 event_limit: int = 500, retry_delay: float = 5.0,
+                 event_limit: int = 500, retry_delay: float = 5.0, linger: float = POLL_LINGER,
                  clock: Callable[[], datetime] = _utcnow) -> None:
         self._sessions = sessions
         self._readers = db.read_sessions(sessions)     # the poll's read of where the journal was left
@@ -86,6 +92,7 @@ class Monitor:
         self.in_flight_grace = float(in_flight_grace)
         self.event_limit = int(event_limit)
         self.retry_delay = float(retry_delay)
+        self.linger = float(linger)
         self._clock = clock
         self._stop = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -486,7 +493,9 @@ class Monitor:
                 count, answered = 0, False
             if not answered:
                 self._stop.wait(self.retry_delay)
-            elif count == 0 and time.monotonic() - started < 0.5:
+            elif count:
+                self._stop.wait(self.linger)
+            elif time.monotonic() - started < 0.5:
                 self._stop.wait(0.5)    # an agent that does not hold the long-poll must not spin us
 
 

@@ -947,6 +947,44 @@ def test_stop_waits_for_a_poller_applying_what_its_poll_brought(sessions, fakes,
     assert read(VmDevice, nic.id).plug_state == "stable"
 
 
+def test_a_poller_lingers_after_a_batch_so_that_the_next_events_come_in_one(sessions, fakes, agent, host, vm,
+                                                                             make_nic, read):
+    """A busy host's events come in batches (each costs a poll, a read and a move of the journal mark):
+    after a poll that brought events the poller waits `linger` before it polls again."""
+    first, second, third = (unplugging_nic(make_nic, vm) for _ in range(3))
+    answers: list[list[int]] = []
+    call, emit, appended = agent.call, agent.emit, threading.Condition()
+
+    def emitting(*args, **kw):
+        with appended:
+            seq = emit(*args, **kw)
+            appended.notify_all()
+        return seq
+
+    def long_polling(verb, params=None, **kw):        # as the agent does: held until there is an event
+        if verb == "Host.getEvents":
+            with appended:
+                appended.wait_for(lambda: agent.seq > params["after"], params["timeout"])
+        answer = call(verb, params, **kw)
+        if verb == "Host.getEvents" and answer["events"]:
+            answers.append([e["seq"] for e in answer["events"]])
+        return answer
+    agent.call, agent.emit = long_polling, emitting
+    mon = Monitor(sessions, fakes, poll_timeout=5, reconcile_interval=60, retry_delay=0.05, linger=1.0)
+    mon.start()
+    try:
+        agent.emit("device_removed", vm.id, first.device.alias)
+        assert wait_for(lambda: read(VmDevice, first.id).plug_state == "stable")
+        agent.emit("device_removed", vm.id, second.device.alias)
+        time.sleep(0.1)         # without the linger, the second event is polled alone meanwhile
+        agent.emit("device_removed", vm.id, third.device.alias)
+        assert wait_for(lambda: read(VmDevice, third.id).plug_state == "stable")
+    finally:
+        mon.stop(timeout=5)
+    assert answers == [[1], [2, 3]]
+    assert read(VmDevice, second.id).plug_state == "stable"
+
+
 def test_a_host_added_later_is_polled_within_the_shorter_of_retry_delay_and_the_interval(sessions, fakes, host,
                                                                                            make_host):
     mon = Monitor(sessions, fakes, poll_timeout=0.05, reconcile_interval=0.3, retry_delay=30)
