@@ -426,10 +426,10 @@ class Monitor:
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop watching: once this returns, nothing more is applied or written (within `timeout`
-        seconds, default one long-poll's). It waits for the supervisor, the periodic reconciliation (a
-        round stops between two hosts' turns) and the pollers' work on what their polls brought, not for polls still
-        waiting on their agents: those end on their own and apply nothing (or, when the monitor is
-        started again before, go on as its pollers)."""
+        seconds, default one long-poll's). It waits for the supervisor, the periodic reconciliation
+        (a round stops between two hosts' turns) and the pollers' work on what their polls brought,
+        not for polls still waiting on their agents: those end on their own and apply nothing (or,
+        when the monitor is started again before, go on as its pollers)."""
         self._stop.set()
         with self._lock:
             threads = [t for t in (self._supervisor, self._reconciler) if t is not None]
