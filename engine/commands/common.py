@@ -18,6 +18,7 @@ from engine.commands.outcome import Outcome
 from engine.dao import audit, db, devices, flavors as flavors_dao, hosts as hosts_dao, nics as nics_dao, \
     vms as vms_dao
 from engine.dao.models import Cluster, Flavor, Host, Vm, VmDevice, VmNic
+from engine.dao.vm_versions import VmVersion
 from engine.devices import kinds, live, state
 from engine.devices.kinds import DeviceKind
 from engine.errors import (Conflict, EngineError, Forbidden, HostCallFailed, HostUnreachable, NotFound, Reason,
@@ -194,7 +195,7 @@ def _begin(s: Session, principal: Principal, vm_id: str, device_id: str, kind: D
         state.desired(s, subject, plug=plug)
         return dev, None
     assert host is not None     # the checks refuse a running VM without a host
-    unchanged = None if locked else devices.VmVersion(vm.id, vm.device_seq, host.id)
+    unchanged = None if locked else VmVersion(vm.id, vm.device_seq, host.id)
     try:
         return dev, live.prepare(s, dev, subject, host, plug=plug, unchanged=unchanged)
     except state.ReadAgain:

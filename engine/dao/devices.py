@@ -6,20 +6,19 @@ first and never commit."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, exists, inspect, literal, select, update
+from sqlalchemy import bindparam, delete, inspect, select
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.util import identity_key
 
-from engine.dao import audit
+from engine.dao import audit, vm_versions
 from engine.dao._cas import KEEP, OneRowUpdate, Prebuilt, RowWrite, rowcount, update_one
-from engine.dao.models import Vm, VmDevice, new_id, utcnow
-from engine.vocab import IN_FLIGHT_STATES, PLUGGING, STABLE, UNPLUGGING, UP
+from engine.dao.models import VmDevice, new_id, utcnow
+from engine.vocab import IN_FLIGHT_STATES, PLUGGING, STABLE, UNPLUGGING
 
-__all__ = ["KEEP", "RowWrite", "TRANSITION_STATES", "VmVersion", "alias_for", "add", "get", "list_for_vm",
+__all__ = ["KEEP", "RowWrite", "TRANSITION_STATES", "alias_for", "add", "get", "list_for_vm",
            "list_in_flight", "begin_transition", "finish_transition", "acknowledge", "mark_unanswered",
            "restart_transition", "set_plugged", "set_address",
            "delete_if_stable", "used_indexes"]
@@ -108,18 +107,8 @@ _UNPLUGGING = Prebuilt(lambda: select(VmDevice.vm_id, VmDevice.alias)
                               VmDevice.plug_state == UNPLUGGING))
 
 
-@dataclass(frozen=True)
-class VmVersion:
-    """A running VM as a plug read it without locking it: the version of its device set (vms.device_seq)
-    and the host it ran on."""
-
-    vm_id: str
-    device_seq: int
-    host_id: str
-
-
 def begin_transition(s: Session, dev_id: str, to_state: str, *, also: Sequence[RowWrite] = (),
-                     unchanged: VmVersion | None = None) -> bool:
+                     unchanged: vm_versions.VmVersion | None = None) -> bool:
     """stable -> plugging|unplugging, as one compare-and-set UPDATE. `is_plugged` becomes the desired
     state at once (True when plugging); the start time is recorded and last_error cleared; `also`
     (writes of rows keyed by the device's id, a claim) are written with it when it wins. False when
@@ -138,25 +127,13 @@ def begin_transition(s: Session, dev_id: str, to_state: str, *, also: Sequence[R
         return _BEGIN(s, dev_id, values, plug_state=STABLE, also=also)
     if s.get_bind().dialect.name != "postgresql":
         raise ValueError("a begin from an unlocked read needs PostgreSQL's data-modifying WITH")
-    return _BEGIN_IF_UNCHANGED(s, dev_id, values, plug_state=STABLE, also=also,
-                               bound={"seen_vm": unchanged.vm_id, "seen_seq": unchanged.device_seq,
-                                      "seen_host": unchanged.host_id})
-
-
-def _vm_unchanged(_devices: Any) -> Any:
-    """``EXISTS (SELECT 1 FROM bump)`` where ``bump`` moves the version of VM :seen_vm from :seen_seq while
-    it runs on :seen_host (begin_transition's `unchanged`): the lock's write (vms.lock), from a version."""
-    vms = cast(Table, Vm.__table__)
-    bump = (update(vms).where(vms.c.id == bindparam("seen_vm"), vms.c.device_seq == bindparam("seen_seq"),
-                              vms.c.status == UP, vms.c.run_on_host == bindparam("seen_host"))
-            .values(device_seq=vms.c.device_seq + 1).returning(vms.c.id).cte("bump"))
-    return exists(select(literal(1)).select_from(bump))
+    return _BEGIN_IF_UNCHANGED(s, dev_id, values, plug_state=STABLE, also=also, bound=vm_versions.params(unchanged))
 
 
 # The transitions' compare-and-set UPDATEs, prebuilt (every plug and unplug runs two of them).
 _BEGIN = OneRowUpdate(VmDevice, ("plug_state", "is_plugged", "plug_started_at", "plug_acked_at", "last_error"),
                       guards=("plug_state",))
-_BEGIN_IF_UNCHANGED = OneRowUpdate(VmDevice, _BEGIN.set, guards=("plug_state",), condition=_vm_unchanged)
+_BEGIN_IF_UNCHANGED = OneRowUpdate(VmDevice, _BEGIN.set, guards=("plug_state",), condition=vm_versions.unchanged)
 _FINISH = OneRowUpdate(VmDevice, ("plug_state", "plug_started_at", "plug_acked_at", "is_plugged", "last_error"),
                        guards=("plug_state",))
 _FINISH_ADDRESS = OneRowUpdate(VmDevice, ("plug_state", "plug_started_at", "plug_acked_at", "is_plugged", "last_error",

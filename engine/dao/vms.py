@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Collection, Sequence
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, select, update
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from engine.dao._cas import KEEP, Prebuilt, update_one
-from engine.dao import host_devices, nics, pci_devices
+from engine.dao import host_devices, nics, pci_devices, vm_versions
 from engine.dao.models import VM_STATUSES, Vm, VmDevice, VmNic
 
 __all__ = ["KEEP", "get", "lock", "get_many", "get_with_device", "get_with_device_by_alias", "get_by_name", "list",
@@ -66,6 +66,8 @@ def _with_device(device: Any) -> Any:
 # Prebuilt: the first statement of most commands; plug and unplug's, with their device; a device event's.
 _GET_FOR_UPDATE = Prebuilt(lambda: select(Vm).where(Vm.id == bindparam("vm_id")).with_for_update()
                            .execution_options(populate_existing=True))
+
+
 def _plug_load() -> Any:
     return (_with_device(VmDevice.id == bindparam("device_id"))
             .options(joinedload(Vm.cluster, innerjoin=True), joinedload(Vm.host),
@@ -73,8 +75,7 @@ def _plug_load() -> Any:
             .execution_options(populate_existing=True))
 
 
-_VMS = cast(Table, Vm.__table__)
-_LOCK = Prebuilt(lambda: update(_VMS).where(_VMS.c.id == bindparam("vm_id")).values(device_seq=_VMS.c.device_seq + 1))
+_LOCK = Prebuilt(vm_versions.lock)
 _GET_WITH_DEVICE = Prebuilt(lambda: _plug_load().with_for_update(of=Vm))
 _READ_WITH_DEVICE = Prebuilt(_plug_load)
 _GET_WITH_ALIAS = Prebuilt(lambda: _with_device(VmDevice.alias == bindparam("alias"))

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import agent_codes, metrics
 from engine.dao import db
-from engine.dao.devices import VmVersion
+from engine.dao.vm_versions import VmVersion
 from engine.dao.models import Host, VmDevice
 from engine.devices import state
 from engine.devices.state import Before, Subject

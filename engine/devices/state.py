@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from engine import reasons as R
 from engine.dao import audit, devices, vms as vms_dao
 from engine.dao.models import Host, Vm, VmDevice
+from engine.dao.vm_versions import VmVersion
 from engine.devices import claims, kinds
 from engine.devices.kinds import DeviceKind
 from engine.errors import Conflict, EngineError
@@ -123,7 +124,7 @@ class ReadAgain(Exception):
     with the VM locked."""
 
 
-def begin(s: Session, subject: Subject, *, plug: bool, unchanged: devices.VmVersion | None = None) -> Before:
+def begin(s: Session, subject: Subject, *, plug: bool, unchanged: VmVersion | None = None) -> Before:
     """stable -> plugging | unplugging (to be committed before the host is called). Conflict, and
     nothing changed, when another operation is in flight or the claim is lost. `unchanged`: the VM was
     read without a lock (devices.begin_transition); ReadAgain when that read is no longer current."""

@@ -187,27 +187,29 @@ def test_parallel_redirdev_adds_never_take_more_ports_than_there_are(race_sessio
 
 # ---- PCIe root ports ------------------------------------------------------------------------------
 
-def while_checking(module: Any, name: str, other: Callable[[], Any]) -> tuple[mock._patch[Any], list[Any]]:
-    """Patch `module.name` (a command's canDo) so that its first call, once it has decided, runs `other`
-    in a thread and waits for it, at most 0.5 s: the other command goes between this one's checks and
-    its write, unless this one holds the VM (then it finishes after). Returns the patch and, once it
-    ran, other's result or exception."""
-    real, outcome = getattr(module, name), []
+def overtaken(module: Any, name: str, other: Callable[[], Any], command: Callable[[], Any]) -> list[Any]:
+    """Run `command`, whose canDo is `module.name`, with `other` run in a thread once that canDo has
+    decided, waited for at most 0.5 s: the other command goes between this one's checks and its write,
+    unless this one holds the VM (then it finishes after). The results (or exceptions) of both."""
+    real, results, thread = getattr(module, name), [], []
 
-    def run() -> None:
+    def attempt(call: Callable[[], Any]) -> None:
         try:
-            outcome.append(other())
+            results.append(call())
         except Exception as exc:  # asserted on by the caller
-            outcome.append(exc)
+            results.append(exc)
 
     def checking(*args: Any, **kw: Any) -> Any:
         found = real(*args, **kw)
-        if not hasattr(checking, "thread"):
-            checking.thread = threading.Thread(target=run)      # type: ignore[attr-defined]
-            checking.thread.start()                             # type: ignore[attr-defined]
-            checking.thread.join(0.5)                           # type: ignore[attr-defined]
+        if not thread:
+            thread.append(threading.Thread(target=attempt, args=(other,)))
+            thread[0].start()
+            thread[0].join(0.5)
         return found
-    return mock.patch.object(module, name, checking), outcome
+    with mock.patch.object(module, name, checking):
+        attempt(command)
+        thread[0].join(10)
+    return results
 
 
 def q35_with_one_free_port(sessions, hosts, fake, host, make_vm, make_nic) -> tuple[Any, list[Any]]:
@@ -223,10 +225,14 @@ def ports_taken(sessions, vm_id: str) -> tuple[int | None, list[str]]:
         return pcie_ports.free(vm), sorted(d.id for d in vm.devices if pcie_ports.on_wire(d))
 
 
-def one_won_the_last_port(results: list[Any]) -> None:
+def one_won_the_last_port(results: list[Any], sessions, fake, vm_id: str) -> None:
+    """Of the two, one was refused for want of a port; one NIC has the port; one hot-plug was sent."""
     lost = refusals(results)
     assert len(lost) == 1 and len(results) == 2, results
     assert lost[0].status == 409 and reason_codes(lost[0]) == ["NO_FREE_PCIE_PORT"], lost[0]
+    free, on_wire = ports_taken(sessions, vm_id)
+    assert free == 0 and len(on_wire) == 1
+    assert len(fake.sent("VM.hotplugNic")) == 1
 
 
 def test_a_plug_that_a_plug_overtakes_between_its_read_and_its_begin_is_decided_again(
@@ -236,19 +242,11 @@ def test_a_plug_that_a_plug_overtakes_between_its_read_and_its_begin_is_decided_
     again, locked, and is refused. On SQLite the first one holds the database; the other, refused,
     comes after it. Either way one NIC has the port and one hot-plug is sent."""
     vm, (first, second) = q35_with_one_free_port(sessions, hosts, fake, host, make_vm, make_nic)
-    patch, other = while_checking(plug_unplug_nic, "check", lambda: plug_unplug_nic.execute(
-        race_sessions, hosts, plug_unplug_nic.Params(vm.id, second.id, True)))
-    results: list[Any] = []
-    with patch:
-        try:
-            results.append(plug_unplug_nic.execute(race_sessions, hosts, plug_unplug_nic.Params(vm.id, first.id, True)))
-        except EngineError as err:
-            results.append(err)
-        plug_unplug_nic.check.thread.join(10)       # type: ignore[attr-defined]
-    one_won_the_last_port(results + other)
-    free, on_wire = ports_taken(sessions, vm.id)
-    assert free == 0 and len(on_wire) == 1
-    assert len(fake.sent("VM.hotplugNic")) == 1
+    one_won_the_last_port(overtaken(
+        plug_unplug_nic, "check",
+        lambda: plug_unplug_nic.execute(race_sessions, hosts, plug_unplug_nic.Params(vm.id, second.id, True)),
+        lambda: plug_unplug_nic.execute(race_sessions, hosts, plug_unplug_nic.Params(vm.id, first.id, True))),
+        sessions, fake, vm.id)
 
 
 def test_a_live_nic_add_holds_the_vm_against_a_plug_of_the_last_port(race_sessions, sessions, hosts, fake, host,
@@ -257,16 +255,8 @@ def test_a_live_nic_add_holds_the_vm_against_a_plug_of_the_last_port(race_sessio
     plug cannot take the last port between the add's count and its write (it did on PostgreSQL: both
     were sent to the host)."""
     vm, (spare, _) = q35_with_one_free_port(sessions, hosts, fake, host, make_vm, make_nic)
-    patch, other = while_checking(add_nic, "validate", lambda: plug_unplug_nic.execute(
-        race_sessions, hosts, plug_unplug_nic.Params(vm.id, spare.id, True)))
-    results: list[Any] = []
-    with patch:
-        try:
-            results.append(add_nic.execute(race_sessions, hosts, add_nic.Params(vm.id, "eth9", "br0")))
-        except EngineError as err:
-            results.append(err)
-        add_nic.validate.thread.join(10)            # type: ignore[attr-defined]
-    one_won_the_last_port(results + other)
-    free, on_wire = ports_taken(sessions, vm.id)
-    assert free == 0 and len(on_wire) == 1
-    assert len(fake.sent("VM.hotplugNic")) == 1
+    one_won_the_last_port(overtaken(
+        add_nic, "validate",
+        lambda: plug_unplug_nic.execute(race_sessions, hosts, plug_unplug_nic.Params(vm.id, spare.id, True)),
+        lambda: add_nic.execute(race_sessions, hosts, add_nic.Params(vm.id, "eth9", "br0"))),
+        sessions, fake, vm.id)

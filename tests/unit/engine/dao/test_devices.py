@@ -7,6 +7,7 @@ import pytest
 from engine.dao import db, devices, nics, vms
 from engine.dao.devices import KEEP
 from engine.dao.models import VmDevice, VmNic
+from engine.dao.vm_versions import VmVersion
 from tests.unit.engine.race import race
 
 ADDRESS = {"type": "pci", "domain": "0x0000", "bus": "0x00", "slot": "0x03", "function": "0x0"}
@@ -248,7 +249,7 @@ def test_a_begin_from_an_unlocked_read_takes_place_only_while_that_read_is_curre
     host, other = make_host(), make_host()
     vm = make_vm(status="up", host=host)
     nic = make_nic(vm, is_plugged=False)
-    seen = devices.VmVersion(vm.id, 0, other.id if case == "elsewhere" else host.id)
+    seen = VmVersion(vm.id, 0, other.id if case == "elsewhere" else host.id)
     if case == "moved":
         with sessions.begin() as s:
             vms.lock(s, vm.id)
