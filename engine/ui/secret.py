@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 FILE_NAME = "ui-secret.key"
@@ -11,16 +12,24 @@ FILE_NAME = "ui-secret.key"
 
 def load_or_create(state_dir: Path) -> bytes:
     """The key in `state_dir`, made (32 random bytes, mode 0600) when missing. A key file that others
-    may read is refused: a reader could sign itself any session."""
+    may read is refused: a reader could sign itself any session. The engine's workers boot together
+    and may each make one: a key is written whole to a file of its own, then linked to the key's name
+    (which fails if another was there first, whose key is then read), so the name never shows a key
+    half written."""
     path = Path(state_dir) / FILE_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return _read(path)
     key = secrets.token_hex(32).encode()
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
+    fd, made = tempfile.mkstemp(prefix=f".{FILE_NAME}.", dir=path.parent)     # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+        os.link(made, path)
+    except FileExistsError:
+        return _read(path)
+    finally:
+        os.unlink(made)
     return key
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import stat
+from unittest import mock
 
 import pytest
 
@@ -193,6 +195,23 @@ def test_assets_come_from_node_modules_and_nothing_else_there_is_served(app):
     assert client.get("/ui/assets/vendor/@patternfly/patternfly/patternfly.min.css").status_code == 200
     assert client.get("/ui/assets/vendor/htmx.org/package.json").status_code == 404
     assert client.get("/ui/assets/vendor/@patternfly/../htmx.org/package.json").status_code == 404
+
+
+def test_two_workers_making_the_secret_key_at_once_get_the_same_whole_key(tmp_path):
+    """Workers booting together each make the key when there is none. The file appears only whole: a
+    worker that comes while another is making it reads a full key, never an empty file (which failed
+    the worker's boot, and gunicorn then stopped the whole server)."""
+    real, keys, calls = secrets.token_hex, [], []
+
+    def another_worker_meanwhile(n):
+        calls.append(n)
+        if len(calls) == 1:     # the first worker makes its key: the second one comes now
+            keys.append(secret.load_or_create(tmp_path))
+        return real(n)
+    with mock.patch.object(secret.secrets, "token_hex", another_worker_meanwhile):
+        first = secret.load_or_create(tmp_path)
+    assert first == keys[0] == (tmp_path / secret.FILE_NAME).read_bytes() and len(first) == 64
+    assert [p.name for p in tmp_path.iterdir()] == [secret.FILE_NAME]
 
 
 def test_the_secret_key_is_made_once_and_kept_0600(tmp_path):
