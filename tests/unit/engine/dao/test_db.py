@@ -137,7 +137,9 @@ def test_postgresql_readers_run_without_a_transaction(sessions):
     with db.read_sessions(sessions)() as s:
         s.execute(text("SELECT pg_sleep(0.01)"))
         assert s.scalar(in_own_transaction) is True
+        reader = s.scalar(text("SELECT pg_backend_pid()"))
     with sessions.begin() as s:
+        assert s.scalar(text("SELECT pg_backend_pid()")) == reader     # the pool lends it back transactional
         s.execute(text("SELECT pg_sleep(0.01)"))
         assert s.scalar(in_own_transaction) is False
 
@@ -161,6 +163,27 @@ def test_a_one_statement_transaction_runs_in_autocommit_and_leaves_the_connectio
     with sessions.begin() as s:
         s.execute(text("SELECT pg_sleep(0.01)"))
         assert s.scalar(in_own_transaction) is False
+
+
+@PG_ONLY
+def test_autocommit_sends_no_isolation_change_and_rolls_back_a_transaction_left_open(sessions):
+    """Autocommit is the driver's switch, turned for the block only (no SET of the isolation level,
+    no change of SQLAlchemy's connection characteristics). A BEGIN sent inside the block leaves a
+    transaction open; it is rolled back when the block ends, and the connection goes on as a
+    transactional one."""
+    sent: list[str] = []
+    engine = sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", lambda *a: sent.append(a[2]))
+    event.listen(engine, "set_connection_execution_options", lambda *a: sent.append("options"))
+    with db.one_connection(sessions) as s:
+        with db.autocommit(s):
+            s.connection().exec_driver_sql("BEGIN")
+            s.execute(text("CREATE TABLE left_open (x int)"))
+        with s.begin():
+            assert s.connection().connection.dbapi_connection.autocommit is False
+            assert s.scalar(text("SELECT to_regclass('left_open') IS NULL")) is True
+            assert s.scalar(text("SELECT now() = statement_timestamp()")) is False
+    assert "options" not in sent and not any("isolation" in statement.lower() for statement in sent)
 
 
 @PG_ONLY
