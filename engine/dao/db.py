@@ -75,6 +75,7 @@ def make_engine(url: str, *, echo: bool = False, sqlite_begin: SqliteBegin = "de
     engine = create_engine(url, echo=echo, **kwargs)
     _describe_on_demand(engine)
     _ensure_transactional(engine)
+    _readers_in_autocommit(engine)
     if not kwargs.get("pool_pre_ping"):
         _ping_after_idle(engine)
     return engine
@@ -226,6 +227,16 @@ def _ensure_transactional(engine: Engine) -> None:
     event.listen(engine, "checkin", _transactional)
 
 
+def _readers_in_autocommit(engine: Engine) -> None:
+    """A reader's connection (READ_ONLY: read_sessions, and Core connections of their bind) turns
+    autocommit on as its transaction begins, before its first statement: no BEGIN, no ROLLBACK."""
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        if conn.get_execution_options().get(READ_ONLY):
+            _driver_autocommit(conn.connection.dbapi_connection)
+
+
 #: The execution option that marks a reader's connection (read_sessions).
 READ_ONLY = "plugboard_read_only"
 
@@ -238,14 +249,13 @@ def read_sessions(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
     """A session factory on the same database for transactions that only read (authentication, the
     answer's read after a command). On SQLite they begin DEFERRED whatever the engine's sqlite_begin,
     so a reader neither takes nor waits for the write lock (WAL: it reads the last committed state).
-    On PostgreSQL they run in autocommit: under READ COMMITTED every statement of a transaction reads
-    its own snapshot anyway, so a reader's BEGIN and ROLLBACK bought nothing but two round trips. A
+    On PostgreSQL they run in autocommit, as do Core connections of their bind (the monitor's read of
+    a host before each poll): under READ COMMITTED every statement of a transaction reads its own
+    snapshot anyway, so a reader's BEGIN and ROLLBACK bought nothing but two round trips. A
     write in one raises ReadOnlyTransaction: a deferred transaction that tries to write could fail with
     "database is locked" instead of waiting, and an autocommitted one could not be rolled back."""
     bind = sessions.kw["bind"]
     readers = sessionmaker(bind=bind.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
-    if bind.dialect.name == "postgresql":
-        event.listen(readers, "after_begin", lambda _s, _t, conn: _driver_autocommit(conn.connection.dbapi_connection))
 
     def refuse(*_args: Any) -> None:
         raise ReadOnlyTransaction("a read-only session cannot write")

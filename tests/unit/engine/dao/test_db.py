@@ -132,12 +132,16 @@ PG_ONLY = pytest.mark.skipif(not testdb.url(), reason="PostgreSQL behaviour")
 @PG_ONLY
 def test_postgresql_readers_run_without_a_transaction(sessions):
     """Each statement of a reader is its own transaction: no BEGIN and ROLLBACK round trips around it
-    (READ COMMITTED gave every statement its own snapshot anyway). A writer's statements share one."""
+    (READ COMMITTED gave every statement its own snapshot anyway), in a session or on a Core
+    connection of the readers' bind. A writer's statements share one."""
     in_own_transaction = text("SELECT now() = statement_timestamp()")
     with db.read_sessions(sessions)() as s:
         s.execute(text("SELECT pg_sleep(0.01)"))
         assert s.scalar(in_own_transaction) is True
         reader = s.scalar(text("SELECT pg_backend_pid()"))
+    with db.read_sessions(sessions).kw["bind"].connect() as conn:     # Core, on the readers' bind
+        conn.execute(text("SELECT pg_sleep(0.01)"))
+        assert conn.scalar(in_own_transaction) is True
     with sessions.begin() as s:
         assert s.scalar(text("SELECT pg_backend_pid()")) == reader     # the pool lends it back transactional
         s.execute(text("SELECT pg_sleep(0.01)"))
