@@ -84,16 +84,18 @@ def floor_from_env() -> Flask:
     """The floor app for a server that imports it (bench/scale.py runs it under gunicorn), on the
     database of $PB_FLOOR_DB_URL, whose table prepare_floor made; its heap settled as the engine's
     workers settle theirs."""
-    app = floor_app(os.environ["PB_FLOOR_DB_URL"], prepare=False)[0]
+    app = floor_app(os.environ["PB_FLOOR_DB_URL"], prepare=False,
+                    connections=int(os.environ.get("PLUGBOARD_THREADS") or 8))[0]
     engine_main.settle_heap()
     return app
 
 
-def floor_app(url: str, *, prepare: bool = True) -> tuple[Flask, int]:
-    """A bare Flask app: one route, one one-row UPDATE in its own transaction, a small JSON answer."""
+def floor_app(url: str, *, prepare: bool = True, connections: int | None = None) -> tuple[Flask, int]:
+    """A bare Flask app: one route, one one-row UPDATE in its own transaction, a small JSON answer.
+    `connections`: its pool's size, as the engine's is sized (one per request thread)."""
     if prepare:
         prepare_floor(url)
-    engine = db.make_engine(url, sqlite_begin="immediate")
+    engine = db.make_engine(url, sqlite_begin="immediate", connections=connections)
     rows = FLOOR_ROWS
     app = Flask("floor")
 
