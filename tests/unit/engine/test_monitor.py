@@ -15,7 +15,7 @@ import pytest
 from engine.dao import audit, devices as devices_dao
 from engine.dao.models import Host, Vm, VmDevice
 from engine.errors import HostCallFailed, HostUnreachable
-from engine.monitor import Monitor, events as events_mod
+from engine.monitor import Monitor, events as events_mod, runner
 
 PCI = {"type": "pci", "domain": "0x0000", "bus": "0x00", "slot": "0x05", "function": "0x0"}
 PCI2 = {"type": "pci", "domain": "0x0000", "bus": "0x00", "slot": "0x07", "function": "0x0"}
@@ -837,6 +837,33 @@ def test_a_spread_round_spaces_the_hosts_turns_out_and_a_stop_ends_it(monitor, f
         begun = time.monotonic()
         monitor.reconcile_all(startup=False, spread=8.0)
         assert len(turns) == 1 and time.monotonic() - begun < 4.0     # the stop ended the 8 s round
+
+
+def test_a_periodic_round_rests_after_each_turn_in_proportion_to_its_cpu(monitor, host, make_host):
+    """A periodic round's thread takes at most RECONCILE_SHARE of a core: after a turn that used c
+    seconds of CPU it rests c * (1 / share - 1) before the next one. The round at start-up (no spread)
+    goes at full speed."""
+    for n in range(2, 4):
+        make_host(f"h{n}")
+    burn, waits = 0.03, []
+    rest = burn * (1 / runner.RECONCILE_SHARE - 1)
+
+    def busy(self, h, **kw):
+        until = time.thread_time() + burn
+        while time.thread_time() < until:
+            pass
+        return 0
+    real_wait = monitor._stop.wait
+
+    def wait(seconds):
+        waits.append(seconds)
+        return real_wait(seconds)
+    with mock.patch.object(Monitor, "reconcile_host", busy), mock.patch.object(monitor._stop, "wait", wait):
+        monitor.reconcile_all(startup=False, spread=0.001)
+        assert len(waits) == 2 and all(rest - 0.01 <= w <= rest + 0.01 for w in waits), waits
+        waits.clear()
+        monitor.reconcile_all(startup=True)
+        assert waits == []
 
 
 def test_other_device_kinds_get_their_own_audit_codes(sessions, monitor, agent, vm, read, audits):
