@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, bindparam, delete as sql_delete, func, select
+from sqlalchemy import Connection, Table, bindparam, delete as sql_delete, func, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from engine.dao._cas import OneRowUpdate, Prebuilt, rowcount, update_one
+from engine.dao._cas import Prebuilt, rowcount, update_one
 from engine.dao.models import HOST_STATUSES, Host, Vm, utcnow
 from engine.vocab import HOST_UP
 
@@ -32,7 +32,10 @@ def read_detached(conn: Connection, host_id: str) -> Host | None:
     """The host's row as it is now, by one prebuilt Core statement on `conn`, as a detached Host (as
     if loaded by a session since closed). The monitor reads it before every long poll of every host:
     an ORM session and load cost twice as much CPU."""
-    row = conn.execute(_READ.statement, {"host_id": host_id}).mappings().first()
+    return _detached(conn.execute(_READ.statement, {"host_id": host_id}).mappings().first())
+
+
+def _detached(row: Any) -> Host | None:
     if row is None:
         return None
     host = Host(**row)
@@ -79,15 +82,26 @@ def delete(s: Session, host_id: str) -> bool:
     return rowcount(s.execute(sql_delete(Host).where(Host.id == host_id))) == 1
 
 
-def take_events(s: Session, host_id: str, after: int, seq: int) -> bool:
+def take_events(s: Session, host_id: str, after: int, seq: int) -> Host | None:
     """Move the consumed-journal mark from `after` to `seq` (compare-and-set on last_event_seq = after),
     before the events are applied in the same transaction: of two monitors that read the same events,
-    the second waits for the first's row lock, then finds the mark moved and applies nothing."""
-    return _TAKE(s, host_id, {"last_event_seq": seq}, last_event_seq=after)
+    the second waits for the first's row lock, then finds the mark moved and applies nothing (None).
+    Returns the host's row as the move left it, detached (as read_detached reads it): the monitor polls
+    the host next with it, with no read of its own. A copy the session holds has its mark expired."""
+    held = s.identity_map.get(s.identity_key(Host, host_id))
+    if held is not None:
+        s.expire(held, ["last_event_seq"])
+    return _detached(s.execute(_TAKE.statement, {"host_id": host_id, "after": after, "seq": seq}).mappings().first())
+
+
+def _take() -> Any:
+    hosts = cast(Table, Host.__table__)
+    return (update(hosts).where(hosts.c.id == bindparam("host_id"), hosts.c.last_event_seq == bindparam("after"))
+            .values(last_event_seq=bindparam("seq")).returning(*hosts.c))
 
 
 # Prebuilt: the monitor runs it for every batch of events it applies.
-_TAKE = OneRowUpdate(Host, ("last_event_seq",), guards=("last_event_seq",))
+_TAKE = Prebuilt(_take)
 
 
 def _checked(status: str) -> str:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -70,6 +70,15 @@ def _snapshots(s: Session, vm_ids: list[str]) -> dict[str, dict[str, tuple[Any, 
     """What reconcile.snapshot says of each device of these VMs, by VM id and device id."""
     return {vm_id: {d.id: reconcile.snapshot(d) for d in devs}
             for vm_id, devs in devices.list_for_vms(s, vm_ids).items()}
+
+
+class Polled(NamedTuple):
+    """What one poll of a host did: events consumed, whether the host answered, and the host's row as
+    the consuming left it (None: read it before the next poll)."""
+
+    consumed: int
+    answered: bool
+    row: Host | None = None
 
 
 class Monitor:
@@ -138,12 +147,11 @@ class Monitor:
     def run_once(self, host: Host) -> int:
         """One Host.getEvents long-poll after the host's last_event_seq; applies what it returns.
         Returns the number of events consumed."""
-        return self._poll(host)[0]
+        return self._poll(host).consumed
 
-    def _poll(self, host: Host) -> tuple[int, bool]:
-        """(events consumed, whether the host answered)."""
+    def _poll(self, host: Host) -> Polled:
         row = self._read_host(host.id)
-        return (0, False) if row is None else self._poll_row(row)
+        return Polled(0, False) if row is None else self._poll_row(row)
 
     def _read_host(self, host_id: str) -> Host | None:
         """The host's row as it is now (where its journal was left, its status), read outside any
@@ -151,7 +159,7 @@ class Monitor:
         with self._readers.kw["bind"].connect() as conn:
             return hosts_dao.read_detached(conn, host_id)
 
-    def _poll_row(self, row: Host) -> tuple[int, bool]:
+    def _poll_row(self, row: Host) -> Polled:
         """_poll of the host's row as just read (its last_event_seq and status). What the poll brings is
         left alone when the monitor was stopped while it waited: the journal mark has not moved, so the
         next leader reads the same events."""
@@ -162,9 +170,9 @@ class Monitor:
             with self._work() as going_on:
                 if going_on:
                     self._poll_failed(row, err)
-            return 0, False
+            return Polled(0, False)
         with self._work() as going_on:
-            return self._take_answer(row, answer) if going_on else (0, True)
+            return self._take_answer(row, answer) if going_on else Polled(0, True)
 
     @contextmanager
     def _work(self) -> Iterator[bool]:
@@ -188,7 +196,7 @@ class Monitor:
         else:
             log.warning("Host.getEvents on %s failed: %s", row.name, err.message)
 
-    def _take_answer(self, row: Host, answer: dict[str, Any]) -> tuple[int, bool]:
+    def _take_answer(self, row: Host, answer: dict[str, Any]) -> Polled:
         """Apply what a Host.getEvents answered after the host's row `row` was read."""
         after, status = row.last_event_seq, row.status
         metrics.host_polled(row.name)
@@ -204,14 +212,15 @@ class Monitor:
         if not events:
             if isinstance(last, int) and last < after:
                 self._journal_restarted(row, after, last)
-            return 0, True
+            return Polled(0, True)
 
         events_mod.let_commands_finish(events)
         with self._readers() as s:
             todo = events_mod.to_apply(s, events)
-        applied = self._take(row, after, events[-1]["seq"], todo)
-        if applied is None:
-            return 0, True          # consumed meanwhile by someone else: nothing is applied twice
+        taken = self._take(row, after, events[-1]["seq"], todo)
+        if taken is None:
+            return Polled(0, True)          # consumed meanwhile by someone else: nothing is applied twice
+        applied, moved = taken
         metrics.events_applied(events)
         for vm_id in applied.undefine:
             self._undefine(row, vm_id)
@@ -220,15 +229,18 @@ class Monitor:
             self.refresh_inventory(row, applied.inventory, why=why)
         if named := applied.named():
             self.refresh_inventory(row, {inventory.capability_of(n) for n in named}, why=why, names=named)
-        return len(events), True
+        return Polled(len(events), True, moved)
 
-    def _take(self, row: Host, after: int, seq: int, todo: list[dict[str, Any]]) -> events_mod.Applied | None:
+    def _take(self, row: Host, after: int, seq: int,
+              todo: list[dict[str, Any]]) -> tuple[events_mod.Applied, Host] | None:
         """Move the host's journal mark from `after` to `seq` and apply `todo` in the same transaction;
-        None when another monitor moved it first. With nothing to apply (the usual batch: devices
-        whose commands finished them) the mark moves in one statement."""
+        None when another monitor moved it first, else what was applied and the host's row as the move
+        left it. With nothing to apply (the usual batch: devices whose commands finished them) the mark
+        moves in one statement."""
         applied = events_mod.Applied()
         with self._sessions() as s, (s.begin() if todo else db.one_statement(s)):
-            if not hosts_dao.take_events(s, row.id, after, seq):
+            moved = hosts_dao.take_events(s, row.id, after, seq)
+            if moved is None:
                 return None
             for event in todo:
                 try:
@@ -236,7 +248,7 @@ class Monitor:
                         events_mod.apply(s, row, event, applied)   # the handlers read its id and name
                 except (KeyError, TypeError, ValueError) as e:
                     log.warning("host %s: event %s is malformed, skipped: %s", row.name, event, e)
-        return applied
+        return applied, moved
 
     def refresh_inventory(self, host: Host, capabilities: Any = inventory.CAPABILITIES, *, why: str = "",
                           names: set[str] | None = None) -> None:
@@ -491,19 +503,22 @@ class Monitor:
                     thread.start()
 
     def _poll_loop(self, host_id: str) -> None:
+        host: Host | None = None
         while not self._stop.is_set():
-            host = self._read_host(host_id)
+            # The row a batch's take returned is as fresh as a read; after any other poll, read it.
+            host = host or self._read_host(host_id)
             if host is None or host.status == HOST_MAINTENANCE:
                 return
             started = time.monotonic()
             try:
-                count, answered = self._poll_row(host)     # the row just read: no second read
+                polled = self._poll_row(host)
             except Exception:  # noqa: BLE001 - keep watching; the next poll retries the same events
                 log.exception("monitor: polling host %s failed", host.name)
-                count, answered = 0, False
-            if not answered:
+                polled = Polled(0, False)
+            host = polled.row
+            if not polled.answered:
                 self._stop.wait(self.retry_delay)
-            elif count:
+            elif polled.consumed:
                 self._stop.wait(self.linger)
             elif time.monotonic() - started < 0.5:
                 self._stop.wait(0.5)    # an agent that does not hold the long-poll must not spin us

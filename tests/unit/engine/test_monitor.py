@@ -1012,6 +1012,44 @@ def test_a_poller_lingers_after_a_batch_so_that_the_next_events_come_in_one(sess
     assert read(VmDevice, second.id).plug_state == "stable"
 
 
+def test_after_a_batch_a_poller_polls_again_with_the_row_its_take_returned(sessions, fakes, agent, host, vm,
+                                                                           make_nic, read, monkeypatch):
+    """The take of a batch returns the host's row as it left it (its new mark, its status): the next
+    poll starts from it without reading the host again. A poll that consumed nothing reads it."""
+    first, second = (unplugging_nic(make_nic, vm) for _ in range(2))
+    afters: list[int] = []
+    call, emit, appended = agent.call, agent.emit, threading.Condition()
+
+    def emitting(*args, **kw):
+        with appended:
+            seq = emit(*args, **kw)
+            appended.notify_all()
+        return seq
+
+    def long_polling(verb, params=None, **kw):
+        if verb == "Host.getEvents":
+            afters.append(params["after"])
+            with appended:
+                appended.wait_for(lambda: agent.seq > params["after"], params["timeout"])
+        return call(verb, params, **kw)
+    agent.call, agent.emit = long_polling, emitting
+    mon = Monitor(sessions, fakes, poll_timeout=5, reconcile_interval=60, retry_delay=0.05, linger=0.01)
+    reads: list[str] = []
+    real_read = mon._read_host
+    monkeypatch.setattr(mon, "_read_host", lambda host_id: reads.append(host_id) or real_read(host_id))
+    mon.start()
+    try:
+        assert wait_for(lambda: afters == [0])
+        agent.emit("device_removed", vm.id, first.device.alias)
+        assert wait_for(lambda: read(VmDevice, first.id).plug_state == "stable" and len(afters) == 2)
+        agent.emit("device_removed", vm.id, second.device.alias)
+        assert wait_for(lambda: read(VmDevice, second.id).plug_state == "stable" and len(afters) == 3)
+    finally:
+        mon.stop(timeout=5)
+    assert afters == [0, 1, 2]
+    assert reads == [host.id]
+
+
 def test_a_host_added_later_is_polled_within_the_shorter_of_retry_delay_and_the_interval(sessions, fakes, host,
                                                                                            make_host):
     mon = Monitor(sessions, fakes, poll_timeout=0.05, reconcile_interval=0.3, retry_delay=30)
