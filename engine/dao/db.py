@@ -197,14 +197,16 @@ def autocommit(s: Session) -> Iterator[Session]:
         try:
             yield s
         finally:
-            _transactional(conn.connection.dbapi_connection, conn.connection)
+            if not conn.invalidated:    # one SQLAlchemy invalidated (a lost server) is never lent again
+                _transactional(conn.connection.dbapi_connection, conn.connection)
 
 
 # Autocommit is psycopg's own switch, turned on the driver's connection for a block: SQLAlchemy's
-# isolation level AUTOCOMMIT would set and reset its connection characteristics around each use,
-# which cost 0.03-0.05 ms of CPU per block. SQLAlchemy's BEGIN is implicit (the driver's) and its
-# COMMIT or ROLLBACK of a connection outside a transaction sends nothing, so it works on as before.
-# The pool never lends a connection in autocommit (_ensure_transactional, at every checkin).
+# isolation level AUTOCOMMIT sets and resets its connection characteristics around each use (four
+# driver calls and their bookkeeping, about 0.02 ms of CPU per block here). SQLAlchemy's BEGIN is
+# implicit (the driver's) and its COMMIT or ROLLBACK of a connection outside a transaction sends
+# nothing, so it works on as before. The pool never lends a connection in autocommit
+# (_ensure_transactional, at every checkin).
 
 def _driver_autocommit(dbapi_conn: Any) -> None:
     dbapi_conn.autocommit = True

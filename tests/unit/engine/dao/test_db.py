@@ -191,6 +191,23 @@ def test_autocommit_sends_no_isolation_change_and_rolls_back_a_transaction_left_
 
 
 @PG_ONLY
+def test_a_connection_lost_inside_autocommit_fails_with_its_own_error_and_is_not_lent_again(sessions):
+    from sqlalchemy.exc import OperationalError
+
+    other = create_engine(sessions.kw["bind"].url, poolclass=NullPool)
+    with pytest.raises(OperationalError), db.one_connection(sessions) as s, db.autocommit(s):
+        pid = s.scalar(text("SELECT pg_backend_pid()"))
+        with other.connect() as killer:
+            killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            killer.commit()
+        s.execute(text("SELECT 1"))
+    other.dispose()
+    with sessions.begin() as s:
+        assert s.scalar(text("SELECT pg_backend_pid()")) != pid
+        assert s.scalar(text("SELECT now() = statement_timestamp()")) is False
+
+
+@PG_ONLY
 def test_postgresql_connections_are_pinged_only_after_idleness(engine_, monkeypatch):
     """A connection used a moment ago is trusted; one idle longer than PING_AFTER_IDLE_S is pinged,
     and replaced when its server side is gone, so the statement that follows still works."""
