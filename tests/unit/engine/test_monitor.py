@@ -974,12 +974,9 @@ def test_stop_waits_for_a_poller_applying_what_its_poll_brought(sessions, fakes,
     assert read(VmDevice, nic.id).plug_state == "stable"
 
 
-def test_a_poller_lingers_after_a_batch_so_that_the_next_events_come_in_one(sessions, fakes, agent, host, vm,
-                                                                             make_nic, read):
-    """A busy host's events come in batches (each costs a poll, a read and a move of the journal mark):
-    after a poll that brought events the poller waits `linger` before it polls again."""
-    first, second, third = (unplugging_nic(make_nic, vm) for _ in range(3))
-    answers: list[list[int]] = []
+def long_polling(agent, *, on_poll=lambda params: None, on_answer=lambda answer: None) -> None:
+    """Make the scripted agent hold Host.getEvents until there is an event, as the real one does;
+    on_poll sees each poll's params, on_answer each poll's answer."""
     call, emit, appended = agent.call, agent.emit, threading.Condition()
 
     def emitting(*args, **kw):
@@ -988,15 +985,26 @@ def test_a_poller_lingers_after_a_batch_so_that_the_next_events_come_in_one(sess
             appended.notify_all()
         return seq
 
-    def long_polling(verb, params=None, **kw):        # as the agent does: held until there is an event
+    def polling(verb, params=None, **kw):
         if verb == "Host.getEvents":
+            on_poll(params)
             with appended:
                 appended.wait_for(lambda: agent.seq > params["after"], params["timeout"])
         answer = call(verb, params, **kw)
-        if verb == "Host.getEvents" and answer["events"]:
-            answers.append([e["seq"] for e in answer["events"]])
+        if verb == "Host.getEvents":
+            on_answer(answer)
         return answer
-    agent.call, agent.emit = long_polling, emitting
+    agent.call, agent.emit = polling, emitting
+
+
+def test_a_poller_lingers_after_a_batch_so_that_the_next_events_come_in_one(sessions, fakes, agent, host, vm,
+                                                                             make_nic, read):
+    """A busy host's events come in batches (each costs a poll, a read and a move of the journal mark):
+    after a poll that brought events the poller waits `linger` before it polls again."""
+    first, second, third = (unplugging_nic(make_nic, vm) for _ in range(3))
+    answers: list[list[int]] = []
+    long_polling(agent, on_answer=lambda answer: answer["events"] and answers.append(
+        [e["seq"] for e in answer["events"]]))
     mon = Monitor(sessions, fakes, poll_timeout=5, reconcile_interval=60, retry_delay=0.05, linger=1.0)
     mon.start()
     try:
@@ -1018,21 +1026,7 @@ def test_after_a_batch_a_poller_polls_again_with_the_row_its_take_returned(sessi
     poll starts from it without reading the host again. A poll that consumed nothing reads it."""
     first, second = (unplugging_nic(make_nic, vm) for _ in range(2))
     afters: list[int] = []
-    call, emit, appended = agent.call, agent.emit, threading.Condition()
-
-    def emitting(*args, **kw):
-        with appended:
-            seq = emit(*args, **kw)
-            appended.notify_all()
-        return seq
-
-    def long_polling(verb, params=None, **kw):
-        if verb == "Host.getEvents":
-            afters.append(params["after"])
-            with appended:
-                appended.wait_for(lambda: agent.seq > params["after"], params["timeout"])
-        return call(verb, params, **kw)
-    agent.call, agent.emit = long_polling, emitting
+    long_polling(agent, on_poll=lambda params: afters.append(params["after"]))
     mon = Monitor(sessions, fakes, poll_timeout=5, reconcile_interval=60, retry_delay=0.05, linger=0.01)
     reads: list[str] = []
     real_read = mon._read_host
