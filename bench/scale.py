@@ -1,6 +1,6 @@
 """Scale by simulation: the engine with 10, 100 and 1,000 simulated hosts of 10 running VMs each.
 
-    .venv/bin/python bench/scale.py [--steps 10,100,1000] [--vms 10] [--db-url URL] [--workers N] [--separate-monitor]
+    .venv/bin/python bench/scale.py [--steps 10,100,1000] [--vms 10] [--db-url URL] [--workers N] [--monitor-in-workers]
                                     [--lock /tmp/plugboard-vm.lock --lock-from 1000] [--out results.json]
 
 Three kinds of processes besides the database: the simulated agents (tests/sim/agent.py: every host
@@ -10,13 +10,13 @@ clients and reads the rows. The engine runs in one of two ways:
 
   --workers N (N >= 1; the default on PostgreSQL, with N = 2)
                   the real `plugboard engine serve --workers N`: gunicorn's arbiter and N worker
-                  processes ($PLUGBOARD_THREADS threads each, 8 unless set), every worker standing for
-                  the monitor's lease; its database URL, state dir and address through its environment,
-                  its log appended to engine.log, stopped by SIGTERM to its process group
-  --separate-monitor
-                  with workers: they serve with --no-monitor and `plugboard engine monitor` runs in a
-                  process of its own (README: how to keep the monitor out of the web servers), so no
-                  worker's requests wait for the GIL while the monitor reconciles or applies events
+                  processes ($PLUGBOARD_THREADS threads each, 8 unless set) and, on PostgreSQL, the
+                  monitor's process of its own beside them; its database URL, state dir and address
+                  through its environment, its log appended to engine.log, stopped by SIGTERM to its
+                  process group
+  --monitor-in-workers
+                  with workers: every worker stands for the monitor's lease and the holder serves
+                  requests too (monitor.own_process = false), to compare with the monitor's own process
   --workers 0     (the default on SQLite) the single-process engine `serve` used to be: this file run
                   with --engine-child (plugboard.engine_main.build, the startup reconciliation, the
                   monitor, werkzeug's threaded server), which reports its reconciliation time and its
@@ -32,7 +32,7 @@ engine is started and measured:
                   listened): wall time and the engine's CPU during it. With workers, the one the lease's
                   holder runs on taking it (its log line `reconciliation on taking the lease: N
                   change(s) in X s`, read from engine.log; startup=False on PostgreSQL, since other
-                  workers may already serve), the leader worker's CPU during it, and the time from the
+                  workers may already serve), the lease holder's CPU during it, and the time from the
                   server's start to that line and to the first answer on /healthz (listening)
   warm-up         from the engine being up (listening; with workers, also that reconciliation's line
                   seen: the monitor starts then) until every host has a long poll (Host.getEvents)
@@ -292,12 +292,12 @@ def _nofile_limit(nofile: int | None) -> Any:
 
 
 class Server:
-    """`plugboard engine serve --workers N`: gunicorn's arbiter and its workers, one of which holds the
-    monitor's lease. The same interface as Engine; figures are summed over the process tree, and the
-    monitor's are the leader worker's process's."""
+    """`plugboard engine serve --workers N`: gunicorn's arbiter, its workers and (PostgreSQL) the
+    monitor's own process, which holds the monitor's lease. The same interface as Engine; figures are
+    summed over the process tree, and the monitor's are the lease holder's process's."""
 
     def __init__(self, db_url: str, state_dir: str, log_path: Path, workers: int, sessions: Any,
-                 nofile: int | None = None, limit: float = 3600.0, separate_monitor: bool = False) -> None:
+                 nofile: int | None = None, limit: float = 3600.0, monitor_in_workers: bool = False) -> None:
         self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -312,21 +312,14 @@ class Server:
         # serve keeps the workers' metrics files in its state dir unless the environment names a directory.
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         env.pop("PLUGBOARD_WORKERS", None)
+        if monitor_in_workers:
+            env["PLUGBOARD_MONITOR_OWN_PROCESS"] = "false"
         cmd = [sys.executable, "-m", "plugboard.cli", "engine", "serve", "--workers", str(workers)]
         self._t0 = time.time()
         started = time.monotonic()
-        self.proc = subprocess.Popen(cmd + (["--no-monitor"] if separate_monitor else []), stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=self._log, cwd=ROOT, start_new_session=True, env=env,
-                                     preexec_fn=_nofile_limit(nofile))
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, cwd=ROOT,
+                                     start_new_session=True, env=env, preexec_fn=_nofile_limit(nofile))
         self.ps = psutil.Process(self.proc.pid)
-        # --separate-monitor: the deployment README suggests to keep the monitor out of the web servers
-        self.monitor_proc = subprocess.Popen(
-            [sys.executable, "-m", "plugboard.cli", "engine", "monitor"], stdin=subprocess.DEVNULL, stdout=self._log,
-            stderr=self._log, cwd=ROOT, start_new_session=True, env=env, preexec_fn=_nofile_limit(nofile)
-        ) if separate_monitor else None
-        self.monitor_ps = psutil.Process(self.monitor_proc.pid) if self.monitor_proc is not None else None
-        #: the process groups this engine started: the server's, and the monitor's when apart
-        self.groups = [p for p in (self.proc, self.monitor_proc) if p is not None]
         self.sampler = Sampler(self)
         self.leader: int | None = None
         listening: list[float] = []
@@ -371,9 +364,8 @@ class Server:
         with open(self._log_path, errors="replace") as f:
             f.seek(self._offset)
             while time.monotonic() < deadline:
-                for proc in self.groups:
-                    if proc.poll() is not None:
-                        raise RuntimeError(f"the engine exited (code {proc.returncode}); see {self._log_path}")
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the engine exited (code {self.proc.returncode}); see {self._log_path}")
                 for p in self._children():
                     with contextlib.suppress(psutil.Error):
                         samples[p.pid].append((time.time(), float(sum(p.cpu_times()[:2]))))
@@ -410,12 +402,11 @@ class Server:
         return int(m.group(1)) if m else None
 
     def _children(self) -> list[psutil.Process]:
-        """The workers, and the monitor's own process when it runs apart."""
-        extra = [self.monitor_ps] if self.monitor_ps is not None else []
+        """The workers, and the monitor's own process when it has one."""
         try:
-            return list(self.ps.children(recursive=True)) + extra
+            return list(self.ps.children(recursive=True))
         except psutil.Error:
-            return extra
+            return []
 
     def procs(self) -> list[psutil.Process]:
         return [self.ps, *self._children()]
@@ -427,7 +418,8 @@ class Server:
         return tree_cpu(self.procs())
 
     def monitor_cpu(self) -> float:
-        """CPU seconds of the leader worker's process: its monitor's, and whatever requests it serves."""
+        """CPU seconds of the lease holder's process: its monitor's, and whatever requests it serves (a
+        worker, with --monitor-in-workers)."""
         leader = self._leader()
         if leader != self.leader:
             log(f"  the lease moved from pid {self.leader} to {leader}")
@@ -457,9 +449,8 @@ class Server:
 
     def stop(self) -> None:
         self.sampler.stop()
-        for proc in self.groups:
-            if not stop_group(proc, 90):
-                log("  the engine did not stop within 90 s of SIGTERM; its process group was killed")
+        if not stop_group(self.proc, 90):
+            log("  the engine did not stop within 90 s of SIGTERM; its process group was killed")
         self._log.close()
 
 
@@ -1052,7 +1043,7 @@ def table(steps: list[Step], base_rss: float | None, note: str = "") -> str:
     if served:
         row("reconciliation on taking the lease (s)", [_fmt(s.reconcile_s, 1) for s in steps],
             TARGETS["reconcile_s"][0] + " (see the note)")
-        row("  leader worker's CPU during it (s)", [_fmt(s.reconcile_cpu_s, 1) for s in steps])
+        row("  the lease holder's CPU during it (s)", [_fmt(s.reconcile_cpu_s, 1) for s in steps])
     else:
         row("startup reconciliation (s)", [_fmt(s.reconcile_s, 1) for s in steps], TARGETS["reconcile_s"][0])
         row("  engine CPU during it (s)", [_fmt(s.reconcile_cpu_s, 1) for s in steps])
@@ -1063,7 +1054,7 @@ def table(steps: list[Step], base_rss: float | None, note: str = "") -> str:
     row("monitor warm-up: all polls parked (s)", [_fmt(s.warmup_s, 1) for s in steps])
     every = ", all processes" if served else ""
     row(f"steady CPU, engine{every} (% of a core)", [_fmt(s.steady_cpu_pct, 1) for s in steps])
-    row("  of which the leader worker (monitor)" if served else "  of which monitor threads",
+    row("  of which the lease holder (monitor)" if served else "  of which monitor threads",
         [_fmt(s.steady_monitor_cpu_pct, 1) for s in steps])
     row("  simulated agents (own process)", [_fmt(s.steady_sim_cpu_pct, 1) for s in steps])
     row(f"engine RSS{every}, steady (MB)", [_fmt(s.rss_mb) for s in steps],
@@ -1114,11 +1105,11 @@ def table(steps: list[Step], base_rss: float | None, note: str = "") -> str:
     return "\n".join(lines)
 
 
-def engine_note(workers: int, sqlite: bool, separate_monitor: bool = False) -> str:
-    return textwrap.fill(_engine_note(workers, sqlite, separate_monitor), 110)
+def engine_note(workers: int, sqlite: bool, monitor_in_workers: bool = False) -> str:
+    return textwrap.fill(_engine_note(workers, sqlite, monitor_in_workers), 110)
 
 
-def _engine_note(workers: int, sqlite: bool, separate_monitor: bool) -> str:
+def _engine_note(workers: int, sqlite: bool, monitor_in_workers: bool) -> str:
     if not workers:
         return ("Note: the single-process engine (--workers 0): the reconciliation is the startup one "
                 "(startup=True), before it listens.")
@@ -1129,11 +1120,12 @@ def _engine_note(workers: int, sqlite: bool, separate_monitor: bool) -> str:
                "with startup=False on PostgreSQL: other workers may serve already, so rows in flight for "
                "less than the grace are left to their commands, where the single-process engine's startup "
                "reconciliation (startup=True) finished them all.")
-            + (" The workers serve with --no-monitor and `plugboard engine monitor` runs apart (--separate-monitor): "
-               "the figures of the leader are that process's, and it counts among the workers."
-               if separate_monitor else "")
-            + " CPU, RSS, threads and open files are summed over the arbiter and the workers; the "
-            "monitor's CPU is its leader process's (its request threads included).")
+            + (" Every worker stands for the monitor's lease (--monitor-in-workers); the holder serves requests "
+               "too, and the monitor's CPU is that worker's, its request threads included."
+               if monitor_in_workers or sqlite else
+               " The monitor runs in a process of its own beside the workers (monitor.own_process), whose "
+               "CPU is the monitor's.")
+            + " CPU, RSS, threads and open files are summed over the arbiter and its children.")
 
 
 # ---- the run ---------------------------------------------------------------------------------------
@@ -1162,8 +1154,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int,
                         help="run `plugboard engine serve --workers N` (default on PostgreSQL: 2); 0 runs the "
                              "single-process engine of this file's --engine-child instead (the default on SQLite)")
-    parser.add_argument("--separate-monitor", action="store_true",
-                        help="with workers: serve with --no-monitor and run `plugboard engine monitor` apart")
+    parser.add_argument("--monitor-in-workers", action="store_true",
+                        help="with workers on PostgreSQL: the workers stand for the monitor's lease, no monitor "
+                             "process of its own (monitor.own_process = false)")
     parser.add_argument("--setup-workers", type=int, default=16,
                         help="concurrent REST calls while registering, and while leaving NICs unplugging")
     parser.add_argument("--lock", help="flock this file from the step of --lock-from hosts on")
@@ -1180,7 +1173,7 @@ def main() -> int:
     sqlite = db.is_sqlite(db_url)
     if args.workers is None:
         args.workers = 0 if sqlite else 2
-    note = engine_note(args.workers, sqlite, args.separate_monitor)
+    note = engine_note(args.workers, sqlite, args.monitor_in_workers)
     log(f"database {shown}{'' if args.resume else ' (wiped)'}; logs in {work}; "
         + (f"`plugboard engine serve --workers {args.workers}`" if args.workers else "the single-process engine"))
     bench_engine = db.make_engine(db_url, pool_size=2) if not db.is_sqlite(db_url) else db.make_engine(db_url)
@@ -1198,7 +1191,7 @@ def main() -> int:
     def start_engine() -> Engine | Server:
         if args.workers:
             return Server(db_url, str(work / "state"), work / "engine.log", args.workers, sessions, args.nofile,
-                          separate_monitor=args.separate_monitor)
+                          monitor_in_workers=args.monitor_in_workers)
         return Engine(db_url, str(work / "state"), work / "engine.log", args.nofile)
 
     if args.resume:

@@ -33,6 +33,9 @@ File layout (every key optional)::
     poll_timeout = 10                         # $PLUGBOARD_POLL_TIMEOUT
     reconcile_interval = 60                   # $PLUGBOARD_RECONCILE_INTERVAL
     stale_after = 300                         # $PLUGBOARD_STALE_AFTER
+    own_process = true                        # $PLUGBOARD_MONITOR_OWN_PROCESS: `serve` runs the monitor in a
+                                              #   process of its own beside the workers (default on
+                                              #   PostgreSQL); false: the workers stand for it (SQLite)
 
     [pci]                                     # PCI passthrough by alias (seed 003's pci_alias)
     alias = ['{"vendor_id": "8086", "product_id": "10c9", "name": "a1"}']   # $PLUGBOARD_PCI_ALIAS (JSON)
@@ -109,6 +112,7 @@ class EngineConfig:
     threads: int = 8                      # requests one worker serves at once
     request_timeout: float = 120.0        # a worker that has not answered its server for this long is replaced
     reuse_port: bool = True               # several workers: a listening socket each (SO_REUSEPORT)
+    monitor_own_process: bool = False     # `serve`: the monitor in a process of its own, not in the workers
 
     @property
     def listen(self) -> str:
@@ -260,6 +264,7 @@ _KEYS = [
     _Key("monitor", "poll_timeout", _poll_timeout, "POLL_TIMEOUT"),
     _Key("monitor", "reconcile_interval", _positive, "RECONCILE_INTERVAL"),
     _Key("monitor", "stale_after", _positive, "STALE_AFTER"),
+    _Key("monitor", "own_process", _bool, "MONITOR_OWN_PROCESS"),
     _Key("pci", "alias", parse_aliases, "PCI_ALIAS"),
     _Key("pci", "pcie_ports", _pcie_ports, "PCIE_PORTS"),
 ]
@@ -337,6 +342,11 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
     if workers > 1 and db_url.startswith("sqlite"):
         raise ConfigError("engine.workers", f"{workers} workers need PostgreSQL: SQLite has one writer, so an "
                           "engine on SQLite is one process (set workers = 1, or db_url to a PostgreSQL database)")
+    # The monitor's own process is a second writer: on SQLite the one worker watches the hosts.
+    own_process = values.get("monitor.own_process", not db_url.startswith("sqlite"))
+    if own_process and db_url.startswith("sqlite"):
+        raise ConfigError("monitor.own_process", "a monitor process of its own needs PostgreSQL: an engine on "
+                          "SQLite is one process, whose worker watches the hosts (set own_process = false)")
 
     return EngineConfig(
         state_dir=state_dir,
@@ -358,4 +368,5 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
         threads=values.get("engine.threads", EngineConfig.threads),
         request_timeout=values.get("engine.request_timeout", EngineConfig.request_timeout),
         reuse_port=values.get("engine.reuse_port", EngineConfig.reuse_port),
+        monitor_own_process=own_process,
     )

@@ -47,22 +47,28 @@ def prepare(cfg) -> None:
 
 def parts(cfg):
     """One engine process's own parts: database sessions, host clients, its monitor and the web app."""
+    from engine.macpool import MacPool
+    from engine.app import create_app
+
+    sessions, hosts, monitor = _watching(cfg)
+    # STATE_DIR: the web UI keeps the key that signs its session cookies there.
+    app = create_app({"sessions": sessions, "hosts": hosts, "mac_pool": MacPool.from_config(cfg),
+                      "pcie_ports": cfg.pcie_ports, "STATE_DIR": cfg.state_dir})
+    return app, monitor
+
+
+def _watching(cfg):
+    """Database sessions, host clients and a monitor over them: what a monitor needs, without a web app."""
     from engine.dao import db
     from engine.jsonrpc_client import client_factory
-    from engine.macpool import MacPool
     from engine.monitor import Monitor
-    from engine.app import create_app
 
     # IMMEDIATE transactions on SQLite: a read-then-compare-and-set loses cleanly (409), never "locked".
     # A live plug holds its connection through the host call (db.one_connection): one per request
     # thread, and the monitor's on top (the pool's overflow).
     sessions = db.make_sessions(db.make_engine(cfg.db_url, sqlite_begin="immediate", connections=cfg.threads))
     hosts = client_factory(cfg)
-    monitor = Monitor.from_config(sessions, hosts, cfg)
-    # STATE_DIR: the web UI keeps the key that signs its session cookies there.
-    app = create_app({"sessions": sessions, "hosts": hosts, "mac_pool": MacPool.from_config(cfg),
-                      "pcie_ports": cfg.pcie_ports, "STATE_DIR": cfg.state_dir})
-    return app, monitor
+    return sessions, hosts, Monitor.from_config(sessions, hosts, cfg)
 
 
 def settle_heap() -> None:
@@ -103,9 +109,11 @@ def make_http_server(app, host: str, port: int):
 
 
 def serve(args: argparse.Namespace) -> int:
-    """gunicorn's arbiter with `workers` processes of `threads` threads each; every worker builds its
-    own parts after the fork and stands for the monitor's lease (unless --no-monitor). SIGHUP replaces
-    the workers gracefully, SIGTERM stops after the requests in progress."""
+    """gunicorn's arbiter with `workers` processes of `threads` threads each, every one building its own
+    parts after the fork, and the monitor: in a process of its own that the arbiter keeps alive
+    (monitor.own_process), or in the workers, each standing for its lease; none with --no-monitor.
+    SIGHUP replaces the workers (and the monitor process) gracefully, SIGTERM stops after the
+    requests in progress."""
     from plugboard import gunicorn_app
 
     cfg = _config(args)
@@ -114,13 +122,19 @@ def serve(args: argparse.Namespace) -> int:
         gunicorn_app.check_port_free(cfg.listen_host, cfg.listen_port)
     prepare(cfg)
     _metrics_dir(cfg)
-    log.info("engine on http://%s/api: %d worker(s) x %d threads%s (database %s)", cfg.listen, cfg.workers,
-             cfg.threads, ", a listening socket each" if own else "", cfg.db_url)
+    where: gunicorn_app.MonitorPlace = (None if args.no_monitor else
+                                        "process" if cfg.monitor_own_process else "workers")
+    log.info("engine on http://%s/api: %d worker(s) x %d threads%s, %s (database %s)", cfg.listen, cfg.workers,
+             cfg.threads, ", a listening socket each" if own else "", _MONITOR_PLACES[where], cfg.db_url)
     if own and not gunicorn_app.queued_connections_migrate():
         log.info("net.ipv4.tcp_migrate_req is 0: a worker that stops resets the connections it had not "
                  "accepted yet (set it to 1 for graceful restarts that lose none)")
-    gunicorn_app.EngineServer(cfg, monitor=not args.no_monitor).run()
+    gunicorn_app.EngineServer(cfg, monitor=where).run()
     return 0
+
+
+_MONITOR_PLACES = {"process": "the monitor in a process of its own", "workers": "the monitor in the workers",
+                   None: "no monitor (--no-monitor)"}
 
 
 def _metrics_dir(cfg) -> None:
@@ -137,23 +151,31 @@ def _metrics_dir(cfg) -> None:
 
 def monitor(args: argparse.Namespace) -> int:
     """`plugboard engine monitor`: the monitor alone, for deployments that serve with --no-monitor.
-    It stands for the same lease as the servers' workers, so running it twice is safe."""
+    It stands for the same lease as the servers' monitors, so running it twice is safe."""
     import signal
     import threading
 
     cfg = _config(args)
     prepare(cfg)
-    _app, mon = parts(cfg)
-    runner = standby(mon, cfg)
-    runner.startup = False      # servers may have commands in flight
-    settle_heap()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        watch_until(cfg, done)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def watch_until(cfg, done) -> None:
+    """A process that only watches the hosts (`plugboard engine monitor`, or the monitor process of
+    `serve`): it stands for the deployment's lease until `done` is set. Servers may have commands in
+    flight, so its first reconciliation leaves young in-flight rows to their commands."""
+    _sessions, _hosts, mon = _watching(cfg)
+    runner = standby(mon, cfg)
+    runner.startup = False
+    settle_heap()
     runner.start()
     try:
         done.wait()
-    except KeyboardInterrupt:
-        pass
     finally:
         runner.stop(timeout=cfg.poll_timeout + 10)
-    return 0

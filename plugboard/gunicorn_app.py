@@ -1,15 +1,26 @@
 """The engine under gunicorn: the arbiter forks `workers` processes of gthread workers; each one builds
-its own engine parts after the fork (no database connection, thread or socket crosses a fork) and,
-unless told not to, stands for the monitor's lease, so that one process of the deployment watches the
-hosts and another takes over when it dies."""
+its own engine parts after the fork (no database connection, thread or socket crosses a fork).
+
+The monitor stands for the deployment's lease, so that one process of the deployment watches the hosts
+and another takes over when it dies. By default (PostgreSQL) it runs in a process of its own, forked
+and kept alive by the arbiter beside the workers: in a worker, its event work and that worker's
+requests shared one interpreter lock, and the clients that worker served waited 3-5 times as long as
+the others (plug p50 500-700 ms against 95-150 ms, bench/scale.py at 1,000 hosts). On SQLite the
+engine is one process and its worker stands for the lease."""
 from __future__ import annotations
 
 import errno
 import logging
+import os
+import signal
 import socket
-from typing import Any
+import threading
+import time
+from typing import Any, Literal
 
+from gunicorn import util
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 
 log = logging.getLogger("plugboard.engine")
 
@@ -53,12 +64,25 @@ def queued_connections_migrate() -> bool:
         return False
 
 
+MonitorPlace = Literal["process", "workers"] | None
+
+
 class EngineServer(BaseApplication):
-    def __init__(self, cfg: Any, *, monitor: bool = True) -> None:
+    """monitor: "process" (a process of its own beside the workers), "workers" (each worker stands for
+    the lease) or None (`plugboard engine monitor` runs elsewhere)."""
+
+    def __init__(self, cfg: Any, *, monitor: MonitorPlace = "process") -> None:
         self.engine_cfg = cfg
         self.monitor = monitor
         self._standby: Any = None
         super().__init__()
+
+    def run(self) -> None:
+        try:
+            EngineArbiter(self).run()
+        except RuntimeError as e:       # as gunicorn's own run: a configuration it refuses
+            log.error("%s", e)
+            raise SystemExit(1) from None
 
     def load_config(self) -> None:
         cfg = self.engine_cfg
@@ -87,7 +111,7 @@ class EngineServer(BaseApplication):
         from plugboard import engine_main
 
         app, monitor = engine_main.parts(self.engine_cfg)
-        if self.monitor:
+        if self.monitor == "workers":
             self._standby = engine_main.standby(monitor, self.engine_cfg)
         engine_main.settle_heap()
         return app
@@ -106,3 +130,137 @@ def _child_exit(_server: Any, worker: Any) -> None:
     """In the arbiter, for a worker that is gone: its live gauges leave /metrics, its counts stay."""
     from engine import metrics
     metrics.process_exited(worker.pid)
+
+
+class EngineArbiter(Arbiter):
+    """gunicorn's arbiter, which also keeps the monitor process alive when the engine has one: it is
+    forked after the workers, reaped with them, replaced on SIGHUP and stopped with them."""
+
+    def __init__(self, app: EngineServer) -> None:
+        super().__init__(app)
+        self.monitor_process = MonitorProcess(app.engine_cfg) if app.monitor == "process" else None
+
+    def manage_workers(self) -> None:
+        super().manage_workers()
+        if self.monitor_process is not None:
+            self.monitor_process.keep_alive(self)
+
+    def reap_workers(self) -> None:
+        # Before gunicorn's waitpid(-1), which would reap the monitor as a stranger and lose its status.
+        if self.monitor_process is not None:
+            self.monitor_process.reap()
+        super().reap_workers()
+
+    def reload(self) -> None:
+        super().reload()
+        if self.monitor_process is not None:
+            self.monitor_process.replace()
+
+    def stop(self, graceful: bool = True) -> None:
+        if self.monitor_process is not None:     # it lets go of the lease while the workers finish
+            self.monitor_process.stopping = True
+            self.monitor_process.signal(signal.SIGTERM if graceful else signal.SIGQUIT)
+        super().stop(graceful)
+        if self.monitor_process is not None:
+            self.monitor_process.wait(self.cfg.graceful_timeout if graceful else 1.0)
+
+
+class MonitorProcess:
+    """The deployment's monitor in a child of the arbiter (`engine_main.watch_until`). One that dies is
+    forked again at once, or RESPAWN_AFTER seconds after its start if it lived less than that (a
+    monitor that cannot start does not spin); the lease keeps it single across replicas."""
+
+    RESPAWN_AFTER = 5.0
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        self.pid: int | None = None
+        self.started = 0.0
+        self.stopping = False       # the arbiter stops: no new monitor
+        self._replacing = False     # SIGHUP: the next one starts as soon as this one is gone
+
+    def keep_alive(self, arbiter: Arbiter) -> None:
+        if self.pid is not None or self.stopping:
+            return
+        if not self._replacing and time.monotonic() < self.started + self.RESPAWN_AFTER:
+            return
+        self._replacing = False
+        self.started = time.monotonic()
+        pid = os.fork()
+        if pid:
+            self.pid = pid
+            log.info("monitor process %d started", pid)
+            return
+        code = 0
+        try:
+            _watch(arbiter, self.cfg)
+        except BaseException:  # noqa: BLE001 - whatever ends it, the child must not return into the arbiter
+            log.exception("monitor process %d failed", os.getpid())
+            code = 1
+        finally:
+            logging.shutdown()
+            os._exit(code)
+
+    def signal(self, sig: int) -> None:
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def replace(self) -> None:
+        self._replacing = True
+        self.signal(signal.SIGTERM)
+
+    def reap(self) -> None:
+        if self.pid is None:
+            return
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:       # reaped by gunicorn's waitpid(-1) in between: its status is lost
+            pid, status = self.pid, None
+        if not pid:
+            return
+        how = "ended" if status is None else _exit_status(status)
+        quiet = self.stopping or self._replacing
+        (log.info if quiet else log.error)("monitor process %d %s%s", pid, how,
+                                           "" if quiet else "; another one takes its place")
+        self.pid = None
+        from engine import metrics
+        metrics.process_exited(pid)
+
+    def wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.pid is not None and time.monotonic() < deadline:
+            self.reap()
+            time.sleep(0.1)
+        if self.pid is not None:
+            self.signal(signal.SIGKILL)
+            while self.pid is not None:
+                self.reap()
+                time.sleep(0.05)
+
+
+def _exit_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with code {os.waitstatus_to_exitcode(status)}"
+
+
+def _watch(arbiter: Arbiter, cfg: Any) -> None:
+    """In the forked monitor process: shed what belongs to the arbiter (its signal handlers, its
+    listening sockets, the workers' heartbeat files), then watch until SIGTERM (SIGQUIT, SIGINT)."""
+    from plugboard import engine_main
+
+    for sig in (*arbiter.SIGNALS, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)    # the arbiter replaces this process on its own SIGHUP
+    for listener in arbiter.LISTENERS:
+        listener.close()
+    for worker in arbiter.WORKERS.values():
+        worker.tmp.close()
+    util._setproctitle(f"monitor [{arbiter.proc_name}]")
+    engine_main.watch_until(cfg, done)

@@ -2,7 +2,8 @@
 their own, against simulated agents (tests/sim). One process of the deployment holds the monitor's
 lease and applies each agent event once; when it dies another takes over.
 
-On SQLite (the integration tier) the engine is one worker; on PostgreSQL (the pg-integration tier) two replicas of two
+On SQLite (the integration tier) the engine is one worker, which watches the hosts; on PostgreSQL (the
+pg-integration tier) the monitor is a process of its own beside the workers, and two replicas of two
 workers each share one database."""
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def wait_for(what: str, probe: Callable[[], object], timeout: float = 30.0, ever
 class Server:
     """One `plugboard engine serve` process tree (one replica)."""
 
-    def __init__(self, state: Path, db_url: str, workers: int) -> None:
+    def __init__(self, state: Path, db_url: str, workers: int, extra: list[str] | None = None) -> None:
         state.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -58,7 +59,7 @@ class Server:
                "PLUGBOARD_POLL_TIMEOUT": "1", "PLUGBOARD_RECONCILE_INTERVAL": "2"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "plugboard.cli", "engine", "serve", "--listen", f"127.0.0.1:{self.port}",
-             "--workers", str(workers)], stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+             "--workers", str(workers), *(extra or [])], stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, cwd=ROOT, env=env, start_new_session=True)
         wait_for(f"the engine on {self.url}", self.answers, timeout=60)
 
@@ -71,8 +72,23 @@ class Server:
             return False
 
     def workers(self) -> set[int]:
+        return self._children("worker")
+
+    def monitors(self) -> set[int]:
+        return self._children("monitor")
+
+    def _children(self, role: str) -> set[int]:
+        """The arbiter's children by the title gunicorn gives them (`gunicorn: worker [plugboard-engine]`)."""
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
-        return {int(p) for p in out.split()}
+        pids = set()
+        for pid in map(int, out.split()):
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if title.startswith(f"gunicorn: {role} "):
+                pids.add(pid)
+        return pids
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -172,6 +188,7 @@ def test_on_sqlite_one_worker_watches_and_a_graceful_restart_hands_the_lease_ove
     try:
         register(server, sessions, agents)
         (worker,) = server.workers()
+        assert server.monitors() == set()       # SQLite: one process, its worker watches
         assert wait_for("the lease", lambda: file_lease_holder(url)) == worker
         assert plug_and_count(agents, sessions, 5) == 1
 
@@ -205,24 +222,73 @@ def test_two_replicas_on_postgresql_watch_once_and_take_over_when_the_leader_die
     replicas = [Server(tmp_path / f"engine{i}", url, workers=2) for i in range(2)]
     try:
         register(replicas[0], sessions, agents)
-        workers = set().union(*(r.workers() for r in replicas))
-        assert len(workers) == 4
+        assert [len(r.workers()) for r in replicas] == [2, 2]
+        monitors = [wait_for("a monitor process", r.monitors) for r in replicas]
+        assert [len(m) for m in monitors] == [1, 1]
         leader = wait_for("a leader", lambda: pg_lease_holder(sessions))
-        assert leader in workers
+        assert leader in set().union(*monitors)     # a monitor process, not a worker
         assert plug_and_count(agents, sessions, 5) == 1
         for r in replicas:      # both serve the same API
             assert requests.get(f"{r.url}/readyz", timeout=5).status_code == 200
 
+        (home,) = [r for r, m in zip(replicas, monitors) if leader in m]
         os.kill(leader, signal.SIGKILL)
         started = time.monotonic()
         successor = wait_for("another leader", lambda: (pg_lease_holder(sessions) or leader) != leader
                              and pg_lease_holder(sessions), timeout=30)
-        print(f"\nthe monitor's lease moved from worker {leader} to {successor} "
+        print(f"\nthe monitor's lease moved from monitor process {leader} to {successor} "
               f"in {time.monotonic() - started:.1f} s")
         assert plug_and_count(agents, sessions, 6) == 1
+        # the leader's arbiter forked another monitor, which stands by
+        wait_for("a new monitor process", lambda: home.monitors() - {leader}, timeout=30)
+        assert f"monitor process {leader} was killed by SIGKILL; another one takes its place" in home.log.read_text()
     finally:
         for r in replicas:
             r.stop()
+
+
+@pytest.mark.skipif(not PG_URL, reason="the monitor's own process is the PostgreSQL deployment's")
+def test_on_postgresql_a_graceful_restart_replaces_the_monitor_process_and_a_stop_ends_it(tmp_path, database, agents):
+    url, sessions = database
+    server = Server(tmp_path / "engine", url, workers=1)
+    try:
+        register(server, sessions, agents)
+        (first,) = wait_for("the monitor process", server.monitors)
+        assert wait_for("the lease", lambda: pg_lease_holder(sessions)) == first
+        assert plug_and_count(agents, sessions, 5) == 1
+
+        os.kill(server.proc.pid, signal.SIGHUP)
+        (second,) = wait_for("a new monitor process", lambda: server.monitors() - {first}, timeout=30)
+        assert wait_for("the lease moving", lambda: pg_lease_holder(sessions) == second, timeout=30)
+        assert f"monitor process {first} exited with code 0" in server.log.read_text()
+        assert plug_and_count(agents, sessions, 6) == 1
+    finally:
+        server.stop()
+    assert server.proc.returncode == 0
+    assert not Path(f"/proc/{second}").exists()     # stopped with the arbiter, not left behind
+    wait_for("the lease let go", lambda: pg_lease_holder(sessions) is None, timeout=10)
+
+
+@pytest.mark.skipif(not PG_URL, reason="a monitor apart from the servers shares their PostgreSQL database")
+def test_servers_without_a_monitor_and_a_monitor_of_their_own_elsewhere(tmp_path, database, agents):
+    url, sessions = database
+    server = Server(tmp_path / "engine", url, workers=1, extra=["--no-monitor"])
+    monitor = subprocess.Popen([sys.executable, "-m", "plugboard.cli", "engine", "monitor"], cwd=ROOT,
+                               stdout=(tmp_path / "monitor.log").open("ab"), stderr=subprocess.STDOUT,
+                               env={**os.environ, "PLUGBOARD_STATE_DIR": str(tmp_path / "engine"),
+                                    "PLUGBOARD_DB_URL": url, "PLUGBOARD_POLL_TIMEOUT": "1"})
+    try:
+        register(server, sessions, agents)
+        assert server.monitors() == set()
+        assert wait_for("the lease", lambda: pg_lease_holder(sessions)) == monitor.pid
+        assert plug_and_count(agents, sessions, 5) == 1
+        monitor.terminate()
+        assert monitor.wait(30) == 0
+        wait_for("the lease let go", lambda: pg_lease_holder(sessions) is None, timeout=10)
+    finally:
+        if monitor.poll() is None:
+            monitor.kill()
+        server.stop()
 
 
 @pytest.mark.skipif(not PG_URL, reason="more than one worker needs PostgreSQL (the pg-integration tier)")
@@ -235,8 +301,9 @@ def test_on_postgresql_each_worker_listens_on_a_socket_of_its_own(tmp_path, data
     try:
         workers = server.workers()
         assert len(workers) == 2
-        assert sockets_of(workers | {server.proc.pid}, server.port, "0A") == {
-            **dict.fromkeys(workers, 1), server.proc.pid: 0}
+        others = {server.proc.pid} | wait_for("the monitor process", server.monitors)   # they serve nothing
+        assert sockets_of(workers | others, server.port, "0A") == {**dict.fromkeys(workers, 1),
+                                                                    **dict.fromkeys(others, 0)}
         clients = [requests.Session() for _ in range(40)]
         for c in clients:
             c.trust_env = False

@@ -151,6 +151,14 @@ def test_server_processes_default_to_one_on_sqlite_and_the_cpus_on_postgresql():
     assert load(None, env={"PLUGBOARD_REUSE_PORT": "no"}).reuse_port is False
 
 
+def test_the_monitor_runs_in_a_process_of_its_own_on_postgresql_and_in_the_one_worker_on_sqlite():
+    pg = "postgresql+psycopg://u@db/plugboard"
+    assert load(None, env={"PLUGBOARD_DB_URL": pg}).monitor_own_process is True
+    assert load(None, env={}).monitor_own_process is False
+    assert load(None, env={"PLUGBOARD_DB_URL": pg, "PLUGBOARD_MONITOR_OWN_PROCESS": "false"}).monitor_own_process \
+        is False
+
+
 @pytest.mark.parametrize("env, key", [
     ({"PLUGBOARD_WORKERS": "2"}, "engine.workers"),         # SQLite: one writer, one process
     ({"PLUGBOARD_WORKERS": "0", "PLUGBOARD_DB_URL": "postgresql+psycopg://u@db/p"}, "engine.workers"),
@@ -159,6 +167,9 @@ def test_server_processes_default_to_one_on_sqlite_and_the_cpus_on_postgresql():
     ({"PLUGBOARD_THREADS": "1000"}, "engine.threads"),
     ({"PLUGBOARD_REQUEST_TIMEOUT": "-1"}, "engine.request_timeout"),
     ({"PLUGBOARD_REUSE_PORT": "sometimes"}, "engine.reuse_port"),
+    ({"PLUGBOARD_MONITOR_OWN_PROCESS": "yes"}, "monitor.own_process"),     # SQLite: a second writer
+    ({"PLUGBOARD_MONITOR_OWN_PROCESS": "maybe", "PLUGBOARD_DB_URL": "postgresql+psycopg://u@db/p"},
+     "monitor.own_process"),
 ])
 def test_bad_server_settings_name_the_key(env, key):
     with pytest.raises(ConfigError) as e:

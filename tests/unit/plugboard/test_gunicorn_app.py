@@ -6,7 +6,8 @@ import socket
 import pytest
 
 from engine.config import ConfigError, load
-from plugboard.gunicorn_app import EngineServer, check_port_free, own_sockets
+from plugboard import gunicorn_app
+from plugboard.gunicorn_app import EngineServer, MonitorProcess, check_port_free, own_sockets
 
 PG = "postgresql+psycopg://u@db/plugboard"
 
@@ -48,9 +49,66 @@ def test_a_worker_freezes_what_it_built_so_full_collections_skip_it(tmp_path):
     cfg = load(None, env={"PLUGBOARD_STATE_DIR": str(tmp_path), "PLUGBOARD_DB_URL": f"sqlite:///{tmp_path}/e.db"})
     gc.unfreeze()
     try:
-        app = EngineServer(cfg, monitor=False).load()
+        app = EngineServer(cfg, monitor=None).load()
         assert app is not None
         # the app, its mappers and modules: a full collection no longer walks them while requests wait
         assert gc.get_freeze_count() > 10_000
     finally:
         gc.unfreeze()
+
+
+def _reaped(process: MonitorProcess) -> None:
+    import time
+    deadline = time.monotonic() + 10
+    while process.pid is not None:
+        assert time.monotonic() < deadline, "the monitor process did not end"
+        process.reap()
+        time.sleep(0.01)
+
+
+def test_a_monitor_process_that_dies_young_is_forked_again_only_after_a_pause(monkeypatch, caplog):
+    """A monitor that cannot start (it fails at once) must not make the arbiter fork in a loop."""
+    def failing(_arbiter, _cfg):
+        raise RuntimeError("cannot start")
+    monkeypatch.setattr(gunicorn_app, "_watch", failing)
+    process = MonitorProcess(cfg=None)
+    process.keep_alive(arbiter=None)
+    first = process.pid
+    assert first is not None
+    _reaped(process)
+    assert f"monitor process {first} exited with code 1; another one takes its place" in caplog.text
+
+    process.keep_alive(arbiter=None)            # it lived less than RESPAWN_AFTER: not yet
+    assert process.pid is None
+    process.started -= MonitorProcess.RESPAWN_AFTER
+    process.keep_alive(arbiter=None)
+    assert process.pid not in (None, first)
+    _reaped(process)
+
+
+def test_a_replaced_monitor_process_is_followed_at_once_and_a_stopping_one_by_none(monkeypatch, caplog):
+    import signal
+    import threading
+
+    def waits_for_term(_arbiter, _cfg):
+        done = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        done.wait(30)
+    monkeypatch.setattr(gunicorn_app, "_watch", waits_for_term)
+    caplog.set_level("INFO", logger="plugboard.engine")
+    process = MonitorProcess(cfg=None)
+    process.keep_alive(arbiter=None)
+    first = process.pid
+    process.replace()                           # SIGHUP: SIGTERM, and the next one as soon as it is gone
+    _reaped(process)
+    assert f"monitor process {first} " in caplog.text and "takes its place" not in caplog.text
+    process.keep_alive(arbiter=None)
+    second = process.pid
+    assert second not in (None, first)
+
+    process.stopping = True                     # the arbiter stops: SIGTERM, wait, no successor
+    process.signal(signal.SIGTERM)
+    process.wait(10)
+    assert process.pid is None
+    process.keep_alive(arbiter=None)
+    assert process.pid is None
