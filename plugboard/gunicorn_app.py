@@ -157,12 +157,14 @@ class EngineArbiter(Arbiter):
             self.monitor_process.replace()
 
     def stop(self, graceful: bool = True) -> None:
-        if self.monitor_process is not None:     # it lets go of the lease while the workers finish
+        # Within the workers' own limit: the monitor lets go of the lease while they finish.
+        deadline = time.monotonic() + (self.cfg.graceful_timeout if graceful else 1.0)
+        if self.monitor_process is not None:
             self.monitor_process.stopping = True
             self.monitor_process.signal(signal.SIGTERM if graceful else signal.SIGQUIT)
         super().stop(graceful)
         if self.monitor_process is not None:
-            self.monitor_process.wait(self.cfg.graceful_timeout if graceful else 1.0)
+            self.monitor_process.wait(max(0.0, deadline - time.monotonic()))
 
 
 class MonitorProcess:
@@ -249,18 +251,29 @@ def _exit_status(status: int) -> str:
 
 def _watch(arbiter: Arbiter, cfg: Any) -> None:
     """In the forked monitor process: shed what belongs to the arbiter (its signal handlers, its
-    listening sockets, the workers' heartbeat files), then watch until SIGTERM (SIGQUIT, SIGINT)."""
+    listening sockets, the workers' heartbeat files), then watch until SIGTERM (SIGQUIT, SIGINT) or
+    until the arbiter is gone, as gunicorn's workers do: an orphan would hold the lease unsupervised."""
     from plugboard import engine_main
 
-    for sig in (*arbiter.SIGNALS, signal.SIGCHLD):
-        signal.signal(sig, signal.SIG_DFL)
+    # The arbiter's other signals (HUP: it replaces this process itself; USR1, TTIN, ...) are its own:
+    # a signal sent to every process of the engine must not end the monitor by their default action.
+    for sig in arbiter.SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)    # the arbiter replaces this process on its own SIGHUP
     for listener in arbiter.LISTENERS:
         listener.close()
     for worker in arbiter.WORKERS.values():
         worker.tmp.close()
     util._setproctitle(f"monitor [{arbiter.proc_name}]")
+    threading.Thread(target=_end_with_parent, args=(arbiter.pid, done), name="monitor-parent", daemon=True).start()
     engine_main.watch_until(cfg, done)
+
+
+def _end_with_parent(parent: int, done: threading.Event, every: float = 1.0) -> None:
+    while not done.wait(every):
+        if os.getppid() != parent:
+            log.warning("monitor process %d: the arbiter %d is gone; stopping", os.getpid(), parent)
+            done.set()

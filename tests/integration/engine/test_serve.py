@@ -7,6 +7,7 @@ pg-integration tier) the monitor is a process of its own beside the workers, and
 workers each share one database."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -267,6 +268,26 @@ def test_on_postgresql_a_graceful_restart_replaces_the_monitor_process_and_a_sto
     assert server.proc.returncode == 0
     assert not Path(f"/proc/{second}").exists()     # stopped with the arbiter, not left behind
     wait_for("the lease let go", lambda: pg_lease_holder(sessions) is None, timeout=10)
+
+
+@pytest.mark.skipif(not PG_URL, reason="the monitor's own process is the PostgreSQL deployment's")
+def test_on_postgresql_the_monitor_process_ends_with_its_arbiter_and_lets_go_of_the_lease(tmp_path, database):
+    """An arbiter killed outright leaves no orphan monitor holding the lease where nothing supervises it."""
+    url, sessions = database
+    server = Server(tmp_path / "engine", url, workers=1)
+    try:
+        (monitor,) = wait_for("the monitor process", server.monitors)
+        assert wait_for("the lease", lambda: pg_lease_holder(sessions)) == monitor
+        os.kill(server.proc.pid, signal.SIGKILL)
+        server.proc.wait(10)
+        wait_for("the monitor process ending", lambda: not Path(f"/proc/{monitor}").exists()
+                 or Path(f"/proc/{monitor}/stat").read_text().split()[2] == "Z", timeout=30)
+        wait_for("the lease let go", lambda: pg_lease_holder(sessions) is None, timeout=10)
+        assert f"monitor process {monitor}: the arbiter {server.proc.pid} is gone; stopping" in server.log.read_text()
+    finally:
+        server.stop()
+        with contextlib.suppress(ProcessLookupError):     # the workers, had they outlived it
+            os.killpg(server.proc.pid, signal.SIGKILL)
 
 
 @pytest.mark.skipif(not PG_URL, reason="a monitor apart from the servers shares their PostgreSQL database")

@@ -112,3 +112,19 @@ def test_a_replaced_monitor_process_is_followed_at_once_and_a_stopping_one_by_no
     assert process.pid is None
     process.keep_alive(arbiter=None)
     assert process.pid is None
+
+
+def test_the_monitor_process_stops_when_its_arbiter_is_gone():
+    import os
+    import threading
+    done = threading.Event()
+    watcher = threading.Thread(target=gunicorn_app._end_with_parent, args=(os.getppid(), done, 0.01))
+    watcher.start()
+    watcher.join(0.1)
+    assert watcher.is_alive() and not done.is_set()     # its parent is there: it keeps watching
+    done.set()
+    watcher.join(5)
+
+    orphaned = threading.Event()                        # a parent pid that is not ours: the arbiter died
+    gunicorn_app._end_with_parent(os.getppid() + 1, orphaned, every=0.01)
+    assert orphaned.is_set()
