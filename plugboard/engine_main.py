@@ -120,7 +120,7 @@ def serve(args: argparse.Namespace) -> int:
     own = gunicorn_app.own_sockets(cfg)
     if own:
         gunicorn_app.check_port_free(cfg.listen_host, cfg.listen_port)
-    prepare(cfg)
+    in_a_child(prepare, cfg)
     _metrics_dir(cfg)
     where: gunicorn_app.MonitorPlace = (None if args.no_monitor else
                                         "process" if cfg.monitor_own_process else "workers")
@@ -131,6 +131,39 @@ def serve(args: argparse.Namespace) -> int:
                  "accepted yet (set it to 1 for graceful restarts that lose none)")
     gunicorn_app.EngineServer(cfg, monitor=where).run()
     return 0
+
+
+def in_a_child(step, cfg) -> None:
+    """`step(cfg)` in a forked child, for the arbiter: what it imports (alembic, the ORM, the
+    driver) stays out of the arbiter, 24 MB of RSS instead of 73, and out of the monitor process
+    forked from it. Its ConfigError ends `serve` as it would have; any other failure with its
+    traceback and exit code 1."""
+    import sys
+    import traceback
+
+    from engine.config import ConfigError
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            step(cfg)
+        except ConfigError as e:
+            print(f"plugboard engine serve: {e}", file=sys.stderr)
+            code = 2
+        except BaseException:  # noqa: BLE001 - the child must never return into the caller
+            traceback.print_exc()
+            code = 1
+        finally:
+            logging.shutdown()
+            sys.stderr.flush()
+            os._exit(code)
+    _pid, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        raise SystemExit(code)
 
 
 _MONITOR_PLACES = {"process": "the monitor in a process of its own", "workers": "the monitor in the workers",
