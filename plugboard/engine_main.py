@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import os
+import select
+import signal
 
 log = logging.getLogger("plugboard.engine")
 
@@ -157,9 +160,11 @@ def in_a_child(step, cfg) -> None:
             traceback.print_exc()
             code = 1
         finally:
-            logging.shutdown()
-            sys.stderr.flush()
-            os._exit(code)
+            try:
+                logging.shutdown()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
     _pid, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     if code:
@@ -185,30 +190,52 @@ def _metrics_dir(cfg) -> None:
 def monitor(args: argparse.Namespace) -> int:
     """`plugboard engine monitor`: the monitor alone, for deployments that serve with --no-monitor.
     It stands for the same lease as the servers' monitors, so running it twice is safe."""
-    import signal
-    import threading
-
     cfg = _config(args)
     prepare(cfg)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    try:
-        watch_until(cfg, done)
-    except KeyboardInterrupt:
-        pass
+    watch_until(cfg, StopSignals())
     return 0
 
 
-def watch_until(cfg, done) -> None:
+class StopSignals:
+    """SIGTERM, SIGINT and SIGQUIT as a pipe that a monitor process waits on: the handlers only write a
+    byte, where setting a threading.Event from a handler could deadlock on the lock the interrupted
+    main thread holds inside Event.wait. `set` does the same from any thread."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        for sig in self.SIGNALS:
+            signal.signal(sig, self._handle)
+
+    def _handle(self, *_: object) -> None:
+        with contextlib.suppress(BlockingIOError):      # full: a stop is written already
+            os.write(self._write, b".")
+
+    def set(self) -> None:
+        self._handle()
+
+    def is_set(self) -> bool:
+        return bool(select.select([self._read], [], [], 0)[0])
+
+    def wait(self) -> None:
+        select.select([self._read], [], [])
+
+
+def watch_until(cfg, stop) -> None:
     """A process that only watches the hosts (`plugboard engine monitor`, or the monitor process of
-    `serve`): it stands for the deployment's lease until `done` is set. Servers may have commands in
-    flight, so its first reconciliation leaves young in-flight rows to their commands."""
+    `serve`): it stands for the deployment's lease until `stop` (StopSignals) is set. Servers may have
+    commands in flight, so its first reconciliation leaves young in-flight rows to their commands. A
+    stop that came while it was being built ends it before it takes the lease and reconciles."""
     _sessions, _hosts, mon = _watching(cfg)
     runner = standby(mon, cfg)
     runner.startup = False
     settle_heap()
+    if stop.is_set():
+        return
     runner.start()
     try:
-        done.wait()
+        stop.wait()
     finally:
         runner.stop(timeout=cfg.poll_timeout + 10)

@@ -65,6 +65,8 @@ def queued_connections_migrate() -> bool:
 
 
 MonitorPlace = Literal["process", "workers"] | None
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
+QUICK_STOP = 2.0    # seconds the monitor process has to stop once the workers are gone
 
 
 class EngineServer(BaseApplication):
@@ -152,19 +154,23 @@ class EngineArbiter(Arbiter):
         super().reap_workers()
 
     def reload(self) -> None:
-        super().reload()
+        # First: gunicorn's reload returns once the old workers are gone, and the monitor lets go of
+        # the lease meanwhile; its successor is forked once it has.
         if self.monitor_process is not None:
             self.monitor_process.replace()
+        super().reload()
 
     def stop(self, graceful: bool = True) -> None:
-        # Within the workers' own limit: the monitor lets go of the lease while they finish.
-        deadline = time.monotonic() + (self.cfg.graceful_timeout if graceful else 1.0)
+        # The monitor lets go of the lease while the workers finish, within their graceful limit, and
+        # has QUICK_STOP seconds of its own after them (a quick stop's wait for the workers may use
+        # more than that already).
+        deadline = time.monotonic() + (self.cfg.graceful_timeout if graceful else 0.0)
         if self.monitor_process is not None:
             self.monitor_process.stopping = True
             self.monitor_process.signal(signal.SIGTERM if graceful else signal.SIGQUIT)
         super().stop(graceful)
         if self.monitor_process is not None:
-            self.monitor_process.wait(max(0.0, deadline - time.monotonic()))
+            self.monitor_process.wait(max(QUICK_STOP, deadline - time.monotonic()))
 
 
 class MonitorProcess:
@@ -188,8 +194,12 @@ class MonitorProcess:
             return
         self._replacing = False
         self.started = time.monotonic()
+        # Blocked across the fork: a stop sent before the child has its own handlers waits for them,
+        # instead of reaching the arbiter's, which would only queue it in the child's copy.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         pid = os.fork()
         if pid:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             self.pid = pid
             log.info("monitor process %d started", pid)
             return
@@ -200,8 +210,10 @@ class MonitorProcess:
             log.exception("monitor process %d failed", os.getpid())
             code = 1
         finally:
-            logging.shutdown()
-            os._exit(code)
+            try:
+                logging.shutdown()
+            finally:
+                os._exit(code)
 
     def signal(self, sig: int) -> None:
         if self.pid is not None:
@@ -260,20 +272,21 @@ def _watch(arbiter: Arbiter, cfg: Any) -> None:
     for sig in arbiter.SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
+    stop = engine_main.StopSignals()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)    # blocked since the fork
     for listener in arbiter.LISTENERS:
         listener.close()
     for worker in arbiter.WORKERS.values():
         worker.tmp.close()
     util._setproctitle(f"monitor [{arbiter.proc_name}]")
-    threading.Thread(target=_end_with_parent, args=(arbiter.pid, done), name="monitor-parent", daemon=True).start()
-    engine_main.watch_until(cfg, done)
+    threading.Thread(target=_end_with_parent, args=(arbiter.pid, stop), name="monitor-parent", daemon=True).start()
+    engine_main.watch_until(cfg, stop)
 
 
-def _end_with_parent(parent: int, done: threading.Event, every: float = 1.0) -> None:
-    while not done.wait(every):
+def _end_with_parent(parent: int, stop: Any, every: float = 1.0) -> None:
+    while not stop.is_set():
         if os.getppid() != parent:
             log.warning("monitor process %d: the arbiter %d is gone; stopping", os.getpid(), parent)
-            done.set()
+            stop.set()
+            return
+        time.sleep(every)

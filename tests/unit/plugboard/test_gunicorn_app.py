@@ -93,6 +93,7 @@ def test_a_replaced_monitor_process_is_followed_at_once_and_a_stopping_one_by_no
     def waits_for_term(_arbiter, _cfg):
         done = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: done.set())
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, gunicorn_app.STOP_SIGNALS)   # as _watch does
         done.wait(30)
     monkeypatch.setattr(gunicorn_app, "_watch", waits_for_term)
     caplog.set_level("INFO", logger="plugboard.engine")
@@ -117,14 +118,82 @@ def test_a_replaced_monitor_process_is_followed_at_once_and_a_stopping_one_by_no
 def test_the_monitor_process_stops_when_its_arbiter_is_gone():
     import os
     import threading
-    done = threading.Event()
-    watcher = threading.Thread(target=gunicorn_app._end_with_parent, args=(os.getppid(), done, 0.01))
+    stop = threading.Event()
+    watcher = threading.Thread(target=gunicorn_app._end_with_parent, args=(os.getppid(), stop, 0.01))
     watcher.start()
     watcher.join(0.1)
-    assert watcher.is_alive() and not done.is_set()     # its parent is there: it keeps watching
-    done.set()
+    assert watcher.is_alive() and not stop.is_set()     # its parent is there: it keeps watching
+    stop.set()
     watcher.join(5)
 
     orphaned = threading.Event()                        # a parent pid that is not ours: the arbiter died
     gunicorn_app._end_with_parent(os.getppid() + 1, orphaned, every=0.01)
     assert orphaned.is_set()
+
+
+def test_a_stop_signal_is_written_to_the_pipe_the_monitor_waits_on(monkeypatch):
+    """A monitor process waits on a pipe that SIGTERM, SIGINT and SIGQUIT write to: no handler sets a
+    threading.Event, which could deadlock on the lock of the Event.wait it interrupted."""
+    import os
+    import signal
+
+    from plugboard.engine_main import StopSignals
+    saved = {sig: signal.getsignal(sig) for sig in StopSignals.SIGNALS}
+    try:
+        stop = StopSignals()
+        assert not stop.is_set()
+        os.kill(os.getpid(), signal.SIGTERM)
+        stop.wait()                                     # returns: the handler wrote its byte
+        assert stop.is_set()
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def test_a_stop_sent_before_the_monitor_process_has_its_handlers_waits_for_them(monkeypatch, caplog):
+    """SIGTERM right after the fork reaches the child's own handler, not the arbiter's inherited one."""
+    import signal
+    import threading
+    import time
+
+    def slow_to_listen(_arbiter, _cfg):
+        time.sleep(0.3)                                 # building its parts
+        done = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, gunicorn_app.STOP_SIGNALS)
+        if not done.wait(10):
+            raise SystemExit(3)
+    monkeypatch.setattr(gunicorn_app, "_watch", slow_to_listen)
+    caplog.set_level("INFO", logger="plugboard.engine")
+    process = MonitorProcess(cfg=None)
+    process.keep_alive(arbiter=None)
+    pid = process.pid
+    process.stopping = True
+    process.signal(signal.SIGTERM)
+    process.wait(10)
+    assert f"monitor process {pid} exited with code 0" in caplog.text
+
+
+def test_a_monitor_stopped_while_it_was_built_never_takes_the_lease(monkeypatch):
+    import threading
+
+    from plugboard import engine_main
+
+    class Runner:
+        startup = True
+        started = False
+
+        def start(self):
+            self.started = True
+
+        def stop(self, timeout=None):
+            pass
+
+    runner = Runner()
+    monkeypatch.setattr(engine_main, "_watching", lambda cfg: (None, None, None))
+    monkeypatch.setattr(engine_main, "standby", lambda mon, cfg: runner)
+    monkeypatch.setattr(engine_main, "settle_heap", lambda: None)
+    stop = threading.Event()
+    stop.set()
+    engine_main.watch_until(cfg=None, stop=stop)
+    assert not runner.started
