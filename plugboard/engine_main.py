@@ -142,30 +142,19 @@ def in_a_child(step, cfg) -> None:
     forked from it. Its ConfigError ends `serve` as it would have; any other failure with its
     traceback and exit code 1."""
     import sys
-    import traceback
 
     from engine.config import ConfigError
+    from plugboard.forked import run_forked
 
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
+    def body() -> int:
         try:
             step(cfg)
         except ConfigError as e:
             print(f"plugboard engine serve: {e}", file=sys.stderr)
-            code = 2
-        except BaseException:  # noqa: BLE001 - the child must never return into the caller
-            traceback.print_exc()
-            code = 1
-        finally:
-            try:
-                logging.shutdown()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
-    _pid, status = os.waitpid(pid, 0)
+            return 2
+        return 0
+
+    _pid, status = os.waitpid(run_forked(body), 0)
     code = os.waitstatus_to_exitcode(status)
     if code:
         raise SystemExit(code)

@@ -22,6 +22,8 @@ from gunicorn import util
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
+from plugboard.forked import run_forked
+
 log = logging.getLogger("plugboard.engine")
 
 
@@ -197,23 +199,11 @@ class MonitorProcess:
         # Blocked across the fork: a stop sent before the child has its own handlers waits for them,
         # instead of reaching the arbiter's, which would only queue it in the child's copy.
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        pid = os.fork()
-        if pid:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-            self.pid = pid
-            log.info("monitor process %d started", pid)
-            return
-        code = 0
         try:
-            _watch(arbiter, self.cfg)
-        except BaseException:  # noqa: BLE001 - whatever ends it, the child must not return into the arbiter
-            log.exception("monitor process %d failed", os.getpid())
-            code = 1
+            self.pid = run_forked(lambda: _watch(arbiter, self.cfg))
         finally:
-            try:
-                logging.shutdown()
-            finally:
-                os._exit(code)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        log.info("monitor process %d started", self.pid)
 
     def signal(self, sig: int) -> None:
         if self.pid is not None:
